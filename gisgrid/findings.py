@@ -1,0 +1,189 @@
+"""The one findings table every check writes and every output reads.
+
+Columns (in this order): ``finding_id``, ``kind``, ``severity``, ``village_id``,
+``grid_id``, ``owner``, ``measure``, ``unit``, ``rule``, ``message``, ``geometry``.
+
+Stable ids
+----------
+``finding_id`` is ``"<kind>-<12 hex>"`` where the hex digits are the start of a
+SHA-1 of the kind, the finding's *subject key* (the ids it is about: road id,
+grid ids, poi id, river and village ids; never a person's name, so reassigning
+a chief does not change the id) and its location: the centroid of the
+offending geometry snapped to a ``settings.id_snap_m`` (10 m) grid. A few
+centimetres of editing noise keep the id; a different gap, or the same gap in
+a different place, gets another. Two findings that would still collide (the
+same key in the same 10 m cell) are told apart by a ``~2``, ``~3`` suffix in
+a deterministic order (by area/length, then coordinates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gisgrid import settings
+from gisgrid._errors import SchemaError
+
+__all__ = [
+    "COLUMNS",
+    "KINDS",
+    "SEVERITY_RANK",
+    "concat_findings",
+    "empty_findings",
+    "make_findings",
+    "severity_rank",
+    "sort_findings",
+]
+
+COLUMNS: tuple[str, ...] = (
+    "finding_id",
+    "kind",
+    "severity",
+    "village_id",
+    "grid_id",
+    "owner",
+    "measure",
+    "unit",
+    "rule",
+    "message",
+    "geometry",
+)
+
+#: Every finding kind with a one-line meaning (used in legends and reports).
+KINDS: dict[str, str] = {
+    "area_gap": "area in no grid (or in no village)",
+    "area_overlap": "area claimed by two or more grids (or villages)",
+    "road_uncovered": "road section in no grid",
+    "road_ambiguous": "road on a grid border with no clear owner",
+    "river_unassigned": "river reach with no river chief",
+    "grid_unstaffed": "grid with no grid chief",
+    "grid_overloaded": "grid chief with more work than the limit",
+    "staff_unplaced": "roster person whose grid does not exist",
+    "chief_unplaced": "river chief whose river or village does not exist",
+    "poi_uncovered": "must-check point in no grid",
+    "checkpoint_incomplete": "must-check point missing its grid chief or river chief",
+    "sensitive_section": "sensitive section (near a must-check point or border)",
+    "input_repaired": "input geometry repaired or removed on load",
+}
+
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(settings.severities)}
+
+_TEXT_COLUMNS = ("finding_id", "kind", "severity", "village_id", "grid_id", "owner", "unit",
+                 "rule", "message")
+
+
+def severity_rank(severity: pd.Series) -> pd.Series:
+    """Return 0 for ``veto`` up to 3 for ``low`` (unknown severities sort last)."""
+    return severity.map(SEVERITY_RANK).fillna(len(SEVERITY_RANK)).astype(int)
+
+
+def empty_findings(crs: Any) -> gpd.GeoDataFrame:
+    """Return an empty findings table in ``crs``."""
+    data = {c: pd.Series([], dtype=object) for c in COLUMNS if c != "geometry"}
+    data["measure"] = pd.Series([], dtype=float)
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+
+
+def _location_key(geoms: np.ndarray, snap_m: float) -> list[str]:
+    pts = shapely.centroid(geoms)
+    empty = shapely.is_empty(pts) | shapely.is_missing(pts)
+    x = np.where(empty, 0.0, shapely.get_x(np.where(empty, shapely.Point(0, 0), pts)))
+    y = np.where(empty, 0.0, shapely.get_y(np.where(empty, shapely.Point(0, 0), pts)))
+    sx = np.round(x / snap_m).astype(np.int64)
+    sy = np.round(y / snap_m).astype(np.int64)
+    return [f"{a}:{b}" for a, b in zip(sx, sy)]
+
+
+def make_findings(
+    frame: pd.DataFrame,
+    *,
+    crs: Any,
+    key: Sequence[str] | pd.Series | None = None,
+    snap_m: float | None = None,
+) -> gpd.GeoDataFrame:
+    """Build a findings table from a frame with (a subset of) the finding columns.
+
+    Parameters
+    ----------
+    frame
+        Must have ``kind``, ``severity``, ``message`` and ``geometry``; other
+        finding columns are filled with None. Extra columns are kept after the
+        canonical ones (e.g. ``road_class``, ``grid_ids``).
+    crs
+        CRS of the geometries (the town's analysis CRS).
+    key
+        Subject key per row (e.g. ``"road:R12"``); joined into the stable id.
+    snap_m
+        Location snap for the id, default ``settings.id_snap_m``.
+
+    Returns
+    -------
+    GeoDataFrame
+        Findings with a stable ``finding_id``, index reset.
+    """
+    missing = [c for c in ("kind", "severity", "message", "geometry") if c not in frame.columns]
+    if missing:
+        msg = f"findings frame lacks columns {missing}"
+        raise SchemaError(msg, fix="build findings with kind, severity, message and geometry")
+    snap = settings.id_snap_m if snap_m is None else snap_m
+    df = pd.DataFrame(frame).reset_index(drop=True).copy()
+    bad = sorted(set(df["severity"]) - set(SEVERITY_RANK))
+    if bad:
+        msg = f"unknown severity {bad}"
+        raise SchemaError(msg, fix=f"use one of {list(settings.severities)}")
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan if col == "measure" else None
+    df["measure"] = pd.to_numeric(df["measure"], errors="coerce").astype(float)
+    geoms = np.asarray(gpd.GeoSeries(df["geometry"]).values, dtype=object)
+    keys = [""] * len(df) if key is None else [str(k) for k in key]
+    loc = _location_key(geoms, snap)
+    ids = []
+    for kind, k, lc in zip(df["kind"], keys, loc):
+        digest = hashlib.sha1(f"{kind}|{k}|{lc}".encode()).hexdigest()[:12]
+        ids.append(f"{kind}-{digest}")
+    df["finding_id"] = ids
+    if df["finding_id"].duplicated().any():
+        cx = shapely.get_x(shapely.centroid(geoms))
+        cy = shapely.get_y(shapely.centroid(geoms))
+        order = np.lexsort((cy, cx, -df["measure"].fillna(0).to_numpy()))
+        rank = pd.Series(0, index=df.index)
+        ordered = df["finding_id"].iloc[order]
+        rank.iloc[order] = ordered.groupby(ordered).cumcount().to_numpy()
+        df["finding_id"] = np.where(
+            rank > 0, df["finding_id"] + "~" + (rank + 1).astype(str), df["finding_id"]
+        )
+    extra = [c for c in df.columns if c not in COLUMNS]
+    df = df[list(COLUMNS) + extra]
+    for col in _TEXT_COLUMNS:
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return gpd.GeoDataFrame(df, geometry="geometry", crs=crs)
+
+
+def concat_findings(parts: Iterable[gpd.GeoDataFrame], *, crs: Any) -> gpd.GeoDataFrame:
+    """Concatenate findings tables (empty ones allowed) and sort them."""
+    frames = [p for p in parts if p is not None and len(p)]
+    if not frames:
+        return empty_findings(crs)
+    out = pd.concat(frames, ignore_index=True)
+    out = gpd.GeoDataFrame(out, geometry="geometry", crs=crs)
+    return sort_findings(out)
+
+
+def sort_findings(findings: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Sort most severe first, then largest measure, then id; index reset."""
+    rank = severity_rank(findings["severity"])
+    order = np.lexsort(
+        (
+            findings["finding_id"].astype(str).to_numpy(),
+            -findings["measure"].fillna(0).to_numpy(dtype=float),
+            rank.to_numpy(),
+        )
+    )
+    return findings.iloc[order].reset_index(drop=True)

@@ -1,0 +1,57 @@
+"""Typed defaults read at call time.
+
+Functions take ``None`` for an option to mean "use the value here", so an
+analyst may change a default for a whole session (``gisgrid.settings.sliver_area_m2 = 5``).
+
+Attributes
+----------
+analysis_crs : str
+    ``"auto"`` picks the CGCS2000 3-degree Gauss-Kruger zone nearest the data
+    (UTM outside China); otherwise any CRS string pyproj understands.
+sliver_area_m2 : float
+    Gaps and overlaps smaller than this are counted in the summary, not reported.
+sliver_length_m : float
+    Uncovered road pieces shorter than this are digitising noise, not findings.
+border_tolerance_m : float
+    A road within this distance of grid polygons is treated as lying on their border.
+id_snap_m : float
+    Finding locations are snapped to a grid of this size before hashing the id.
+severities : tuple of str
+    Severity levels, most severe first.
+road_classes : tuple of str
+    Canonical road classes, most important first.
+road_uncovered_severity : dict
+    Severity of an uncovered road piece by road class.
+deadline_days : dict
+    Days allowed to fix a finding, by severity.
+default_owner : str
+    Owner of findings no named person is responsible for (属地兜底).
+must_check_kinds : tuple of str
+    POI kinds that are must-check points.
+"""
+
+from __future__ import annotations
+
+analysis_crs: str = "auto"
+sliver_area_m2: float = 1.0
+sliver_length_m: float = 0.5
+border_tolerance_m: float = 0.05
+id_snap_m: float = 10.0
+severities: tuple[str, ...] = ("veto", "high", "medium", "low")
+road_classes: tuple[str, ...] = ("main", "secondary", "village", "lane")
+road_uncovered_severity: dict[str, str] = {
+    "lane": "high",
+    "village": "medium",
+    "secondary": "medium",
+    "main": "low",
+}
+deadline_days: dict[str, int] = {"veto": 3, "high": 7, "medium": 15, "low": 30}
+default_owner: str = "镇指挥中心 (town command center)"
+must_check_kinds: tuple[str, ...] = (
+    "school",
+    "kindergarten",
+    "market",
+    "clinic",
+    "water_intake",
+    "town_entrance",
+)

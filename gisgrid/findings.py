@@ -97,7 +97,7 @@ def _location_key(geoms: np.ndarray, snap_m: float) -> list[str]:
     y = np.where(empty, 0.0, shapely.get_y(np.where(empty, shapely.Point(0, 0), pts)))
     sx = np.round(x / snap_m).astype(np.int64)
     sy = np.round(y / snap_m).astype(np.int64)
-    return [f"{a}:{b}" for a, b in zip(sx, sy)]
+    return [f"{a}:{b}" for a, b in zip(sx, sy, strict=True)]
 
 
 def make_findings(
@@ -145,7 +145,7 @@ def make_findings(
     keys = [""] * len(df) if key is None else [str(k) for k in key]
     loc = _location_key(geoms, snap)
     ids = []
-    for kind, k, lc in zip(df["kind"], keys, loc):
+    for kind, k, lc in zip(df["kind"], keys, loc, strict=True):
         digest = hashlib.sha1(f"{kind}|{k}|{lc}".encode()).hexdigest()[:12]
         ids.append(f"{kind}-{digest}")
     df["finding_id"] = ids

@@ -1,0 +1,7 @@
+"""``python -m gisgrid``."""
+
+import sys
+
+from gisgrid.cli import main
+
+sys.exit(main())

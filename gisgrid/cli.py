@@ -1,0 +1,186 @@
+"""Command line: ``gisgrid demo | check | run | map``.
+
+Exit codes: 0 done and within thresholds; 1 done but a veto item or a
+configured threshold was hit; 2 bad input or configuration (the message says
+what and where; ``--debug`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gisgrid import __version__
+from gisgrid._errors import GisgridError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("gisgrid.cli")
+
+
+class _Progress:
+    """Step progress on an interactive terminal (tqdm); silent in cron logs and pipes."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+        self.bar.set_description_str(step)
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _configure_logging(verbose: int, quiet: bool, debug: bool) -> None:
+    level = logging.WARNING
+    if debug or verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    if quiet:
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("gisgrid")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        msg = f"not a date: {text!r} (use YYYY-MM-DD)"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    common.add_argument("-q", "--quiet", action="store_true", help="print one summary line only (for cron mail)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = argparse.ArgumentParser(
+        prog="gisgrid",
+        description="Full-area grid coverage checks for a township command center (全域网格化覆盖检查).",
+    )
+    p.add_argument("--version", action="version", version=f"gisgrid {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", parents=[common], help="(re)make the synthetic demo data set")
+    d.add_argument("--scale", choices=["town", "county"], default="town")
+    d.add_argument("--out", default="data/geo", help="folder to write (default data/geo)")
+
+    c = sub.add_parser("check", parents=[common], help="validate the input data only")
+    c.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
+
+    r = sub.add_parser("run", parents=[common], help="analyse, map, report and record history")
+    r.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
+    r.add_argument("--out", default=".", help="folder for maps/ and reports/ (default: current folder)")
+    r.add_argument("--as-of", type=_date, default=None, help="date of the run, YYYY-MM-DD (default: today)")
+    r.add_argument("--force", action="store_true", help="allow a run dated before the last recorded run")
+    r.add_argument("--no-maps", action="store_true", help="skip the HTML maps")
+
+    m = sub.add_parser("map", parents=[common], help="write the command-center maps only")
+    m.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
+    m.add_argument("--out", default=".", help="folder for maps/ (default: current folder)")
+    m.add_argument("--village", default=None, help="only this village's map (village id)")
+    m.add_argument("--owner", default=None, help="only this owner's map (name)")
+    m.add_argument("--basemap", default=None, help="osm, tianditu, gaode or none")
+    return p
+
+
+def _print_table(rows: Any) -> None:
+    print(rows.to_string(index=False))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+
+    written = pipeline.write_demo(args.out, scale=args.scale)
+    if not args.quiet:
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+
+    town, table = pipeline.check(args.config)
+    if args.quiet:
+        print(f"OK {town.name}: {len(town.grids)} grids, {len(town.repairs)} repairs, {len(town.issues)} issues")
+        return 0
+    print(f"{town.name} — analysis CRS {town.crs.to_string()} ({town.crs.name}), area {town.area_m2 / 1e6:,.2f} km²")
+    _print_table(table)
+    for _, rep in town.repairs.iterrows():
+        print(f"repaired {rep['layer']} {rep['feature_id']}: {rep['detail']}")
+    for _, iss in town.issues.iterrows():
+        print(f"issue {iss['source']} row {iss['row']}: {iss['column']}={iss['value']!r}: {iss['problem']}")
+    print("usable: yes")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+
+    progress = _Progress(sys.stderr.isatty() and not args.quiet)
+    try:
+        result = pipeline.run(args.config, out=args.out, as_of=args.as_of, force=args.force,
+                              maps=not args.no_maps, progress=progress)
+    finally:
+        progress.close()
+    if args.quiet:
+        print(result.one_line())
+    else:
+        print(result.describe())
+    return result.exit_code
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+
+    written = pipeline.make_maps(args.config, out=args.out, village=args.village, owner=args.owner,
+                                 basemap=args.basemap)
+    if not args.quiet:
+        for path in written:
+            print(f"wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet, args.debug)
+    handler = {"demo": _cmd_demo, "check": _cmd_check, "run": _cmd_run, "map": _cmd_map}[args.command]
+    try:
+        return handler(args)
+    except GisgridError as exc:
+        if args.debug:
+            raise
+        print(f"gisgrid {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gisgrid {args.command}: interrupted; earlier reports are unchanged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,505 @@
+"""Reading and writing files: the only module that touches the file system.
+
+Readers turn every library failure (pyogrio ``DataSourceError``, fiona
+``DriverError``, ``UnicodeDecodeError``, ``OSError``) into an
+:class:`~gisgrid.InputError` that names the file and the fix. Writers are
+atomic: they write a temporary file in the target folder and rename it over
+the target, so a killed run never leaves a half-written file where the last
+good one was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import logging
+import os
+import struct
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+
+from gisgrid._errors import ConfigError, CRSError, InputError
+from gisgrid.crs import OFFSET_DATUMS, bd09_to_wgs84, check_coordinates, gcj02_to_wgs84, parse_crs
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "detect_encoding",
+    "read_config",
+    "read_layer",
+    "read_table",
+    "write_csv",
+    "write_geojson",
+    "write_layers",
+    "write_xlsx",
+]
+
+logger = logging.getLogger(__name__)
+
+_VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".kml", ".fgb", ".gml", ".zip"}
+_WKT_COLUMNS = ("wkt", "WKT", "geometry", "geom", "the_geom", "几何")
+_LON_COLUMNS = ("lon", "lng", "longitude", "x", "经度", "LON", "Longitude", "X")
+_LAT_COLUMNS = ("lat", "latitude", "y", "纬度", "LAT", "Latitude", "Y")
+_SNIFF_BYTES = 4 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- encodings
+def _decode_probe(data: bytes) -> str | None:
+    """Return 'utf-8', 'gb18030' or None for bytes that decode as neither."""
+    if not data or data.isascii():
+        return "utf-8"
+    for enc in ("utf-8", "gb18030"):
+        try:
+            data.decode(enc, errors="strict")
+        except UnicodeDecodeError:
+            continue
+        return enc
+    return None
+
+
+def _dbf_text_bytes(dbf: Path) -> bytes:
+    """Field names and record bytes of a .dbf (what an encoding applies to)."""
+    with dbf.open("rb") as fh:
+        head = fh.read(32)
+        if len(head) < 32:
+            return b""
+        header_len, record_len = struct.unpack("<HH", head[8:12])
+        descriptors = fh.read(max(header_len - 32, 0))
+        names = b"".join(
+            descriptors[i : i + 11].split(b"\x00")[0]
+            for i in range(0, len(descriptors) - 1, 32)
+            if descriptors[i : i + 1] != b"\r"
+        )
+        fh.seek(header_len)
+        body = fh.read(_SNIFF_BYTES - (_SNIFF_BYTES % max(record_len, 1)))
+    return names + b" " + body
+
+
+def detect_encoding(path: str | os.PathLike[str]) -> str:
+    """Detect the text encoding of a Shapefile's .dbf or a CSV file.
+
+    Strict UTF-8 first, then GB18030 (a superset of GBK/GB2312). A ``.cpg``
+    file is never trusted over the bytes: offices write ``ANSI 936`` or
+    ``65001`` whatever the data really is.
+
+    Parameters
+    ----------
+    path
+        A ``.shp``, ``.dbf`` or ``.csv``/``.txt`` file.
+
+    Returns
+    -------
+    str
+        ``"utf-8"`` or ``"gb18030"``.
+
+    Raises
+    ------
+    InputError
+        When the bytes are neither.
+    """
+    p = Path(path)
+    if p.suffix.lower() in {".shp", ".dbf", ".shx"}:
+        dbf = _sibling(p, ".dbf")
+        data = _dbf_text_bytes(dbf) if dbf else b""
+    else:
+        with p.open("rb") as fh:
+            data = fh.read(_SNIFF_BYTES)
+        data = data.removeprefix(b"\xef\xbb\xbf")
+        # A cut in the middle of a multi-byte character would fail strict decoding.
+        if len(data) == _SNIFF_BYTES:
+            data = data[: data.rfind(b"\n") + 1] or data
+    enc = _decode_probe(data)
+    if enc is None:
+        msg = "its text is neither UTF-8 nor GBK/GB18030."
+        raise InputError(msg, path=p, fix='give the encoding in the config, e.g. encoding = "big5"')
+    return enc
+
+
+def _sibling(path: Path, suffix: str) -> Path | None:
+    for cand in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
+        if cand.exists():
+            return cand
+    return None
+
+
+# --------------------------------------------------------------------------- reading
+def _check_shapefile(path: Path) -> None:
+    """Refuse a shapefile whose companions are missing or whose .shp is cut short."""
+    if _sibling(path, ".dbf") is None:
+        msg = "the .dbf file beside it is missing, so every attribute (ids, names) would be lost."
+        raise InputError(msg, path=path, fix="copy the .dbf (and .shx, .prj, .cpg) next to the .shp")
+    shx = _sibling(path, ".shx")
+    if shx is None:
+        msg = "the .shx index beside it is missing."
+        raise InputError(msg, path=path, fix="copy the .shx next to the .shp, or re-export the layer")
+    shp_size = path.stat().st_size
+    data = shx.read_bytes()
+    if len(data) < 100:
+        msg = "the .shx index is truncated."
+        raise InputError(msg, path=shx, fix="re-export the layer")
+    (declared,) = struct.unpack(">i", path.read_bytes()[24:28]) if shp_size >= 28 else (0,)
+    n = (len(data) - 100) // 8
+    if n:
+        recs = np.frombuffer(data[100 : 100 + 8 * n], dtype=">i4").reshape(n, 2)
+        end = int(((recs[:, 0].astype(np.int64) + recs[:, 1] + 4) * 2).max())
+    else:
+        end = 100
+    if shp_size < max(end, declared * 2):
+        msg = (
+            f"the .shp file is truncated: {shp_size} bytes, but its index expects {max(end, declared * 2)}; "
+            "features at the end have no geometry."
+        )
+        raise InputError(msg, path=path, fix="copy the file again or re-export the layer")
+
+
+def _read_csv_layer(path: Path, *, encoding: str | None, layer: str | None) -> gpd.GeoDataFrame:
+    df = read_table(path, encoding=encoding)
+    wkt = next((c for c in _WKT_COLUMNS if c in df.columns), None)
+    if wkt is not None:
+        text = df[wkt].astype(object).where(df[wkt].notna(), None)
+        try:
+            geoms = shapely.from_wkt(text.to_numpy(dtype=object), on_invalid="raise")
+        except shapely.errors.GEOSException as exc:
+            msg = f"column '{wkt}' holds text that is not WKT ({exc})."
+            raise InputError(msg, path=path, column=wkt, fix="write geometries as WKT, e.g. POINT (121.2 32.1)") from None
+        return gpd.GeoDataFrame(df.drop(columns=[wkt]), geometry=geoms)
+    lon = next((c for c in _LON_COLUMNS if c in df.columns), None)
+    lat = next((c for c in _LAT_COLUMNS if c in df.columns), None)
+    if lon is None or lat is None:
+        msg = f"no geometry column: expected one of {list(_WKT_COLUMNS)} or a lon/lat pair (lon, lat, 经度, 纬度)."
+        raise InputError(msg, path=path, layer=layer, fix="add a WKT column or longitude and latitude columns")
+    x = pd.to_numeric(df[lon], errors="coerce")
+    y = pd.to_numeric(df[lat], errors="coerce")
+    bad = df.index[x.isna() | y.isna()]
+    if len(bad):
+        msg = f"{len(bad)} rows have no numeric {lon}/{lat} (first: row {int(bad[0]) + 2} of the file)."
+        raise InputError(msg, path=path, column=lon, fix="fill in the coordinates or remove the rows")
+    return gpd.GeoDataFrame(df.drop(columns=[lon, lat]), geometry=gpd.points_from_xy(x, y))
+
+
+def _apply_declared_crs(gdf: gpd.GeoDataFrame, declared: Any, where: dict[str, Any]) -> gpd.GeoDataFrame:
+    parsed = parse_crs(declared, where=where)
+    if isinstance(parsed, str) and parsed in OFFSET_DATUMS:
+        check_coordinates(gdf.total_bounds, parse_crs("EPSG:4326"), where=where)
+        fn = gcj02_to_wgs84 if parsed == "GCJ-02" else bd09_to_wgs84
+
+        def shift(coords: np.ndarray) -> np.ndarray:
+            lon, lat = fn(coords[:, 0], coords[:, 1])
+            return np.column_stack([lon, lat])
+
+        out = gdf.copy()
+        out.geometry = shapely.transform(gdf.geometry.values, shift)
+        logger.info("%s: converted %s coordinates to WGS84", where.get("path"), parsed)
+        return out.set_crs(4326, allow_override=True)
+    return gdf.set_crs(parsed, allow_override=True)
+
+
+def read_layer(
+    path: str | os.PathLike[str],
+    *,
+    layer: str | None = None,
+    encoding: str | None = None,
+    crs: Any = None,
+) -> gpd.GeoDataFrame:
+    """Read a vector layer: GeoPackage, Shapefile, GeoJSON, KML, or CSV with WKT or lon/lat.
+
+    Parameters
+    ----------
+    path
+        The file.
+    layer
+        Layer name inside a multi-layer file (GeoPackage, KML).
+    encoding
+        Attribute encoding; detected for Shapefiles and CSV when None
+        (strict UTF-8, then GB18030; a ``.cpg`` is not trusted).
+    crs
+        Declared CRS: overrides the file's, or gives one where the file has
+        none. ``"GCJ-02"`` and ``"BD-09"`` are converted to WGS84.
+
+    Returns
+    -------
+    GeoDataFrame
+        With a CRS, and its index the 0-based feature number in the file.
+
+    Raises
+    ------
+    InputError, CRSError
+    """
+    p = Path(path)
+    where: dict[str, Any] = {"path": p, "layer": layer}
+    if not p.exists():
+        msg = "the file does not exist."
+        raise InputError(msg, path=p, fix="check the path (paths in a config are relative to the config file)")
+    suffix = p.suffix.lower()
+    if suffix in {".csv", ".txt"}:
+        gdf = _read_csv_layer(p, encoding=encoding, layer=layer)
+    else:
+        if suffix == ".shp":
+            _check_shapefile(p)
+            if encoding is None:
+                encoding = detect_encoding(p)
+        elif suffix not in _VECTOR_SUFFIXES:
+            msg = f"unknown file type '{suffix}'."
+            raise InputError(msg, path=p, fix="use .gpkg, .shp, .geojson, .kml or .csv")
+        if layer is not None and suffix in {".gpkg", ".kml"}:
+            try:
+                names = [str(n) for n in pyogrio.list_layers(p)[:, 0]]
+            except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
+                msg = f"cannot be opened ({type(exc).__name__}: {exc})."
+                raise InputError(msg, path=p, fix="check the file is complete; copy it again or re-export it") from None
+            if layer not in names:
+                msg = f"has no layer '{layer}'; it has {names}."
+                raise InputError(msg, path=p, layer=layer, fix="set layer to one of those")
+        try:
+            with _gdal_warnings_as_log():
+                gdf = pyogrio.read_dataframe(p, layer=layer, encoding=encoding)
+        except UnicodeDecodeError as exc:
+            msg = f"its text cannot be decoded as {encoding} ({exc.reason})."
+            raise InputError(msg, **where, fix='give the right encoding in the config, e.g. encoding = "gbk"') from None
+        except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
+            msg = f"cannot be read ({type(exc).__name__}: {exc})."
+            raise InputError(msg, **where, fix="check the file is complete and a supported format; copy it again or re-export it") from None
+        if gdf.crs is None and crs is None and gdf.geometry.notna().any():
+            msg = "the layer has no CRS (no .prj, or a GeoPackage without a spatial reference)."
+            raise CRSError(msg, **where, fix='declare it in the config: crs = "EPSG:4490" (or the CRS it is in)')
+    if crs is not None:
+        gdf = _apply_declared_crs(gdf, crs, where)
+    elif gdf.crs is None:
+        if len(gdf) and gdf.geometry.notna().any():
+            msg = "the layer has no CRS."
+            raise CRSError(msg, **where, fix='declare it in the config: crs = "EPSG:4490" (or the CRS it is in)')
+        gdf = gdf.set_crs(4326)
+    if len(gdf) and gdf.geometry.notna().any():
+        check_coordinates(gdf.total_bounds, gdf.crs, where=where)
+    gdf.attrs["source"] = {"path": str(p), "layer": layer}
+    return gdf
+
+
+@contextlib.contextmanager
+def _gdal_warnings_as_log() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        logger.warning("%s", w.message)
+
+
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    encoding: str | None = None,
+    sheet: str | int | None = None,
+) -> pd.DataFrame:
+    """Read a roster from CSV or XLSX, every cell as text.
+
+    Text is kept as text (phone numbers and ids with leading zeros survive);
+    empty cells are None. CSV encoding is detected when not given (strict
+    UTF-8, then GB18030: Excel in China saves CSV as GBK).
+
+    Parameters
+    ----------
+    path
+        ``.csv``/``.txt`` or ``.xlsx``/``.xlsm``.
+    encoding
+        CSV encoding; detected when None.
+    sheet
+        Sheet name or 0-based number for XLSX (default the first).
+
+    Returns
+    -------
+    DataFrame
+        Index = 0-based data row (file line = index + 2).
+    """
+    p = Path(path)
+    if not p.exists():
+        msg = "the file does not exist."
+        raise InputError(msg, path=p, fix="check the path (paths in a config are relative to the config file)")
+    suffix = p.suffix.lower()
+    if suffix == ".gpkg":
+        try:
+            df = pyogrio.read_dataframe(p, layer=sheet, read_geometry=False)
+        except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise many types
+            msg = f"table {sheet!r} cannot be read ({type(exc).__name__}: {exc})."
+            raise InputError(msg, path=p, layer=None if sheet is None else str(sheet), fix="check the layer name") from None
+        df = df.apply(lambda s: s.map(_cell_text)).astype(object)
+    elif suffix in {".xlsx", ".xlsm"}:
+        try:
+            df = pd.read_excel(p, sheet_name=0 if sheet is None else sheet, dtype=object, engine="openpyxl")
+        except ValueError as exc:
+            msg = f"sheet {sheet!r} cannot be read ({exc})."
+            raise InputError(msg, path=p, layer=None if sheet is None else str(sheet), fix="set sheet to an existing sheet name") from None
+        except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
+            msg = f"cannot be read as an Excel workbook ({type(exc).__name__}: {exc})."
+            raise InputError(msg, path=p, fix="open and save it again in Excel, or export it as CSV") from None
+        df = df.apply(lambda s: s.map(_cell_text))
+    elif suffix in {".csv", ".txt"}:
+        enc = encoding or detect_encoding(p)
+        try:
+            df = pd.read_csv(p, dtype=str, encoding="utf-8-sig" if enc == "utf-8" else enc, keep_default_na=False)
+        except UnicodeDecodeError as exc:
+            msg = f"its text cannot be decoded as {enc} ({exc.reason})."
+            raise InputError(msg, path=p, fix='give the right encoding in the config, e.g. encoding = "gbk"') from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            msg = f"is not a readable CSV table ({exc})."
+            raise InputError(msg, path=p, fix="check the file has a header row and one record per line") from None
+        df = df.astype(object).where(df != "", None)
+    else:
+        msg = f"unknown table type '{suffix}'."
+        raise InputError(msg, path=p, fix="use .csv or .xlsx")
+    df.columns = [str(c).strip() for c in df.columns]
+    df.attrs["source"] = {"path": str(p), "layer": None if sheet is None else str(sheet)}
+    return df.reset_index(drop=True)
+
+
+def _cell_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file; the result carries ``_path`` and ``_dir`` for resolving paths."""
+    p = Path(path)
+    if not p.exists():
+        msg = "the config file does not exist."
+        raise ConfigError(msg, path=p, fix="give the path of a gisgrid.toml (gisgrid demo writes an example)")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        msg = "the config file is not UTF-8."
+        raise ConfigError(msg, path=p, fix="save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"the config file is not valid TOML ({exc})."
+        raise ConfigError(msg, path=p, fix="correct the line named above") from None
+    data["_path"] = str(p.resolve())
+    data["_dir"] = str(p.resolve().parent)
+    return data
+
+
+# --------------------------------------------------------------------------- writing
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    On any error the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.unlink()  # writers such as GDAL want to create the file themselves
+    try:
+        yield tmp_path
+        if tmp_path.exists():
+            with tmp_path.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; return the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, encoding: str = "utf-8-sig") -> Path:
+    """Write a table as CSV atomically (default UTF-8 with BOM, which Excel reads as Chinese)."""
+    df = pd.DataFrame(frame)
+    if isinstance(frame, gpd.GeoDataFrame):
+        df = df.drop(columns=[frame.geometry.name])
+    buf = _io.StringIO()
+    df.to_csv(buf, index=False)
+    return atomic_write_bytes(path, buf.getvalue().encode(encoding))
+
+
+def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> Path:
+    """Write several tables as sheets of one XLSX workbook, atomically.
+
+    Geometry columns are dropped; sheet names are cut to Excel's 31 characters
+    and made unique.
+    """
+    used: set[str] = set()
+    with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+        for name, frame in sheets.items():
+            df = pd.DataFrame(frame)
+            if isinstance(frame, gpd.GeoDataFrame):
+                df = df.drop(columns=[frame.geometry.name])
+            title = _sheet_title(name, used)
+            df.to_excel(writer, sheet_name=title, index=False)
+    return Path(path)
+
+
+def _sheet_title(name: str, used: set[str]) -> str:
+    base = "".join("_" if ch in '[]:*?/\\' else ch for ch in str(name))[:31] or "sheet"
+    title, k = base, 2
+    while title in used:
+        tail = f"~{k}"
+        title, k = base[: 31 - len(tail)] + tail, k + 1
+    used.add(title)
+    return title
+
+
+def write_geojson(frame: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a GeoDataFrame as GeoJSON in EPSG:4326, atomically."""
+    out = frame.to_crs(4326) if frame.crs is not None else frame
+    return atomic_write_text(path, out.to_json(drop_id=True, ensure_ascii=False))
+
+
+def write_layers(
+    layers: Mapping[str, gpd.GeoDataFrame],
+    path: str | os.PathLike[str],
+    *,
+    encoding: str | None = None,
+) -> Path:
+    """Write layers to one GeoPackage (or a single layer to .shp/.geojson), atomically."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        for name, gdf in layers.items():
+            kwargs: dict[str, Any] = {}
+            if encoding:
+                kwargs["encoding"] = encoding
+            if target.suffix.lower() == ".gpkg":
+                kwargs["layer"] = name
+            pyogrio.write_dataframe(gdf, tmp, **kwargs)
+        if target.suffix.lower() == ".shp":
+            for ext in (".shx", ".dbf", ".prj", ".cpg"):
+                side = tmp.with_suffix(ext)
+                if side.exists():
+                    os.replace(side, target.with_suffix(ext))
+    return target
+
+
+def write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and move the result over ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)

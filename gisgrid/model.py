@@ -1,0 +1,546 @@
+"""The validated township: :class:`Town` and its layer schemas.
+
+A :class:`Town` holds the canonical layers (boundary, villages, grids, roads,
+rivers, POIs) as GeoDataFrames in one metric analysis CRS, the rosters as
+DataFrames, and two records of what validation did:
+
+``repairs``
+    One row per geometry repaired or removed (``make_valid``, empty or None
+    geometries, parts of the wrong type dropped from a collection), with the
+    area before and after. These become ``input_repaired`` findings.
+``issues``
+    One row per broken reference (a roster person whose grid does not exist,
+    a chief whose river or village does not exist, a grid whose village does
+    not exist). Nothing is dropped; the coverage engine reports them.
+
+Everything else that is wrong is refused with a :class:`~gisgrid.SchemaError`
+or :class:`~gisgrid.CRSError` naming the file, layer, column, rows and fix.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+from gisgrid import settings
+from gisgrid._errors import CRSError, SchemaError
+from gisgrid.crs import analysis_crs as _choose_crs
+from gisgrid.crs import check_coordinates, parse_crs
+
+__all__ = ["LAYERS", "ROSTERS", "LayerSpec", "RosterSpec", "Town"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What a canonical layer must hold."""
+
+    geom: str  # "polygon", "line" or "point"
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    id: str | None = None
+    numeric: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RosterSpec:
+    """What a roster table must hold."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+LAYERS: dict[str, LayerSpec] = {
+    "boundary": LayerSpec("polygon", ("name",), ("town_id",)),
+    "villages": LayerSpec("polygon", ("village_id", "name"), ("households", "population"), "village_id",
+                          ("households", "population")),
+    "grids": LayerSpec("polygon", ("grid_id", "village_id"), ("name", "households"), "grid_id", ("households",)),
+    "roads": LayerSpec("line", ("road_id", "road_class"), ("name",), "road_id"),
+    "rivers": LayerSpec("line", ("river_id", "name"), ("level", "width_m"), "river_id", ("width_m",)),
+    "pois": LayerSpec("point", ("poi_id", "kind"), ("name",), "poi_id"),
+}
+
+ROSTERS: dict[str, RosterSpec] = {
+    "grid_staff": RosterSpec(
+        ("person_id", "name", "role", "grid_id"), ("phone",),
+        {"role": ("grid_chief", "grid_member")},
+    ),
+    "river_chiefs": RosterSpec(
+        ("person_id", "name", "level", "river_id"), ("phone", "village_id"),
+        {"level": ("county", "town", "village")},
+    ),
+}
+
+_GEOM_TYPES = {
+    "polygon": {"Polygon", "MultiPolygon"},
+    "line": {"LineString", "MultiLineString", "LinearRing"},
+    "point": {"Point", "MultiPoint"},
+}
+_PART_TYPE_IDS = {"polygon": (3,), "line": (1, 2), "point": (0,)}
+
+REPAIR_COLUMNS = ("layer", "feature_id", "row", "action", "detail", "area_before", "area_after", "geometry")
+ISSUE_COLUMNS = ("kind", "source", "row", "person_id", "name", "column", "value", "problem")
+
+
+def _where(frame: Any, layer: str) -> dict[str, Any]:
+    src = getattr(frame, "attrs", {}).get("source") or {}
+    return {"path": src.get("path"), "layer": src.get("layer") or layer}
+
+
+def _is_table_file(frame: Any) -> bool:
+    path = (getattr(frame, "attrs", {}).get("source") or {}).get("path") or ""
+    return str(path).lower().endswith((".csv", ".txt", ".xlsx", ".xlsm"))
+
+
+def _row_label(frame: Any, rows: Any, limit: int = 5) -> str:
+    """Human row numbers: file lines for CSV/XLSX (header is line 1), else feature numbers."""
+    rows = list(rows)
+    offset = 2 if _is_table_file(frame) else 0
+    shown = ", ".join(str(int(r) + offset) if isinstance(r, (int, np.integer)) else str(r) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    unit = "line" if offset else "feature"
+    return f"{unit}{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _empty_layer(name: str, crs: Any) -> gpd.GeoDataFrame:
+    spec = LAYERS[name]
+    cols = {c: pd.Series([], dtype=object) for c in (*spec.required, *spec.optional)}
+    return gpd.GeoDataFrame(cols, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+
+
+def _empty_roster(name: str) -> pd.DataFrame:
+    spec = ROSTERS[name]
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in (*spec.required, *spec.optional)})
+
+
+def _clean_text(series: pd.Series) -> pd.Series:
+    """Ids and codes as stripped text; numbers read as 12.0 become '12'; blanks become None."""
+
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return None
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
+        text = str(v).strip()
+        return text or None
+
+    return series.astype(object).map(one).astype(object)
+
+
+def _check_columns(frame: Any, name: str, required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        have = [str(c) for c in frame.columns if c != getattr(frame, "_geometry_column_name", None)]
+        msg = f"required column{'s' if len(missing) > 1 else ''} {missing} missing; the {name} data has {have}."
+        raise SchemaError(
+            msg, **_where(frame, name), column=missing[0],
+            fix=f'map your column in the config: [sources.{name}] fields = {{ {missing[0]} = "your column" }}',
+        )
+
+
+def _check_ids(frame: Any, name: str, col: str) -> None:
+    blank = frame.index[frame[col].isna()]
+    if len(blank):
+        msg = f"{len(blank)} row(s) have no {col} ({_row_label(frame, blank)})."
+        raise SchemaError(msg, **_where(frame, name), column=col, fix=f"give every row a {col}")
+    dup = frame[col][frame[col].duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        rows = dup.index[dup == first]
+        msg = (f"{dup.nunique()} duplicate {col} value(s), e.g. '{first}' at {_row_label(frame, rows)}; "
+               "ids must be unique.")
+        raise SchemaError(msg, **_where(frame, name), column=col, fix=f"give each row its own {col}")
+
+
+def _prepare_layer(
+    name: str, frame: Any, target: pyproj.CRS
+) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]]]:
+    spec = LAYERS[name]
+    where = _where(frame, name)
+    if not isinstance(frame, gpd.GeoDataFrame):
+        msg = f"the {name} layer must be a GeoDataFrame, got {type(frame).__name__}."
+        raise SchemaError(msg, **where, fix="read it with gisgrid.io.read_layer or geopandas.read_file")
+    _check_columns(frame, name, spec.required)
+    if frame.crs is None:
+        msg = f"the {name} layer has no CRS."
+        raise CRSError(msg, **where, fix='set it with .set_crs("EPSG:4490") or declare crs in the config')
+    gdf = frame.copy()
+    for col in spec.optional:
+        if col not in gdf.columns:
+            gdf[col] = None
+    for col in spec.numeric:
+        values = pd.to_numeric(gdf[col], errors="coerce")
+        bad = gdf.index[values.isna() & _clean_text(gdf[col]).notna()]
+        if len(bad):
+            msg = f"column '{col}' must be a number, but {_row_label(frame, bad)} hold(s) '{gdf.loc[bad[0], col]}'."
+            raise SchemaError(msg, **where, column=col, fix="fix those cells or map another column")
+        gdf[col] = values.astype(float)
+    text_cols = [c for c in (*spec.required, *spec.optional) if c not in spec.numeric]
+    for col in text_cols:
+        gdf[col] = _clean_text(gdf[col])
+    if spec.id:
+        _check_ids(gdf, name, spec.id)
+    if name == "roads":
+        bad = sorted(set(gdf["road_class"].dropna()) - set(settings.road_classes))
+        if bad or gdf["road_class"].isna().any():
+            rows = gdf.index[~gdf["road_class"].isin(settings.road_classes)]
+            msg = (f"road_class must be one of {list(settings.road_classes)}; found {bad or [None]} "
+                   f"({_row_label(frame, rows)}).")
+            raise SchemaError(
+                msg, **where, column="road_class",
+                fix='map your classes in the config: values = { road_class = { "小巷" = "lane", "主干道" = "main" } }',
+            )
+    if name == "pois" and gdf["kind"].isna().any():
+        rows = gdf.index[gdf["kind"].isna()]
+        msg = f"{_row_label(frame, rows)} have no kind."
+        raise SchemaError(msg, **where, column="kind", fix="give every point a kind (school, market, …)")
+
+    repairs: list[dict[str, Any]] = []
+    idcol = spec.id
+
+    def fid(idx: Any) -> Any:
+        return gdf.at[idx, idcol] if idcol else str(idx)
+
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    if missing.any():
+        for idx in gdf.index[missing]:
+            repairs.append({"layer": name, "feature_id": fid(idx), "row": idx, "action": "removed_empty",
+                            "detail": "feature has no geometry (None or empty); removed from analysis",
+                            "area_before": np.nan, "area_after": np.nan, "geometry": None})
+        logger.warning("%s: %d feature(s) without geometry removed and recorded", name, int(missing.sum()))
+        gdf = gdf.loc[~missing].copy()
+        geoms = geoms[~missing]
+    if len(gdf) and shapely.has_z(geoms).any():
+        geoms = shapely.force_2d(geoms)
+        logger.info("%s: Z coordinates dropped", name)
+    # Collections: keep the parts of the layer's type, record what was dropped.
+    types = shapely.get_type_id(geoms)
+    is_coll = types == 7
+    if is_coll.any():
+        for pos in np.flatnonzero(is_coll):
+            parts = shapely.get_parts(geoms[pos])
+            keep = parts[np.isin(shapely.get_type_id(parts), _PART_TYPE_IDS[spec.geom] + (
+                (6,) if spec.geom == "polygon" else (5,) if spec.geom == "line" else (4,)))]
+            new = shapely.union_all(keep) if len(keep) else None
+            idx = gdf.index[pos]
+            repairs.append({"layer": name, "feature_id": fid(idx), "row": idx, "action": "collection_exploded",
+                            "detail": f"geometry collection of {len(parts)} parts; kept {len(keep)} of type {spec.geom}",
+                            "area_before": float(shapely.area(geoms[pos])),
+                            "area_after": float(shapely.area(new)) if new is not None else np.nan,
+                            "geometry": new})
+            geoms[pos] = new
+    names = np.array([g.geom_type if g is not None else "None" for g in geoms], dtype=object)
+    wrong = ~np.isin(names, list(_GEOM_TYPES[spec.geom]))
+    if wrong.any():
+        rows = gdf.index[wrong]
+        msg = (f"the {name} layer must hold {spec.geom} geometries, but {_row_label(frame, rows)} "
+               f"hold {sorted(set(names[wrong]))}.")
+        raise SchemaError(msg, **where, fix=f"give the {name} layer {spec.geom}s only, or point the config at the right layer")
+    gdf = gpd.GeoDataFrame(gdf.drop(columns=gdf.geometry.name), geometry=geoms, crs=frame.crs)
+    if len(gdf):
+        check_coordinates(gdf.total_bounds, gdf.crs, where=where)
+    gdf = gdf.to_crs(target)
+    if spec.geom == "polygon" and len(gdf):
+        geoms = np.asarray(gdf.geometry.values, dtype=object)
+        invalid = ~shapely.is_valid(geoms)
+        for pos in np.flatnonzero(invalid):
+            before = geoms[pos]
+            reason = shapely.is_valid_reason(before)
+            fixed = shapely.make_valid(before, method="structure", keep_collapsed=False)
+            if fixed.geom_type == "GeometryCollection":
+                polys = [p for p in shapely.get_parts(fixed) if p.geom_type in ("Polygon", "MultiPolygon")]
+                fixed = shapely.union_all(polys) if polys else shapely.Polygon()
+            idx = gdf.index[pos]
+            repairs.append({"layer": name, "feature_id": fid(idx), "row": idx, "action": "make_valid",
+                            "detail": f"invalid polygon ({reason}) repaired with make_valid(method='structure')",
+                            "area_before": float(shapely.area(before)), "area_after": float(shapely.area(fixed)),
+                            "geometry": fixed if not fixed.is_empty else before})
+            geoms[pos] = fixed
+        if invalid.any():
+            logger.warning("%s: %d invalid polygon(s) repaired and recorded", name, int(invalid.sum()))
+            collapsed = shapely.is_empty(geoms)
+            gdf = gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
+            if collapsed.any():
+                for r in repairs:
+                    if r["row"] in set(gdf.index[collapsed]):
+                        r["action"] = "removed_collapsed"
+                        r["detail"] += "; nothing with area was left, so it was removed"
+                gdf = gdf.loc[~collapsed]
+    gdf.attrs = {}
+    return gdf, repairs
+
+
+def _prepare_roster(name: str, frame: Any) -> pd.DataFrame:
+    spec = ROSTERS[name]
+    where = _where(frame, name)
+    if not isinstance(frame, pd.DataFrame):
+        msg = f"the {name} roster must be a DataFrame, got {type(frame).__name__}."
+        raise SchemaError(msg, **where, fix="read it with gisgrid.io.read_table or pandas")
+    _check_columns(frame, name, spec.required)
+    df = pd.DataFrame(frame).copy()
+    for col in spec.optional:
+        if col not in df.columns:
+            df[col] = None
+    for col in (*spec.required, *spec.optional):
+        df[col] = _clean_text(df[col])
+    for col in ("person_id", "name"):
+        blank = df.index[df[col].isna()]
+        if len(blank):
+            msg = f"{_row_label(frame, blank)} have no {col}."
+            raise SchemaError(msg, **where, column=col, fix=f"fill in {col} for every person")
+    for col, allowed in spec.choices.items():
+        bad = df.index[~df[col].isin(allowed)]
+        if len(bad):
+            found = sorted({str(v) for v in df.loc[bad, col]})
+            msg = f"column '{col}' must be one of {list(allowed)}; found {found} ({_row_label(frame, bad)})."
+            raise SchemaError(
+                msg, **where, column=col,
+                fix=f'map your values in the config: values = {{ {col} = {{ "{found[0]}" = "{allowed[0]}" }} }}',
+            )
+    df.attrs = {"source": (getattr(frame, "attrs", {}) or {}).get("source")}
+    return df
+
+
+def _issue_rows(df: pd.DataFrame, mask: Any, *, kind: str, source: str, column: str, problem: str) -> list[dict]:
+    out = []
+    for idx in df.index[mask]:
+        out.append({"kind": kind, "source": source, "row": idx, "person_id": df.at[idx, "person_id"]
+                    if "person_id" in df.columns else None,
+                    "name": df.at[idx, "name"] if "name" in df.columns else None,
+                    "column": column, "value": df.at[idx, column], "problem": problem})
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Town:
+    """A validated township in one metric analysis CRS.
+
+    Build it with :meth:`Town.from_frames` or :func:`gisgrid.load_town`; the
+    constructor itself does not validate.
+
+    Attributes
+    ----------
+    name : str
+    crs : pyproj.CRS
+        The analysis CRS (metres).
+    boundary, villages, grids, roads, rivers, pois : GeoDataFrame
+        Canonical layers; absent optional layers are empty with their columns.
+    grid_staff, river_chiefs : DataFrame
+        Rosters; absent ones are empty.
+    repairs : GeoDataFrame
+        Geometry repairs and removals made on load.
+    issues : DataFrame
+        Broken references found on load (nothing is dropped for them).
+    sources : dict
+        Where each layer came from (``{"path": ..., "layer": ...}``).
+    """
+
+    name: str
+    crs: pyproj.CRS
+    boundary: gpd.GeoDataFrame
+    villages: gpd.GeoDataFrame
+    grids: gpd.GeoDataFrame
+    roads: gpd.GeoDataFrame
+    rivers: gpd.GeoDataFrame
+    pois: gpd.GeoDataFrame
+    grid_staff: pd.DataFrame
+    river_chiefs: pd.DataFrame
+    repairs: gpd.GeoDataFrame
+    issues: pd.DataFrame
+    sources: dict[str, Any] = field(default_factory=dict)
+
+    LAYER_NAMES = ("boundary", "villages", "grids", "roads", "rivers", "pois")
+    ROSTER_NAMES = ("grid_staff", "river_chiefs")
+
+    @classmethod
+    def from_frames(
+        cls,
+        *,
+        boundary: gpd.GeoDataFrame | None = None,
+        villages: gpd.GeoDataFrame,
+        grids: gpd.GeoDataFrame,
+        roads: gpd.GeoDataFrame | None = None,
+        rivers: gpd.GeoDataFrame | None = None,
+        pois: gpd.GeoDataFrame | None = None,
+        grid_staff: pd.DataFrame | None = None,
+        river_chiefs: pd.DataFrame | None = None,
+        crs: Any = None,
+        name: str | None = None,
+    ) -> Town:
+        """Validate canonical frames and return a Town in one analysis CRS.
+
+        Parameters
+        ----------
+        boundary, villages, grids, roads, rivers, pois
+            GeoDataFrames with the canonical columns, each in any CRS.
+            ``boundary`` may be None (the union of villages is the town).
+        grid_staff, river_chiefs
+            Roster DataFrames with the canonical columns.
+        crs
+            Analysis CRS: None or ``"auto"`` picks the CGCS2000 Gauss-Kruger
+            zone nearest the data (UTM outside China); else any CRS in metres.
+        name
+            Town name; default the boundary's ``name``.
+
+        Returns
+        -------
+        Town
+
+        Raises
+        ------
+        SchemaError, CRSError
+        """
+        frames = {"boundary": boundary, "villages": villages, "grids": grids, "roads": roads,
+                  "rivers": rivers, "pois": pois}
+        sources = {k: (getattr(v, "attrs", {}) or {}).get("source") for k, v in frames.items() if v is not None}
+        for req in ("villages", "grids"):
+            if frames[req] is None:
+                msg = f"the {req} layer is required."
+                raise SchemaError(msg, layer=req, fix=f"give a {req} layer ([sources.{req}] in the config)")
+        target = cls._target_crs(crs, villages)
+        prepared: dict[str, gpd.GeoDataFrame] = {}
+        repairs: list[dict[str, Any]] = []
+        for lname in cls.LAYER_NAMES:
+            frame = frames[lname]
+            if frame is None:
+                prepared[lname] = _empty_layer(lname, target)
+                continue
+            gdf, rep = _prepare_layer(lname, frame, target)
+            prepared[lname] = gdf
+            repairs.extend(rep)
+        if not len(prepared["villages"]) or not len(prepared["grids"]):
+            empty = "villages" if not len(prepared["villages"]) else "grids"
+            msg = f"the {empty} layer has no features."
+            raise SchemaError(msg, **_where(frames[empty], empty), fix="point the config at the right file and layer")
+        rosters = {
+            "grid_staff": _empty_roster("grid_staff") if grid_staff is None else _prepare_roster("grid_staff", grid_staff),
+            "river_chiefs": (_empty_roster("river_chiefs") if river_chiefs is None
+                             else _prepare_roster("river_chiefs", river_chiefs)),
+        }
+        for rname, frame in (("grid_staff", grid_staff), ("river_chiefs", river_chiefs)):
+            if frame is not None:
+                sources[rname] = (getattr(frame, "attrs", {}) or {}).get("source")
+        issues = cls._references(prepared, rosters)
+        rep_frame = gpd.GeoDataFrame(
+            pd.DataFrame(repairs, columns=list(REPAIR_COLUMNS)), geometry="geometry", crs=target
+        )
+        if name is None:
+            names = prepared["boundary"]["name"].dropna() if len(prepared["boundary"]) else []
+            name = str(names.iloc[0]) if len(names) else "town"
+        town = cls(name=name, crs=target, **prepared, **rosters, repairs=rep_frame,
+                   issues=pd.DataFrame(issues, columns=list(ISSUE_COLUMNS)), sources=sources)
+        logger.info("town %s: %d villages, %d grids, %d roads, %d rivers, %d POIs in %s; %d repairs, %d issues",
+                    town.name, len(town.villages), len(town.grids), len(town.roads), len(town.rivers),
+                    len(town.pois), town.crs.to_string(), len(town.repairs), len(town.issues))
+        return town
+
+    @staticmethod
+    def _target_crs(crs: Any, villages: Any) -> pyproj.CRS:
+        value = settings.analysis_crs if crs is None else crs
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            if not isinstance(villages, gpd.GeoDataFrame) or villages.crs is None:
+                msg = "the villages layer has no CRS, so no analysis CRS can be chosen."
+                raise CRSError(msg, **_where(villages, "villages"), fix='set its CRS or declare crs in the config')
+            return _choose_crs(villages)
+        parsed = parse_crs(value)
+        if isinstance(parsed, str) or not parsed.is_projected:
+            msg = f"the analysis CRS {value!r} is not a projected CRS in metres."
+            raise CRSError(msg, fix='use "auto" or a metric CRS such as "EPSG:4549"')
+        return parsed
+
+    @staticmethod
+    def _references(layers: dict[str, gpd.GeoDataFrame], rosters: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+        issues: list[dict[str, Any]] = []
+        village_ids = set(layers["villages"]["village_id"])
+        grid_ids = set(layers["grids"]["grid_id"])
+        river_ids = set(layers["rivers"]["river_id"])
+        grids = layers["grids"]
+        bad = ~grids["village_id"].isin(village_ids)
+        for idx in grids.index[bad]:
+            issues.append({"kind": "input_reference", "source": "grids", "row": idx, "person_id": None,
+                           "name": grids.at[idx, "grid_id"], "column": "village_id",
+                           "value": grids.at[idx, "village_id"],
+                           "problem": f"grid {grids.at[idx, 'grid_id']} names village "
+                                      f"{grids.at[idx, 'village_id']}, which is not in the villages layer"})
+        staff = rosters["grid_staff"]
+        issues += _issue_rows(staff, ~staff["grid_id"].isin(grid_ids), kind="staff_unplaced", source="grid_staff",
+                              column="grid_id", problem="grid does not exist in the grids layer")
+        chiefs = rosters["river_chiefs"]
+        issues += _issue_rows(chiefs, ~chiefs["river_id"].isin(river_ids), kind="chief_unplaced",
+                              source="river_chiefs", column="river_id",
+                              problem="river does not exist in the rivers layer")
+        village_level = (chiefs["level"] == "village") & chiefs["river_id"].isin(river_ids)
+        issues += _issue_rows(chiefs, village_level & chiefs["village_id"].isna(), kind="chief_unplaced",
+                              source="river_chiefs", column="village_id",
+                              problem="village-level chief without a village_id")
+        issues += _issue_rows(chiefs, village_level & chiefs["village_id"].notna()
+                              & ~chiefs["village_id"].isin(village_ids), kind="chief_unplaced",
+                              source="river_chiefs", column="village_id",
+                              problem="village does not exist in the villages layer")
+        return issues
+
+    # ------------------------------------------------------------------ derived
+    @cached_property
+    def extent(self) -> shapely.Geometry:
+        """The town's area: the union of the boundary, or of the villages when there is none."""
+        src = self.boundary if len(self.boundary) else self.villages
+        return shapely.union_all(np.asarray(src.geometry.values, dtype=object))
+
+    @property
+    def area_m2(self) -> float:
+        """Area of :attr:`extent` in m²."""
+        return float(self.extent.area)
+
+    def frames(self) -> dict[str, Any]:
+        """The layers and rosters as keyword arguments for :meth:`from_frames` (copies)."""
+        out: dict[str, Any] = {k: getattr(self, k).copy() for k in (*self.LAYER_NAMES, *self.ROSTER_NAMES)}
+        if not len(out["boundary"]):
+            out["boundary"] = None
+        return out
+
+    def replace(self, **changes: Any) -> Town:
+        """Return a new validated Town with some layers or rosters replaced (for what-if analysis)."""
+        unknown = set(changes) - {*self.LAYER_NAMES, *self.ROSTER_NAMES, "name"}
+        if unknown:
+            msg = f"unknown layer(s) {sorted(unknown)}."
+            raise SchemaError(msg, fix=f"use any of {[*self.LAYER_NAMES, *self.ROSTER_NAMES]}")
+        kwargs = self.frames()
+        kwargs.update(changes)
+        kwargs.setdefault("name", self.name)
+        return Town.from_frames(**kwargs, crs=self.crs)
+
+    def layer_table(self) -> pd.DataFrame:
+        """One row per layer and roster: rows, geometry, repairs and issues (for ``gisgrid check``)."""
+        rows = []
+        for lname in (*self.LAYER_NAMES, *self.ROSTER_NAMES):
+            frame = getattr(self, lname)
+            src = self.sources.get(lname) or {}
+            rep = int((self.repairs["layer"] == lname).sum()) if len(self.repairs) else 0
+            iss = int((self.issues["source"] == lname).sum()) if len(self.issues) else 0
+            geom = LAYERS[lname].geom if lname in LAYERS else "table"
+            rows.append({"layer": lname, "rows": len(frame), "geometry": geom, "repairs": rep, "issues": iss,
+                         "source": src.get("path") or "-"})
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        return (f"<Town {self.name!r}: {len(self.villages)} villages, {len(self.grids)} grids, "
+                f"{len(self.roads)} roads, {len(self.rivers)} rivers, {len(self.pois)} POIs, "
+                f"{self.crs.to_string()}, {len(self.repairs)} repairs, {len(self.issues)} issues>")
+
+    def _repr_html_(self) -> str:
+        table = self.layer_table().drop(columns=["source"])
+        head = (f"<b>{html.escape(self.name)}</b> — {html.escape(self.crs.name)} ({html.escape(self.crs.to_string())}),"
+                f" area {self.area_m2 / 1e6:,.2f} km²")
+        return f"<div>{head}{table.to_html(index=False, escape=True)}</div>"

@@ -1,0 +1,472 @@
+"""``analyze()``: every check in order, one findings table, one summary.
+
+The order is coverage (gaps, overlaps, uncovered roads and points, input
+repairs), then responsibility (staffing, river chiefs, owners), then the
+sensitive-section rules, which may raise severities. The result is an
+:class:`Assessment`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gisgrid import assign, coverage, sensitive, settings
+from gisgrid.findings import concat_findings, empty_findings, make_findings, severity_rank
+from gisgrid.model import Town
+
+__all__ = ["Assessment", "analyze", "coverage_findings"]
+
+logger = logging.getLogger(__name__)
+
+_CLASS_LABEL = {"main": "Main road", "secondary": "Secondary road", "village": "Village road", "lane": "Lane"}
+_CLASS_ZH = {"main": "主干道", "secondary": "次干道", "village": "村道", "lane": "小巷农路"}
+
+
+@dataclass
+class Assessment:
+    """The result of :func:`analyze`.
+
+    Attributes
+    ----------
+    town : Town
+    findings : GeoDataFrame
+        One row per problem, the schema of :mod:`gisgrid.findings`, owner filled.
+    summary : DataFrame
+        One row per village (index ``village_id``): area, grid and staffed
+        coverage, road lengths and uncovered lengths by class, POIs, slivers,
+        sensitive sections and findings by severity.
+    totals : dict
+        Headline numbers for the whole town.
+    responsibility : assign.Responsibility
+        Staffing, river reaches, cross-boundary sections, corridors, workload.
+    sensitive : GeoDataFrame
+        Sensitive sections from the rules.
+    checkpoints : GeoDataFrame
+        Must-check points with their grid, grid chief and river chief.
+    options : dict
+        The options the analysis ran with.
+    """
+
+    town: Town
+    findings: gpd.GeoDataFrame
+    summary: pd.DataFrame
+    totals: dict[str, Any]
+    responsibility: Any = None
+    sensitive: gpd.GeoDataFrame | None = None
+    checkpoints: gpd.GeoDataFrame | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workload(self) -> pd.DataFrame | None:
+        """Per grid chief: grids, area, road length by class, households, must-check points."""
+        return None if self.responsibility is None else self.responsibility.workload
+
+    def explore(self, **kwargs: Any) -> Any:
+        """Return the command-center map (a ``folium.Map``); keywords go to :func:`gisgrid.maps.command_center_map`."""
+        from gisgrid.maps import command_center_map  # folium only in maps; lazy like GeoDataFrame.explore
+
+        return command_center_map(self, **kwargs)
+
+    def owners(self) -> dict[str, pd.DataFrame]:
+        """The responsibility list (责任清单) of each owner, see :func:`gisgrid.assign.task_lists`."""
+        return assign.task_lists(self)
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"<Assessment {self.town.name!r}: area coverage {t['area_coverage']:.2%}, "
+                f"{len(self.findings)} findings ({t['veto']} veto), uncovered lanes {t['uncovered_lane_m']:.0f} m>")
+
+    def _repr_html_(self) -> str:
+        t = self.totals
+        sev = ", ".join(f"{k} {v}" for k, v in t["by_severity"].items())
+        head = (
+            f"<h4>{html.escape(self.town.name)} — coverage assessment</h4>"
+            f"<ul><li>area in a grid: <b>{t['area_coverage']:.2%}</b>; staffed: {t['effective_coverage']:.2%}</li>"
+            f"<li>roads in a grid: {t['road_coverage']:.2%}; uncovered lanes {t['uncovered_lane_m']:,.0f} m</li>"
+            f"<li>{len(self.findings)} findings: {html.escape(sev)}</li></ul>"
+        )
+        cols = ["kind", "severity", "village_id", "grid_id", "owner", "measure", "unit", "message"]
+        top = pd.DataFrame(self.findings[cols].head(10))
+        return f"<div>{head}{top.to_html(index=False, escape=True, na_rep='')}</div>"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _arr(gdf: gpd.GeoDataFrame) -> np.ndarray:
+    return np.asarray(gdf.geometry.values, dtype=object)
+
+
+def _locate(geoms: np.ndarray, zones: gpd.GeoDataFrame, id_column: str) -> np.ndarray:
+    """Id of the zone holding each geometry's representative point (None when none)."""
+    out = np.full(len(geoms), None, dtype=object)
+    if not len(geoms) or not len(zones):
+        return out
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    pts = shapely.point_on_surface(np.where(ok, geoms, shapely.Point(0, 0)))
+    tree = shapely.STRtree(_arr(zones))
+    src, tgt = tree.query(pts, predicate="intersects")
+    ids = zones[id_column].to_numpy(dtype=object)
+    # first hit per geometry, deterministic by zone order
+    order = np.lexsort((tgt, src))
+    src, tgt = src[order], tgt[order]
+    first = np.unique(src, return_index=True)[1]
+    out[src[first]] = ids[tgt[first]]
+    out[~ok] = None
+    return out
+
+
+def _names(frame: pd.DataFrame, id_col: str) -> dict[str, str]:
+    if "name" not in frame.columns:
+        return {}
+    return {k: v for k, v in zip(frame[id_col], frame["name"], strict=True) if v is not None}
+
+
+def _label(ids: Any, names: dict[str, str]) -> str:
+    if ids is None:
+        return "no village"
+    parts = [p for p in str(ids).split(",") if p]
+    return ", ".join(f"{names.get(p, p)} ({p})" if names.get(p) and names.get(p) != p else p for p in parts)
+
+
+# ----------------------------------------------------------------------------- coverage
+def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Area gaps and overlaps, uncovered roads and must-check points, and input repairs.
+
+    Parameters
+    ----------
+    town
+        A validated town.
+    sliver_area_m2
+        Gaps and overlaps smaller than this are counted, not reported
+        (default ``settings.sliver_area_m2``).
+
+    Returns
+    -------
+    findings : GeoDataFrame
+        Findings (owner not yet filled).
+    stats : dict
+        Intermediate layers the summary needs: ``gaps`` (every grid gap piece,
+        slivers included), ``uncovered`` (uncovered road pieces), ``poi_grid``.
+    """
+    min_area = settings.sliver_area_m2 if sliver_area_m2 is None else sliver_area_m2
+    crs = town.crs
+    extent = town.extent
+    vnames = _names(town.villages, "village_id")
+    parts: list[gpd.GeoDataFrame] = []
+
+    # Areas: the town in villages, the villages in grids.
+    vdef = coverage.partition_defects(town.villages, extent=extent, id_column="village_id", min_area_m2=min_area)
+    gdef = coverage.partition_defects(town.grids, extent=extent, id_column="grid_id", min_area_m2=min_area)
+    v_gaps = vdef[(vdef["kind"] == "gap") & ~vdef["sliver"]]
+    no_village = shapely.union_all(_arr(v_gaps)) if len(v_gaps) else None
+    rows: list[dict[str, Any]] = []
+    keys: list[str] = []
+    for geom, area, touching in zip(_arr(v_gaps), v_gaps["area_m2"], v_gaps["zone_ids"], strict=True):
+        rows.append({"kind": "area_gap", "severity": "high", "rule": "no_village", "village_id": None,
+                     "grid_id": None, "measure": area, "unit": "m2", "geometry": geom,
+                     "message": f"{area:,.0f} m² of the town lies in no village (next to {_label(touching, vnames)}); "
+                                "assign it to a village and a grid."})
+        keys.append("no_village")
+    g_gaps = gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]]
+    g_geoms = _arr(g_gaps)
+    if no_village is not None and len(g_geoms):
+        g_geoms = shapely.difference(g_geoms, no_village)
+    g_area = shapely.area(g_geoms) if len(g_geoms) else np.array([])
+    keep = g_area >= min_area
+    g_geoms, g_area = g_geoms[keep], g_area[keep]
+    g_vill = _locate(g_geoms, town.villages, "village_id")
+    for geom, area, vid, touching in zip(g_geoms, g_area, g_vill, g_gaps["zone_ids"].to_numpy()[keep], strict=True):
+        rows.append({"kind": "area_gap", "severity": "high", "rule": "no_grid", "village_id": vid, "grid_id": None,
+                     "measure": float(area), "unit": "m2", "geometry": geom,
+                     "message": f"{float(area):,.0f} m² in village {_label(vid, vnames)} lies in no grid "
+                                f"(between grids {touching or '-'}); add it to a grid."})
+        keys.append(f"gap:{vid}")
+    for frame, what, rule in ((gdef, "grids", "grid_overlap"), (vdef, "villages", "village_overlap")):
+        ov = frame[(frame["kind"] == "overlap") & ~frame["sliver"]]
+        if not len(ov):
+            continue
+        vids = (_locate(_arr(ov), town.villages, "village_id") if what == "grids"
+                else ov["zone_ids"].to_numpy(dtype=object))
+        for geom, area, ids, vid in zip(_arr(ov), ov["area_m2"], ov["zone_ids"], vids, strict=True):
+            rows.append({"kind": "area_overlap", "severity": "high", "rule": rule, "village_id": vid,
+                         "grid_id": ids if what == "grids" else None, "measure": area, "unit": "m2",
+                         "geometry": geom,
+                         "message": f"{area:,.0f} m² is claimed by {what} {ids}; one place must have one master "
+                                    "— redraw the border."})
+            keys.append(f"{rule}:{ids}")
+    if rows:
+        parts.append(make_findings(pd.DataFrame(rows), crs=crs, key=keys))
+
+    # Roads: the parts inside the town that lie in no grid.
+    uncovered = coverage.uncovered_lines(town.roads, town.grids, extent=extent)
+    if len(uncovered):
+        ug = _arr(uncovered)
+        vids = _locate(ug, town.villages, "village_id")
+        cls = uncovered["road_class"].to_numpy(dtype=object)
+        names = uncovered["name"].to_numpy(dtype=object)
+        rids = uncovered["road_id"].to_numpy(dtype=object)
+        length = uncovered["length_m"].to_numpy(dtype=float)
+        msgs = [
+            f"{_CLASS_LABEL.get(c, c)} ({_CLASS_ZH.get(c, c)}) "
+            f"{repr(n) + ' ' if n else ''}({r}) has {m:,.0f} m outside any grid in village {_label(v, vnames)}; "
+            "extend a grid over it."
+            for c, n, r, m, v in zip(cls, names, rids, length, vids, strict=True)
+        ]
+        frame = pd.DataFrame({
+            "kind": "road_uncovered", "severity": [settings.road_uncovered_severity.get(c, "medium") for c in cls],
+            "rule": [f"road_{c}" for c in cls], "village_id": vids, "grid_id": None, "measure": length, "unit": "m",
+            "message": msgs, "geometry": ug, "road_id": rids, "road_class": cls,
+        })
+        parts.append(make_findings(frame, crs=crs, key=[f"road:{r}" for r in rids]))
+
+    # Points: every POI must be in a grid.
+    poi_grid = coverage.points_in_zones(town.pois, town.grids, id_column="grid_id") if len(town.pois) else pd.Series(
+        [], dtype=object)
+    if len(town.pois):
+        lost = town.pois[poi_grid.isna().to_numpy()]
+        if len(lost):
+            lg = _arr(lost)
+            vids = _locate(lg, town.villages, "village_id")
+            must = lost["kind"].isin(settings.must_check_kinds).to_numpy()
+            frame = pd.DataFrame({
+                "kind": "poi_uncovered", "severity": np.where(must, "high", "medium"),
+                "rule": [f"poi_{k}" for k in lost["kind"]], "village_id": vids, "grid_id": None,
+                "measure": 1.0, "unit": "count", "geometry": lg, "poi_id": lost["poi_id"].to_numpy(dtype=object),
+                "poi_kind": lost["kind"].to_numpy(dtype=object),
+                "message": [f"{'Must-check point' if m else 'Point'} {k} {repr(n) + ' ' if n else ''}({p}) in "
+                            f"village {_label(v, vnames)} is in no grid; put it in a grid and name its chief."
+                            for m, k, n, p, v in zip(must, lost["kind"], lost["name"], lost["poi_id"], vids,
+                                                     strict=True)],
+            })
+            parts.append(make_findings(frame, crs=crs, key=[f"poi:{p}" for p in lost["poi_id"]]))
+
+    # Input repairs and broken references recorded while loading.
+    rep = town.repairs
+    if len(rep):
+        removed = rep["action"].astype(str).str.startswith("removed").to_numpy()
+        geoms = np.asarray(rep.geometry.values, dtype=object)
+        geoms = np.where(shapely.is_missing(geoms), shapely.Point(), geoms)
+        frame = pd.DataFrame({
+            "kind": "input_repaired", "severity": np.where(removed, "medium", "low"),
+            "rule": rep["action"].to_numpy(dtype=object), "village_id": None,
+            "grid_id": np.where(rep["layer"] == "grids", rep["feature_id"], None),
+            "measure": rep["area_after"].to_numpy(dtype=float), "unit": "m2", "geometry": geoms,
+            "message": [f"{lay} {fid}: {det}" + (f" (area {b:,.1f} → {a:,.1f} m²)" if pd.notna(a) else "")
+                        + "; correct the source data."
+                        for lay, fid, det, b, a in zip(rep["layer"], rep["feature_id"], rep["detail"],
+                                                       rep["area_before"], rep["area_after"], strict=True)],
+        })
+        frame["village_id"] = _locate(geoms, town.villages, "village_id")
+        parts.append(make_findings(frame, crs=crs, key=[f"repair:{a}:{lay}:{f}" for a, lay, f in
+                                                        zip(rep["action"], rep["layer"], rep["feature_id"],
+                                                            strict=True)]))
+    refs = town.issues[town.issues["kind"] == "input_reference"] if len(town.issues) else town.issues
+    if len(refs):
+        frame = pd.DataFrame({
+            "kind": "input_repaired", "severity": "medium", "rule": "broken_reference", "village_id": None,
+            "grid_id": refs["name"].to_numpy(dtype=object), "measure": 1.0, "unit": "count",
+            "geometry": [shapely.Point()] * len(refs),
+            "message": [f"{p}; fix the {c} in the {s} layer." for p, c, s in
+                        zip(refs["problem"], refs["column"], refs["source"], strict=True)],
+        })
+        grid_geom = dict(zip(town.grids["grid_id"], _arr(town.grids), strict=True))
+        frame["geometry"] = [grid_geom.get(g, shapely.Point()) for g in frame["grid_id"]]
+        parts.append(make_findings(frame, crs=crs, key=[f"ref:{n}" for n in refs["name"]]))
+
+    findings = concat_findings(parts, crs=crs) if parts else empty_findings(crs)
+    stats = {"grid_defects": gdef, "village_defects": vdef, "uncovered": uncovered, "poi_grid": poi_grid}
+    return findings, stats
+
+
+# ----------------------------------------------------------------------------- summary
+def _area_by_village(geoms: np.ndarray, villages: gpd.GeoDataFrame) -> pd.Series:
+    """Area of ``geoms`` inside each village (vectorised over intersecting pairs)."""
+    vid = villages["village_id"].to_numpy(dtype=object)
+    if not len(geoms):
+        return pd.Series(0.0, index=pd.Index(vid, name="village_id"))
+    tree = shapely.STRtree(geoms)
+    vi, gi = tree.query(_arr(villages), predicate="intersects")
+    areas = shapely.area(shapely.intersection(_arr(villages)[vi], geoms[gi]))
+    return pd.Series(areas).groupby(vid[vi]).sum().reindex(vid, fill_value=0.0).rename_axis("village_id")
+
+
+def _length_by_village(lines: gpd.GeoDataFrame, villages: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Road length per village and class; lines wholly inside one village are not cut."""
+    vid = villages["village_id"].to_numpy(dtype=object)
+    out = pd.DataFrame(0.0, index=pd.Index(vid, name="village_id"), columns=list(settings.road_classes))
+    if not len(lines):
+        return out
+    lg = _arr(lines)
+    vg = _arr(villages)
+    tree = shapely.STRtree(vg)
+    li, vi = tree.query(lg, predicate="intersects")
+    inside = shapely.covered_by(lg[li], vg[vi])
+    length = np.where(inside, shapely.length(lg[li]), 0.0)
+    cut = ~inside
+    if cut.any():
+        length[cut] = shapely.length(shapely.intersection(lg[li][cut], vg[vi][cut]))
+    cls = lines["road_class"].to_numpy(dtype=object)[li]
+    table = pd.DataFrame({"village_id": vid[vi], "road_class": cls, "m": length})
+    piv = table.pivot_table(index="village_id", columns="road_class", values="m", aggfunc="sum", fill_value=0.0)
+    return out.add(piv.reindex(index=out.index, columns=out.columns, fill_value=0.0), fill_value=0.0)
+
+
+def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp: Any,
+             sections: pd.DataFrame | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    villages = town.villages
+    vid = villages["village_id"].to_numpy(dtype=object)
+    idx = pd.Index(vid, name="village_id")
+    extent = town.extent
+    s = pd.DataFrame(index=idx)
+    s["name"] = villages["name"].to_numpy(dtype=object)
+    varea = shapely.area(shapely.intersection(_arr(villages), extent))
+    s["area_m2"] = varea
+    gdef = stats["grid_defects"]
+    gaps = gdef[gdef["kind"] == "gap"]
+    gap_area = _area_by_village(_arr(gaps), villages)
+    s["grid_area_m2"] = (s["area_m2"] - gap_area).clip(lower=0.0)
+    s["area_coverage"] = np.where(s["area_m2"] > 0, s["grid_area_m2"] / s["area_m2"], 1.0)
+    slivers = gdef[gdef["sliver"]]
+    sv = _locate(_arr(slivers), villages, "village_id")
+    s["slivers"] = pd.Series(1, index=range(len(slivers))).groupby(sv).sum().reindex(vid, fill_value=0).to_numpy() \
+        if len(slivers) else 0
+    s["sliver_area_m2"] = pd.Series(slivers["area_m2"].to_numpy()).groupby(sv).sum().reindex(
+        vid, fill_value=0.0).to_numpy() if len(slivers) else 0.0
+    s["grids"] = town.grids.groupby("village_id").size().reindex(vid, fill_value=0).to_numpy()
+    # Effective (staffed) coverage: area and roads in grids that have a chief.
+    staffing = resp.staffing
+    unstaffed_ids = set(staffing.loc[~staffing["staffed"].astype(bool), "grid_id"])
+    s["grids_unstaffed"] = town.grids[town.grids["grid_id"].isin(unstaffed_ids)].groupby(
+        "village_id").size().reindex(vid, fill_value=0).to_numpy()
+    un = town.grids[town.grids["grid_id"].isin(unstaffed_ids)]
+    un_only = np.array([], dtype=object)
+    if len(un):
+        staffed = town.grids[~town.grids["grid_id"].isin(unstaffed_ids)]
+        un_union = shapely.union_all(_arr(un))
+        near = _arr(staffed)[shapely.STRtree(_arr(staffed)).query(un_union, predicate="intersects")] if len(
+            staffed) else np.array([], dtype=object)
+        rest = shapely.difference(un_union, shapely.union_all(near)) if len(near) else un_union
+        un_only = np.array([rest], dtype=object)
+    s["staffed_area_m2"] = (s["grid_area_m2"] - _area_by_village(un_only, villages)).clip(lower=0.0)
+    s["effective_coverage"] = np.where(s["area_m2"] > 0, s["staffed_area_m2"] / s["area_m2"], 1.0)
+    # Roads.
+    roads_in = town.roads
+    by_class = _length_by_village(roads_in, villages)
+    unc = stats["uncovered"]
+    unc_v = _locate(_arr(unc), villages, "village_id") if len(unc) else np.array([], dtype=object)
+    unc_tab = pd.DataFrame({"village_id": unc_v, "road_class": unc["road_class"].to_numpy(dtype=object)
+                            if len(unc) else [], "m": unc["length_m"].to_numpy(dtype=float) if len(unc) else []})
+    unc_piv = unc_tab.pivot_table(index="village_id", columns="road_class", values="m", aggfunc="sum",
+                                  fill_value=0.0) if len(unc_tab) else pd.DataFrame()
+    unc_piv = unc_piv.reindex(index=idx, columns=list(settings.road_classes), fill_value=0.0)
+    for c in settings.road_classes:
+        s[f"road_m_{c}"] = by_class[c].to_numpy()
+        s[f"uncovered_m_{c}"] = unc_piv[c].to_numpy()
+    s["road_m"] = by_class.sum(axis=1).to_numpy()
+    s["uncovered_road_m"] = unc_piv.sum(axis=1).to_numpy()
+    s["road_coverage"] = np.where(s["road_m"] > 0, 1 - s["uncovered_road_m"] / s["road_m"], 1.0)
+    if len(un_only) and len(roads_in):
+        r_un = roads_in.copy()
+        r_un = r_un.set_geometry(shapely.intersection(_arr(r_un), un_only[0]))
+        r_un = r_un[~r_un.geometry.is_empty]
+        un_road = _length_by_village(r_un, villages).sum(axis=1)
+    else:
+        un_road = pd.Series(0.0, index=idx)
+    s["staffed_road_m"] = (s["road_m"] - s["uncovered_road_m"] - un_road.reindex(idx, fill_value=0.0)).clip(lower=0)
+    s["effective_road_coverage"] = np.where(s["road_m"] > 0, s["staffed_road_m"] / s["road_m"], 1.0)
+    # Points.
+    if len(town.pois):
+        pv = _locate(_arr(town.pois), villages, "village_id")
+        s["pois"] = pd.Series(1, index=range(len(pv))).groupby(pv).sum().reindex(vid, fill_value=0).to_numpy()
+        lost = stats["poi_grid"].isna().to_numpy()
+        s["pois_uncovered"] = pd.Series(lost.astype(int)).groupby(pv).sum().reindex(vid, fill_value=0).to_numpy()
+    else:
+        s["pois"] = 0
+        s["pois_uncovered"] = 0
+    # Sensitive sections.
+    if sections is not None and len(sections):
+        for col in sections.columns:
+            s[f"sensitive_{col}" if not col.startswith("sensitive") else col] = sections[col].reindex(
+                idx, fill_value=0).to_numpy()
+    # Findings by severity.
+    sev = findings.groupby(["village_id", "severity"]).size().unstack(fill_value=0) if len(findings) else None
+    for level in settings.severities:
+        s[level] = (sev[level].reindex(idx, fill_value=0).to_numpy() if sev is not None and level in sev.columns
+                    else 0)
+    s["findings"] = s[list(settings.severities)].sum(axis=1)
+    total_area = float(s["area_m2"].sum())
+    total_road = float(s["road_m"].sum())
+    totals = {
+        "area_m2": total_area,
+        "area_coverage": float(s["grid_area_m2"].sum() / total_area) if total_area else 1.0,
+        "effective_coverage": float(s["staffed_area_m2"].sum() / total_area) if total_area else 1.0,
+        "road_m": total_road,
+        "uncovered_road_m": float(s["uncovered_road_m"].sum()),
+        "road_coverage": float(1 - s["uncovered_road_m"].sum() / total_road) if total_road else 1.0,
+        "effective_road_coverage": float(s["staffed_road_m"].sum() / total_road) if total_road else 1.0,
+        "uncovered_lane_m": float(s["uncovered_m_lane"].sum()),
+        "slivers": int(gdef["sliver"].sum()),
+        "sliver_area_m2": float(gdef.loc[gdef["sliver"], "area_m2"].sum()),
+        "villages": len(villages),
+        "grids": len(town.grids),
+        "grids_unstaffed": len(unstaffed_ids),
+        "findings": len(findings),
+        "veto": int((findings["severity"] == "veto").sum()),
+        "by_severity": {lv: int((findings["severity"] == lv).sum()) for lv in settings.severities},
+        "by_kind": {str(k): int(v) for k, v in findings["kind"].value_counts().sort_index().items()},
+    }
+    return s, totals
+
+
+# ----------------------------------------------------------------------------- analyze
+def analyze(
+    town: Town,
+    *,
+    rules: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    sliver_area_m2: float | None = None,
+) -> Assessment:
+    """Run every check on ``town`` and gather one findings table and the summary.
+
+    Parameters
+    ----------
+    town
+        A validated :class:`~gisgrid.model.Town`.
+    rules
+        The ``[rules]`` config table for sensitive sections (None: the defaults).
+    options
+        The ``[assign]`` config table (border-road rule, corridor widths,
+        workload limits, default owner).
+    sliver_area_m2
+        Gaps and overlaps below this area are counted, not reported.
+
+    Returns
+    -------
+    Assessment
+    """
+    opts = dict(options or {})
+    logger.info("coverage: %s", town.name)
+    found, stats = coverage_findings(town, sliver_area_m2=sliver_area_m2)
+    logger.info("responsibility: staffing, river chiefs, owners")
+    resp = assign.analyze_responsibility(town, options=opts)
+    allf = concat_findings([found, resp.findings], crs=town.crs)
+    allf = assign.assign_owners(allf, town, resp, default_owner=opts.get("default_owner"))
+    logger.info("sensitive sections and must-check points")
+    sres = sensitive.analyze_sensitive(town, allf, resp, rules=rules)
+    findings = sres.findings
+    order = np.lexsort((findings["finding_id"].astype(str).to_numpy(),
+                        -findings["measure"].fillna(0).to_numpy(dtype=float),
+                        severity_rank(findings["severity"]).to_numpy()))
+    findings = findings.iloc[order].reset_index(drop=True)
+    sections = sensitive.summarise_sections(sres, town)
+    summary, totals = _summary(town, findings, stats, resp, sections)
+    return Assessment(town=town, findings=findings, summary=summary, totals=totals, responsibility=resp,
+                      sensitive=sres.sections, checkpoints=sres.checkpoints,
+                      options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2})

@@ -11,6 +11,7 @@ good one was.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io as _io
 import logging
 import os
@@ -39,9 +40,13 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "detect_encoding",
+    "file_digest",
+    "file_lock",
     "read_config",
     "read_layer",
     "read_table",
+    "safe_filename",
+    "staged_folder",
     "write_csv",
     "write_geojson",
     "write_layers",
@@ -503,3 +508,72 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> P
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (input fingerprints in the run history)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_filename(name: str, *, max_len: int = 80) -> str:
+    """A file name for ``name`` that keeps Chinese text but no path separators or control characters."""
+    cleaned = "".join("_" if (ch in '<>:"/\\|?*' or ord(ch) < 32) else ch for ch in str(name)).strip(" .")
+    cleaned = cleaned[:max_len] or "unnamed"
+    digest = hashlib.sha1(str(name).encode()).hexdigest()[:6]
+    return f"{cleaned}_{digest}" if cleaned != str(name) else cleaned
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) so two runs never write at once."""
+    import fcntl
+    import time
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a+") as fh:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    msg = f"another gisgrid run has held the lock for over {timeout_s:.0f} s."
+                    raise InputError(msg, path=p, fix="wait for it to finish, or remove a stale lock file") from None
+                logger.info("waiting for another run to release %s", p)
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; on success swap it in as ``path``.
+
+    The previous folder stays complete until the new one is; on any error the
+    temporary folder is removed and ``path`` is untouched.
+    """
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    old = None
+    try:
+        yield staging
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

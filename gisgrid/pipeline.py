@@ -8,8 +8,10 @@ canonical layer names, or nothing: the embedded demo town) into a validated
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from gisgrid import io
 from gisgrid._errors import ConfigError, SchemaError
 from gisgrid.model import LAYERS, ROSTERS, Town
 
-__all__ = ["Config", "check", "load_config", "load_town", "write_demo"]
+__all__ = ["Config", "RunResult", "analyse_config", "check", "load_config", "load_town", "make_maps", "run", "write_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +208,10 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
 
 
 def check(source: str | os.PathLike[str] | Config | None = None) -> tuple[Town, pd.DataFrame]:
-    """Load and validate only; return the town and its per-layer table."""
-    town = load_town(source)
+    """Load and validate only (data and sensitive-section rules); return the town and its per-layer table."""
+    cfg = source if isinstance(source, Config) else load_config(source)
+    _validate_rules(cfg)
+    town = load_town(cfg)
     return town, town.layer_table()
 
 
@@ -227,3 +231,217 @@ def write_demo(out: str | os.PathLike[str], *, scale: str = "town") -> list[Path
         io.write_geojson(demo.truth, folder / "truth.geojson"),
         io.atomic_write_text(folder / "gisgrid.toml", demo.config_toml()),
     ]
+
+
+# --------------------------------------------------------------------------- run / map
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _noop(step: str, done: int, total: int) -> None:
+    """Progress sink that ignores everything."""
+
+
+@dataclass
+class RunResult:
+    """What ``gisgrid run`` did.
+
+    Attributes
+    ----------
+    exit_code : int
+        0 within thresholds, 1 a veto item or a threshold hit.
+    reason : str
+        Why the exit code is what it is.
+    assessment : Assessment
+    lifecycle : GeoDataFrame
+        Today's findings with their history status (and those resolved since the last run).
+    report_dir : Path
+    written : list of Path
+    """
+
+    exit_code: int
+    reason: str
+    assessment: Any
+    lifecycle: Any
+    report_dir: Path
+    as_of: dt.date
+    written: list[Path] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Findings by lifecycle status."""
+        if self.lifecycle is None or "status" not in self.lifecycle.columns:
+            return {}
+        return {str(k): int(v) for k, v in self.lifecycle["status"].value_counts().sort_index().items()}
+
+    def one_line(self) -> str:
+        """One line for a cron mail."""
+        t = self.assessment.totals
+        st = ", ".join(f"{k} {v}" for k, v in self.counts().items()) or "no findings"
+        flag = "FAIL" if self.exit_code else "OK"
+        return (f"gisgrid {flag} {self.assessment.town.name} {self.as_of.isoformat()}: "
+                f"area {t['area_coverage']:.2%}, lanes uncovered {t['uncovered_lane_m']:,.0f} m, "
+                f"veto {t['veto']}; {st}; {self.reason}; report {self.report_dir}")
+
+    def describe(self) -> str:
+        """A short multi-line description for a terminal."""
+        t = self.assessment.totals
+        lines = [
+            f"{self.assessment.town.name} — coverage report {self.as_of.isoformat()}",
+            f"  area in a grid     {t['area_coverage']:.3%} (staffed {t['effective_coverage']:.3%})",
+            f"  roads in a grid    {t['road_coverage']:.3%}; uncovered lanes {t['uncovered_lane_m']:,.0f} m",
+            f"  findings           {len(self.assessment.findings)}: "
+            + ", ".join(f"{k} {v}" for k, v in t["by_severity"].items()),
+            "  status             " + (", ".join(f"{k} {v}" for k, v in self.counts().items()) or "-"),
+            f"  result             {'FAIL' if self.exit_code else 'OK'}: {self.reason}",
+            f"  report             {self.report_dir}",
+        ]
+        maps = [p for p in self.written if p.suffix == ".html" and p.parent.name == "maps"]
+        if maps:
+            lines.append(f"  maps               {maps[0].parent} ({len(maps)} files)")
+        return "\n".join(lines)
+
+
+def _fingerprints(cfg: Config) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, spec in cfg.sources.items():
+        p = Path(spec["path"])
+        out[name] = io.file_digest(p) if p.exists() else "missing"
+    return out
+
+
+def _config_hash(cfg: Config) -> str:
+    if cfg.path is None or not cfg.path.exists():
+        return "demo" if cfg.demo else ""
+    return io.file_digest(cfg.path)
+
+
+def analyse_config(cfg: Config, town: Town | None = None) -> Any:
+    """Load (unless given) and analyse the town of ``cfg`` with its rules and options."""
+    from gisgrid.analysis import analyze
+
+    town = load_town(cfg) if town is None else town
+    report_cfg = cfg.section("report")
+    return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
+                   sliver_area_m2=report_cfg.get("sliver_area_m2"))
+
+
+def run(
+    source: str | os.PathLike[str] | Config | None = None,
+    *,
+    out: str | os.PathLike[str] = ".",
+    as_of: dt.date | None = None,
+    force: bool = False,
+    maps: bool = True,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Load, analyse, record history, write the report folder and the maps.
+
+    The report for ``as_of`` is written into a temporary folder and swapped
+    into ``reports/YYYY-MM-DD`` only when complete, under a lock, so a killed
+    or concurrent run never leaves a half-written report.
+
+    Parameters
+    ----------
+    source
+        Config path, folder, GeoPackage, :class:`Config` or None (demo town).
+    out
+        Folder that receives ``maps/`` and ``reports/``.
+    as_of
+        Date of the run (default today).
+    force
+        Allow a run dated before the last recorded one.
+    maps
+        Write the HTML maps.
+    progress
+        ``progress(step, done, total)`` callback (the CLI draws a bar with it).
+
+    Returns
+    -------
+    RunResult
+    """
+    from gisgrid import history as history_mod
+    from gisgrid import maps as maps_mod
+    from gisgrid import report as report_mod
+    from gisgrid.assign import task_lists
+
+    tick = progress or _noop
+    total = 6 if maps else 5
+    as_of = as_of or dt.date.today()
+    cfg = source if isinstance(source, Config) else load_config(source)
+    _validate_rules(cfg)
+    out_dir = Path(out)
+    reports = out_dir / "reports"
+    tick("load", 0, total)
+    town = load_town(cfg)
+    tick("analyse", 1, total)
+    assessment = analyse_config(cfg, town)
+    hist_cfg = cfg.section("history")
+    db_path = Path(hist_cfg["path"]) if "path" in hist_cfg else reports / "history.sqlite"
+    if cfg.path is not None and not db_path.is_absolute() and "path" in hist_cfg:
+        db_path = cfg.path.parent / db_path
+    report_cfg = cfg.section("report")
+    written: list[Path] = []
+    with io.file_lock(reports / ".gisgrid.lock"):
+        tick("history", 2, total)
+        hist = history_mod.History(db_path)
+        lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
+                                fingerprints=_fingerprints(cfg), force=force,
+                                deadlines=report_cfg.get("deadlines"))
+        tick("report", 3, total)
+        folder = reports / as_of.isoformat()
+        map_href = "../../maps/command_center.html" if maps else None
+        with io.staged_folder(folder) as staging:
+            written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
+                                               fail_on=report_cfg.get("fail_on"))
+            tick("task lists", 4, total)
+            for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
+                written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
+        written = [folder / p.relative_to(staging) for p in written]
+    if maps:
+        tick("maps", 5, total)
+        written += maps_mod.write_maps(assessment, out_dir, basemap=cfg.section("maps").get("basemap", "osm"),
+                                       assets=cfg.section("maps").get("assets", "cdn"),
+                                       tiles_url=cfg.section("maps").get("tiles_url"))
+    tick("done", total, total)
+    code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
+    return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
+                     report_dir=folder, as_of=as_of, written=written)
+
+
+def _with_lifecycle(assessment: Any, lifecycle: Any) -> Any:
+    """The assessment with findings carrying their deadline and status (for task lists)."""
+    import copy
+
+    cols = [c for c in ("finding_id", "status", "first_seen", "deadline") if c in lifecycle.columns]
+    merged = assessment.findings.merge(pd.DataFrame(lifecycle[cols]), on="finding_id", how="left")
+    out = copy.copy(assessment)
+    out.findings = merged
+    return out
+
+
+def _validate_rules(cfg: Config) -> None:
+    from gisgrid.sensitive import parse_rules
+
+    parse_rules(cfg.sections.get("rules"))
+
+
+def make_maps(
+    source: str | os.PathLike[str] | Config | None = None,
+    *,
+    out: str | os.PathLike[str] = ".",
+    village: str | None = None,
+    owner: str | None = None,
+    basemap: str | None = None,
+) -> list[Path]:
+    """Analyse and write the command-center maps only (``maps/`` under ``out``)."""
+    from gisgrid import maps as maps_mod
+
+    cfg = source if isinstance(source, Config) else load_config(source)
+    _validate_rules(cfg)
+    assessment = analyse_config(cfg)
+    mcfg = cfg.section("maps")
+    if village is not None and village not in set(assessment.town.villages["village_id"]):
+        msg = f"no village with id {village!r}."
+        raise ConfigError(msg, fix=f"use one of {sorted(assessment.town.villages['village_id'])[:10]} …")
+    return maps_mod.write_maps(assessment, Path(out), basemap=basemap or mcfg.get("basemap", "osm"),
+                               assets=mcfg.get("assets", "cdn"), tiles_url=mcfg.get("tiles_url"),
+                               village=village, owner=owner)

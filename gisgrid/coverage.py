@@ -1,0 +1,766 @@
+"""Coverage geometry: uncovered line parts, gaps and overlaps, point-in-zone.
+
+A pure geometry module: GeoDataFrames in, new GeoDataFrames (or Series) out;
+inputs are never modified. All lengths and areas are in the units of the
+(projected, metric) CRS of the inputs.
+
+Uncovered lines
+---------------
+:func:`uncovered_lines` answers "which parts of each line lie outside every
+zone?" with the same semantics as the plain shapely expression
+``line.difference(shapely.union_all(zones))`` (intersected with an extent when
+one is given). Zones are closed sets, so a road running exactly along the
+shared edge of two grids, or along the outer edge of a grid, is covered.
+
+The work is done on the *complement* of the zones instead of the zones
+themselves, because the gaps are small while the zones are everywhere:
+
+1. ``U`` is the union of the zones (:func:`union_zones`; the fast
+   ``coverage_union`` when the zones form a valid coverage).
+2. ``C = B - U`` where ``B`` is a box strictly containing the lines and ``U``.
+   ``C`` is computed once; its pieces are bounded by ``U``'s own rings, so
+   no new vertex is introduced anywhere near a line.
+3. A line that meets no piece of ``C`` lies inside ``U`` and is covered.
+   The lines meeting a piece are found with one ``STRtree`` query of the
+   pieces (prepared) against the lines.
+4. For a line ``L`` and a small piece ``P`` the uncovered part is
+   ``L ∩ interior(P)``, computed exactly as ``L - (B' - P)`` with ``B'`` a
+   slightly larger box (``B' - P`` is a closed polygon with ``P`` as a hole,
+   so a line lying along ``P``'s boundary -- which is ``U``'s boundary -- is
+   removed, as in the reference). The union over pieces is ``L - U``.
+5. A line meeting a *big* piece (more than ``_BIG_PIECE_VERTICES`` vertices,
+   typically the region outside all zones) is instead differenced with the
+   union of the few zones it intersects, which is ``L - U`` locally.
+6. The pieces are intersected with the extent, merged per line with
+   :func:`shapely.line_merge` and exploded into LineStrings.
+
+All geometry calls are vectorised shapely array functions over the candidate
+(line, piece) pairs; there is no Python loop over features.
+
+Floating-point noise
+--------------------
+An uncovered piece shorter than ``tolerance_m`` (default
+:data:`gisgrid.settings.sliver_length_m`) that lies everywhere within
+:data:`gisgrid.settings.border_tolerance_m` of some zone is digitising or
+floating-point noise -- e.g. a road crossing a hairline gap between two grids
+-- and is dropped. Everything else is kept. Pass ``tolerance_m=0`` to keep
+every piece and reproduce the shapely reference exactly.
+
+Gaps and overlaps
+-----------------
+:func:`partition_defects` reports the gaps (parts of the extent in no zone)
+and the overlaps (parts in two or more zones, split by the exact set of zones
+covering them). Overlap candidates are restricted to the zones
+``shapely.coverage_invalid_edges`` flags; the overlap faces come from
+polygonizing the noded boundaries of only those zones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from shapely import STRtree
+
+from gisgrid import settings
+from gisgrid._errors import CRSError, InputError, SchemaError
+
+__all__ = ["partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
+
+logger = logging.getLogger(__name__)
+
+#: Complement pieces with more vertices than this are not intersected with
+#: lines directly (each such intersection costs O(vertices)); lines touching
+#: them are differenced with the union of their own zones instead.
+_BIG_PIECE_VERTICES = 2000
+
+_POLYGONAL = ("Polygon", "MultiPolygon")
+_LINEAR = ("LineString", "MultiLineString", "LinearRing")
+_EMPTY = shapely.GeometryCollection()
+
+
+# --------------------------------------------------------------------------- #
+# input checks
+# --------------------------------------------------------------------------- #
+
+
+def _check_crs(named: dict[str, Any]) -> pyproj.CRS | None:
+    """Refuse geographic or mismatched CRSs among the named frames.
+
+    Parameters
+    ----------
+    named
+        Layer name -> GeoDataFrame/GeoSeries (entries without a ``crs``
+        attribute, such as bare shapely geometries, are skipped).
+
+    Returns
+    -------
+    pyproj.CRS or None
+        The common CRS (None when no input declares one).
+
+    Raises
+    ------
+    CRSError
+        A CRS is geographic (degrees, not metres) or two CRSs differ.
+    """
+    common: pyproj.CRS | None = None
+    first: str | None = None
+    seen = False
+    for name, frame in named.items():
+        if not hasattr(frame, "crs"):
+            continue
+        crs = frame.crs
+        if crs is not None and crs.is_geographic:
+            raise CRSError(
+                f"{name} is in the geographic CRS {crs.name!r} (degrees); coverage "
+                "lengths and areas need metres.",
+                layer=name,
+                fix="reproject with .to_crs(...) to a metric CRS (e.g. the CGCS2000 "
+                "Gauss-Kruger zone chosen by gisgrid.crs.analysis_crs).",
+            )
+        if not seen:
+            common, first, seen = crs, name, True
+            continue
+        if (common is None) != (crs is None) or (common is not None and common != crs):
+            raise CRSError(
+                f"{name} is in CRS {_crs_name(crs)} but {first} is in CRS "
+                f"{_crs_name(common)}.",
+                layer=name,
+                fix=f"reproject with .to_crs(...) so {name} and {first} share one metric CRS.",
+            )
+    return common
+
+
+def _crs_name(crs: pyproj.CRS | None) -> str:
+    return "None (undeclared)" if crs is None else repr(crs.name)
+
+
+def _geometry_values(frame: Any) -> np.ndarray:
+    """Return the geometries of a GeoDataFrame/GeoSeries/array as an object array."""
+    if isinstance(frame, gpd.GeoDataFrame):
+        return np.asarray(frame.geometry.array, dtype=object)
+    if isinstance(frame, gpd.GeoSeries):
+        return np.asarray(frame.array, dtype=object)
+    if isinstance(frame, shapely.Geometry):
+        return np.array([frame], dtype=object)
+    return np.asarray(list(frame) if not isinstance(frame, np.ndarray) else frame, dtype=object)
+
+
+def _present(geoms: np.ndarray) -> np.ndarray:
+    """Positions of the geometries that are neither None nor empty."""
+    return np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
+
+
+def _check_types(
+    geoms: np.ndarray, index: pd.Index | None, allowed: tuple[str, ...], layer: str, what: str
+) -> None:
+    allowed_ids = [int(shapely.GeometryType[a.upper()]) for a in allowed]
+    bad = np.flatnonzero(~np.isin(shapely.get_type_id(geoms), allowed_ids))
+    if bad.size:
+        row = index[bad[0]] if index is not None else int(bad[0])
+        found = sorted({geoms[i].geom_type for i in bad})
+        raise InputError(
+            f"{layer} must hold {what} geometries; {bad.size} row(s) hold {', '.join(found)}.",
+            layer=layer,
+            row=row,
+            fix=f"keep only {what} rows (e.g. frame[frame.geom_type.isin({list(allowed)})]).",
+        )
+
+
+def _polygons(zones: Any, layer: str = "zones") -> tuple[np.ndarray, np.ndarray]:
+    """Valid, non-empty polygonal geometries of ``zones`` and their positions.
+
+    Raises
+    ------
+    InputError
+        A geometry is not polygonal or is invalid.
+    """
+    geoms = _geometry_values(zones)
+    pos = _present(geoms)
+    geoms = geoms[pos]
+    index = zones.index[pos] if isinstance(zones, pd.Series | pd.DataFrame) else None
+    if geoms.size:
+        _check_types(geoms, index, _POLYGONAL, layer, "Polygon/MultiPolygon")
+        invalid = np.flatnonzero(~shapely.is_valid(geoms))
+        if invalid.size:
+            row = index[invalid[0]] if index is not None else int(pos[invalid[0]])
+            raise InputError(
+                f"{layer} has {invalid.size} invalid polygon(s): "
+                f"{shapely.is_valid_reason(geoms[invalid[0]])}.",
+                layer=layer,
+                row=row,
+                fix="repair them with shapely.make_valid (gisgrid.Town does this on load).",
+            )
+    return geoms, pos
+
+
+def _lines(lines: Any, layer: str = "lines") -> tuple[np.ndarray, np.ndarray]:
+    """Non-empty linear geometries of ``lines`` and their positions."""
+    geoms = _geometry_values(lines)
+    pos = _present(geoms)
+    geoms = geoms[pos]
+    index = lines.index[pos] if isinstance(lines, pd.Series | pd.DataFrame) else None
+    if geoms.size:
+        _check_types(geoms, index, _LINEAR, layer, "LineString/MultiLineString")
+    return geoms, pos
+
+
+def _extent(extent: Any) -> shapely.Geometry | None:
+    """The extent as one polygonal shapely geometry (None when not given)."""
+    if extent is None:
+        return None
+    geoms = _geometry_values(extent)
+    geoms = geoms[_present(geoms)]
+    if geoms.size == 0:
+        return shapely.MultiPolygon()
+    _check_types(geoms, None, _POLYGONAL, "extent", "Polygon/MultiPolygon")
+    geom = geoms[0] if geoms.size == 1 else shapely.union_all(geoms)
+    if not shapely.is_valid(geom):
+        raise InputError(
+            f"the extent polygon is invalid: {shapely.is_valid_reason(geom)}.",
+            layer="extent",
+            fix="repair it with shapely.make_valid.",
+        )
+    return geom
+
+
+# --------------------------------------------------------------------------- #
+# small vectorised helpers
+# --------------------------------------------------------------------------- #
+
+
+def _grouped_union(geoms: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Union of ``geoms`` per group, vectorised by group size.
+
+    Parameters
+    ----------
+    geoms
+        Geometries, one per member.
+    groups
+        Group number (``0 <= g < n_groups``) of each member.
+    n_groups
+        Number of groups.
+
+    Returns
+    -------
+    numpy.ndarray
+        One geometry per group; empty groups get an empty collection.
+    """
+    out = np.full(n_groups, _EMPTY, dtype=object)
+    if geoms.size == 0:
+        return out
+    order = np.argsort(groups, kind="stable")
+    items = geoms[order]
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    single = np.flatnonzero(counts == 1)
+    out[single] = items[starts[single]]
+    for k in np.unique(counts[counts > 1]):
+        members = np.flatnonzero(counts == k)
+        take = starts[members][:, None] + np.arange(k)[None, :]
+        out[members] = shapely.union_all(items[take], axis=1)
+    return out
+
+
+def _explode(geoms: np.ndarray, owner: np.ndarray, keep: str) -> tuple[np.ndarray, np.ndarray]:
+    """Explode geometries into parts of type ``keep`` with positive size."""
+    parts, idx = shapely.get_parts(geoms, return_index=True)
+    ok = shapely.get_type_id(parts) == int(getattr(shapely.GeometryType, keep.upper()))
+    measure = shapely.length(parts) if keep == "LineString" else shapely.area(parts)
+    ok &= measure > 0
+    return parts[ok], owner[idx[ok]]
+
+
+def _clip_to(
+    geoms: np.ndarray, owner: np.ndarray, region: shapely.Geometry, keep: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Intersect geometries with ``region``, only computing the ones crossing it."""
+    if geoms.size == 0:
+        return geoms, owner
+    shapely.prepare(region)
+    inside = shapely.covered_by(geoms, region)
+    crossing = ~inside & shapely.intersects(geoms, region)
+    cut = shapely.intersection(geoms[crossing], region)
+    geoms = np.concatenate([geoms[inside], cut])
+    owner = np.concatenate([owner[inside], owner[crossing]])
+    order = np.argsort(owner, kind="stable")
+    return _explode(geoms[order], owner[order], keep)
+
+
+def _id_array(zones: pd.DataFrame, id_column: str | None, pos: np.ndarray) -> np.ndarray:
+    """Zone ids (``id_column`` or the index) at ``pos`` as Python objects."""
+    values = zones[id_column] if id_column is not None else zones.index.to_series()
+    out = np.empty(pos.size, dtype=object)
+    out[:] = values.iloc[pos].tolist()
+    return out
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, bool | np.bool_):
+        return (1, str(value))
+    if isinstance(value, int | float | np.integer | np.floating):
+        return (0, float(value))
+    return (1, str(value))
+
+
+def _join_ids(values: Iterable[Hashable]) -> str:
+    """Sorted (numbers numerically, then text) ids joined with ','."""
+    return ",".join(str(v) for v in sorted(set(values), key=_sort_key))
+
+
+def _bounds_box(*bounds: np.ndarray, margin_factor: float = 0.01) -> tuple[np.ndarray, float]:
+    """Common bounds of several ``total_bounds`` arrays and a safe margin."""
+    stack = np.array([b for b in bounds if np.all(np.isfinite(b))])
+    lo = stack[:, :2].min(axis=0)
+    hi = stack[:, 2:].max(axis=0)
+    span = float(max(hi - lo))
+    return np.concatenate([lo, hi]), 1.0 + margin_factor * span
+
+
+# --------------------------------------------------------------------------- #
+# public API
+# --------------------------------------------------------------------------- #
+
+
+def union_zones(zones: Any) -> shapely.Geometry:
+    """Union of zone polygons.
+
+    Uses :func:`shapely.coverage_union_all` (fast, edge-matching) when the
+    zones form a valid coverage, and :func:`shapely.union_all` otherwise --
+    ``coverage_union`` silently returns wrong results for overlapping input.
+
+    Parameters
+    ----------
+    zones
+        GeoDataFrame, GeoSeries or array-like of (Multi)Polygons. None and
+        empty geometries are ignored.
+
+    Returns
+    -------
+    shapely.Geometry
+        The union (an empty MultiPolygon when there are no zones).
+    """
+    geoms = _geometry_values(zones)
+    geoms = geoms[_present(geoms)]
+    if geoms.size == 0:
+        return shapely.MultiPolygon()
+    if geoms.size == 1:
+        return geoms[0]
+    if shapely.coverage_is_valid(geoms):
+        logger.debug("union_zones: %d zones form a valid coverage: coverage_union", geoms.size)
+        return shapely.coverage_union_all(geoms)
+    logger.debug("union_zones: %d zones are not a valid coverage: union_all", geoms.size)
+    return shapely.union_all(geoms)
+
+
+def _line_minus_union(
+    lines: np.ndarray, zones: np.ndarray, union: shapely.Geometry
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parts of each line outside ``union`` (= the union of ``zones``).
+
+    Returns
+    -------
+    parts, owner
+        LineString parts and the position in ``lines`` each comes from.
+    """
+    bounds = [shapely.total_bounds(lines)]
+    if not shapely.is_empty(union):
+        bounds.append(np.asarray(union.bounds))
+    (xmin, ymin, xmax, ymax), margin = _bounds_box(*bounds)
+    outer = shapely.box(xmin - margin, ymin - margin, xmax + margin, ymax + margin)
+    outer2 = shapely.box(xmin - 2 * margin, ymin - 2 * margin, xmax + 2 * margin, ymax + 2 * margin)
+
+    pieces = shapely.get_parts(shapely.difference(outer, union))
+    pieces = pieces[shapely.area(pieces) > 0]
+    big = shapely.get_num_coordinates(pieces) > _BIG_PIECE_VERTICES
+    shapely.prepare(pieces)
+    tree = STRtree(lines)
+    p_idx, l_idx = tree.query(pieces, predicate="intersects")
+    shapely.destroy_prepared(pieces)
+
+    fallback = np.unique(l_idx[big[p_idx]])
+    direct = ~np.isin(l_idx, fallback)
+    p_idx, l_idx = p_idx[direct], l_idx[direct]
+    logger.debug(
+        "uncovered_lines: %d lines, %d complement pieces (%d big), %d line-piece pairs, "
+        "%d lines differenced with their own zones",
+        lines.size,
+        pieces.size,
+        int(big.sum()),
+        p_idx.size,
+        fallback.size,
+    )
+
+    # L ∩ interior(P) == L - (B' - P) for lines inside B'.
+    used, inverse = np.unique(p_idx, return_inverse=True)
+    holes = shapely.difference(outer2, pieces[used])
+    parts_direct = shapely.difference(lines[l_idx], holes[inverse])
+
+    # Lines touching a big piece: difference with the union of their own zones.
+    if fallback.size:
+        ztree = STRtree(zones)
+        f_idx, z_idx = ztree.query(lines[fallback], predicate="intersects")
+        local = _grouped_union(zones[z_idx], f_idx, fallback.size)
+        parts_fallback = shapely.difference(lines[fallback], local)
+    else:
+        parts_fallback = np.empty(0, dtype=object)
+
+    geoms = np.concatenate([parts_direct, parts_fallback])
+    owner = np.concatenate([l_idx, fallback])
+    order = np.argsort(owner, kind="stable")
+    return _explode(geoms[order], owner[order], "LineString")
+
+
+def _merge(parts: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the parts of each owner with line_merge and explode again."""
+    if parts.size == 0:
+        return parts, owner
+    uniq, inverse = np.unique(owner, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    multi = shapely.multilinestrings(parts[order], indices=inverse[order])
+    merged = shapely.line_merge(multi)
+    pieces, idx = _explode(merged, uniq, "LineString")
+    return pieces, idx
+
+
+def _near_zones(pieces: np.ndarray, zones: np.ndarray, distance: float) -> np.ndarray:
+    """Whether every point of each piece lies within ``distance`` of some zone.
+
+    The pieces are densified to vertices at most ``distance / 4`` apart; each
+    vertex is tested against the zones' STRtree with ``dwithin``.
+    """
+    if pieces.size == 0 or zones.size == 0:
+        return np.zeros(pieces.size, dtype=bool)
+    step = max(distance / 4.0, 1e-9)
+    dense = shapely.segmentize(pieces, step)
+    coords, idx = shapely.get_coordinates(dense, return_index=True)
+    points = shapely.points(coords)
+    hit = np.zeros(points.size, dtype=bool)
+    if distance > 0:
+        pt, _ = STRtree(zones).query(points, predicate="dwithin", distance=distance)
+    else:
+        pt, _ = STRtree(zones).query(points, predicate="intersects")
+    hit[pt] = True
+    misses = np.bincount(idx[~hit], minlength=pieces.size)
+    return misses == 0
+
+
+def uncovered_lines(
+    lines: gpd.GeoDataFrame,
+    zones: gpd.GeoDataFrame,
+    *,
+    extent: Any = None,
+    tolerance_m: float | None = None,
+) -> gpd.GeoDataFrame:
+    """Parts of each line that lie outside every zone.
+
+    Same result as ``line.difference(shapely.union_all(zones))`` (then
+    intersected with ``extent``), line by line, minus floating-point noise
+    (see below). Zones are closed: a line lying exactly along a zone edge,
+    shared or outer, is covered.
+
+    Parameters
+    ----------
+    lines
+        LineString/MultiLineString layer (roads, rivers) in a metric CRS.
+        None and empty geometries are skipped.
+    zones
+        Polygon/MultiPolygon layer (grids, villages) in the same CRS. Zones
+        may overlap, leave gaps, have holes and several parts.
+    extent
+        Optional shapely (Multi)Polygon, GeoSeries or GeoDataFrame (its union
+        is used): only the uncovered parts inside it are reported.
+    tolerance_m
+        Uncovered pieces shorter than this that lie everywhere within
+        :data:`gisgrid.settings.border_tolerance_m` of a zone are noise and
+        dropped. Default :data:`gisgrid.settings.sliver_length_m`; 0 keeps
+        every piece.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per connected uncovered piece (a LineString, contiguous parts
+        merged), carrying the source line's index label (repeated when a line
+        has several pieces) and all its columns, with the geometry replaced by
+        the piece and a new ``length_m`` column. Empty (with the same columns)
+        when everything is covered.
+
+    Raises
+    ------
+    CRSError
+        A CRS is geographic, or the layers' CRSs differ.
+    InputError
+        Wrong geometry types or invalid zone polygons.
+    """
+    _check_crs({"lines": lines, "zones": zones, "extent": extent})
+    tol = settings.sliver_length_m if tolerance_m is None else float(tolerance_m)
+    if not np.isfinite(tol) or tol < 0:
+        raise InputError(
+            f"tolerance_m must be a finite number >= 0, not {tolerance_m!r}.",
+            fix="pass a length in metres, or None for settings.sliver_length_m.",
+        )
+    line_geoms, line_pos = _lines(lines)
+    zone_geoms, _ = _polygons(zones)
+    ext = _extent(extent)
+
+    if ext is not None and line_geoms.size:
+        keep = STRtree(line_geoms).query(ext, predicate="intersects")
+        keep.sort()
+        line_geoms, line_pos = line_geoms[keep], line_pos[keep]
+
+    if line_geoms.size:
+        union = union_zones(zone_geoms)
+        parts, owner = _line_minus_union(line_geoms, zone_geoms, union)
+        if ext is not None:
+            parts, owner = _clip_to(parts, owner, ext, "LineString")
+        pieces, owner = _merge(parts, owner)
+    else:
+        pieces, owner = np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
+
+    if pieces.size and tol > 0:
+        short = np.flatnonzero(shapely.length(pieces) < tol)
+        noise = short[_near_zones(pieces[short], zone_geoms, settings.border_tolerance_m)]
+        if noise.size:
+            logger.debug("uncovered_lines: dropped %d noise pieces (< %g m)", noise.size, tol)
+            keep_mask = np.ones(pieces.size, dtype=bool)
+            keep_mask[noise] = False
+            pieces, owner = pieces[keep_mask], owner[keep_mask]
+
+    src = line_pos[owner] if owner.size else np.empty(0, dtype=np.intp)
+    out = lines.iloc[src].copy()
+    geom_col = lines.geometry.name
+    out[geom_col] = gpd.GeoSeries(pieces, crs=lines.crs).array
+    out["length_m"] = shapely.length(pieces).astype(float) if pieces.size else np.empty(0)
+    logger.debug(
+        "uncovered_lines: %d uncovered pieces on %d lines, %.1f m",
+        len(out),
+        np.unique(src).size,
+        float(out["length_m"].sum()),
+    )
+    return out
+
+
+def _overlap_faces(geoms: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Connected pieces covered by two or more zones, and the zones over each.
+
+    Returns
+    -------
+    faces, members
+        Polygon pieces and, per piece, the sorted positions (into ``geoms``)
+        of the zones covering it.
+    """
+    empty: tuple[np.ndarray, list[np.ndarray]] = (np.empty(0, dtype=object), [])
+    if geoms.size < 2:
+        return empty
+    flagged = np.flatnonzero(~shapely.is_empty(shapely.coverage_invalid_edges(geoms)))
+    if flagged.size == 0:
+        return empty
+    tree = STRtree(geoms)
+    a_idx, b = tree.query(geoms[flagged], predicate="intersects")
+    a = flagged[a_idx]
+    other = a != b
+    a, b = a[other], b[other]
+    # interiors meet <=> intersects and not touches ("overlaps" misses containment)
+    meets = ~shapely.touches(geoms[a], geoms[b])
+    a, b = a[meets], b[meets]
+    if a.size == 0:
+        return empty
+    involved = np.unique(np.concatenate([a, b]))
+    logger.debug(
+        "partition_defects: %d zones with invalid coverage edges, %d in overlaps",
+        flagged.size,
+        involved.size,
+    )
+    sub = geoms[involved]
+    noded = shapely.union_all(shapely.boundary(sub))
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+    faces = faces[shapely.area(faces) > 0]
+    if faces.size == 0:
+        return empty
+    probes = shapely.point_on_surface(faces)
+    f_idx, z_idx = STRtree(sub).query(probes, predicate="within")
+    counts = np.bincount(f_idx, minlength=faces.size)
+    order = np.lexsort((involved[z_idx], f_idx))
+    f_idx, z_pos = f_idx[order], involved[z_idx][order]
+    split = np.split(z_pos, np.cumsum(counts)[:-1])
+    over = np.flatnonzero(counts >= 2)
+    if over.size == 0:
+        return empty
+    keys = [tuple(split[i]) for i in over]
+    key_codes, key_ids = np.unique(np.array([",".join(map(str, k)) for k in keys]), return_inverse=True)
+    merged = _grouped_union(faces[over], key_ids, key_codes.size)
+    first = np.zeros(key_codes.size, dtype=np.intp)
+    first[key_ids[::-1]] = np.arange(key_ids.size)[::-1]
+    pieces, owner = _explode(merged, np.arange(key_codes.size), "Polygon")
+    members = [np.asarray(keys[first[k]]) for k in owner]
+    return pieces, members
+
+
+def partition_defects(
+    zones: gpd.GeoDataFrame,
+    *,
+    extent: Any = None,
+    id_column: str | None = None,
+    min_area_m2: float | None = None,
+) -> gpd.GeoDataFrame:
+    """Gaps between and overlaps of zones within an extent.
+
+    Parameters
+    ----------
+    zones
+        Polygon/MultiPolygon layer in a metric CRS.
+    extent
+        Shapely (Multi)Polygon, GeoSeries or GeoDataFrame (its union) that the
+        zones should tile. Default: the union of the zones, so only holes
+        enclosed by zones count as gaps.
+    id_column
+        Column with the zone ids to report; default the index.
+    min_area_m2
+        Pieces smaller than this are flagged ``sliver``. Default
+        :data:`gisgrid.settings.sliver_area_m2`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per connected gap or overlap piece, columns ``kind``
+        (``'gap'``/``'overlap'``), ``zone_ids`` (overlap: sorted ids of the
+        zones covering the piece; gap: ids of the zones touching it; joined
+        with ``','``), ``n_zones`` (zones over the piece, 0 for gaps),
+        ``area_m2``, ``sliver`` and ``geometry``. A region covered by three
+        zones is its own piece with three ids. Sorted by kind, ids, area.
+
+    Raises
+    ------
+    CRSError
+        The CRS is geographic or the extent's CRS differs.
+    SchemaError
+        ``id_column`` is not a column of ``zones``.
+    InputError
+        Wrong geometry types or invalid zone polygons.
+    """
+    crs = _check_crs({"zones": zones, "extent": extent})
+    min_area = settings.sliver_area_m2 if min_area_m2 is None else float(min_area_m2)
+    if id_column is not None and id_column not in zones.columns:
+        raise SchemaError(
+            f"zones have no column {id_column!r}.",
+            layer="zones",
+            column=id_column,
+            fix=f"pass one of {list(zones.columns)} or None to use the index.",
+        )
+    geoms, pos = _polygons(zones)
+    ids = _id_array(zones, id_column, pos)
+    ext = _extent(extent)
+    union = union_zones(geoms)
+
+    # gaps
+    if ext is None:
+        shells = shapely.polygons(shapely.get_exterior_ring(shapely.get_parts(union)))
+        region = shapely.union_all(shells) if shells.size else shapely.MultiPolygon()
+    else:
+        region = ext
+    gaps, _ = _explode(
+        np.array([shapely.difference(region, union)], dtype=object), np.zeros(1, np.intp), "Polygon"
+    )
+    gap_ids: list[str] = []
+    if gaps.size:
+        g_idx, z_idx = STRtree(geoms).query(gaps, predicate="intersects")
+        order = np.lexsort((z_idx, g_idx))
+        g_idx, z_idx = g_idx[order], z_idx[order]
+        split = np.split(z_idx, np.cumsum(np.bincount(g_idx, minlength=gaps.size))[:-1])
+        gap_ids = [_join_ids(ids[s]) for s in split]
+
+    # overlaps
+    over, members = _overlap_faces(geoms)
+    if ext is not None and over.size:
+        over, keep = _clip_to(over, np.arange(over.size), ext, "Polygon")
+        members = [members[k] for k in keep]
+    over_ids = [_join_ids(ids[m]) for m in members]
+    n_over = np.array([len(m) for m in members], dtype=np.int64)
+
+    geometry = np.concatenate([gaps, over])
+    area = shapely.area(geometry).astype(float) if geometry.size else np.empty(0)
+    frame = pd.DataFrame(
+        {
+            "kind": pd.Series(["gap"] * gaps.size + ["overlap"] * over.size, dtype=object),
+            "zone_ids": pd.Series(gap_ids + over_ids, dtype=object),
+            "n_zones": np.concatenate([np.zeros(gaps.size, np.int64), n_over]),
+            "area_m2": area,
+            "sliver": area < min_area,
+        }
+    )
+    out = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, crs=crs).array, crs=crs)
+    out = out.sort_values(["kind", "zone_ids", "area_m2"], ascending=[True, True, False])
+    out = out.reset_index(drop=True)
+    logger.debug(
+        "partition_defects: %d gaps (%.1f m2), %d overlap pieces (%.1f m2)",
+        gaps.size,
+        float(area[: gaps.size].sum()),
+        over.size,
+        float(area[gaps.size :].sum()),
+    )
+    return out
+
+
+def points_in_zones(
+    points: gpd.GeoDataFrame,
+    zones: gpd.GeoDataFrame,
+    *,
+    id_column: str | None = None,
+) -> pd.Series:
+    """The zone containing each point.
+
+    Parameters
+    ----------
+    points
+        Point layer in a metric CRS.
+    zones
+        Polygon/MultiPolygon layer in the same CRS.
+    id_column
+        Column of ``zones`` with the ids to report; default the index.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed like ``points`` (object dtype, named ``id_column`` or
+        ``'zone_id'``): the id of the zone covering the point (a point on an
+        edge counts), None when no zone covers it or the geometry is missing,
+        and the sorted ids joined with ``','`` when several zones do.
+
+    Raises
+    ------
+    CRSError
+        A CRS is geographic or the two CRSs differ.
+    SchemaError
+        ``id_column`` is not a column of ``zones``.
+    """
+    _check_crs({"points": points, "zones": zones})
+    if id_column is not None and id_column not in zones.columns:
+        raise SchemaError(
+            f"zones have no column {id_column!r}.",
+            layer="zones",
+            column=id_column,
+            fix=f"pass one of {list(zones.columns)} or None to use the index.",
+        )
+    zone_geoms, zpos = _polygons(zones)
+    ids = _id_array(zones, id_column, zpos)
+    pts = _geometry_values(points)
+    result = np.full(pts.size, None, dtype=object)
+    present = _present(pts)
+    if present.size and zone_geoms.size:
+        p_idx, z_idx = STRtree(zone_geoms).query(pts[present], predicate="covered_by")
+        counts = np.bincount(p_idx, minlength=present.size)
+        one = counts == 1
+        order = np.argsort(p_idx, kind="stable")
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        z_sorted = z_idx[order]
+        single = np.flatnonzero(one)
+        result[present[single]] = ids[z_sorted[first[single]]]
+        for i in np.flatnonzero(counts > 1):
+            result[present[i]] = _join_ids(ids[z_sorted[first[i] : first[i] + counts[i]]])
+    return pd.Series(result, index=points.index, dtype=object, name=id_column or "zone_id")

@@ -278,7 +278,7 @@ class DemoData:
         Town
             In :attr:`analysis_crs`; its ``repairs`` record the planted invalid grid(s).
         """
-        from gisgrid.model import Town  # noqa: PLC0415  (model imports are lazy on purpose)
+        from gisgrid.model import Town
 
         return Town.from_frames(
             **self.layers, **self.rosters, name=self.name, crs=self.analysis_crs
@@ -392,7 +392,7 @@ def _generate(scale: str, seed: int) -> _Built:
 
     rivers, river_names, river_levels, river_widths = _rivers(rng, spec, boundary)
     roads, main_lines = _roads(rng, spec, boundary, village_polys, village_centres,
-                               village_bases, vill["community"], spacing)
+                               village_bases, vill["community"], vill["hub"], spacing)
 
     edges = _edge_table(cells)
     pairs = _shared_pairs(edges)
@@ -569,8 +569,6 @@ def _partition(rng: np.random.Generator, spec: _Scale,
     clipped = shapely.set_precision(clipped, _GRID_SIZE)
 
     parts, owner = shapely.get_parts(clipped, return_index=True)
-    parts = parts[shapely.get_type_id(parts) == 3] if len(parts) else parts
-    parts, owner = shapely.get_parts(clipped, return_index=True)
     keep_type = shapely.get_type_id(parts) == 3
     parts, owner = parts[keep_type], owner[keep_type]
     area = shapely.area(parts)
@@ -668,8 +666,9 @@ def _villages(rng: np.random.Generator, spec: _Scale, outline: Polygon, cells: n
     shapely.prepare(inner)
     pts = pts[shapely.contains_xy(inner, pts[:, 0], pts[:, 1])]
     tree = shapely.STRtree(shapely.points(pts))
-    assign = tree.query_nearest(shapely.points(cell_seeds), return_distance=False, all_matches=False)[1]
-    assign = np.asarray(assign, dtype=np.int64)
+    near = tree.query_nearest(shapely.points(cell_seeds), all_matches=False)
+    assign = np.empty(len(cell_seeds), dtype=np.int64)
+    assign[near[0]] = near[1]
     pairs = _shared_pairs(_edge_table(cells))
     for _ in range(20):
         changed = False
@@ -766,7 +765,7 @@ def _village_frames(rng: np.random.Generator, spec: _Scale, cells: np.ndarray,
         "cells": cells, "cell_seeds": cell_seeds, "grid_village": assign,
         "village_polys": polys, "village_ids": village_ids, "village_bases": bases,
         "village_names": names, "community": community, "centres": centres,
-        "grid_ids": grid_ids, "grid_names": grid_names,
+        "grid_ids": grid_ids, "grid_names": grid_names, "hub": hub,
     }
 
 
@@ -790,13 +789,12 @@ def _meander(rng: np.random.Generator, p0: np.ndarray, p1: np.ndarray, step: flo
     return np.round(pts, 2)
 
 
-def _crossing(rng: np.random.Generator, bounds: tuple[float, ...], through: np.ndarray,
+def _crossing(bounds: tuple[float, ...], through: np.ndarray,
               angle: float) -> tuple[np.ndarray, np.ndarray]:
     """End points of a straight line through ``through`` crossing all of ``bounds``."""
     x0, y0, x1, y1 = bounds
     reach = math.hypot(x1 - x0, y1 - y0)
     u = np.array([math.cos(angle), math.sin(angle)])
-    del rng
     return through - u * reach, through + u * reach
 
 
@@ -811,14 +809,14 @@ def _rivers(rng: np.random.Generator, spec: _Scale,
     for i in range(n_ew):
         y = y0 + (i + 0.5 + rng.uniform(-0.25, 0.25)) / n_ew * h
         ang = math.radians(rng.uniform(-15, 15))
-        a, b = _crossing(rng, boundary.bounds, np.array([x0 + w / 2, y]), ang)
+        a, b = _crossing(boundary.bounds, np.array([x0 + w / 2, y]), ang)
         lines.append(_meander(rng, a, b, 60.0, rng.uniform(120, 350), (1500, 4000), False))
         levels.append("town")
         widths.append(round(float(rng.uniform(20, 40)), 1))
     for i in range(n_ns):
         x = x0 + (i + 0.5 + rng.uniform(-0.25, 0.25)) / max(n_ns, 1) * w
         ang = math.radians(90 + rng.uniform(-15, 15))
-        a, b = _crossing(rng, boundary.bounds, np.array([x, y0 + h / 2]), ang)
+        a, b = _crossing(boundary.bounds, np.array([x, y0 + h / 2]), ang)
         lines.append(_meander(rng, a, b, 60.0, rng.uniform(120, 350), (1500, 4000), False))
         levels.append("town")
         widths.append(round(float(rng.uniform(20, 40)), 1))
@@ -831,8 +829,7 @@ def _rivers(rng: np.random.Generator, spec: _Scale,
         lines.append(_meander(rng, start, end, 50.0, rng.uniform(60, 200), (800, 2500)))
         levels.append("village")
         widths.append(round(float(rng.uniform(8, 18)), 1))
-    geoms = shapely.intersection(shapely.linestrings(lines) if False else
-                                 np.array([LineString(c) for c in lines], dtype=object), boundary)
+    geoms = shapely.intersection(np.array([LineString(c) for c in lines], dtype=object), boundary)
     out, keep_levels, keep_widths = [], [], []
     for g, lev, wid in zip(geoms, levels, widths, strict=True):
         parts = [p for p in shapely.get_parts(shapely.line_merge(g)) if p.geom_type == "LineString"]
@@ -855,13 +852,13 @@ def _rivers(rng: np.random.Generator, spec: _Scale,
 
 
 def _roads(rng: np.random.Generator, spec: _Scale, boundary: Polygon, village_polys: np.ndarray,
-           centres: np.ndarray, bases: list[str], community: np.ndarray,
+           centres: np.ndarray, bases: list[str], community: np.ndarray, hub_index: int,
            spacing: float) -> tuple[_Roads, list[LineString]]:
     """Main roads, secondary roads between villages, village roads and lanes."""
     roads = _Roads([], [], [])
     x0, y0, x1, y1 = boundary.bounds
     w, h = x1 - x0, y1 - y0
-    hub = centres[int(np.flatnonzero(community)[0])]
+    hub = centres[hub_index]
     main_lines: list[LineString] = []
     main_names = [f"{b}路" for b in rng.permutation(np.array(_MAIN_ROAD_BASES))]
     for i in range(spec.n_main_roads):
@@ -872,7 +869,7 @@ def _roads(rng: np.random.Generator, spec: _Scale, boundary: Polygon, village_po
             through = np.array([rng.uniform(x0 + 0.15 * w, x1 - 0.15 * w),
                                 rng.uniform(y0 + 0.15 * h, y1 - 0.15 * h)])
             ang = math.radians((i % 4) * 45.0 + rng.uniform(-15, 15))
-        a, b = _crossing(rng, boundary.bounds, through, ang)
+        a, b = _crossing(boundary.bounds, through, ang)
         coords = _meander(rng, a, b, 50.0, rng.uniform(40, 120), (3000, 8000), False)
         name = main_names[i % len(main_names)]
         if i >= len(main_names):
@@ -885,8 +882,10 @@ def _roads(rng: np.random.Generator, spec: _Scale, boundary: Polygon, village_po
     tri = shapely.delaunay_triangles(shapely.multipoints(centres), only_edges=True)
     segs = shapely.get_coordinates(shapely.get_parts(tri)).reshape(-1, 2, 2)
     tree = shapely.STRtree(shapely.points(centres))
-    ends = tree.query_nearest(shapely.points(segs.reshape(-1, 2)), all_matches=False)[1]
-    ends = np.asarray(ends).reshape(-1, 2)
+    near = tree.query_nearest(shapely.points(segs.reshape(-1, 2)), all_matches=False)
+    ends = np.empty(len(segs) * 2, dtype=np.int64)
+    ends[near[0]] = near[1]
+    ends = ends.reshape(-1, 2)
     ends = np.sort(ends, axis=1)
     ends = np.unique(ends, axis=0)
     lengths = np.hypot(*(centres[ends[:, 0]] - centres[ends[:, 1]]).T)
@@ -1121,7 +1120,7 @@ class _Planter:
         """Apply a shape to cells a (the grid that changes) and b; check it is clean."""
         zone = shape["zone"]
         host = self.cells[into]
-        if not zone.is_valid or not shapely.within(zone, host):
+        if not zone.is_valid or not shapely.within(zone, shapely.buffer(host, 0.05)):
             return None
         rest = _ring_without(host, shape["s"], shape["t"])
         if rest is None or shapely.distance(zone, rest) < 0.08 * self.spacing:
@@ -1133,6 +1132,9 @@ class _Planter:
         new_b = _insert(self.cells[b], shape["s"], shape["t"], np.array([shape["p1"],
                                                                           shape["p2"]]))
         if new_a is None or new_b is None or not (new_a.is_valid and new_b.is_valid):
+            return None
+        other = new_a if into == a else new_b
+        if shapely.intersection(other, zone).area > 1e-6:
             return None
         return new_a, new_b
 

@@ -1,4 +1,12 @@
-"""gisgrid: is every square metre, road, river reach and must-check point of a township under a named, responsible person?"""
+"""gisgrid: is every square metre, road, river reach and must-check point of a township under a named person?
+
+The analyst's API::
+
+    import gisgrid
+    town = gisgrid.load_town("gisgrid.toml")      # or no argument: the demo town
+    a = gisgrid.analyze(town)
+    a.findings, a.summary, a.explore()
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,27 @@ from gisgrid._errors import (
     SchemaError,
 )
 
+_LAZY = {
+    "Assessment": "gisgrid.analysis",
+    "analyze": "gisgrid.analysis",
+    "Town": "gisgrid.model",
+    "load_town": "gisgrid.pipeline",
+}
+
+
+def __getattr__(name: str) -> object:
+    # Lazy so that ``import gisgrid.crs`` stays light and modules load in dependency order.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module 'gisgrid' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assessment",
     "CRSError",
     "ConfigError",
     "GisgridError",
@@ -22,5 +48,8 @@ __all__ = [
     "InputError",
     "RuleError",
     "SchemaError",
+    "Town",
     "__version__",
+    "analyze",
+    "load_town",
 ]

@@ -660,9 +660,12 @@ def _check_coverage(cells: np.ndarray, boundary: shapely.Geometry) -> None:
 def _villages(rng: np.random.Generator, spec: _Scale, outline: Polygon, cells: np.ndarray,
               cell_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Assign cells to the nearest village seed, then make every village one piece."""
+    # village seeds keep clear of the outline; size the lattice for the inner area
     spacing = math.sqrt(outline.area / (spec.n_villages * math.sqrt(3.0) / 2.0))
-    pts = _lattice(rng, outline.bounds, spacing, 0.25)
     inner = shapely.buffer(outline, -0.3 * spacing)
+    spacing = math.sqrt(inner.area / (spec.n_villages * math.sqrt(3.0) / 2.0))
+    inner = shapely.buffer(outline, -0.3 * spacing)
+    pts = _lattice(rng, outline.bounds, spacing, 0.25)
     shapely.prepare(inner)
     pts = pts[shapely.contains_xy(inner, pts[:, 0], pts[:, 1])]
     tree = shapely.STRtree(shapely.points(pts))
@@ -1133,8 +1136,9 @@ class _Planter:
                                                                           shape["p2"]]))
         if new_a is None or new_b is None or not (new_a.is_valid and new_b.is_valid):
             return None
-        other = new_a if into == a else new_b
-        if shapely.intersection(other, zone).area > 1e-6:
+        inside = shapely.area(shapely.intersection(np.array([new_a, new_b]), zone))
+        expect = 0.0 if into == a else zone.area  # gap: in neither; overlap: in both
+        if np.abs(inside - expect).max() > 1e-3:
             return None
         return new_a, new_b
 
@@ -1524,7 +1528,7 @@ def _truth(plant: _Planter, spikes: list[tuple[int, Polygon]], unstaffed: list[i
 
     def row(kind: str, geom: shapely.Geometry, measure: float, unit: str, note: str,
             **ids: str | None) -> None:
-        rec = {c: None for c in TRUTH_COLUMNS}
+        rec = dict.fromkeys(TRUTH_COLUMNS)
         rec.update(kind=kind, geometry=geom, measure=float(measure), unit=unit, note=note, **ids)
         rows.append(rec)
 
@@ -1572,5 +1576,8 @@ def _truth(plant: _Planter, spikes: list[tuple[int, Polygon]], unstaffed: list[i
             f"({shapely.is_valid_reason(spiked)}); make_valid(structure) restores it",
             village_id=village_ids[grid_village[c]], grid_id=grid_ids[c])
     frame = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+    for col in TRUTH_COLUMNS:
+        if col not in ("measure", "geometry"):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     frame["measure"] = frame["measure"].astype(float)
     return gpd.GeoDataFrame(frame, geometry="geometry", crs=ANALYSIS_CRS)

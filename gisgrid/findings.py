@@ -9,7 +9,9 @@ Stable ids
 SHA-1 of the kind, the finding's *subject key* (the ids it is about: road id,
 grid ids, poi id, river and village ids; never a person's name, so reassigning
 a chief does not change the id) and its location: the centroid of the
-offending geometry snapped to a ``settings.id_snap_m`` (10 m) grid. A few
+offending geometry snapped to a ``settings.id_snap_m`` (10 m) grid whose cell
+edges are shifted off the round numbers (at 6.3 m, 16.3 m, …), so that a
+gap centred on a round coordinate does not sit on a cell edge. A few
 centimetres of editing noise keep the id; a different gap, or the same gap in
 a different place, gets another. Two findings that would still collide (the
 same key in the same 10 m cell) are told apart by a ``~2``, ``~3`` suffix in
@@ -72,6 +74,8 @@ KINDS: dict[str, str] = {
     "input_repaired": "input geometry repaired or removed on load",
 }
 
+_CELL_SHIFT = 0.37
+
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(settings.severities)}
 
 _TEXT_COLUMNS = ("finding_id", "kind", "severity", "village_id", "grid_id", "owner", "unit",
@@ -95,8 +99,9 @@ def _location_key(geoms: np.ndarray, snap_m: float) -> list[str]:
     empty = shapely.is_empty(pts) | shapely.is_missing(pts)
     x = np.where(empty, 0.0, shapely.get_x(np.where(empty, shapely.Point(0, 0), pts)))
     y = np.where(empty, 0.0, shapely.get_y(np.where(empty, shapely.Point(0, 0), pts)))
-    sx = np.round(x / snap_m).astype(np.int64)
-    sy = np.round(y / snap_m).astype(np.int64)
+    # Cell edges sit at 0.63 of a cell, away from the round numbers people digitise on.
+    sx = np.floor(x / snap_m + _CELL_SHIFT).astype(np.int64)
+    sy = np.floor(y / snap_m + _CELL_SHIFT).astype(np.int64)
     return [f"{a}:{b}" for a, b in zip(sx, sy, strict=True)]
 
 

@@ -135,7 +135,8 @@ def _clean_text(series: pd.Series) -> pd.Series:
         text = str(v).strip()
         return text or None
 
-    return series.astype(object).map(one).astype(object)
+    # Built as object so blanks stay None (pandas 3 would infer str and turn None into NaN).
+    return pd.Series([one(v) for v in series], index=series.index, name=series.name, dtype=object)
 
 
 def _check_columns(frame: Any, name: str, required: tuple[str, ...]) -> None:
@@ -237,9 +238,8 @@ def _prepare_layer(
             idx = gdf.index[pos]
             repairs.append({"layer": name, "feature_id": fid(idx), "row": idx, "action": "collection_exploded",
                             "detail": f"geometry collection of {len(parts)} parts; kept {len(keep)} of type {spec.geom}",
-                            "area_before": float(shapely.area(geoms[pos])),
-                            "area_after": float(shapely.area(new)) if new is not None else np.nan,
-                            "geometry": new})
+                            "area_before": np.nan, "area_after": np.nan, "geometry": new,
+                            "_before": geoms[pos]})
             geoms[pos] = new
     names = np.array([g.geom_type if g is not None else "None" for g in geoms], dtype=object)
     wrong = ~np.isin(names, list(_GEOM_TYPES[spec.geom]))
@@ -252,6 +252,13 @@ def _prepare_layer(
     if len(gdf):
         check_coordinates(gdf.total_bounds, gdf.crs, where=where)
     gdf = gdf.to_crs(target)
+    # Collection records: geometry and areas in the analysis CRS (m²), like every other repair.
+    for r in repairs:
+        if "_before" in r:
+            before = gpd.GeoSeries([r.pop("_before"), r["geometry"]], crs=frame.crs).to_crs(target)
+            r["area_before"] = float(before.iloc[0].area)
+            r["area_after"] = float(before.iloc[1].area) if r["geometry"] is not None else np.nan
+            r["geometry"] = before.iloc[1]
     if spec.geom == "polygon" and len(gdf):
         geoms = np.asarray(gdf.geometry.values, dtype=object)
         invalid = ~shapely.is_valid(geoms)
@@ -450,9 +457,16 @@ class Town:
     def _target_crs(crs: Any, villages: Any) -> pyproj.CRS:
         value = settings.analysis_crs if crs is None else crs
         if isinstance(value, str) and value.strip().lower() == "auto":
+            where = _where(villages, "villages")
             if not isinstance(villages, gpd.GeoDataFrame) or villages.crs is None:
                 msg = "the villages layer has no CRS, so no analysis CRS can be chosen."
-                raise CRSError(msg, **_where(villages, "villages"), fix='set its CRS or declare crs in the config')
+                raise CRSError(msg, **where, fix='set its CRS or declare crs in the config')
+            geoms = np.asarray(villages.geometry.values, dtype=object)
+            if not (~(shapely.is_missing(geoms) | shapely.is_empty(geoms))).any():
+                msg = "the villages layer has no features (none with a geometry)."
+                raise SchemaError(msg, **where, fix="point the config at the right file and layer")
+            # Mislabelled coordinates get their own error, not a confusing one from the CRS choice.
+            check_coordinates(villages.total_bounds, villages.crs, where=where)
             return _choose_crs(villages)
         parsed = parse_crs(value)
         if isinstance(parsed, str) or not parsed.is_projected:

@@ -136,8 +136,8 @@ SCALES: dict[str, _Scale] = {
     "county": _Scale(
         name="通东县", area_id="320612", width_m=60_000.0, height_m=50_000.0, n_grids=20_000,
         n_villages=300, n_main_roads=10, n_main_rivers=10, n_minor_rivers=16,
-        minor_river_km=(4.0, 10.0), hamlets=(3, 4), lattice=(4, 6), centre_lattice=10,
-        field_lanes=(3, 5), radial_roads=(2, 3), n_defects=3, n_edge_roads=10,
+        minor_river_km=(4.0, 10.0), hamlets=(2, 4), lattice=(4, 5), centre_lattice=10,
+        field_lanes=(2, 4), radial_roads=(1, 2), n_defects=3, n_edge_roads=10,
         outline_vertices=180, n_communities=12,
     ),
 }
@@ -1443,43 +1443,50 @@ def _reaches(rivers: np.ndarray, village_polys: np.ndarray) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-class _People:
-    """Deterministic names, unique phones."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.used: set[str] = set()
-
-    def person(self) -> tuple[str, str]:
-        surname = _SURNAMES[int(self.rng.integers(len(_SURNAMES)))]
-        given = "".join(_GIVEN[int(i)] for i in self.rng.integers(len(_GIVEN),
-                                                                   size=int(self.rng.integers(1, 3))))
-        while True:
-            prefix = _PHONE_PREFIXES[int(self.rng.integers(len(_PHONE_PREFIXES)))]
-            phone = f"{prefix}{int(self.rng.integers(0, 100_000_000)):08d}"
-            if phone not in self.used:
-                self.used.add(phone)
-                return surname + given, phone
+def _people(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+    """``n`` deterministic Chinese names and distinct 11-digit mobile numbers."""
+    surname = rng.integers(len(_SURNAMES), size=n)
+    given_len = rng.integers(1, 3, size=n)
+    given = rng.integers(len(_GIVEN), size=(n, 2))
+    names = [
+        _SURNAMES[s] + _GIVEN[g[0]] + (_GIVEN[g[1]] if k == 2 else "")
+        for s, g, k in zip(surname, given, given_len, strict=True)
+    ]
+    prefix = np.asarray(_PHONE_PREFIXES, dtype=object)
+    phones = pd.Series(
+        prefix[rng.integers(len(prefix), size=n)]
+        + np.char.zfill(rng.integers(0, 100_000_000, size=n).astype(str), 8).astype(object),
+        dtype=object,
+    )
+    dup = phones.duplicated()
+    while dup.any():
+        k = int(dup.sum())
+        phones[dup] = (prefix[rng.integers(len(prefix), size=k)]
+                       + np.char.zfill(rng.integers(0, 100_000_000, size=k).astype(str), 8)
+                       .astype(object))
+        dup = phones.duplicated()
+    return names, [str(p) for p in phones]
 
 
 def _grid_staff(rng: np.random.Generator, grid_ids: list[str],
                 unstaffed: set[str]) -> pd.DataFrame:
-    people = _People(rng)
-    rows = []
-    for gid in grid_ids:
-        n_members = int(rng.integers(1, 4))
-        roles = ([] if gid in unstaffed else ["grid_chief"]) + ["grid_member"] * n_members
-        for role in roles:
-            name, phone = people.person()
-            rows.append((name, phone, role, gid))
-    width = _width(len(rows), 4)
+    """One grid chief (except the unstaffed grids) and 1-3 grid members per grid."""
+    n_members = rng.integers(1, 4, size=len(grid_ids))
+    roles: list[str] = []
+    grids: list[str] = []
+    for gid, k in zip(grid_ids, n_members, strict=True):
+        crew = ([] if gid in unstaffed else ["grid_chief"]) + ["grid_member"] * int(k)
+        roles += crew
+        grids += [gid] * len(crew)
+    names, phones = _people(rng, len(roles))
+    width = _width(len(roles), 4)
     return pd.DataFrame(
         {
-            "person_id": [f"S{i + 1:0{width}d}" for i in range(len(rows))],
-            "name": [r[0] for r in rows],
-            "phone": [r[1] for r in rows],
-            "role": [r[2] for r in rows],
-            "grid_id": [r[3] for r in rows],
+            "person_id": [f"S{i + 1:0{width}d}" for i in range(len(roles))],
+            "name": names,
+            "phone": phones,
+            "role": roles,
+            "grid_id": grids,
         }
     )
 
@@ -1487,31 +1494,27 @@ def _grid_staff(rng: np.random.Generator, grid_ids: list[str],
 def _river_chiefs(rng: np.random.Generator, rivers: np.ndarray, river_ids: list[str],
                   reaches: pd.DataFrame, village_ids: list[str],
                   dropped: list[int]) -> tuple[pd.DataFrame, dict[int, str]]:
-    people = _People(rng)
-    rows: list[tuple[str, str, str, str, str | None]] = []
+    """A county chief for the longest river, a town chief per river, a village chief per reach."""
+    rows: list[tuple[str, str, str | None, int | None]] = []
     longest = int(np.argmax(shapely.length(rivers)))
-    name, phone = people.person()
-    rows.append((name, phone, "county", river_ids[longest], None))
-    missing: dict[int, str] = {}
+    rows.append(("county", river_ids[longest], None, None))
     for r, rid in enumerate(river_ids):
-        name, phone = people.person()
-        rows.append((name, phone, "town", rid, None))
+        rows.append(("town", rid, None, None))
         for i in reaches.index[reaches["river"] == r]:
-            name, phone = people.person()
             vid = village_ids[int(reaches.at[i, "village"])]
-            if int(i) in dropped:
-                missing[int(i)] = name
-                continue
-            rows.append((name, phone, "village", rid, vid))
-    width = _width(len(rows), 3)
+            rows.append(("village", rid, vid, int(i)))
+    names, phones = _people(rng, len(rows))
+    missing = {int(r[3]): names[k] for k, r in enumerate(rows) if r[3] in dropped}
+    keep = [k for k, r in enumerate(rows) if r[3] not in dropped]
+    width = _width(len(keep), 3)
     frame = pd.DataFrame(
         {
-            "person_id": [f"C{i + 1:0{width}d}" for i in range(len(rows))],
-            "name": [r[0] for r in rows],
-            "phone": [r[1] for r in rows],
-            "level": [r[2] for r in rows],
-            "river_id": [r[3] for r in rows],
-            "village_id": pd.Series([r[4] for r in rows], dtype=object),
+            "person_id": [f"C{i + 1:0{width}d}" for i in range(len(keep))],
+            "name": [names[k] for k in keep],
+            "phone": [phones[k] for k in keep],
+            "level": [rows[k][0] for k in keep],
+            "river_id": [rows[k][1] for k in keep],
+            "village_id": pd.Series([rows[k][2] for k in keep], dtype=object),
         }
     )
     return frame, missing

@@ -1,0 +1,84 @@
+"""The demo town's planted defects are found, each with the right kind, place and size, and nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from gisgrid.analysis import analyze
+from gisgrid.demo import make_demo
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return make_demo()
+
+
+@pytest.fixture(scope="module")
+def assessment(demo):
+    return analyze(demo.town())
+
+
+def _matches(finding, truth_row) -> bool:
+    if finding["kind"] != truth_row["kind"]:
+        return False
+    for col in ("road_id", "poi_id", "river_id"):
+        want = truth_row.get(col)
+        if want is not None and isinstance(want, str) and finding.get(col) not in (None, want):
+            return False
+    fg, tg = finding.geometry, truth_row.geometry
+    kind = truth_row["kind"]
+    if kind in ("grid_unstaffed",):
+        return finding["grid_id"] == truth_row["grid_id"]
+    if kind == "input_repaired":
+        return finding["grid_id"] == truth_row["grid_id"]
+    if kind == "river_unassigned":
+        return (finding["village_id"] == truth_row["village_id"]
+                and finding.get("river_id") in (None, truth_row["river_id"])
+                and abs(finding["measure"] - truth_row["measure"]) <= 1.0)
+    if tg is None or fg is None or fg.is_empty:
+        return False
+    if tg.geom_type.endswith("Polygon"):
+        return (shapely.symmetric_difference(fg, tg).area <= 0.01 * tg.area
+                and finding["measure"] == pytest.approx(truth_row["measure"], rel=0.01))
+    if tg.geom_type.endswith("LineString"):
+        return (shapely.hausdorff_distance(fg, tg) <= 1.0
+                and finding["measure"] == pytest.approx(truth_row["measure"], abs=1.0))
+    return fg.distance(tg) <= 0.5
+
+
+def test_every_planted_defect_found_and_nothing_else(demo, assessment):
+    truth = demo.truth.to_crs(assessment.town.crs)
+    findings = assessment.findings
+    unmatched_truth = []
+    used: set[int] = set()
+    for _, t in truth.iterrows():
+        hits = [i for i, f in findings.iterrows() if i not in used and _matches(f, t)]
+        if hits:
+            used.add(hits[0])
+        else:
+            unmatched_truth.append((t["kind"], t.get("note")))
+    extra = findings.drop(index=list(used))
+    assert not unmatched_truth, f"planted but not found: {unmatched_truth}"
+    assert extra.empty, f"found but not planted:\n{extra[['kind', 'severity', 'message']].to_string()}"
+
+
+def test_kinds_cover_the_issue_list(demo):
+    kinds = set(demo.truth["kind"])
+    assert {"area_gap", "area_overlap", "road_uncovered", "grid_unstaffed", "river_unassigned",
+            "poi_uncovered", "input_repaired"} <= kinds
+
+
+def test_school_in_gap_is_veto_and_everything_has_an_owner(assessment):
+    f = assessment.findings
+    school = f[(f["kind"] == "poi_uncovered")]
+    assert (school["severity"] == "veto").all()
+    assert f["owner"].notna().all() and (f["owner"].str.len() > 0).all()
+
+
+def test_coverage_ratios_agree_with_plain_shapely(demo, assessment):
+    town = assessment.town
+    grid_union = shapely.union_all(np.asarray(town.grids.geometry.values))
+    expected = shapely.intersection(town.extent, grid_union).area / town.extent.area
+    assert assessment.totals["area_coverage"] == pytest.approx(expected, rel=1e-9, abs=1e-9)

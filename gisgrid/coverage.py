@@ -328,12 +328,48 @@ def _bounds_box(*bounds: np.ndarray, margin_factor: float = 0.01) -> tuple[np.nd
 # --------------------------------------------------------------------------- #
 
 
+def _union_and_flags(geoms: np.ndarray) -> tuple[shapely.Geometry, np.ndarray]:
+    """Union of non-empty polygons and which of them have invalid coverage edges.
+
+    The zones whose edges ``shapely.coverage_invalid_edges`` accepts form a
+    valid coverage on their own (no two of them overlap, shared edges have
+    identical vertices), so they are dissolved with the fast
+    ``coverage_union``; the flagged zones -- overlapping or misaligned -- are
+    then added with ``union_all``, which nodes them properly.
+    """
+    if geoms.size == 0:
+        return shapely.MultiPolygon(), np.zeros(0, dtype=bool)
+    if geoms.size == 1:
+        return geoms[0], np.zeros(1, dtype=bool)
+    bad = ~shapely.is_empty(shapely.coverage_invalid_edges(geoms))
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        logger.debug("union_zones: %d zones form a valid coverage: coverage_union", geoms.size)
+        return shapely.coverage_union_all(geoms), bad
+    if n_bad == geoms.size:
+        logger.debug("union_zones: no zone has valid coverage edges: union_all")
+        return shapely.union_all(geoms), bad
+    logger.debug(
+        "union_zones: %d of %d zones have invalid coverage edges (overlap or misaligned): "
+        "coverage_union of the rest, then union_all",
+        n_bad,
+        geoms.size,
+    )
+    valid_part = shapely.coverage_union_all(geoms[~bad])
+    return shapely.union_all(np.concatenate([[valid_part], geoms[bad]])), bad
+
+
 def union_zones(zones: Any) -> shapely.Geometry:
     """Union of zone polygons.
 
-    Uses :func:`shapely.coverage_union_all` (fast, edge-matching) when the
-    zones form a valid coverage, and :func:`shapely.union_all` otherwise --
-    ``coverage_union`` silently returns wrong results for overlapping input.
+    ``shapely.coverage_union`` is fast but silently wrong on overlapping or
+    misaligned input, so the coverage is validated first: when it is valid
+    the zones are dissolved with :func:`shapely.coverage_union_all`;
+    otherwise the zones with valid coverage edges (which form a valid
+    coverage among themselves) are dissolved that way and the zones
+    ``shapely.coverage_invalid_edges`` flags are added with
+    :func:`shapely.union_all`. The result is the union of the zones (logged
+    at debug level: which path was taken).
 
     Parameters
     ----------
@@ -347,16 +383,7 @@ def union_zones(zones: Any) -> shapely.Geometry:
         The union (an empty MultiPolygon when there are no zones).
     """
     geoms = _geometry_values(zones)
-    geoms = geoms[_present(geoms)]
-    if geoms.size == 0:
-        return shapely.MultiPolygon()
-    if geoms.size == 1:
-        return geoms[0]
-    if shapely.coverage_is_valid(geoms):
-        logger.debug("union_zones: %d zones form a valid coverage: coverage_union", geoms.size)
-        return shapely.coverage_union_all(geoms)
-    logger.debug("union_zones: %d zones are not a valid coverage: union_all", geoms.size)
-    return shapely.union_all(geoms)
+    return _union_and_flags(geoms[_present(geoms)])[0]
 
 
 def _line_minus_union(
@@ -382,17 +409,22 @@ def _line_minus_union(
     shapely.prepare(pieces)
     tree = STRtree(lines)
     p_idx, l_idx = tree.query(pieces, predicate="intersects")
+    # A line in the interior of one piece meets no zone: all of it is uncovered.
+    free = shapely.contains_properly(pieces[p_idx], lines[l_idx])
     shapely.destroy_prepared(pieces)
+    outside = l_idx[free]
+    p_idx, l_idx = p_idx[~free], l_idx[~free]
 
     fallback = np.unique(l_idx[big[p_idx]])
     direct = ~np.isin(l_idx, fallback)
     p_idx, l_idx = p_idx[direct], l_idx[direct]
     logger.debug(
-        "uncovered_lines: %d lines, %d complement pieces (%d big), %d line-piece pairs, "
-        "%d lines differenced with their own zones",
+        "uncovered_lines: %d lines, %d complement pieces (%d big), %d lines outside all "
+        "zones, %d line-piece pairs, %d lines differenced with their own zones",
         lines.size,
         pieces.size,
         int(big.sum()),
+        outside.size,
         p_idx.size,
         fallback.size,
     )
@@ -411,8 +443,11 @@ def _line_minus_union(
     else:
         parts_fallback = np.empty(0, dtype=object)
 
-    geoms = np.concatenate([parts_direct, parts_fallback])
-    owner = np.concatenate([l_idx, fallback])
+    # difference with an empty geometry nodes the line (dissolving self-overlaps)
+    # exactly as the reference does
+    parts_outside = shapely.difference(lines[outside], _EMPTY)
+    geoms = np.concatenate([parts_direct, parts_fallback, parts_outside])
+    owner = np.concatenate([l_idx, fallback, outside])
     order = np.argsort(owner, kind="stable")
     return _explode(geoms[order], owner[order], "LineString")
 
@@ -515,7 +550,7 @@ def uncovered_lines(
         line_geoms, line_pos = line_geoms[keep], line_pos[keep]
 
     if line_geoms.size:
-        union = union_zones(zone_geoms)
+        union = _union_and_flags(zone_geoms)[0]
         parts, owner = _line_minus_union(line_geoms, zone_geoms, union)
         if ext is not None:
             parts, owner = _clip_to(parts, owner, ext, "LineString")
@@ -546,8 +581,14 @@ def uncovered_lines(
     return out
 
 
-def _overlap_faces(geoms: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def _overlap_faces(geoms: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Connected pieces covered by two or more zones, and the zones over each.
+
+    Only zones with invalid coverage edges (``flags``) can overlap another
+    zone (if two zones overlap, at least one has an edge inside the other).
+    The candidate pairs are the flagged zones' intersecting neighbours whose
+    interiors meet; the faces are found by polygonizing the noded boundaries
+    of the zones in those pairs and testing a point of each face against them.
 
     Returns
     -------
@@ -558,7 +599,7 @@ def _overlap_faces(geoms: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     empty: tuple[np.ndarray, list[np.ndarray]] = (np.empty(0, dtype=object), [])
     if geoms.size < 2:
         return empty
-    flagged = np.flatnonzero(~shapely.is_empty(shapely.coverage_invalid_edges(geoms)))
+    flagged = np.flatnonzero(flags)
     if flagged.size == 0:
         return empty
     tree = STRtree(geoms)
@@ -656,7 +697,7 @@ def partition_defects(
     geoms, pos = _polygons(zones)
     ids = _id_array(zones, id_column, pos)
     ext = _extent(extent)
-    union = union_zones(geoms)
+    union, flags = _union_and_flags(geoms)
 
     # gaps
     if ext is None:
@@ -676,7 +717,7 @@ def partition_defects(
         gap_ids = [_join_ids(ids[s]) for s in split]
 
     # overlaps
-    over, members = _overlap_faces(geoms)
+    over, members = _overlap_faces(geoms, flags)
     if ext is not None and over.size:
         over, keep = _clip_to(over, np.arange(over.size), ext, "Polygon")
         members = [members[k] for k in keep]

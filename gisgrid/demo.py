@@ -367,6 +367,7 @@ class _Roads:
 
 
 def _generate(scale: str, seed: int) -> _Built:
+    """Build the demo in EPSG:4549; the steps consume ``rng`` in a fixed order."""
     if scale not in SCALES:
         msg = f"unknown demo scale {scale!r}; valid choices are {sorted(SCALES)}."
         raise ConfigError(msg, fix=f"use one of {', '.join(sorted(SCALES))}")
@@ -390,7 +391,8 @@ def _generate(scale: str, seed: int) -> _Built:
     cell_seeds = vill["cell_seeds"]
     village_centres = vill["centres"]
 
-    rivers, river_names, river_levels, river_widths = _rivers(rng, spec, boundary)
+    rivers, river_names, river_levels, river_widths = _rivers(rng, spec, boundary,
+                                                              village_polys)
     roads, main_lines = _roads(rng, spec, boundary, village_polys, village_centres,
                                village_bases, vill["community"], vill["hub"], spacing)
 
@@ -427,7 +429,7 @@ def _generate(scale: str, seed: int) -> _Built:
     spikes = plant.spikes()
     unstaffed = plant.unstaffed()
 
-    pois = _pois(rng, spec, cells, plant, village_polys, village_centres, village_bases,
+    pois = _pois(rng, plant, village_centres, village_bases,
                  vill["village_names"], rivers, river_names, river_levels, main_lines,
                  boundary, centre)
 
@@ -484,8 +486,8 @@ def _generate(scale: str, seed: int) -> _Built:
                                                  dropped_reaches)
 
     truth = _truth(plant, spikes, unstaffed, dropped_reaches, reaches, grid_ids, grid_village,
-                   village_ids, lane_road_ids, road_frame, poi_frame, river_ids, lane_rows,
-                   clean_cells, missing_chiefs)
+                   village_ids, lane_road_ids, road_frame, poi_frame, river_ids,
+                   missing_chiefs)
 
     layers = {
         "boundary": boundary_frame,
@@ -699,17 +701,18 @@ def _villages(rng: np.random.Generator, spec: _Scale, outline: Polygon, cells: n
 
 def _reassign(moved: np.ndarray, assign: np.ndarray, pairs: pd.DataFrame, old: int) -> None:
     """Give a detached group of cells to the neighbouring village sharing most border."""
-    moved_set = np.zeros(len(assign), dtype=bool)
-    moved_set[moved] = True
+    inside = np.zeros(len(assign), dtype=bool)
+    inside[moved] = True
     a, b, length = pairs["a"].to_numpy(), pairs["b"].to_numpy(), pairs["length"].to_numpy()
-    score: dict[int, float] = {}
-    for x, y, ln in zip(a, b, length, strict=True):
-        for inside, other in ((x, y), (y, x)):
-            if moved_set[inside] and not moved_set[other] and assign[other] != old:
-                score[int(assign[other])] = score.get(int(assign[other]), 0.0) + float(ln)
-    if score:
-        best = max(sorted(score), key=lambda k: score[k])
-        assign[moved] = best
+    # border segments between the group and cells of other villages, seen from either side
+    cross_ab = inside[a] & ~inside[b]
+    cross_ba = inside[b] & ~inside[a]
+    other = np.concatenate([assign[b[cross_ab]], assign[a[cross_ba]]])
+    shared = np.concatenate([length[cross_ab], length[cross_ba]])
+    ok = other != old
+    if ok.any():
+        score = np.bincount(other[ok], weights=shared[ok])
+        assign[moved] = int(np.argmax(score))
 
 
 def _village_frames(rng: np.random.Generator, spec: _Scale, cells: np.ndarray,
@@ -719,6 +722,9 @@ def _village_frames(rng: np.random.Generator, spec: _Scale, cells: np.ndarray,
     n = len(village_seeds)
     polys = np.array([shapely.coverage_union_all(cells[assign == v]) for v in range(n)],
                      dtype=object)
+    if (shapely.get_type_id(polys) != 3).any():
+        msg = "demo: a village is not one polygon"
+        raise RuntimeError(msg)
     cent = shapely.get_coordinates(shapely.centroid(polys))
     order = np.lexsort((cent[:, 0], -np.round(cent[:, 1] / 1000.0)))
     rank = np.empty(n, dtype=np.int64)
@@ -801,48 +807,60 @@ def _crossing(bounds: tuple[float, ...], through: np.ndarray,
     return through - u * reach, through + u * reach
 
 
-def _rivers(rng: np.random.Generator, spec: _Scale,
-            boundary: Polygon) -> tuple[np.ndarray, list[str], list[str], list[float]]:
-    """Main canals crossing the whole plain and minor rivers; clipped to the town."""
+def _rivers(rng: np.random.Generator, spec: _Scale, boundary: Polygon,
+            village_polys: np.ndarray) -> tuple[np.ndarray, list[str], list[str], list[float]]:
+    """Main canals crossing the whole plain and minor rivers, each through several villages."""
     x0, y0, x1, y1 = boundary.bounds
     w, h = x1 - x0, y1 - y0
-    lines, levels, widths = [], [], []
+    tree = shapely.STRtree(village_polys)
+
+    def clipped(coords: np.ndarray) -> LineString | None:
+        """The longest part inside the town, if it runs >= 100 m through two villages."""
+        geom = shapely.line_merge(shapely.intersection(LineString(coords), boundary))
+        parts = [p for p in shapely.get_parts(geom) if p.geom_type == "LineString"]
+        if not parts:
+            return None
+        longest = max(parts, key=lambda p: p.length)
+        hit = tree.query(longest, predicate="intersects")
+        through = shapely.length(shapely.intersection(longest, village_polys[hit]))
+        if longest.length < 800.0 or int((through >= 100.0).sum()) < 2:
+            return None
+        return longest
+
+    out: list[LineString] = []
+    levels: list[str] = []
+    widths: list[float] = []
     n_ew = (spec.n_main_rivers + 1) // 2
     n_ns = spec.n_main_rivers - n_ew
-    for i in range(n_ew):
-        y = y0 + (i + 0.5 + rng.uniform(-0.25, 0.25)) / n_ew * h
-        ang = math.radians(rng.uniform(-15, 15))
-        a, b = _crossing(boundary.bounds, np.array([x0 + w / 2, y]), ang)
-        lines.append(_meander(rng, a, b, 60.0, rng.uniform(120, 350), (1500, 4000), False))
-        levels.append("town")
-        widths.append(round(float(rng.uniform(20, 40)), 1))
-    for i in range(n_ns):
-        x = x0 + (i + 0.5 + rng.uniform(-0.25, 0.25)) / max(n_ns, 1) * w
-        ang = math.radians(90 + rng.uniform(-15, 15))
-        a, b = _crossing(boundary.bounds, np.array([x, y0 + h / 2]), ang)
-        lines.append(_meander(rng, a, b, 60.0, rng.uniform(120, 350), (1500, 4000), False))
-        levels.append("town")
-        widths.append(round(float(rng.uniform(20, 40)), 1))
+    for i in range(spec.n_main_rivers):
+        if i < n_ew:
+            frac = (i + 0.5 + rng.uniform(-0.25, 0.25)) / n_ew
+            through = np.array([x0 + w / 2, y0 + frac * h])
+            ang = math.radians(rng.uniform(-15, 15))
+        else:
+            frac = (i - n_ew + 0.5 + rng.uniform(-0.25, 0.25)) / max(n_ns, 1)
+            through = np.array([x0 + frac * w, y0 + h / 2])
+            ang = math.radians(90 + rng.uniform(-15, 15))
+        a, b = _crossing(boundary.bounds, through, ang)
+        line = clipped(_meander(rng, a, b, 60.0, rng.uniform(120, 350), (1500, 4000), False))
+        width = round(float(rng.uniform(20, 40)), 1)
+        if line is not None:
+            out.append(line)
+            levels.append("town")
+            widths.append(width)
     for _ in range(spec.n_minor_rivers):
-        start = np.array([rng.uniform(x0 + 0.1 * w, x1 - 0.1 * w),
-                          rng.uniform(y0 + 0.1 * h, y1 - 0.1 * h)])
-        ang = rng.uniform(0, 2 * math.pi)
-        length = rng.uniform(*spec.minor_river_km) * 1000.0
-        end = start + length * np.array([math.cos(ang), math.sin(ang)])
-        lines.append(_meander(rng, start, end, 50.0, rng.uniform(60, 200), (800, 2500)))
-        levels.append("village")
-        widths.append(round(float(rng.uniform(8, 18)), 1))
-    geoms = shapely.intersection(np.array([LineString(c) for c in lines], dtype=object), boundary)
-    out, keep_levels, keep_widths = [], [], []
-    for g, lev, wid in zip(geoms, levels, widths, strict=True):
-        parts = [p for p in shapely.get_parts(shapely.line_merge(g)) if p.geom_type == "LineString"]
-        if not parts:
-            continue
-        longest = max(parts, key=lambda p: p.length)
-        if longest.length >= 800.0:
-            out.append(longest)
-            keep_levels.append(lev)
-            keep_widths.append(wid)
+        for _attempt in range(30):
+            start = np.array([rng.uniform(x0 + 0.1 * w, x1 - 0.1 * w),
+                              rng.uniform(y0 + 0.1 * h, y1 - 0.1 * h)])
+            ang = rng.uniform(0, 2 * math.pi)
+            length = rng.uniform(*spec.minor_river_km) * 1000.0
+            end = start + length * np.array([math.cos(ang), math.sin(ang)])
+            line = clipped(_meander(rng, start, end, 50.0, rng.uniform(60, 200), (800, 2500)))
+            if line is not None:
+                out.append(line)
+                levels.append("village")
+                widths.append(round(float(rng.uniform(8, 18)), 1))
+                break
     order = np.argsort([-g.length for g in out], kind="stable")
     bases = [str(b) for b in rng.permutation(np.array(_RIVER_BASES))]
     names = []
@@ -850,8 +868,7 @@ def _rivers(rng: np.random.Generator, spec: _Scale,
         base = bases[i % len(bases)] + ("" if i < len(bases) else str(i // len(bases) + 1))
         names.append(base + ("河" if i % 3 else "港"))
     rivers = np.array([out[i] for i in order], dtype=object)
-    return (rivers, names, [keep_levels[i] for i in order],
-            [keep_widths[i] for i in order])
+    return rivers, names, [levels[i] for i in order], [widths[i] for i in order]
 
 
 def _roads(rng: np.random.Generator, spec: _Scale, boundary: Polygon, village_polys: np.ndarray,
@@ -1054,7 +1071,6 @@ class _Planter:
         self.rng = rng
         self.spec = spec
         self.cells = cells.copy()
-        self.intended = cells.copy()
         self.seeds = seeds
         self.grid_village = grid_village
         self.pairs = pairs
@@ -1120,7 +1136,12 @@ class _Planter:
 
     def _fits(self, shape: dict[str, Any], a: int, b: int, into: int,
               strict: bool) -> tuple[Polygon, Polygon] | None:
-        """Apply a shape to cells a (the grid that changes) and b; check it is clean."""
+        """Apply a shape to grid a (which changes) and b (which gains two vertices).
+
+        Returns the new pair if the zone is a clean gap (in neither grid) or a clean
+        overlap (in both), well away from the host's other edges and from roads and
+        rivers (``strict``: all of them; else all but lanes, which are removed later).
+        """
         zone = shape["zone"]
         host = self.cells[into]
         if not zone.is_valid or not shapely.within(zone, shapely.buffer(host, 0.05)):
@@ -1171,7 +1192,6 @@ class _Planter:
                 new_a, new_b = fit
                 before = self.cells[a].area
                 self.cells[a], self.cells[b] = new_a, new_b
-                self.intended[a], self.intended[b] = new_a, new_b
                 rec = {"a": a, "b": b, "zone": shape["zone"], "shape": shape,
                        "change": new_a.area - before}
                 (self.gaps if kind == "gap" else self.overlaps).append(rec)
@@ -1230,7 +1250,7 @@ class _Planter:
             if len(self.any_road.query(geom, predicate="dwithin", distance=5.0)):
                 continue
             village = int(self.grid_village[a])
-            out.append((geom, "village", f"{bases[village]}界河路"))
+            out.append((geom, "village", f"{bases[village]}分界路"))
             self._block(a, b)
         return out
 
@@ -1272,9 +1292,15 @@ class _Planter:
         return self.unstaffed_grids
 
     def choose_reaches(self, reaches: pd.DataFrame) -> list[int]:
-        """Reaches (rows of ``reaches``) whose village chief will be missing."""
+        """Reaches (rows of ``reaches``) whose village chief will be missing.
+
+        Only a river that runs through the village in one contiguous piece, so the
+        defect is one reach however the engine splits reaches.
+        """
         per_river = reaches.groupby("river")["river"].transform("size")
-        ok = reaches.index[(reaches["length"] >= 300.0) & (per_river >= 2)]
+        ok = reaches.index[(reaches["length"] >= 300.0) & (per_river >= 2)
+                           & (reaches["pieces"] == 1)
+                           & (shapely.get_type_id(reaches["geometry"].to_numpy()) == 1)]
         chosen: list[int] = []
         used_rivers: list[int] = []
         for i in self.rng.permutation(np.asarray(ok)):
@@ -1333,17 +1359,14 @@ def _vertex(poly: Polygon, kx: int, ky: int) -> np.ndarray | None:
 
 
 # --------------------------------------------------------------------------- POIs
-def _pois(rng: np.random.Generator, spec: _Scale, cells: np.ndarray, plant: _Planter,
-          village_polys: np.ndarray, centres: np.ndarray, bases: list[str],
+def _pois(rng: np.random.Generator, plant: _Planter, centres: np.ndarray, bases: list[str],
           village_names: list[str], rivers: np.ndarray, river_names: list[str],
           river_levels: list[str], main_lines: list[LineString], boundary: Polygon,
           centre: tuple[float, float]) -> list[tuple[str, str, Point]]:
     """Must-check points; every one strictly inside one grid, clear of planted zones."""
-    del spec
-    intended = plant.intended
-    tree = shapely.STRtree(intended)
+    tree = shapely.STRtree(plant.cells)
     zones = shapely.union_all([z for z, _ in plant.zones]) if plant.zones else None
-    rings = shapely.get_exterior_ring(intended)
+    rings = shapely.get_exterior_ring(plant.cells)
 
     def ok(p: Point) -> bool:
         hit = tree.query(p, predicate="within")
@@ -1421,7 +1444,6 @@ def _pois(rng: np.random.Generator, spec: _Scale, cells: np.ndarray, plant: _Pla
         village = int(plant.grid_village[rec["a"]])
         rec["poi_index"] = len(out)
         out.append(("school", f"{bases[village]}新村小学", p))
-    del cells, village_polys
     return out
 
 
@@ -1435,10 +1457,10 @@ def _reaches(rivers: np.ndarray, village_polys: np.ndarray) -> pd.DataFrame:
     """Every (river, village) pair with a river part inside the village."""
     tree = shapely.STRtree(village_polys)
     r_idx, v_idx = tree.query(rivers, predicate="intersects")
-    parts = shapely.intersection(rivers[r_idx], village_polys[v_idx])
+    parts = shapely.line_merge(shapely.intersection(rivers[r_idx], village_polys[v_idx]))
     length = shapely.length(parts)
     frame = pd.DataFrame({"river": r_idx, "village": v_idx, "length": length,
-                          "geometry": parts})
+                          "pieces": shapely.get_num_geometries(parts), "geometry": parts})
     frame = frame[frame["length"] > 0].sort_values(["river", "village"], kind="stable")
     return frame.reset_index(drop=True)
 
@@ -1525,8 +1547,9 @@ def _truth(plant: _Planter, spikes: list[tuple[int, Polygon]], unstaffed: list[i
            dropped: list[int], reaches: pd.DataFrame, grid_ids: list[str],
            grid_village: np.ndarray, village_ids: list[str], lane_road_ids: list[str],
            roads: gpd.GeoDataFrame, pois: gpd.GeoDataFrame, river_ids: list[str],
-           lane_rows: list[tuple[LineString, str, str]], clean_cells: np.ndarray,
            missing_chiefs: dict[int, str]) -> gpd.GeoDataFrame:
+    """One row per planted defect, in EPSG:4549."""
+    cells = plant.cells
     rows: list[dict[str, Any]] = []
 
     def row(kind: str, geom: shapely.Geometry, measure: float, unit: str, note: str,
@@ -1555,14 +1578,13 @@ def _truth(plant: _Planter, spikes: list[tuple[int, Polygon]], unstaffed: list[i
             f"lane {rid} runs through gap #{n + 1} between {grid_ids[rec['a']]} and "
             f"{grid_ids[rec['b']]}",
             village_id=village_ids[grid_village[rec["a"]]], road_id=rid)
-    del lane_rows
     for rec in plant.gaps[plant.spec.n_defects :]:
         pos = rec["poi_index"]
         row("poi_uncovered", pois.geometry.iloc[pos], 1.0, "count",
             f"school {pois['name'].iloc[pos]} stands in the gap cut from {grid_ids[rec['a']]}",
             village_id=village_ids[grid_village[rec["a"]]], poi_id=pois["poi_id"].iloc[pos])
     for c in unstaffed:
-        row("grid_unstaffed", clean_cells[c], 1.0, "count",
+        row("grid_unstaffed", cells[c], 1.0, "count",
             f"grid {grid_ids[c]} has grid members but no grid chief",
             village_id=village_ids[grid_village[c]], grid_id=grid_ids[c])
     for i in dropped:
@@ -1574,7 +1596,7 @@ def _truth(plant: _Planter, spikes: list[tuple[int, Polygon]], unstaffed: list[i
             f"(the office never named {missing_chiefs.get(i, 'one')})",
             village_id=village_ids[village], river_id=river_ids[river])
     for c, spiked in spikes:
-        row("input_repaired", clean_cells[c], 1.0, "count",
+        row("input_repaired", cells[c], 1.0, "count",
             f"grid {grid_ids[c]} stored with a zero-width spike "
             f"({shapely.is_valid_reason(spiked)}); make_valid(structure) restores it",
             village_id=village_ids[grid_village[c]], grid_id=grid_ids[c])

@@ -42,6 +42,7 @@ __all__ = [
     "detect_encoding",
     "file_digest",
     "file_lock",
+    "list_layers",
     "read_config",
     "read_layer",
     "read_table",
@@ -142,6 +143,35 @@ def _sibling(path: Path, suffix: str) -> Path | None:
 
 
 # --------------------------------------------------------------------------- reading
+def _gdal_reason(exc: BaseException, path: Path) -> str:
+    """GDAL's complaint in a few words: no SQL statement, no repeated path, no exception class."""
+    text = " ".join(str(exc).split()).replace(f"'{path}'", "the file").replace(str(path), "the file")
+    if "failed: " in text:  # the SQLite driver prefixes the statement that failed
+        text = text.rsplit("failed: ", 1)[1]
+    parts = list(dict.fromkeys(part.strip(" .") for part in text.split(";") if part.strip(" .")))
+    text = "; ".join(parts) or type(exc).__name__
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def list_layers(path: str | os.PathLike[str]) -> list[str]:
+    """Names of the layers (and attribute tables) in a GeoPackage, KML or other multi-layer file.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, damaged or truncated.
+    """
+    p = Path(path)
+    if not p.exists():
+        msg = "the file does not exist."
+        raise InputError(msg, path=p, fix="check the path (paths in a config are relative to the config file)")
+    try:
+        return [str(n) for n in pyogrio.list_layers(p)[:, 0]]
+    except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
+        msg = f"cannot be opened: the file is damaged, truncated or not a vector file ({_gdal_reason(exc, p)})."
+        raise InputError(msg, path=p, fix="check the file is complete; copy it again or re-export it") from None
+
+
 def _check_shapefile(path: Path) -> None:
     """Refuse a shapefile whose companions are missing or whose .shp is cut short."""
     if _sibling(path, ".dbf") is None:
@@ -179,8 +209,12 @@ def _read_csv_layer(path: Path, *, encoding: str | None, layer: str | None) -> g
         try:
             geoms = shapely.from_wkt(text.to_numpy(dtype=object), on_invalid="raise")
         except shapely.errors.GEOSException as exc:
+            parsed = shapely.from_wkt(text.to_numpy(dtype=object), on_invalid="ignore")
+            bad = np.flatnonzero(pd.isna(parsed) & text.notna().to_numpy())
+            line = int(df.index[bad[0]]) + 2 if len(bad) else None
             msg = f"column '{wkt}' holds text that is not WKT ({exc})."
-            raise InputError(msg, path=path, column=wkt, fix="write geometries as WKT, e.g. POINT (121.2 32.1)") from None
+            raise InputError(msg, path=path, column=wkt, row=line,
+                             fix="write geometries as WKT, e.g. POINT (121.2 32.1)") from None
         return gpd.GeoDataFrame(df.drop(columns=[wkt]), geometry=geoms)
     lon = next((c for c in _LON_COLUMNS if c in df.columns), None)
     lat = next((c for c in _LAT_COLUMNS if c in df.columns), None)
@@ -261,11 +295,7 @@ def read_layer(
             msg = f"unknown file type '{suffix}'."
             raise InputError(msg, path=p, fix="use .gpkg, .shp, .geojson, .kml or .csv")
         if layer is not None and suffix in {".gpkg", ".kml"}:
-            try:
-                names = [str(n) for n in pyogrio.list_layers(p)[:, 0]]
-            except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
-                msg = f"cannot be opened ({type(exc).__name__}: {exc})."
-                raise InputError(msg, path=p, fix="check the file is complete; copy it again or re-export it") from None
+            names = list_layers(p)
             if layer not in names:
                 msg = f"has no layer '{layer}'; it has {names}."
                 raise InputError(msg, path=p, layer=layer, fix="set layer to one of those")
@@ -276,8 +306,9 @@ def read_layer(
             msg = f"its text cannot be decoded as {encoding} ({exc.reason})."
             raise InputError(msg, **where, fix='give the right encoding in the config, e.g. encoding = "gbk"') from None
         except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
-            msg = f"cannot be read ({type(exc).__name__}: {exc})."
-            raise InputError(msg, **where, fix="check the file is complete and a supported format; copy it again or re-export it") from None
+            msg = f"cannot be read: the file is damaged, truncated or not a vector file ({_gdal_reason(exc, p)})."
+            fix = "check the file is complete and a supported format; copy it again or re-export it"
+            raise InputError(msg, **where, fix=fix) from None
         if gdf.crs is None and crs is None and gdf.geometry.notna().any():
             msg = "the layer has no CRS (no .prj, or a GeoPackage without a spatial reference)."
             raise CRSError(msg, **where, fix='declare it in the config: crs = "EPSG:4490" (or the CRS it is in)')
@@ -340,19 +371,21 @@ def read_table(
         try:
             df = pyogrio.read_dataframe(p, layer=sheet, read_geometry=False)
         except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise many types
-            msg = f"table {sheet!r} cannot be read ({type(exc).__name__}: {exc})."
-            raise InputError(msg, path=p, layer=None if sheet is None else str(sheet), fix="check the layer name") from None
-        df = df.apply(lambda s: s.map(_cell_text)).astype(object)
+            msg = f"table {sheet!r} cannot be read ({_gdal_reason(exc, p)})."
+            raise InputError(msg, path=p, layer=None if sheet is None else str(sheet),
+                             fix="check the layer name") from None
+        df = _text_frame(df)
     elif suffix in {".xlsx", ".xlsm"}:
         try:
             df = pd.read_excel(p, sheet_name=0 if sheet is None else sheet, dtype=object, engine="openpyxl")
         except ValueError as exc:
             msg = f"sheet {sheet!r} cannot be read ({exc})."
-            raise InputError(msg, path=p, layer=None if sheet is None else str(sheet), fix="set sheet to an existing sheet name") from None
+            raise InputError(msg, path=p, layer=None if sheet is None else str(sheet),
+                             fix="set sheet to an existing sheet name") from None
         except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
             msg = f"cannot be read as an Excel workbook ({type(exc).__name__}: {exc})."
             raise InputError(msg, path=p, fix="open and save it again in Excel, or export it as CSV") from None
-        df = df.apply(lambda s: s.map(_cell_text))
+        df = _text_frame(df)
     elif suffix in {".csv", ".txt"}:
         enc = encoding or detect_encoding(p)
         try:
@@ -370,6 +403,15 @@ def read_table(
     df.columns = [str(c).strip() for c in df.columns]
     df.attrs["source"] = {"path": str(p), "layer": None if sheet is None else str(sheet)}
     return df.reset_index(drop=True)
+
+
+def _text_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text or None, in object columns (pandas 3 would infer str and turn None into NaN)."""
+    cols = {i: pd.Series([_cell_text(v) for v in df.iloc[:, i]], index=df.index, dtype=object)
+            for i in range(df.shape[1])}
+    out = pd.DataFrame(cols, index=df.index)
+    out.columns = df.columns
+    return out
 
 
 def _cell_text(value: Any) -> str | None:

@@ -237,7 +237,8 @@ def _prepare_layer(
             new = shapely.union_all(keep) if len(keep) else None
             idx = gdf.index[pos]
             repairs.append({"layer": name, "feature_id": fid(idx), "row": idx, "action": "collection_exploded",
-                            "detail": f"geometry collection of {len(parts)} parts; kept {len(keep)} of type {spec.geom}",
+                            "detail": (f"geometry collection of {len(parts)} parts; "
+                                       f"kept {len(keep)} of type {spec.geom}"),
                             "area_before": np.nan, "area_after": np.nan, "geometry": new,
                             "_before": geoms[pos]})
             geoms[pos] = new
@@ -247,7 +248,8 @@ def _prepare_layer(
         rows = gdf.index[wrong]
         msg = (f"the {name} layer must hold {spec.geom} geometries, but {_row_label(frame, rows)} "
                f"hold {sorted(set(names[wrong]))}.")
-        raise SchemaError(msg, **where, fix=f"give the {name} layer {spec.geom}s only, or point the config at the right layer")
+        raise SchemaError(msg, **where,
+                          fix=f"give the {name} layer {spec.geom}s only, or point the config at the right layer")
     gdf = gpd.GeoDataFrame(gdf.drop(columns=gdf.geometry.name), geometry=geoms, crs=frame.crs)
     if len(gdf):
         check_coordinates(gdf.total_bounds, gdf.crs, where=where)
@@ -328,6 +330,15 @@ def _issue_rows(df: pd.DataFrame, mask: Any, *, kind: str, source: str, column: 
                     "name": df.at[idx, "name"] if "name" in df.columns else None,
                     "column": column, "value": df.at[idx, column], "problem": problem})
     return out
+
+
+def _issue_frame(issues: list[dict[str, Any]]) -> pd.DataFrame:
+    """Issues as a frame whose text columns are object (None stays None, not NaN as pandas 3 would infer)."""
+    frame = pd.DataFrame(issues, columns=list(ISSUE_COLUMNS))
+    for col in ISSUE_COLUMNS:
+        if col != "row":
+            frame[col] = pd.Series([r[col] for r in issues], index=frame.index, dtype=object)
+    return frame
 
 
 @dataclass(frozen=True, eq=False)
@@ -432,7 +443,8 @@ class Town:
             msg = f"the {empty} layer has no features."
             raise SchemaError(msg, **_where(frames[empty], empty), fix="point the config at the right file and layer")
         rosters = {
-            "grid_staff": _empty_roster("grid_staff") if grid_staff is None else _prepare_roster("grid_staff", grid_staff),
+            "grid_staff": (_empty_roster("grid_staff") if grid_staff is None
+                           else _prepare_roster("grid_staff", grid_staff)),
             "river_chiefs": (_empty_roster("river_chiefs") if river_chiefs is None
                              else _prepare_roster("river_chiefs", river_chiefs)),
         }
@@ -447,7 +459,7 @@ class Town:
             names = prepared["boundary"]["name"].dropna() if len(prepared["boundary"]) else []
             name = str(names.iloc[0]) if len(names) else "town"
         town = cls(name=name, crs=target, **prepared, **rosters, repairs=rep_frame,
-                   issues=pd.DataFrame(issues, columns=list(ISSUE_COLUMNS)), sources=sources)
+                   issues=_issue_frame(issues), sources=sources)
         logger.info("town %s: %d villages, %d grids, %d roads, %d rivers, %d POIs in %s; %d repairs, %d issues",
                     town.name, len(town.villages), len(town.grids), len(town.roads), len(town.rivers),
                     len(town.pois), town.crs.to_string(), len(town.repairs), len(town.issues))

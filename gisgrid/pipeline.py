@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyogrio
 
 from gisgrid import io
 from gisgrid._errors import ConfigError, SchemaError
@@ -119,7 +118,8 @@ def load_config(source: str | os.PathLike[str] | None = None) -> Config:
         cand = p / "gisgrid.toml"
         if not cand.exists():
             msg = "the folder has no gisgrid.toml."
-            raise ConfigError(msg, path=p, fix="give the config file's path, or run `gisgrid demo --out DIR` for an example")
+            raise ConfigError(msg, path=p,
+                              fix="give the config file's path, or run `gisgrid demo --out DIR` for an example")
         p = cand
     if p.suffix.lower() == ".gpkg":
         return _gpkg_config(p)
@@ -130,11 +130,7 @@ def _gpkg_config(path: Path) -> Config:
     if not path.exists():
         msg = "the file does not exist."
         raise ConfigError(msg, path=path, fix="check the path")
-    try:
-        names = {str(n) for n in pyogrio.list_layers(path)[:, 0]}
-    except Exception as exc:  # noqa: BLE001 - any driver failure means unreadable
-        msg = f"cannot be opened as a GeoPackage ({type(exc).__name__}: {exc})."
-        raise ConfigError(msg, path=path, fix="check the file is complete; copy it again or re-export it") from None
+    names = set(io.list_layers(path))  # a damaged or truncated file is an InputError naming it
     sources = {n: {"path": str(path.resolve()), "layer": n} for n in SOURCE_NAMES if n in names}
     for n in ROSTERS:
         if n in sources:

@@ -1,0 +1,823 @@
+"""Run-to-run lifecycle of findings: new, persisting, overdue, resolved, back again (反弹).
+
+:class:`History` keeps one SQLite database (by default ``reports/history.sqlite``)
+with three tables:
+
+``runs``
+    One row per run date: ``as_of`` (``YYYY-MM-DD``, primary key),
+    ``config_hash``, ``fingerprints`` (JSON: input file digests), ``counts``
+    (JSON: findings by status, and open findings by severity and kind),
+    ``totals`` (JSON: the assessment's headline numbers, when given),
+    ``deadlines`` (JSON: days allowed per severity for this run), ``crs`` and
+    ``created`` (UTC timestamp).
+``observations``
+    One row per run and finding seen that run, plus one row (status
+    ``resolved``) for each finding open at the run before and gone at this
+    one: ``as_of``, ``finding_id``, ``severity``, ``status``, ``opened_on``,
+    ``deadline``, ``times_reopened``.
+``findings``
+    One row per finding ever seen: its last known attributes (``kind``,
+    ``severity``, ``village_id``, ``grid_id``, ``owner``, ``measure``, ``unit``,
+    ``rule``, ``message``, ``geometry`` as WKT with its ``crs``) and its
+    lifecycle as of the latest run (``first_seen``, ``last_seen``,
+    ``opened_on``, ``deadline``, ``status``, ``resolved_on``, ``times_reopened``).
+
+Lifecycle rules
+---------------
+Runs are ordered by date; "consecutive" means consecutive *runs*, not days.
+
+* ``new``: seen for the first time.
+* ``persisting``: seen at the previous run too, deadline not yet passed.
+* ``overdue``: seen at the previous run too and the run date is after the deadline.
+* ``resolved``: seen at the previous run, gone now; listed once (at this run),
+  closed after.
+* ``reopened``: seen before, resolved since, back now (反弹); counted in
+  ``times_reopened``.
+
+The deadline is ``opened_on`` (the first day of the current stretch of
+sightings: ``first_seen``, or the day it came back) plus the days allowed for
+its severity (``settings.deadline_days``, or the ``deadlines`` given to
+:meth:`History.record`). When the severity rises, the tighter deadline counts
+from the same day; a later fall in severity never loosens it.
+
+Every observation is kept, so the lifecycle is recomputed from the ordered
+observations of the findings a run touches: recording a date again replaces
+that run exactly, and a run forced in before the last one re-derives the
+statuses of the runs after it.
+
+Concurrency and crashes
+-----------------------
+The database is in WAL mode with a busy timeout; each :meth:`History.record`
+is one ``BEGIN IMMEDIATE`` transaction, so two runs at once are serialised
+and a run killed half-way leaves the history as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+
+from gisgrid import settings
+from gisgrid._errors import HistoryError
+from gisgrid.findings import COLUMNS, SEVERITY_RANK, sort_findings
+
+__all__ = ["LIFECYCLE_COLUMNS", "OPEN_STATUSES", "STATUSES", "History", "Run"]
+
+logger = logging.getLogger(__name__)
+
+#: Lifecycle statuses, in the order reports list them.
+STATUSES: tuple[str, ...] = ("overdue", "reopened", "new", "persisting", "resolved")
+#: Statuses of a finding that still has to be fixed.
+OPEN_STATUSES: tuple[str, ...] = ("new", "persisting", "overdue", "reopened")
+#: Columns :meth:`History.record` adds to the findings.
+LIFECYCLE_COLUMNS: tuple[str, ...] = (
+    "status",
+    "first_seen",
+    "last_seen",
+    "opened_on",
+    "deadline",
+    "days_overdue",
+    "resolved_on",
+    "times_reopened",
+)
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_S = 60.0
+_ATTRS = ("kind", "severity", "village_id", "grid_id", "owner", "measure", "unit", "rule", "message")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    as_of        TEXT PRIMARY KEY,
+    config_hash  TEXT NOT NULL DEFAULT '',
+    fingerprints TEXT NOT NULL DEFAULT '{}',
+    counts       TEXT NOT NULL DEFAULT '{}',
+    totals       TEXT NOT NULL DEFAULT '{}',
+    deadlines    TEXT NOT NULL DEFAULT '{}',
+    crs          TEXT,
+    created      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS findings (
+    finding_id     TEXT PRIMARY KEY,
+    kind           TEXT,
+    severity       TEXT,
+    village_id     TEXT,
+    grid_id        TEXT,
+    owner          TEXT,
+    measure        REAL,
+    unit           TEXT,
+    rule           TEXT,
+    message        TEXT,
+    geometry       TEXT,
+    crs            TEXT,
+    first_seen     TEXT,
+    last_seen      TEXT,
+    opened_on      TEXT,
+    deadline       TEXT,
+    status         TEXT,
+    resolved_on    TEXT,
+    times_reopened INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS observations (
+    as_of          TEXT NOT NULL REFERENCES runs(as_of) ON DELETE CASCADE,
+    finding_id     TEXT NOT NULL,
+    severity       TEXT,
+    status         TEXT NOT NULL,
+    opened_on      TEXT,
+    deadline       TEXT,
+    times_reopened INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (as_of, finding_id)
+);
+CREATE INDEX IF NOT EXISTS observations_finding ON observations (finding_id, as_of);
+CREATE INDEX IF NOT EXISTS findings_status ON findings (status);
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded run.
+
+    Attributes
+    ----------
+    as_of : date
+    config_hash : str
+    fingerprints : dict
+        Input file digests by source name.
+    counts : dict
+        ``open`` (int), ``status``, ``severity`` and ``kind`` (dicts of counts;
+        severity and kind count open findings only).
+    totals : dict
+        Headline numbers of the assessment (area_coverage, …) when recorded.
+    created : str
+        UTC timestamp of the (last) recording.
+    """
+
+    as_of: dt.date
+    config_hash: str = ""
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    totals: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+
+def _iso(value: dt.date | str) -> str:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return dt.date.fromisoformat(str(value)).isoformat()
+
+
+def _date(value: Any) -> dt.date | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value or {}, ensure_ascii=False, sort_keys=True, default=_json_default)
+
+
+def _crs_text(crs: Any) -> str | None:
+    if crs is None:
+        return None
+    crs = pyproj.CRS.from_user_input(crs)
+    auth = crs.to_authority()
+    return f"{auth[0]}:{auth[1]}" if auth else crs.to_wkt()
+
+
+def _deadline_days(deadlines: Mapping[str, Any] | None) -> dict[str, int]:
+    days = {str(k): int(v) for k, v in settings.deadline_days.items()}
+    for sev, value in (deadlines or {}).items():
+        if sev not in SEVERITY_RANK:
+            msg = f"deadlines names an unknown severity {sev!r}."
+            raise HistoryError(msg, fix=f"use the severities {list(SEVERITY_RANK)}")
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = -1
+        if n < 0 or n != value:
+            msg = f"the deadline for {sev} must be a whole number of days >= 0, not {value!r}."
+            raise HistoryError(msg, fix="write e.g. deadlines = { veto = 3, high = 7 }")
+        days[str(sev)] = n
+    return days
+
+
+# --------------------------------------------------------------------------- lifecycle replay
+def _replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, int]]) -> tuple[pd.DataFrame,
+                                                                                             pd.DataFrame]:
+    """Derive statuses from present-observations.
+
+    Parameters
+    ----------
+    obs
+        ``finding_id``, ``as_of``, ``severity``: one row per run a finding was seen.
+    run_dates
+        Every run date (ISO text), ascending.
+    run_days
+        Days allowed per severity at each run (same order as ``run_dates``).
+
+    Returns
+    -------
+    rows : DataFrame
+        One row per observation plus one ``resolved`` row after each stretch
+        that ends before the last run: ``as_of``, ``finding_id``, ``severity``,
+        ``status``, ``first_seen``, ``last_seen``, ``opened_on``, ``deadline``,
+        ``times_reopened`` (dates as ISO text).
+    state : DataFrame
+        One row per finding, its lifecycle after the last run: ``finding_id``,
+        ``first_seen``, ``last_seen``, ``opened_on``, ``deadline``, ``status``,
+        ``resolved_on``, ``times_reopened``.
+    """
+    cols = ["as_of", "finding_id", "severity", "status", "first_seen", "last_seen", "opened_on", "deadline",
+            "times_reopened"]
+    state_cols = ["finding_id", "first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
+                  "times_reopened"]
+    if obs.empty:
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=state_cols)
+    index = {d: i for i, d in enumerate(run_dates)}
+    run_dt = np.array(run_dates, dtype="datetime64[D]")
+    o = pd.DataFrame({"finding_id": obs["finding_id"].astype(str).to_numpy(),
+                      "k": obs["as_of"].map(index).to_numpy(dtype=np.int64),
+                      "severity": obs["severity"].to_numpy(dtype=object)})
+    o = o.sort_values(["finding_id", "k"], kind="stable").reset_index(drop=True)
+    fid = o["finding_id"].to_numpy(dtype=object)
+    k = o["k"].to_numpy()
+    same = np.r_[False, fid[1:] == fid[:-1]]
+    cont = same & np.r_[False, k[1:] == k[:-1] + 1]
+    new_ep = ~cont
+    episode = np.cumsum(new_ep)
+    ep_no = pd.Series(new_ep.astype(np.int64)).groupby(fid).cumsum().to_numpy()
+    sev_names = list(SEVERITY_RANK)
+    table = np.array([[days.get(s, max(days.values())) for s in sev_names] for days in run_days], dtype=np.int64)
+    sev_idx = o["severity"].map({s: i for i, s in enumerate(sev_names)}).fillna(len(sev_names) - 1)
+    allowed = table[k, sev_idx.to_numpy(dtype=np.int64)]
+    allowed = pd.Series(allowed).groupby(episode).cummin().to_numpy()
+    date = run_dt[k]
+    opened = pd.Series(date).groupby(episode).transform("first").to_numpy(dtype="datetime64[D]")
+    first = pd.Series(date).groupby(fid).transform("first").to_numpy(dtype="datetime64[D]")
+    deadline = opened + allowed.astype("timedelta64[D]")
+    status = np.where(new_ep & (ep_no == 1), "new",
+                      np.where(new_ep, "reopened", np.where(date > deadline, "overdue", "persisting")))
+    reopened = ep_no - 1
+    present = pd.DataFrame({
+        "as_of": date, "finding_id": fid, "severity": o["severity"].to_numpy(dtype=object), "status": status,
+        "first_seen": first, "last_seen": date, "opened_on": opened, "deadline": deadline,
+        "times_reopened": reopened, "k": k,
+    })
+    is_last = ~np.r_[cont[1:], False]
+    ends = present[is_last & (k < len(run_dates) - 1)].copy()
+    ends["k"] = ends["k"] + 1
+    ends["as_of"] = run_dt[ends["k"].to_numpy()]
+    ends["status"] = "resolved"
+    rows = pd.concat([present, ends], ignore_index=True)
+    last_of_fid = ~np.r_[same[1:], False]
+    st = present[last_of_fid].copy()
+    gone = st["k"].to_numpy() < len(run_dates) - 1
+    resolved_k = np.minimum(st["k"].to_numpy() + 1, len(run_dates) - 1)
+    st["resolved_on"] = np.where(gone, run_dt[resolved_k], np.datetime64("NaT"))
+    st["status"] = np.where(gone, "resolved", st["status"].to_numpy())
+
+    def text(values: Any) -> np.ndarray:
+        arr = np.asarray(values, dtype="datetime64[D]")
+        out = np.datetime_as_string(arr, unit="D").astype(object)
+        out[np.isnat(arr)] = None
+        return out
+
+    for frame in (rows, st):
+        for c in ("as_of", "first_seen", "last_seen", "opened_on", "deadline", "resolved_on"):
+            if c in frame.columns:
+                frame[c] = text(frame[c].to_numpy(dtype="datetime64[D]"))
+    rows = rows.sort_values(["as_of", "finding_id"], kind="stable").reset_index(drop=True)
+    return rows[cols], st[state_cols].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the database
+class History:
+    """The run history of one town, in a SQLite database.
+
+    Parameters
+    ----------
+    path
+        The database file (created with its folder when missing), usually
+        ``reports/history.sqlite``.
+    timeout
+        Seconds to wait for another run holding the database.
+
+    Examples
+    --------
+    >>> hist = History("reports/history.sqlite")                 # doctest: +SKIP
+    >>> life = hist.record(assessment.findings, as_of=date.today())  # doctest: +SKIP
+    >>> life["status"].value_counts()                            # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = _BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self.timeout = float(timeout)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            self._init_schema(conn)
+
+    def __repr__(self) -> str:
+        return f"History({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ connection
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            msg = f"the history database cannot be opened ({exc})."
+            raise HistoryError(msg, path=self.path, fix="check the folder exists and is writable") from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                msg = f"the history database is busy: another run held it for more than {self.timeout:.0f} s."
+                fix = "wait for the other run to finish and run again"
+            else:
+                msg = f"the history database is damaged or not a gisgrid history ({exc})."
+                fix = "move the file away (a new history starts) or restore it from a backup"
+            raise HistoryError(msg, path=self.path, fix=fix) from None
+        finally:
+            conn.close()
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":
+            logger.warning("history %s: journal mode is %s, not WAL", self.path, mode)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            msg = f"the history database has schema version {version}; this gisgrid knows {SCHEMA_VERSION}."
+            raise HistoryError(msg, path=self.path, fix="upgrade gisgrid, or use another history file")
+        if version == SCHEMA_VERSION:
+            return
+        with self._transaction(conn):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._commit(conn)
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ recording
+    def record(
+        self,
+        findings: Any,
+        *,
+        as_of: dt.date,
+        config_hash: str = "",
+        fingerprints: Mapping[str, Any] | None = None,
+        force: bool = False,
+        deadlines: Mapping[str, Any] | None = None,
+        totals: Mapping[str, Any] | None = None,
+    ) -> gpd.GeoDataFrame:
+        """Record today's findings and return them with their lifecycle.
+
+        Parameters
+        ----------
+        findings
+            A findings GeoDataFrame (finding schema, any metric CRS), or an
+            assessment with ``.findings`` (and ``.totals``, recorded for the
+            report's "change since the last run").
+        as_of
+            Date of the run. Recording a date again replaces that run.
+        config_hash
+            Digest of the configuration used.
+        fingerprints
+            Digests of the input files, by source name.
+        force
+            Allow a date before the last recorded run (the runs after it are
+            re-derived).
+        deadlines
+            Days allowed per severity, overriding ``settings.deadline_days``
+            for this run (e.g. ``{"veto": 1}``).
+        totals
+            Headline numbers to keep with the run (default the assessment's
+            ``.totals`` when an assessment is given).
+
+        Returns
+        -------
+        GeoDataFrame
+            Today's findings plus those resolved since the previous run (their
+            geometry from the stored WKT), in the input's CRS, with the columns
+            of :data:`LIFECYCLE_COLUMNS` added (dates as ``datetime.date``).
+
+        Raises
+        ------
+        HistoryError
+            For a date before the last run without ``force``, or a database
+            that is busy for longer than the timeout or damaged.
+        """
+        if hasattr(findings, "findings") and not isinstance(findings, pd.DataFrame):
+            if totals is None:
+                totals = getattr(findings, "totals", None)
+            findings = findings.findings
+        today = self._prepare(findings)
+        day = _iso(as_of)
+        days = _deadline_days(deadlines)
+        crs_text = _crs_text(today.crs)
+        with self._connect() as conn, self._transaction(conn):
+            dates = [r[0] for r in conn.execute("SELECT as_of FROM runs ORDER BY as_of")]
+            if dates and day < dates[-1] and not force:
+                msg = f"a run dated {day} is before the last recorded run ({dates[-1]})."
+                raise HistoryError(msg, path=self.path,
+                                   fix="use --force to insert it into the history, or give the right --as-of date")
+            replacing = day in dates
+            prev = max((d for d in dates if d < day), default=None)
+            now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            conn.execute(
+                "INSERT INTO runs (as_of, config_hash, fingerprints, totals, deadlines, crs, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(as_of) DO UPDATE SET config_hash = excluded.config_hash, "
+                "fingerprints = excluded.fingerprints, totals = excluded.totals, deadlines = excluded.deadlines, "
+                "crs = excluded.crs, created = excluded.created",
+                (day, config_hash or "", _dumps(fingerprints), _dumps(totals), _dumps(days), crs_text, now),
+            )
+            conn.execute("DELETE FROM observations WHERE as_of = ?", (day,))
+            conn.executemany(
+                "INSERT INTO observations (as_of, finding_id, severity, status) VALUES (?, ?, ?, 'new')",
+                [(day, f, s) for f, s in zip(today["finding_id"], today["severity"], strict=True)],
+            )
+            self._upsert_attributes(conn, today, day, crs_text)
+            rows = self._recompute(conn, since=prev or day, start=day)
+            self._drop_orphans(conn)
+            self._update_counts(conn, start=day)
+            out = self._lifecycle_frame(conn, rows[rows["as_of"] == day], today)
+        logger.info("history %s: %s run %s: %s", self.path.name, "replaced" if replacing else "recorded", day,
+                    ", ".join(f"{k} {v}" for k, v in out["status"].value_counts().items()) or "no findings")
+        return out
+
+    @staticmethod
+    def _prepare(findings: Any) -> gpd.GeoDataFrame:
+        if not isinstance(findings, gpd.GeoDataFrame):
+            if isinstance(findings, pd.DataFrame) and "geometry" in findings.columns:
+                findings = gpd.GeoDataFrame(findings, geometry="geometry")
+            else:
+                msg = f"record() needs a findings GeoDataFrame or an assessment, not {type(findings).__name__}."
+                raise HistoryError(msg, fix="pass assessment.findings")
+        missing = [c for c in ("finding_id", "kind", "severity") if c not in findings.columns]
+        if missing:
+            msg = f"the findings lack the columns {missing}."
+            raise HistoryError(msg, fix="build findings with gisgrid.findings.make_findings")
+        today = findings.drop(columns=[c for c in (*LIFECYCLE_COLUMNS, "as_of") if c in findings.columns])
+        for col in COLUMNS:
+            if col not in today.columns and col != "geometry":
+                today[col] = np.nan if col == "measure" else None
+        today["finding_id"] = today["finding_id"].astype(str)
+        dup = today["finding_id"].duplicated()
+        if dup.any():
+            logger.warning("history: %d duplicate finding ids ignored (first kept): %s", int(dup.sum()),
+                           ", ".join(today.loc[dup, "finding_id"].head(5)))
+            today = today[~dup]
+        return today.reset_index(drop=True)
+
+    @staticmethod
+    def _upsert_attributes(conn: sqlite3.Connection, today: gpd.GeoDataFrame, day: str, crs_text: str | None) -> None:
+        geoms = np.asarray(today.geometry.values, dtype=object) if len(today) else np.array([], dtype=object)
+        wkt = shapely.to_wkt(geoms, rounding_precision=-1) if len(geoms) else []
+
+        def clean(v: Any) -> Any:
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                return None
+            if isinstance(v, np.generic):
+                return v.item()
+            return v if isinstance(v, (int, float)) else str(v)
+
+        columns = [[clean(v) for v in today[a].to_numpy(dtype=object)] for a in _ATTRS]
+        data = [
+            (fid, *(col[i] for col in columns), wkt[i], crs_text, day)
+            for i, fid in enumerate(today["finding_id"])
+        ]
+        conn.executemany(
+            "INSERT INTO findings (finding_id, kind, severity, village_id, grid_id, owner, measure, unit, rule, "
+            "message, geometry, crs, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(finding_id) DO UPDATE SET kind = excluded.kind, severity = excluded.severity, "
+            "village_id = excluded.village_id, grid_id = excluded.grid_id, owner = excluded.owner, "
+            "measure = excluded.measure, unit = excluded.unit, rule = excluded.rule, message = excluded.message, "
+            "geometry = excluded.geometry, crs = excluded.crs "
+            "WHERE findings.last_seen IS NULL OR findings.last_seen <= excluded.last_seen",
+            data,
+        )
+
+    def _run_schedule(self, conn: sqlite3.Connection) -> tuple[list[str], list[dict[str, int]]]:
+        dates, days = [], []
+        for as_of, deadlines in conn.execute("SELECT as_of, deadlines FROM runs ORDER BY as_of"):
+            dates.append(as_of)
+            stored = json.loads(deadlines or "{}")
+            days.append({**{k: int(v) for k, v in settings.deadline_days.items()}, **stored})
+        return dates, days
+
+    def _recompute(self, conn: sqlite3.Connection, *, since: str, start: str) -> pd.DataFrame:
+        """Re-derive the observations from ``start`` on and the state of every finding seen since ``since``."""
+        dates, days = self._run_schedule(conn)
+        obs = pd.read_sql_query(
+            "SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved' AND finding_id IN "
+            "(SELECT DISTINCT finding_id FROM observations WHERE as_of >= ?)",
+            conn, params=(since,),
+        )
+        rows, state = _replay(obs, dates, days)
+        conn.execute("DELETE FROM observations WHERE as_of >= ?", (start,))
+        keep = rows[rows["as_of"] >= start]
+        conn.executemany(
+            "INSERT INTO observations (as_of, finding_id, severity, status, opened_on, deadline, times_reopened) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            list(keep[["as_of", "finding_id", "severity", "status", "opened_on", "deadline", "times_reopened"]]
+                 .astype(object).itertuples(index=False, name=None)),
+        )
+        conn.executemany(
+            "UPDATE findings SET first_seen = ?, last_seen = ?, opened_on = ?, deadline = ?, status = ?, "
+            "resolved_on = ?, times_reopened = ? WHERE finding_id = ?",
+            list(state[["first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
+                        "times_reopened", "finding_id"]].astype(object).itertuples(index=False, name=None)),
+        )
+        return rows
+
+    @staticmethod
+    def _drop_orphans(conn: sqlite3.Connection) -> None:
+        """Forget findings no run has seen any more (they were only in a replaced run)."""
+        gone = conn.execute(
+            "DELETE FROM findings WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE "
+            "o.finding_id = findings.finding_id AND o.status != 'resolved')"
+        ).rowcount
+        if gone:
+            logger.debug("history: forgot %d findings seen only in the replaced run", gone)
+
+    @staticmethod
+    def _update_counts(conn: sqlite3.Connection, *, start: str) -> None:
+        grouped = pd.read_sql_query(
+            "SELECT o.as_of, o.status, o.severity, f.kind, COUNT(*) AS n FROM observations o "
+            "LEFT JOIN findings f USING (finding_id) WHERE o.as_of >= ? GROUP BY o.as_of, o.status, o.severity, f.kind",
+            conn, params=(start,),
+        )
+        for (as_of,) in conn.execute("SELECT as_of FROM runs WHERE as_of >= ?", (start,)).fetchall():
+            g = grouped[grouped["as_of"] == as_of]
+            open_ = g[g["status"].isin(OPEN_STATUSES)]
+            counts = {
+                "open": int(open_["n"].sum()),
+                "status": {s: int(g.loc[g["status"] == s, "n"].sum()) for s in STATUSES},
+                "severity": {s: int(open_.loc[open_["severity"] == s, "n"].sum()) for s in SEVERITY_RANK},
+                "kind": {str(k): int(v) for k, v in open_.groupby("kind")["n"].sum().items()},
+            }
+            conn.execute("UPDATE runs SET counts = ? WHERE as_of = ?", (_dumps(counts), as_of))
+
+    def _lifecycle_frame(self, conn: sqlite3.Connection, rows: pd.DataFrame, today: gpd.GeoDataFrame | None,
+                         crs: Any = None) -> gpd.GeoDataFrame:
+        """Join lifecycle rows of one run with today's findings and the stored resolved ones."""
+        life = rows.set_index("finding_id")
+        target_crs = today.crs if today is not None else crs
+        parts = []
+        if today is not None and len(today):
+            present = today.join(life.drop(columns=["severity"]), on="finding_id", how="left")
+            parts.append(present)
+        stored_ids = list(life.index) if today is None else list(life.index[life["status"] == "resolved"])
+        if stored_ids:
+            # the severity of the run (the stored attributes are the latest ones)
+            stored = self._stored(conn, stored_ids, target_crs).drop(columns=["severity"])
+            stored = stored.join(life, on="finding_id", how="left")
+            if target_crs is None and stored.crs is not None:
+                target_crs = stored.crs
+            parts.append(stored)
+        if not parts:
+            base = today if today is not None else gpd.GeoDataFrame(
+                {c: pd.Series([], dtype=object) for c in COLUMNS if c != "geometry"},
+                geometry=gpd.GeoSeries([], crs=target_crs), crs=target_crs)
+            parts.append(base.assign(**{c: pd.Series([], dtype=object) for c in LIFECYCLE_COLUMNS}))
+        frames = [f for f in parts if len(f)] or parts[:1]
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].copy()
+        out = gpd.GeoDataFrame(out, geometry="geometry", crs=target_crs)
+        return _finish(out)
+
+    @staticmethod
+    def _stored(conn: sqlite3.Connection, ids: list[str], target_crs: Any) -> gpd.GeoDataFrame:
+        cols = ["finding_id", *_ATTRS, "geometry", "crs"]
+        frames = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            frames.append(pd.read_sql_query(f"SELECT {', '.join(cols)} FROM findings WHERE finding_id IN ({marks})",
+                                            conn, params=chunk))
+        df = pd.concat(frames, ignore_index=True)
+        geoms = shapely.from_wkt(df["geometry"].to_numpy(dtype=object), on_invalid="warn")
+        parts = []
+        for crs_text, idx in df.groupby(df["crs"].fillna(""), sort=False).groups.items():
+            sub = gpd.GeoDataFrame(df.loc[idx].drop(columns=["geometry", "crs"]), geometry=list(geoms[idx]),
+                                   crs=crs_text or None)
+            if target_crs is not None and sub.crs is not None and sub.crs != target_crs:
+                sub = sub.to_crs(target_crs)
+            elif sub.crs is None:
+                sub = sub.set_crs(target_crs)
+            parts.append(sub)
+        out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        return gpd.GeoDataFrame(out, geometry="geometry", crs=target_crs)
+
+    # ------------------------------------------------------------------ reading
+    def runs(self) -> pd.DataFrame:
+        """Every recorded run, oldest first.
+
+        Returns
+        -------
+        DataFrame
+            ``as_of`` (date), ``created``, ``config_hash``, ``fingerprints``
+            (dict), ``open`` and one column per status (counts), ``counts`` and
+            ``totals`` (dicts).
+        """
+        with self._connect() as conn:
+            df = pd.read_sql_query(
+                "SELECT as_of, created, config_hash, fingerprints, counts, totals FROM runs ORDER BY as_of", conn)
+        for col in ("fingerprints", "counts", "totals"):
+            df[col] = df[col].map(lambda s: json.loads(s or "{}"))
+        df["as_of"] = df["as_of"].map(_date).astype(object)
+        df["open"] = df["counts"].map(lambda c: int(c.get("open", 0)))
+        for s in STATUSES:
+            df[s] = df["counts"].map(lambda c, s=s: int(c.get("status", {}).get(s, 0)))
+        return df[["as_of", "created", "config_hash", "fingerprints", "open", *STATUSES, "counts", "totals"]]
+
+    def open_counts(self) -> pd.DataFrame:
+        """Open findings per run date, for the over-time chart.
+
+        Returns
+        -------
+        DataFrame
+            One row per run, oldest first: ``as_of`` (date), ``open``, one
+            column per severity (open findings), one per status.
+        """
+        runs = self.runs()
+        out = pd.DataFrame({"as_of": runs["as_of"], "open": runs["open"]})
+        for s in SEVERITY_RANK:
+            out[s] = runs["counts"].map(lambda c, s=s: int(c.get("severity", {}).get(s, 0)))
+        for s in STATUSES:
+            out[s] = runs[s]
+        return out.reset_index(drop=True)
+
+    def _run(self, where: str, params: tuple[Any, ...]) -> Run | None:
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT as_of, config_hash, fingerprints, counts, totals, created FROM runs {where}", params
+            ).fetchone()
+        if row is None:
+            return None
+        return Run(as_of=_date(row[0]), config_hash=row[1], fingerprints=json.loads(row[2] or "{}"),
+                   counts=json.loads(row[3] or "{}"), totals=json.loads(row[4] or "{}"), created=row[5])
+
+    def previous_run(self, as_of: dt.date) -> Run | None:
+        """The last run dated before ``as_of`` (None for the first run)."""
+        return self._run("WHERE as_of < ? ORDER BY as_of DESC LIMIT 1", (_iso(as_of),))
+
+    def last_run(self) -> Run | None:
+        """The latest run (None for an empty history)."""
+        return self._run("ORDER BY as_of DESC LIMIT 1", ())
+
+    def get_run(self, as_of: dt.date) -> Run | None:
+        """The run of ``as_of`` (None when there is none)."""
+        return self._run("WHERE as_of = ?", (_iso(as_of),))
+
+    def snapshot(self, as_of: dt.date | None = None) -> gpd.GeoDataFrame:
+        """The lifecycle table of a recorded run, rebuilt from the database.
+
+        Parameters
+        ----------
+        as_of
+            A recorded run date (default the latest).
+
+        Returns
+        -------
+        GeoDataFrame
+            The columns :meth:`record` returned for that run (geometry from the
+            stored WKT; extra finding columns are not stored).
+        """
+        run = self.last_run() if as_of is None else self.get_run(as_of)
+        if run is None:
+            msg = "no run recorded" + ("" if as_of is None else f" on {_iso(as_of)}") + "."
+            raise HistoryError(msg, path=self.path, fix="record a run first (gisgrid run)")
+        day = run.as_of.isoformat()
+        with self._connect() as conn:
+            dates = [r[0] for r in conn.execute("SELECT as_of FROM runs ORDER BY as_of")]
+            prev = max((d for d in dates if d < day), default=None)
+            crs = conn.execute("SELECT crs FROM runs WHERE as_of = ?", (day,)).fetchone()[0]
+            rows = pd.read_sql_query(
+                "SELECT o.as_of, o.finding_id, o.severity, o.status, f.first_seen, o.opened_on, o.deadline, "
+                "o.times_reopened FROM observations o JOIN findings f USING (finding_id) WHERE o.as_of = ?",
+                conn, params=(day,))
+            rows["last_seen"] = np.where(rows["status"] == "resolved", prev, day)
+            return self._lifecycle_frame(conn, rows, None, crs=crs)
+
+    def verify(self) -> list[str]:
+        """Check the database against a replay of all observations.
+
+        Returns
+        -------
+        list of str
+            Problems found (empty when the history is consistent).
+        """
+        problems: list[str] = []
+        with self._connect() as conn:
+            quick = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            if quick != "ok":
+                problems.append(f"integrity_check: {quick}")
+            dates, days = self._run_schedule(conn)
+            obs = pd.read_sql_query(
+                "SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved'", conn)
+            stored = pd.read_sql_query(
+                "SELECT as_of, finding_id, status, opened_on, deadline, times_reopened FROM observations", conn)
+            state = pd.read_sql_query(
+                "SELECT finding_id, first_seen, last_seen, opened_on, deadline, status, resolved_on, times_reopened "
+                "FROM findings", conn)
+            orphans = conn.execute(
+                "SELECT COUNT(*) FROM observations WHERE as_of NOT IN (SELECT as_of FROM runs)").fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} observations of runs that do not exist")
+        rows, expect = _replay(obs, dates, days)
+
+        def norm(df: pd.DataFrame) -> pd.DataFrame:
+            df = df.astype(object)
+            return df.where(df.notna(), None).astype(str)
+
+        key = ["as_of", "finding_id"]
+        a = rows[[*key, "status", "opened_on", "deadline", "times_reopened"]].sort_values(key).reset_index(drop=True)
+        b = stored.sort_values(key).reset_index(drop=True)
+        if len(a) != len(b) or not norm(a).equals(norm(b[a.columns])):
+            problems.append(f"observations differ from a replay ({len(b)} stored, {len(a)} replayed)")
+        e = expect.sort_values("finding_id").reset_index(drop=True)
+        s = state.sort_values("finding_id").reset_index(drop=True)
+        if len(e) != len(s) or not norm(e).equals(norm(s[e.columns])):
+            problems.append(f"findings state differs from a replay ({len(s)} stored, {len(e)} replayed)")
+        return problems
+
+
+def _finish(out: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Types and order of the lifecycle columns; sort: open by severity, then resolved."""
+    for c in out.columns:
+        if c != out.geometry.name and pd.api.types.is_string_dtype(out[c]) and out[c].dtype != object:
+            out[c] = out[c].astype(object).where(out[c].notna(), None)
+    for c in ("first_seen", "last_seen", "opened_on", "deadline"):
+        out[c] = out[c].map(_date).astype(object)
+    out["resolved_on"] = np.where(out["status"] == "resolved", out["as_of"], None) if "as_of" in out.columns else None
+    out["resolved_on"] = out["resolved_on"].map(_date).astype(object)
+    out["times_reopened"] = pd.to_numeric(out["times_reopened"], errors="coerce").fillna(0).astype(int)
+    as_of = out["as_of"].map(_date) if "as_of" in out.columns else pd.Series(None, index=out.index)
+    late = [
+        max((a - d).days, 0) if (s in OPEN_STATUSES and a is not None and d is not None) else 0
+        for a, d, s in zip(as_of, out["deadline"], out["status"], strict=True)
+    ]
+    out["days_overdue"] = np.asarray(late, dtype=int)
+    out = out.drop(columns=["as_of"], errors="ignore")
+    if len(out):
+        resolved = (out["status"] == "resolved").to_numpy()
+        out = pd.concat([sort_findings(out[~resolved]), sort_findings(out[resolved])], ignore_index=True)
+        out = gpd.GeoDataFrame(out, geometry="geometry", crs=out.crs)
+    first = [c for c in COLUMNS if c in out.columns]
+    extra = [c for c in out.columns if c not in first and c not in LIFECYCLE_COLUMNS]
+    return out[[*first, *LIFECYCLE_COLUMNS, *[c for c in extra if c != "geometry"]]]

@@ -1,0 +1,1001 @@
+"""The coverage-gap report folder: HTML, CSV, XLSX, GeoJSON and a JSON summary.
+
+:func:`write_report` fills ``reports/YYYY-MM-DD/`` (the pipeline stages and
+swaps the folder); :func:`evaluate_thresholds` turns the findings into the
+exit status of ``gisgrid run``.
+
+Village score (村居评分)
+------------------------
+Villages are ranked each period by::
+
+    coverage = 100 × mean(area_coverage, road_coverage)      # percent, 0–100
+    score    = coverage − 20 × veto − 5 × overdue − 2 × sensitive
+
+where ``area_coverage`` is the share of the village's area inside a grid,
+``road_coverage`` is ``1 − uncovered_road_m / road_m`` (left out when the
+village has no roads), ``veto`` is the number of open veto findings,
+``overdue`` the open findings past their deadline and ``sensitive`` the open
+findings at sensitive sections or must-check points (kinds
+``sensitive_section``, ``checkpoint_incomplete``, ``poi_uncovered``) in the
+village. Ties are broken by fewer open findings, then by village id. The
+best-ranked village(s) get the red flag (夺红旗) unless they have an open veto
+item; the worst-ranked get the yellow card (亮黄牌) when they score below the
+best.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import io as _io
+import json
+import logging
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import geopandas as gpd
+import jinja2
+import numpy as np
+import pandas as pd
+
+from gisgrid import __version__, io, settings
+from gisgrid._errors import ConfigError
+from gisgrid.findings import COLUMNS, KINDS, SEVERITY_RANK, sort_findings
+
+__all__ = [
+    "KIND_LABELS",
+    "SCORE_WEIGHTS",
+    "SEVERITY_LABELS",
+    "STATUS_LABELS",
+    "THRESHOLD_KEYS",
+    "evaluate_thresholds",
+    "render_html",
+    "scorecard",
+    "write_report",
+]
+
+logger = logging.getLogger(__name__)
+
+OPEN = ("new", "persisting", "overdue", "reopened")
+LIFE_COLUMNS = ("status", "first_seen", "last_seen", "opened_on", "deadline", "days_overdue", "resolved_on",
+                "times_reopened")
+
+STATUS_LABELS: dict[str, str] = {
+    "overdue": "逾期 overdue",
+    "reopened": "反弹 back again",
+    "new": "新发现 new",
+    "persisting": "未整改 persisting",
+    "resolved": "已整改 fixed",
+}
+SEVERITY_LABELS: dict[str, str] = {
+    "veto": "一票否决 veto",
+    "high": "高 high",
+    "medium": "中 medium",
+    "low": "低 low",
+}
+KIND_LABELS: dict[str, str] = {
+    "area_gap": "覆盖空白",
+    "area_overlap": "多头管理(重叠)",
+    "road_uncovered": "道路未覆盖",
+    "road_ambiguous": "道路归属不清",
+    "river_unassigned": "河段无河长",
+    "grid_unstaffed": "网格无网格长",
+    "grid_overloaded": "网格长超负荷",
+    "staff_unplaced": "人员所在网格不存在",
+    "chief_unplaced": "河长所在河段不存在",
+    "poi_uncovered": "必查点位无网格",
+    "checkpoint_incomplete": "必查点位责任人不全",
+    "sensitive_section": "敏感地段",
+    "input_repaired": "输入数据已修复",
+}
+#: Weights of the village score (see the module docstring).
+SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.0}
+SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")
+
+#: ``fail_on`` keys: counts fail at ``>=`` the value, ``*_below`` ratios below it, ``*_above`` lengths above it.
+THRESHOLD_KEYS: dict[str, str] = {
+    "veto": "open veto findings (default 1; 0 or false turns the veto rule off)",
+    "overdue": "open findings past their deadline",
+    "reopened": "findings back again (反弹)",
+    "new": "new findings",
+    "open": "open findings",
+    "high": "open high-severity findings",
+    "area_coverage_below": "share of the town's area inside a grid",
+    "effective_coverage_below": "share of the town's area inside a staffed grid",
+    "road_coverage_below": "share of road length inside a grid",
+    "uncovered_lane_m_above": "metres of lane in no grid",
+}
+
+_SEV_COLORS = {"veto": "#67000d", "high": "#d7301f", "medium": "#fc8d59", "low": "#fdcc8a"}
+_STATUS_COLORS = {"overdue": "#b30000", "reopened": "#7a0177", "new": "#e34a33", "persisting": "#fdbb84",
+                  "resolved": "#31a354"}
+_CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
+                 "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK JP", "Noto Sans CJK TC",
+                 "Droid Sans Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei", "PingFang SC")
+_CJK_FILES = re.compile(r"(cjk|wqy|wenquanyi|sourcehan|droidsansfallback|uming|ukai|simhei|msyh|pingfang)", re.I)
+
+
+# --------------------------------------------------------------------------- small helpers
+def _get(obj: Any, name: str) -> Any:
+    return getattr(obj, name, None)
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _date(value: Any) -> dt.date | None:
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars, dates, NaN -> None)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.date, dt.datetime, pd.Timestamp)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _defuse(value: Any) -> Any:
+    """Keep spreadsheet programs from reading data text as a formula (CSV/XLSX injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _safe_href(href: str | None) -> str | None:
+    """A link that is a relative path or an http(s)/file URL, else None."""
+    if not href:
+        return None
+    scheme = urlsplit(str(href)).scheme.lower()
+    if scheme in ("", "http", "https", "file"):
+        return str(href)
+    logger.warning("report: map link %r ignored (only relative paths and http(s)/file URLs are linked)", href)
+    return None
+
+
+def _village_names(assessment: Any) -> dict[str, str]:
+    villages = _get(_get(assessment, "town"), "villages")
+    if villages is None or "village_id" not in getattr(villages, "columns", ()):
+        summary = _get(assessment, "summary")
+        if summary is not None and "name" in summary.columns:
+            return {str(k): _text(v) for k, v in summary["name"].items()}
+        return {}
+    names = villages["name"] if "name" in villages.columns else villages["village_id"]
+    return {str(k): _text(v) for k, v in zip(villages["village_id"], names, strict=True)}
+
+
+def _as_of(lifecycle: pd.DataFrame | None) -> dt.date:
+    if lifecycle is not None and len(lifecycle):
+        dates = [_date(v) for c in ("last_seen", "resolved_on") if c in lifecycle.columns for v in lifecycle[c]]
+        dates = [d for d in dates if d is not None]
+        if dates:
+            return max(dates)
+    return dt.date.today()
+
+
+def _fresh_lifecycle(findings: gpd.GeoDataFrame, as_of: dt.date) -> gpd.GeoDataFrame:
+    """Lifecycle columns for findings without a history: everything is new today."""
+    out = findings.copy()
+    days = settings.deadline_days
+    out["status"] = "new"
+    out["first_seen"] = as_of
+    out["last_seen"] = as_of
+    out["deadline"] = [as_of + dt.timedelta(days=int(days.get(s, max(days.values())))) for s in out["severity"]]
+    out["days_overdue"] = 0
+    out["resolved_on"] = None
+    out["times_reopened"] = 0
+    return out
+
+
+def _prepare_lifecycle(assessment: Any, lifecycle: pd.DataFrame | None, as_of: dt.date) -> gpd.GeoDataFrame:
+    if lifecycle is None or "status" not in lifecycle.columns:
+        findings = _get(assessment, "findings") if lifecycle is None else lifecycle
+        if findings is None:
+            msg = "the report needs the assessment's findings or a lifecycle table."
+            raise ConfigError(msg, fix="pass assessment (with .findings) or the table History.record returned")
+        life = _fresh_lifecycle(findings, as_of)
+    else:
+        life = lifecycle.copy()
+    if not isinstance(life, gpd.GeoDataFrame):
+        life = gpd.GeoDataFrame(life, geometry="geometry" if "geometry" in life.columns else None)
+    for col in COLUMNS:
+        if col not in life.columns and col != "geometry":
+            life[col] = np.nan if col == "measure" else None
+    for col in LIFE_COLUMNS:
+        if col not in life.columns:
+            life[col] = 0 if col in ("days_overdue", "times_reopened") else None
+    for col in ("first_seen", "last_seen", "deadline", "resolved_on"):
+        life[col] = life[col].map(_date).astype(object)
+    for col in ("days_overdue", "times_reopened"):
+        life[col] = pd.to_numeric(life[col], errors="coerce").fillna(0).astype(int)
+    return life.reset_index(drop=True)
+
+
+def _is_open(life: pd.DataFrame) -> pd.Series:
+    return life["status"].isin(OPEN)
+
+
+# --------------------------------------------------------------------------- thresholds
+def _threshold_value(key: str, value: Any) -> float | None:
+    if isinstance(value, bool):
+        if key != "veto":
+            msg = f"fail_on.{key} must be a number, not {value!r}."
+            raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
+        return 1.0 if value else None
+    f = _num(value)
+    if f is None or f < 0:
+        msg = f"fail_on.{key} must be a number >= 0, not {value!r}."
+        raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
+    return f
+
+
+def evaluate_thresholds(
+    assessment: Any,
+    lifecycle: pd.DataFrame | None,
+    fail_on: Mapping[str, Any] | None,
+) -> tuple[int, str]:
+    """Decide the exit status of a run: 1 on a veto item or a configured threshold, else 0.
+
+    Parameters
+    ----------
+    assessment
+        The assessment (``.findings``, ``.totals``).
+    lifecycle
+        The table :meth:`gisgrid.history.History.record` returned (None:
+        every finding of the assessment counts as new and open).
+    fail_on
+        The ``[report] fail_on`` table, e.g. ``{"overdue": 1,
+        "area_coverage_below": 0.99}``; keys in :data:`THRESHOLD_KEYS`. Counts
+        fail when they reach the value, ``*_below`` ratios when they fall
+        below it, ``*_above`` lengths when they exceed it. Any open veto finding
+        fails unless ``veto = 0`` (or ``false``).
+
+    Returns
+    -------
+    tuple of (int, str)
+        Exit code 0 or 1, and the reason in one line.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key or a value that is not a number.
+    """
+    rules = dict(fail_on or {})
+    unknown = sorted(set(rules) - set(THRESHOLD_KEYS))
+    if unknown:
+        msg = f"fail_on has unknown key(s) {unknown}."
+        raise ConfigError(msg, fix=f"use {sorted(THRESHOLD_KEYS)}")
+    life = _prepare_lifecycle(assessment, lifecycle, _as_of(lifecycle))
+    open_ = life[_is_open(life)]
+    counts = {
+        "veto": int((open_["severity"] == "veto").sum()),
+        "high": int((open_["severity"] == "high").sum()),
+        "overdue": int((open_["status"] == "overdue").sum()),
+        "reopened": int((open_["status"] == "reopened").sum()),
+        "new": int((open_["status"] == "new").sum()),
+        "open": len(open_),
+    }
+    totals = dict(_get(assessment, "totals") or {})
+    hits: list[str] = []
+    veto_limit = _threshold_value("veto", rules.get("veto", 1))
+    if veto_limit and counts["veto"] >= veto_limit:
+        kinds = open_.loc[open_["severity"] == "veto", "kind"].value_counts()
+        what = ", ".join(f"{k} {v}" for k, v in kinds.items())
+        hits.append(f"{counts['veto']} veto item{'s' if counts['veto'] != 1 else ''} (一票否决: {what})")
+    for key in ("overdue", "reopened", "new", "open", "high"):
+        if key in rules:
+            limit = _threshold_value(key, rules[key])
+            if limit is not None and counts[key] >= limit:
+                hits.append(f"{key} {counts[key]} >= {limit:g}")
+    for key in ("area_coverage_below", "effective_coverage_below", "road_coverage_below"):
+        if key in rules:
+            limit = _threshold_value(key, rules[key])
+            name = key.removesuffix("_below")
+            value = _num(totals.get(name))
+            if value is None:
+                logger.warning("fail_on.%s: the assessment has no %s; threshold not checked", key, name)
+            elif limit is not None and value < limit:
+                hits.append(f"{name.replace('_', ' ')} {value:.2%} < {limit:.2%}")
+    if "uncovered_lane_m_above" in rules:
+        limit = _threshold_value("uncovered_lane_m_above", rules["uncovered_lane_m_above"])
+        value = _num(totals.get("uncovered_lane_m"))
+        if value is None:
+            logger.warning("fail_on.uncovered_lane_m_above: the assessment has no uncovered_lane_m; not checked")
+        elif limit is not None and value > limit:
+            hits.append(f"uncovered lanes {value:,.0f} m > {limit:,.0f} m")
+    if hits:
+        return 1, "; ".join(hits)
+    return 0, "within thresholds"
+
+
+# --------------------------------------------------------------------------- scorecard
+def scorecard(assessment: Any, lifecycle: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rank the villages (村居排名) by the score in the module docstring.
+
+    Parameters
+    ----------
+    assessment
+        The assessment (``.summary`` per village, ``.town.villages``).
+    lifecycle
+        The lifecycle table (default: the assessment's findings, all open).
+
+    Returns
+    -------
+    DataFrame
+        One row per village, best first: ``rank``, ``village_id``, ``name``,
+        ``area_coverage``, ``road_coverage``, ``coverage`` (percent),
+        ``veto``, ``overdue``, ``sensitive``, ``open``, ``score``, ``flag``
+        (``"red"``, ``"yellow"`` or ``""``).
+    """
+    life = _prepare_lifecycle(assessment, lifecycle, _as_of(lifecycle))
+    names = _village_names(assessment)
+    summary = _get(assessment, "summary")
+    if summary is None:
+        summary = pd.DataFrame(index=pd.Index(sorted(names), name="village_id"))
+    s = pd.DataFrame(summary).copy()
+    s.index = s.index.astype(str)
+    ids = list(s.index)
+    area = s["area_coverage"] if "area_coverage" in s.columns else (
+        s["grid_area_m2"] / s["area_m2"] if {"grid_area_m2", "area_m2"} <= set(s.columns) else
+        pd.Series(np.nan, index=s.index))
+    area = pd.to_numeric(area, errors="coerce").clip(0, 1)
+    if {"road_m", "uncovered_road_m"} <= set(s.columns):
+        road_m = pd.to_numeric(s["road_m"], errors="coerce")
+        road = (1 - pd.to_numeric(s["uncovered_road_m"], errors="coerce") / road_m.where(road_m > 0)).clip(0, 1)
+    else:
+        road = pd.Series(np.nan, index=s.index)
+    coverage = (pd.concat([area, road], axis=1).mean(axis=1, skipna=True) * 100).fillna(100.0)
+    open_ = life[_is_open(life)]
+    vid = open_["village_id"].astype(object).map(lambda v: None if v is None else str(v))
+
+    def per_village(mask: pd.Series) -> pd.Series:
+        return vid[mask].value_counts().reindex(ids, fill_value=0).astype(int)
+
+    card = pd.DataFrame({
+        "village_id": ids,
+        "name": [names.get(v, _text(s["name"].get(v)) if "name" in s.columns else v) or v for v in ids],
+        "area_coverage": area.to_numpy(),
+        "road_coverage": road.to_numpy(),
+        "coverage": coverage.to_numpy(),
+        "veto": per_village(open_["severity"] == "veto").to_numpy(),
+        "overdue": per_village(open_["status"] == "overdue").to_numpy(),
+        "sensitive": per_village(open_["kind"].isin(SENSITIVE_KINDS)).to_numpy(),
+        "open": per_village(pd.Series(True, index=open_.index)).to_numpy(),
+    })
+    w = SCORE_WEIGHTS
+    card["score"] = (card["coverage"] - w["veto"] * card["veto"] - w["overdue"] * card["overdue"]
+                     - w["sensitive"] * card["sensitive"]).round(2)
+    card = card.sort_values(["score", "open", "village_id"], ascending=[False, True, True], kind="stable")
+    card = card.reset_index(drop=True)
+    card.insert(0, "rank", card["score"].rank(method="min", ascending=False).astype(int))
+    card["flag"] = ""
+    if len(card):
+        best, worst = card["score"].max(), card["score"].min()
+        card.loc[(card["score"] == best) & (card["veto"] == 0), "flag"] = "red"
+        if worst < best:
+            card.loc[card["score"] == worst, "flag"] = "yellow"
+    return card
+
+
+# --------------------------------------------------------------------------- charts
+@functools.lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The name of a font with Chinese glyphs matplotlib can use (None when there is none).
+
+    Looks in matplotlib's font list first, then among the system's font files
+    (a font installed after matplotlib built its cache), e.g. Debian's
+    ``fonts-noto-cjk``.
+    """
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    for family in _CJK_FAMILIES:
+        if family in known:
+            return family
+    try:
+        files = font_manager.findSystemFonts()
+    except Exception:  # noqa: BLE001 - font discovery must never break a report
+        files = []
+    for path in sorted(files, key=lambda p: ("Sans" not in p, "Regular" not in p, p)):
+        if not _CJK_FILES.search(os.path.basename(path)):
+            continue
+        try:
+            font_manager.fontManager.addfont(path)
+            name = font_manager.FontProperties(fname=path).get_name()
+        except Exception:  # noqa: BLE001 - a broken font file is skipped
+            continue
+        logger.debug("report: using CJK font %s (%s)", name, path)
+        return name
+    logger.warning("report: no font with Chinese glyphs found; chart labels use ids "
+                   "(install the Debian package fonts-noto-cjk)")
+    return None
+
+
+def _label(text: str, ascii_fallback: str) -> str:
+    """Chart-safe label: ``$`` escaped (no mathtext); ids when no CJK font can draw the text."""
+    if not text.isascii() and cjk_font() is None:
+        text = ascii_fallback
+    return text.replace("\\", "\\\\").replace("$", r"\$")
+
+
+@dataclass
+class _Chart:
+    title: str
+    uri: str
+    alt: str
+
+
+def _render(fig: Any) -> str:
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _chart_context() -> Any:
+    import matplotlib as mpl
+
+    family = cjk_font()
+    rc = {
+        "font.family": "sans-serif",
+        "font.sans-serif": ([family] if family else []) + ["DejaVu Sans"],
+        "axes.unicode_minus": False,
+        "svg.fonttype": "path",
+        "svg.hashsalt": "gisgrid",
+        "font.size": 9,
+    }
+    return mpl.rc_context(rc)
+
+
+def _charts(card: pd.DataFrame, life: pd.DataFrame, history: Any, max_villages: int = 30) -> list[_Chart]:
+    from matplotlib import dates as mdates
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    out: list[_Chart] = []
+    with _chart_context(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*findfont.*", category=UserWarning)
+        # coverage by village
+        show = card.sort_values(["coverage", "village_id"], ascending=[True, True]).head(max_villages)
+        show = show.iloc[::-1]
+        fig = Figure(figsize=(7.0, 0.9 + 0.26 * max(len(show), 1)))
+        ax = fig.add_subplot()
+        labels = [_label(f"{n} ({v})" if n != v else v, v) for n, v in zip(show["name"], show["village_id"],
+                                                                                 strict=True)]
+        y = np.arange(len(show))
+        ax.barh(y + 0.2, show["area_coverage"].fillna(0) * 100, height=0.4, color="#3182bd",
+                label=_label("面积覆盖 area", "area"))
+        ax.barh(y - 0.2, show["road_coverage"].fillna(0) * 100, height=0.4, color="#9ecae1",
+                label=_label("道路覆盖 roads", "roads"))
+        ax.set_yticks(y, labels)
+        low = float(np.nanmin(np.r_[show["area_coverage"].to_numpy(dtype=float),
+                                    show["road_coverage"].to_numpy(dtype=float), 1.0]) * 100) if len(show) else 0
+        ax.set_xlim(max(0.0, math.floor(low / 5) * 5 - 5), 100.5)
+        ax.set_xlabel("%")
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False)
+        ax.grid(axis="x", alpha=0.3)
+        more = "" if len(card) <= max_villages else f" (lowest {max_villages} of {len(card)})"
+        out.append(_Chart("村居覆盖率 Coverage by village" + more, _render(fig),
+                          "coverage of area and roads by village"))
+        # open findings over time
+        fig = Figure(figsize=(7.0, 2.8))
+        ax = fig.add_subplot()
+        sevs = list(SEVERITY_RANK)
+        counts = None
+        if history is not None:
+            try:
+                counts = history.open_counts()
+            except Exception as exc:  # noqa: BLE001 - a chart must not break the report
+                logger.warning("report: history chart skipped (%s)", exc)
+        if counts is not None and len(counts) >= 2:
+            x = pd.to_datetime(pd.Series([str(d) for d in counts["as_of"]]))
+            ax.stackplot(x, *[counts[s].to_numpy(dtype=float) for s in reversed(sevs)],
+                         labels=[_label(SEVERITY_LABELS[s], s) for s in reversed(sevs)],
+                         colors=[_SEV_COLORS[s] for s in reversed(sevs)], alpha=0.9)
+            ax.plot(x, counts["open"], color="black", lw=1)
+            locator = mdates.AutoDateLocator(maxticks=8)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        else:
+            if counts is not None and len(counts):
+                row = counts.iloc[-1]
+                values = [int(row[s]) for s in sevs]
+                when = str(row["as_of"])
+            else:
+                open_ = life[_is_open(life)]
+                values = [int((open_["severity"] == s).sum()) for s in sevs]
+                when = "today"
+            bottom = 0
+            for s, v in zip(reversed(sevs), reversed(values), strict=True):
+                ax.bar([when], [v], bottom=bottom, color=_SEV_COLORS[s], label=_label(SEVERITY_LABELS[s], s))
+                bottom += v
+        ax.set_ylabel(_label("未整改 open", "open"))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=4, frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        out.append(_Chart("问题数量变化 Open findings over time", _render(fig), "open findings per run by severity"))
+        # by severity and status
+        fig = Figure(figsize=(7.0, 2.4))
+        ax = fig.add_subplot()
+        left = np.zeros(len(sevs))
+        for st in (*OPEN, "resolved"):
+            vals = np.array([int(((life["severity"] == s) & (life["status"] == st)).sum()) for s in sevs])
+            ax.barh(np.arange(len(sevs)), vals, left=left, color=_STATUS_COLORS[st], label=_label(STATUS_LABELS[st],
+                                                                                                  st))
+            left += vals
+        ax.set_yticks(np.arange(len(sevs)), [_label(SEVERITY_LABELS[s], s) for s in sevs])
+        ax.invert_yaxis()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncol=5, frameon=False)
+        ax.grid(axis="x", alpha=0.3)
+        out.append(_Chart("按级别统计 Findings by severity", _render(fig), "findings by severity and status"))
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+def _finding_table(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """The flat findings table of the CSV and XLSX: finding and lifecycle columns, village name, lon/lat."""
+    df = pd.DataFrame(life.drop(columns=[life.geometry.name])) if isinstance(life, gpd.GeoDataFrame) and \
+        life.geometry.name in life.columns else pd.DataFrame(life).drop(columns=["geometry"], errors="ignore")
+    df.insert(df.columns.get_loc("village_id") + 1, "village_name",
+              df["village_id"].map(lambda v: names.get(str(v)) if v is not None else None))
+    lon = lat = np.full(len(df), np.nan)
+    if isinstance(life, gpd.GeoDataFrame) and life.crs is not None and len(life):
+        geo = life.geometry
+        ok = ~(geo.isna() | geo.is_empty)
+        if ok.any():
+            pts = gpd.GeoSeries(geo[ok].representative_point(), crs=life.crs).to_crs(4326)
+            lon = pd.Series(np.nan, index=life.index)
+            lat = pd.Series(np.nan, index=life.index)
+            lon[ok] = pts.x.round(7)
+            lat[ok] = pts.y.round(7)
+            lon, lat = lon.to_numpy(), lat.to_numpy()
+    df["lon"] = lon
+    df["lat"] = lat
+    first = [c for c in COLUMNS if c != "geometry" and c in df.columns]
+    first.insert(first.index("village_id") + 1, "village_name")
+    status_first = ["finding_id", "status", *[c for c in first if c != "finding_id"]]
+    rest = [c for c in df.columns if c not in status_first]
+    life_cols = [c for c in LIFE_COLUMNS if c in rest and c != "status"]
+    others = [c for c in rest if c not in life_cols]
+    df = df[[*status_first, *life_cols, *others]]
+    for col in df.columns:
+        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
+            df[col] = df[col].map(_defuse)
+    return df.reset_index(drop=True)
+
+
+def _cell(value: Any) -> Any:
+    """A value openpyxl can store (lists and dicts as text)."""
+    if isinstance(value, (list, tuple, set, dict, np.ndarray)):
+        return json.dumps(_jsonable(value), ensure_ascii=False)
+    return value
+
+
+def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[str, pd.DataFrame]:
+    table = table.map(_cell) if len(table) else table
+    sheets: dict[str, pd.DataFrame] = {"findings": table}
+    for vid, part in table.groupby(table["village_id"].fillna("—"), sort=True):
+        name = _text(part["village_name"].iloc[0]) if len(part) else ""
+        sheets[f"村 {vid} {name}".strip()] = part
+    owners = table["owner"].fillna(settings.default_owner)
+    for owner, part in table.groupby(owners, sort=True):
+        sheets[f"责 {owner}"] = part
+    checkpoints = _get(assessment, "checkpoints")
+    if checkpoints is not None:
+        cp = pd.DataFrame(checkpoints).drop(columns=["geometry"], errors="ignore").map(_cell).map(_defuse)
+    else:
+        cp = pd.DataFrame({"note": ["no must-check points analysed"]})
+    sheets["checkpoints"] = cp
+    summary = _get(assessment, "summary")
+    summ = card.copy()
+    if summary is not None:
+        extra = pd.DataFrame(summary).copy()
+        extra.index = extra.index.astype(str)
+        extra = extra.drop(columns=[c for c in extra.columns if c in summ.columns and c != "village_id"])
+        summ = summ.merge(extra, left_on="village_id", right_index=True, how="left")
+    sheets["summary"] = summ.map(_cell).map(_defuse)
+    # the workbook lists the "findings" sheet first and "summary" last; village and owner sheets in between
+    order = ["findings", *[k for k in sheets if k.startswith("村 ")], *[k for k in sheets if k.startswith("责 ")],
+             "checkpoints", "summary"]
+    return {k: sheets[k] for k in order}
+
+
+def _geojson_frame(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> gpd.GeoDataFrame:
+    out = life.copy()
+    out.insert(out.columns.get_loc("village_id") + 1, "village_name",
+               out["village_id"].map(lambda v: names.get(str(v)) if v is not None else None))
+    for col in out.columns:
+        if col == out.geometry.name:
+            continue
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: v if v is None or isinstance(v, (str, int, float, bool))
+                                    else json.dumps(_jsonable(v), ensure_ascii=False) if isinstance(
+                                        v, (list, tuple, dict, np.ndarray)) else _jsonable(v))
+        elif pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].map(_jsonable)
+    return out
+
+
+# --------------------------------------------------------------------------- the HTML report
+_HEADLINES: tuple[tuple[str, str, str, bool], ...] = (
+    # key, label, format, higher is better
+    ("area_coverage", "面积覆盖率 area in a grid", "pct", True),
+    ("effective_coverage", "有人负责 staffed area", "pct", True),
+    ("road_coverage", "道路覆盖率 roads in a grid", "pct", True),
+    ("uncovered_lane_m", "未覆盖小巷农路 lanes in no grid (m)", "m", False),
+    ("open", "未整改问题 open findings", "int", False),
+    ("veto", "一票否决 veto items", "int", False),
+    ("overdue", "逾期 overdue", "int", False),
+    ("new", "新发现 new", "int", False),
+    ("reopened", "反弹 back again", "int", False),
+    ("resolved", "已整改 fixed since last run", "int", True),
+)
+
+
+def _headline(assessment: Any, life: pd.DataFrame, previous: Any) -> list[dict[str, Any]]:
+    totals = dict(_get(assessment, "totals") or {})
+    open_ = life[_is_open(life)]
+    now: dict[str, float | None] = {k: _num(totals.get(k)) for k in
+                                    ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m")}
+    now["open"] = len(open_)
+    now["veto"] = int((open_["severity"] == "veto").sum())
+    for st in ("overdue", "new", "reopened", "resolved"):
+        now[st] = int((life["status"] == st).sum())
+    before: dict[str, float | None] = {}
+    if previous is not None:
+        counts = dict(getattr(previous, "counts", {}) or {})
+        ptot = dict(getattr(previous, "totals", {}) or {})
+        for k in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m"):
+            before[k] = _num(ptot.get(k))
+        before["open"] = _num(counts.get("open"))
+        before["veto"] = _num((counts.get("severity") or {}).get("veto"))
+        for st in ("overdue", "new", "reopened", "resolved"):
+            before[st] = _num((counts.get("status") or {}).get(st))
+    cards = []
+    for key, label, fmt, higher_better in _HEADLINES:
+        value = now.get(key)
+        if value is None and key in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m"):
+            continue
+        prev = before.get(key)
+        delta = None if value is None or prev is None else value - prev
+        trend = "same"
+        if delta is not None and abs(delta) > 1e-12:
+            trend = "better" if (delta > 0) == higher_better else "worse"
+        cards.append({"key": key, "label": label, "value": _fmt(value, fmt), "delta": _fmt_delta(delta, fmt),
+                      "trend": trend, "has_previous": prev is not None})
+    return cards
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    if value is None:
+        return "—"
+    if fmt == "pct":
+        return f"{value:.2%}"
+    if fmt == "m":
+        return f"{value:,.0f}"
+    return f"{int(value):,d}"
+
+
+def _fmt_delta(delta: float | None, fmt: str) -> str:
+    if delta is None:
+        return ""
+    if abs(delta) < 1e-12:
+        return "±0"
+    if fmt == "pct":
+        return f"{delta * 100:+.2f} pp"
+    if fmt == "m":
+        return f"{delta:+,.0f}"
+    return f"{round(delta):+,d}"
+
+
+def _measure(value: Any, unit: Any) -> str:
+    f = _num(value)
+    if f is None:
+        return ""
+    unit = _text(unit)
+    if unit in ("m2", "m²"):
+        return f"{f:,.0f} m²"
+    if unit == "m":
+        return f"{f:,.1f} m"
+    if unit == "count" or float(f).is_integer():
+        return f"{f:,.0f}" + (f" {unit}" if unit and unit != "count" else "")
+    return f"{f:,.2f} {unit}".strip()
+
+
+def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for rec in frame.to_dict("records"):
+        vid = rec.get("village_id")
+        rows.append({
+            "finding_id": _text(rec.get("finding_id")),
+            "kind": _text(rec.get("kind")),
+            "kind_label": KIND_LABELS.get(_text(rec.get("kind")), ""),
+            "kind_meaning": KINDS.get(_text(rec.get("kind")), ""),
+            "severity": _text(rec.get("severity")),
+            "severity_label": SEVERITY_LABELS.get(_text(rec.get("severity")), _text(rec.get("severity"))),
+            "status": _text(rec.get("status")),
+            "status_label": STATUS_LABELS.get(_text(rec.get("status")), _text(rec.get("status"))),
+            "village": (names.get(str(vid)) or str(vid)) if vid is not None else "—",
+            "village_id": _text(vid),
+            "grid_id": _text(rec.get("grid_id")) or "—",
+            "owner": _text(rec.get("owner")) or settings.default_owner,
+            "measure": _measure(rec.get("measure"), rec.get("unit")),
+            "message": _text(rec.get("message")),
+            "first_seen": _text(rec.get("first_seen")),
+            "deadline": _text(rec.get("deadline")),
+            "days_overdue": int(rec.get("days_overdue") or 0),
+            "resolved_on": _text(rec.get("resolved_on")),
+            "times_reopened": int(rec.get("times_reopened") or 0),
+        })
+    return rows
+
+
+def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    if not len(open_):
+        return []
+    owners = open_["owner"].fillna(settings.default_owner).astype(str)
+    out = []
+    for owner, part in open_.groupby(owners, sort=False):
+        part = sort_findings(part)
+        out.append({
+            "owner": owner,
+            "count": len(part),
+            "veto": int((part["severity"] == "veto").sum()),
+            "overdue": int((part["status"] == "overdue").sum()),
+            "next_deadline": _text(min((d for d in part["deadline"] if d is not None), default=None)),
+            "rows": _rows(part, names),
+        })
+    out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
+    return out
+
+
+def _checkpoint_rows(assessment: Any) -> list[dict[str, str]]:
+    cp = _get(assessment, "checkpoints")
+    if cp is None or not len(cp):
+        return []
+    df = pd.DataFrame(cp).drop(columns=["geometry"], errors="ignore")
+    if "ok" in df.columns:
+        df = df.assign(_bad=~df["ok"].fillna(False).astype(bool)).sort_values("_bad", ascending=False, kind="stable")
+    cols = [c for c in ("poi_id", "kind", "name", "village_id", "grid_id", "grid_chief", "river_chief", "ok",
+                        "problem") if c in df.columns]
+    return [{c: ("✔" if v is True else "✘" if v is False else _text(v)) for c, v in rec.items()}
+            for rec in df[cols].to_dict("records")]
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gisgrid", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "—" if _num(v) is None else f"{float(v):.1%}"
+    env.filters["num"] = lambda v, d=1: "—" if _num(v) is None else f"{float(v):,.{d}f}"
+    return env
+
+
+def render_html(
+    assessment: Any,
+    lifecycle: pd.DataFrame | None,
+    *,
+    history: Any = None,
+    map_href: str | None = None,
+    fail_on: Mapping[str, Any] | None = None,
+    as_of: dt.date | None = None,
+) -> str:
+    """Render ``report.html`` (self-contained: inline CSS, charts as data URIs, no scripts).
+
+    Parameters are those of :func:`write_report`.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    return _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of)["html"]
+
+
+def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map_href: str | None,
+           fail_on: Mapping[str, Any] | None, as_of: dt.date | None) -> dict[str, Any]:
+    day = as_of or _as_of(lifecycle)
+    life = _prepare_lifecycle(assessment, lifecycle, day)
+    names = _village_names(assessment)
+    code, reason = evaluate_thresholds(assessment, life, fail_on)
+    previous = None
+    if history is not None:
+        try:
+            previous = history.previous_run(day)
+        except Exception as exc:  # noqa: BLE001 - the report still renders without the comparison
+            logger.warning("report: previous run not read from the history (%s)", exc)
+    card = scorecard(assessment, life)
+    open_ = sort_findings(life[_is_open(life)])
+    veto = open_[open_["severity"] == "veto"]
+    overdue = life[life["status"] == "overdue"].sort_values(["days_overdue", "finding_id"],
+                                                            ascending=[False, True], kind="stable")
+    new = sort_findings(life[life["status"].isin(("reopened", "new"))])
+    new = pd.concat([new[new["status"] == "reopened"], new[new["status"] == "new"]])
+    resolved = sort_findings(life[life["status"] == "resolved"])
+    town = _get(assessment, "town")
+    totals = dict(_get(assessment, "totals") or {})
+    charts = _charts(card, life, history)
+    generated = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    context = {
+        "town": _text(_get(town, "name")) or "town",
+        "as_of": day.isoformat(),
+        "generated": generated,
+        "version": __version__,
+        "exit_code": code,
+        "reason": reason,
+        "map_href": _safe_href(map_href),
+        "previous": None if previous is None else previous.as_of.isoformat(),
+        "headline": _headline(assessment, life, previous),
+        "veto": _rows(veto, names),
+        "overdue": _rows(overdue, names),
+        "new": _rows(new, names),
+        "resolved": _rows(resolved, names),
+        "persisting": int((life["status"] == "persisting").sum()),
+        "scorecard": card.to_dict("records"),
+        "weights": SCORE_WEIGHTS,
+        "sensitive_kinds": SENSITIVE_KINDS,
+        "owners": _owner_lists(open_, names),
+        "charts": charts,
+        "checkpoints": _checkpoint_rows(assessment),
+        "deadline_days": dict(settings.deadline_days),
+        "status_labels": STATUS_LABELS,
+        "severity_labels": SEVERITY_LABELS,
+        "totals": totals,
+        "default_owner": settings.default_owner,
+    }
+    html = _environment().get_template("report.html.j2").render(**context)
+    return {"html": html, "life": life, "names": names, "code": code, "reason": reason, "card": card,
+            "previous": previous, "day": day, "totals": totals, "town": context["town"]}
+
+
+# --------------------------------------------------------------------------- the folder
+def write_report(
+    folder: str | os.PathLike[str],
+    assessment: Any,
+    lifecycle: pd.DataFrame | None,
+    *,
+    history: Any = None,
+    map_href: str | None = None,
+    fail_on: Mapping[str, Any] | None = None,
+    as_of: dt.date | None = None,
+) -> list[Path]:
+    """Write the report files of one run into ``folder``.
+
+    Parameters
+    ----------
+    folder
+        The report folder (``reports/YYYY-MM-DD``, or the pipeline's staging
+        folder); created when missing.
+    assessment
+        The assessment: ``.town`` (name, villages), ``.findings``,
+        ``.summary`` (per village), ``.totals``; ``.checkpoints`` optional.
+    lifecycle
+        The table :meth:`gisgrid.history.History.record` returned (today's
+        findings plus those resolved since the last run), or None (no
+        history: every finding is new).
+    history
+        The :class:`~gisgrid.history.History`, for the change since the last
+        run and the over-time chart.
+    map_href
+        Link to the command-center map (relative path or http(s) URL).
+    fail_on
+        Thresholds, see :func:`evaluate_thresholds`.
+    as_of
+        Date of the report (default: the run date in ``lifecycle``, else today).
+
+    Returns
+    -------
+    list of Path
+        ``report.html``, ``findings.csv``, ``findings.xlsx``,
+        ``findings.geojson``, ``summary.json``; each written atomically.
+    """
+    out = Path(folder)
+    built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of)
+    life, names, card = built["life"], built["names"], built["card"]
+    table = _finding_table(life, names)
+    written = [
+        io.atomic_write_text(out / "report.html", built["html"]),
+        io.write_csv(table, out / "findings.csv"),
+        io.write_xlsx(_sheets(table, card, assessment), out / "findings.xlsx"),
+    ]
+    geo = _geojson_frame(life, names)
+    if geo.crs is None:
+        logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")
+    written.append(io.write_geojson(geo, out / "findings.geojson"))
+    summary = _summary(built, life, card, fail_on, map_href, [p.name for p in written] + ["summary.json"])
+    written.append(io.atomic_write_text(out / "summary.json",
+                                        json.dumps(_jsonable(summary), ensure_ascii=False, indent=2) + "\n"))
+    logger.info("report %s: %d findings (%s); exit %d: %s", out, len(life),
+                ", ".join(f"{k} {v}" for k, v in life["status"].value_counts().items()) or "none",
+                built["code"], built["reason"])
+    return written
+
+
+def _summary(built: dict[str, Any], life: pd.DataFrame, card: pd.DataFrame, fail_on: Mapping[str, Any] | None,
+             map_href: str | None, files: list[str]) -> dict[str, Any]:
+    open_ = life[_is_open(life)]
+    totals = built["totals"]
+    previous = built["previous"]
+    villages = {
+        r["village_id"]: {k: r[k] for k in ("name", "rank", "score", "flag", "coverage", "area_coverage",
+                                            "road_coverage", "veto", "overdue", "sensitive", "open")}
+        for r in card.to_dict("records")
+    }
+    return {
+        "town": built["town"],
+        "as_of": built["day"].isoformat(),
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "gisgrid_version": __version__,
+        "exit_status": built["code"],
+        "reason": built["reason"],
+        "thresholds": dict(fail_on or {}),
+        "counts": {
+            "total": len(life),
+            "open": len(open_),
+            "by_status": {s: int((life["status"] == s).sum()) for s in ("new", "persisting", "overdue", "reopened",
+                                                                        "resolved")},
+            "by_severity": {s: int((open_["severity"] == s).sum()) for s in SEVERITY_RANK},
+            "by_kind": {str(k): int(v) for k, v in open_["kind"].value_counts().sort_index().items()},
+        },
+        "coverage": {
+            **{k: totals.get(k) for k in ("area_coverage", "effective_coverage", "road_coverage",
+                                         "uncovered_lane_m") if k in totals},
+            "villages": villages,
+        },
+        "flags": {
+            "red": [r["village_id"] for r in card.to_dict("records") if r["flag"] == "red"],
+            "yellow": [r["village_id"] for r in card.to_dict("records") if r["flag"] == "yellow"],
+        },
+        "previous_run": None if previous is None else {
+            "as_of": previous.as_of.isoformat(), "counts": previous.counts, "totals": previous.totals},
+        "map_href": _safe_href(map_href),
+        "files": files,
+    }

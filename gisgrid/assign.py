@@ -18,11 +18,14 @@
   caps (the corridor ends where the centreline ends) and round joins, clipped
   to the chief's village (village chiefs) or the town (town and county chiefs);
 - **border roads**: a road lying on the shared edge of two grids (within
-  ``settings.border_tolerance_m``) is covered, but by whom? ``border_rule``
-  decides: ``"left"`` (the grid on the road's left in its digitised
-  direction), ``"longer"`` (the grid holding the longer share of the road;
-  ties fall back to ``"left"``) or ``"flag"`` (a ``road_ambiguous`` finding
-  for the command center to decide).
+  ``settings.border_tolerance_m``, for at least ``border_min_m``) is covered,
+  but by whom? ``border_rule`` decides: ``"left"`` (the grid on the road's
+  left in its digitised direction, probed 0.5 m to the left of the middle of
+  the shared part), ``"longer"`` (the grid holding the longer share of the
+  whole road; ties within the tolerance fall back to ``"left"``) or
+  ``"flag"`` (a ``road_ambiguous`` finding for the command center to decide).
+  The decision is kept in :attr:`Responsibility.border_roads` and the road
+  counts in the owner's workload only (under ``"flag"``, in both).
 
 :func:`assign_owners` then gives every finding of any check an owner (谁主管、
 谁负责) and :func:`task_lists` splits the open findings into one 责任清单 per owner.
@@ -86,6 +89,7 @@ LIMITS: dict[str, tuple[str, str, str]] = {
 #: Defaults of the ``[assign]`` options (see :func:`resolve_options`).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "border_rule": "left",
+    "border_min_m": 5.0,
     "section_m": 100.0,
     "corridor_m": 30.0,
     "bank_m": None,
@@ -193,7 +197,10 @@ def resolve_options(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     ----------
     options
         ``border_rule`` (``"left"``, ``"longer"`` or ``"flag"``; default
-        ``"left"``); ``section_m`` (half-length of a cross-boundary section,
+        ``"left"``); ``border_min_m`` (a road counts as lying on a grid
+        border only where it runs along it for at least this length, default
+        5 m: shorter shared bits are where a road crosses the border at a
+        shallow angle); ``section_m`` (half-length of a cross-boundary section,
         default 100); ``corridor_m`` (corridor half-width from the centreline
         when the river has no ``width_m``: a number, or a table by river
         ``level`` with an optional ``default`` key; default 30 m each side);
@@ -228,6 +235,7 @@ def resolve_options(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ConfigError(msg, fix='write border_rule = "left" (or "longer", or "flag" to have each case decided)')
     out["border_rule"] = rule
     out["section_m"] = _number(given.get("section_m", out["section_m"]), "section_m")
+    out["border_min_m"] = _number(given.get("border_min_m", out["border_min_m"]), "border_min_m")
     out["corridor_m"] = _by_level(given.get("corridor_m", out["corridor_m"]), "corridor_m", strict=True)
     bank = given.get("bank_m")
     out["bank_m"] = None if bank is None else _by_level(bank, "bank_m", strict=False)
@@ -298,19 +306,17 @@ def _join(values: Iterable[Any], sep: str = ", ") -> str | None:
 
 
 def _group_join(keys: Any, values: Any, sep: str = ", ") -> pd.Series:
-    """Distinct present values per key joined with ``sep`` (fast: only keys with several values loop)."""
+    """Distinct present values per key, in order of appearance, joined with ``sep`` (a Series indexed by key)."""
     df = pd.DataFrame({"k": np.asarray(keys, dtype=object), "v": np.asarray(values, dtype=object)})
     df = df[_present_mask(df["v"])].drop_duplicates()
     if not len(df):
         return pd.Series([], dtype=object)
-    df["v"] = df["v"].astype(str)
-    many = df["k"].duplicated(keep=False).to_numpy()
-    single = pd.Series(df["v"].to_numpy(dtype=object)[~many], index=df["k"].to_numpy(dtype=object)[~many],
-                       dtype=object)
-    if not many.any():
-        return single
-    joined = df[many].groupby("k", sort=False)["v"].agg(sep.join).astype(object)
-    return pd.concat([single, joined])
+    df = df.sort_values("k", kind="stable")
+    k = df["k"].to_numpy(dtype=object)
+    v = df["v"].astype(str).to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    joined = [sep.join(chunk) for chunk in np.split(v, starts[1:])]
+    return pd.Series(joined, index=k[starts], dtype=object)
 
 
 def _split_owner(owner: Any) -> list[str]:
@@ -321,8 +327,11 @@ def _split_owner(owner: Any) -> list[str]:
 
 def _present_mask(values: Any) -> np.ndarray:
     """Vectorised :func:`_present`: not None/NaN and not blank text."""
-    series = pd.Series(np.asarray(values, dtype=object))
-    return (series.notna() & (series.astype(str).str.strip() != "")).to_numpy()
+    arr = np.asarray(values, dtype=object)
+    if not len(arr):
+        return np.zeros(0, dtype=bool)
+    blank = np.frompyfunc(lambda v: isinstance(v, str) and not v.strip(), 1, 1)(arr).astype(bool)
+    return ~pd.isna(arr) & ~blank
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -641,8 +650,11 @@ def _interval(a: np.ndarray, b: np.ndarray, lo: float | np.ndarray, hi: float | 
 
 def _along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float, min_length_m: float
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(line, polygon) index pairs where a line runs within ``tolerance_m`` of the polygon's edge for at least
-    ``min_length_m`` (segment against segment, a cheap superset of the exact test).
+    """Return (line, polygon) index pairs where a line may run along the polygon's edge.
+
+    A pair is kept when a segment of the line lies within ``tolerance_m`` of
+    an edge of the polygon for at least ``min_length_m``: segment against
+    segment in numpy, a cheap superset of the exact (buffer) test.
     """
     rseg, rown = _segments(lines)
     eseg, eown = _segments(shapely.boundary(polygons))
@@ -670,7 +682,7 @@ def _along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float,
     return pairs[:, 0], pairs[:, 1]
 
 
-def _border_roads(town: Town, rule: str) -> gpd.GeoDataFrame:
+def _border_roads(town: Town, rule: str, min_m: float) -> gpd.GeoDataFrame:
     """Road parts lying on the shared edge of two grids, and which grid owns each."""
     roads, grids = town.roads, town.grids
     empty = _gdf({}, [], town.crs, _BORDER_COLUMNS)
@@ -678,14 +690,15 @@ def _border_roads(town: Town, rule: str) -> gpd.GeoDataFrame:
         return empty
     tol = float(settings.border_tolerance_m)
     rgeoms, ggeoms = _geoms(roads), _geoms(grids)
-    ri, gi = _along_pairs(rgeoms, ggeoms, tolerance_m=2 * tol, min_length_m=settings.sliver_length_m / 2)
+    min_m = max(min_m, settings.sliver_length_m)
+    ri, gi = _along_pairs(rgeoms, ggeoms, tolerance_m=2 * tol, min_length_m=min_m / 2)
     if not len(ri):
         return empty
     edge = shapely.buffer(shapely.boundary(ggeoms[np.unique(gi)]), tol, quad_segs=2)
     edge_of = pd.Series(np.arange(len(edge)), index=np.unique(gi))
     near = shapely.intersection(rgeoms[ri], edge[edge_of[gi].to_numpy()])
     pairs = pd.DataFrame({"r": ri, "g": gi, "near": near, "len": shapely.length(near)})
-    pairs = pairs[pairs["len"] > settings.sliver_length_m]
+    pairs = pairs[pairs["len"] >= min_m]
     both = pairs.merge(pairs, on="r", suffixes=("_a", "_b"))
     gids = grids["grid_id"].to_numpy(dtype=object)
     both = both[gids[both["g_a"].to_numpy()] < gids[both["g_b"].to_numpy()]].reset_index(drop=True)
@@ -694,7 +707,7 @@ def _border_roads(town: Town, rule: str) -> gpd.GeoDataFrame:
     shared = _only(shapely.intersection(both["near_a"].to_numpy(), both["near_b"].to_numpy()), 1)
     shared = shapely.line_merge(shared)
     parts, idx = shapely.get_parts(shared, return_index=True)
-    ok = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) > settings.sliver_length_m)
+    ok = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) >= min_m)
     parts, idx = parts[ok], idx[ok]
     if not len(parts):
         return empty
@@ -1003,7 +1016,7 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
     reaches = _reaches(town, merged, chiefs)
     sections = _cross_sections(town, merged, reaches, chiefs, opts["section_m"])
     corridors = _corridors(town, merged, chiefs, opts)
-    border = _border_roads(town, opts["border_rule"])
+    border = _border_roads(town, opts["border_rule"], opts["border_min_m"])
     workload, zones = _workload(town, labels, border)
 
     grid_rows = pd.DataFrame({"layer": "grid", "zone_id": staffing["grid_id"], "village_id": staffing["village_id"],

@@ -706,7 +706,8 @@ def _prepare(assessment: Any, *, gcj: bool, show_phones: bool) -> _Model:
                  "s": [esc(_SEVERITY_LABEL.get(str(s), s)) or None for s in _col(sen, "severity")],
                  "t": _text(_col(sen, "trigger")), "v": vname(_col(sen, "village_id")),
                  "g": _text(_col(sen, "grid_id")),
-                 "o": _text(_col(sen, "owner")),
+                 "o": _text(_col(sen, "owner")), "d": _text(_col(sen, "detail")), "nm": _text(_col(sen, "name")),
+                 "rc": _text(_col(sen, "river_chief")),
                  "cv": [yes_no.get(bool(v)) if v is not None and v == v else None for v in _col(sen, "covered")],
                  "sf": [yes_no.get(bool(v)) if v is not None and v == v else None for v in _col(sen, "staffed")],
                  "l": [_fmt_measure(v, "m") for v in _col(sen, "length_m")]}
@@ -1143,9 +1144,9 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
              "pop": [["n", "名称 name"], ["i", "编号 id"], ["k", "类型 kind"], ["g", "网格 grid"],
                      ["c", "网格长 grid chief"], ["rc", "河长 river chief"], ["s", "状态 status"]],
              "search": ["n", "i"]})
-    legend.append('<li class="gg-wrap">' + " ".join(f'<span class="gg-poi" style="display:inline-block;background:{c};width:14px;'
-                                     f'height:14px;line-height:14px;font-size:9px">{g}</span>{esc(_POI_LABEL[k])}'
-                                     for k, (g, c) in _POI_ICON.items()) + "</li>")
+    legend.append('<li class="gg-wrap">' + " ".join(
+        f'<span class="gg-poi" style="display:inline-block;background:{c};width:14px;height:14px;line-height:14px;'
+        f'font-size:9px">{g}</span>{esc(_POI_LABEL[k])}' for k, (g, c) in _POI_ICON.items()) + "</li>")
 
     # Findings on top.
     fl = L["findings"]
@@ -1183,14 +1184,15 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             style = {"color": "#c51b7d", "weight": 5, "dashArray": "8 6", "opacity": 0.95}
             overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
     if "sensitive" in L:
-        style = {"color": "#7b3294", "weight": 4, "opacity": 0.9, "fillColor": "#7b3294", "fillOpacity": 0.15}
+        style = {"color": "#7b3294", "weight": 3, "opacity": 0.6, "fillColor": "#7b3294", "fillOpacity": 0.15}
         overlay("sensitive", L["sensitive"], "敏感地段 sensitive sections", _swatch(style),
                 {"style": {"base": style}, "front": True, "title": "敏感地段 Sensitive section",
                  "point": {"kind": "circle", "radius": 7},
-                 "tip": [["i", "地段 section"], ["r", "规则 rule"], ["s", "严重度 severity"], ["o", "责任人 owner"],
+                 "tip": [["nm", "名称 name"], ["r", "规则 rule"], ["s", "严重度 severity"], ["o", "责任人 owner"],
                          ["cv", "入网格 covered"], ["sf", "有人管 staffed"]],
-                 "pop": [["i", "地段 section"], ["r", "规则 rule"], ["s", "严重度 severity"], ["t", "触发 trigger"],
-                         ["v", "村居 village"], ["g", "网格 grid"], ["o", "责任人 owner"], ["cv", "入网格 covered"],
+                 "pop": [["i", "地段 section"], ["nm", "名称 name"], ["r", "规则 rule"], ["d", "说明 detail"],
+                         ["s", "严重度 severity"], ["t", "触发 trigger"], ["v", "村居 village"], ["g", "网格 grid"],
+                         ["o", "责任人 owner"], ["rc", "河长 river chief"], ["cv", "入网格 covered"],
                          ["sf", "有人管 staffed"], ["l", "长度 length"]]})
     other = fl.take(~shown)
     ostyle = {"color": "#e31a1c", "weight": 3, "fillOpacity": 0.35}

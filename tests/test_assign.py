@@ -20,6 +20,7 @@ relative to that offset) is worked out by hand:
 from __future__ import annotations
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 import shapely
@@ -369,6 +370,16 @@ def test_border_within_tolerance() -> None:
     assert br.iloc[0]["owner_grid"] == "G11"
 
 
+def test_shallow_crossing_is_not_a_border_road() -> None:
+    roads = frames()["roads"].iloc[[0]].copy()
+    # crosses the G11|G12 edge at 2.3 degrees: within 5 cm of it for 2.5 m only
+    roads["geometry"] = [line((480, 0), (520, 1000))]
+    t = make_town(roads=roads)
+    assert len(analyze_responsibility(t).border_roads) == 0
+    br = analyze_responsibility(t, options={"border_min_m": 1}).border_roads
+    assert br["length_m"].tolist() == pytest.approx([2 * 0.05 / np.sin(np.arctan2(40, 1000))], rel=1e-3)
+
+
 def test_workload(resp: Responsibility) -> None:
     w = by(resp.workload, "person_id")
     assert list(w["person_id"]) == ["P1", "P2", "P3"]
@@ -606,3 +617,8 @@ def test_demo_planted_defects_found() -> None:
                                                   if town_level.at[r, "name"] in shared else "")
                       for r in got["river_id"]]
     assert list(got["owner"]) == expected_owner
+    # roads laid exactly on shared grid edges (named 分界路 in the demo) are the border roads, and only they
+    flagged = analyze_responsibility(town, options={"border_rule": "flag"}).findings
+    edge_roads = town.roads.loc[town.roads["name"].fillna("").str.endswith("分界路"), "road_id"]
+    assert len(edge_roads) > 0
+    assert sorted(flagged.loc[flagged["kind"] == "road_ambiguous", "road_id"]) == sorted(edge_roads)

@@ -401,7 +401,11 @@ def shifted(geoms: list, offset: tuple[float, float]) -> list:
     """Translate geometries (to realistic Gauss-Kruger magnitudes, where rounding bites)."""
     if offset == (0.0, 0.0) or not geoms:
         return geoms
-    return list(shapely.transform(np.array(geoms, dtype=object), lambda xy: xy + np.array(offset)))
+    moved = shapely.transform(np.array(geoms, dtype=object), lambda xy: xy + np.array(offset))
+    # rounding may collapse a thin polygon or a short line: drop what became degenerate
+    keep = shapely.is_valid(moved) & ((shapely.area(moved) > 0) | (shapely.length(moved) > 0))
+    keep &= (shapely.get_dimensions(moved) == 1) | (shapely.area(moved) > 0)
+    return list(moved[keep])
 
 
 OFFSETS = st.sampled_from([(0.0, 0.0), (500_000.0, 3_550_000.0)])

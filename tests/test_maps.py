@@ -1,0 +1,457 @@
+"""Command-center maps: layers, controls, escaping, phones, GCJ-02, inline assets, per-village/owner maps.
+
+The helpers at the top (a hand-made town whose every number is known, its hostile-names twin, and a reader
+for the layer data in a rendered page) are shared with ``test_maps_browser.py``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from shapely.geometry import LineString, Point, box
+
+from gisgrid import maps
+from gisgrid._errors import ConfigError
+from gisgrid.analysis import analyze
+from gisgrid.crs import wgs84_to_gcj02
+from gisgrid.demo import make_demo
+from gisgrid.model import Town
+
+CRS = "EPSG:4549"
+X0, Y0 = 500_000.0, 3_550_000.0
+
+PAYLOADS = (
+    "<script>window.__xss=1</script>",
+    '<img src=x onerror="window.__xss=1">',
+    "${window.__xss=1}",
+    "</script><script>window.__xss=1</script>",
+    "\"'><svg onload=window.__xss=1>",
+    "`;window.__xss=1;`",
+    "{{7*7}}\\u003cb\\u003e",
+)
+
+PHONES = {"S1": "13812340000", "S2": "13900001111", "S3": "13711112222", "S4": "15055556666"}
+
+
+def _sq(x0: float, x1: float, y0: float = Y0, y1: float = Y0 + 1000) -> Any:
+    return box(X0 + x0, y0, X0 + x1, y1)
+
+
+def frames(names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Layers and rosters of the hand-made town; ``names`` renames every id and name (hostile test)."""
+    n = names or {}
+
+    def t(key: str) -> str:
+        return n.get(key, key)
+
+    villages = gpd.GeoDataFrame(
+        {"village_id": [t("V1"), t("V2")], "name": [t("东村"), t("西村")]},
+        geometry=[_sq(0, 2000), _sq(2000, 4000)], crs=CRS)
+    grids = gpd.GeoDataFrame(
+        {"grid_id": [t("V1-G1"), t("V1-G2"), t("V2-G1"), t("V2-G2")],
+         "village_id": [t("V1"), t("V1"), t("V2"), t("V2")],
+         "name": [t("一网格"), t("二网格"), t("三网格"), t("四网格")]},
+        # V2-G2 stops 100 m short of the village edge: a 100 m x 1 km gap.
+        geometry=[_sq(0, 1000), _sq(1000, 2000), _sq(2000, 3000), _sq(3000, 3900)], crs=CRS)
+    roads = gpd.GeoDataFrame(
+        {"road_id": [t("R1"), t("R2"), t("R3")], "road_class": ["main", "lane", "village"],
+         "name": [t("人民路"), t("小巷"), t("村道")]},
+        geometry=[LineString([(X0 + 100, Y0 + 500), (X0 + 3800, Y0 + 500)]),
+                  LineString([(X0 + 3500, Y0 + 300), (X0 + 3990, Y0 + 300)]),
+                  LineString([(X0 + 500, Y0 + 100), (X0 + 500, Y0 + 900)])], crs=CRS)
+    rivers = gpd.GeoDataFrame({"river_id": [t("H1")], "name": [t("通吕河")]},
+                              geometry=[LineString([(X0 + 50, Y0 + 800), (X0 + 3950, Y0 + 800)])], crs=CRS)
+    pois = gpd.GeoDataFrame({"poi_id": [t("P1"), t("P2")], "kind": ["school", "market"],
+                             "name": [t("东村小学"), t("西村市场")]},
+                            geometry=[Point(X0 + 300, Y0 + 300), Point(X0 + 2500, Y0 + 300)], crs=CRS)
+    staff = pd.DataFrame({
+        "person_id": ["S1", "S2", "S3", "S4"],
+        "name": [t("张三"), t("李四"), t("王五"), t("陈七")],
+        "phone": [PHONES["S1"], PHONES["S2"], PHONES["S3"], PHONES["S4"]],
+        "role": ["grid_chief", "grid_chief", "grid_chief", "grid_member"],
+        "grid_id": [t("V1-G1"), t("V1-G2"), t("V2-G1"), t("V1-G1")],
+    })
+    chiefs = pd.DataFrame({"person_id": ["C1", "C2"], "name": [t("赵六"), t("孙八")],
+                           "phone": ["13600000001", "13600000002"],
+                           "level": ["town", "village"], "river_id": [t("H1"), t("H1")], "village_id": [None, t("V1")]})
+    boundary = gpd.GeoDataFrame({"name": [t("测试镇")]}, geometry=[_sq(0, 4000)], crs=CRS)
+    return {"boundary": boundary, "villages": villages, "grids": grids, "roads": roads, "rivers": rivers,
+            "pois": pois, "grid_staff": staff, "river_chiefs": chiefs}
+
+
+def small_town() -> Town:
+    return Town.from_frames(**frames(), crs=CRS)
+
+
+HOSTILE_KEYS = ("V1", "V2", "东村", "西村", "V1-G1", "V1-G2", "V2-G1", "V2-G2", "一网格", "二网格", "三网格", "四网格",
+                "R1", "R2", "R3", "人民路", "小巷", "村道", "H1", "通吕河", "P1", "P2", "东村小学", "西村市场",
+                "张三", "李四", "王五", "陈七", "赵六", "孙八", "测试镇")
+
+
+def hostile_names() -> dict[str, str]:
+    """Every id and name becomes a payload (made unique with a short suffix)."""
+    return {key: f"{PAYLOADS[k % len(PAYLOADS)]}{k}" for k, key in enumerate(HOSTILE_KEYS)}
+
+
+def hostile_town() -> Town:
+    return Town.from_frames(**frames(hostile_names()), crs=CRS)
+
+
+_SPEC = re.compile(r"GG\.layer\(\w+, (\{.*?\})\);\n")
+_BLOCK = re.compile(r'<script type="application/json" id="(gg-d\d+)">(.*?)</script>', re.S)
+
+
+def layer_data(page: str) -> dict[str, dict[str, Any]]:
+    """Layer key -> {"spec": ..., "rows": [props dicts], "geoms": [GeoJSON geometries]} from a rendered page."""
+    blocks = {m.group(1): json.loads(m.group(2)) for m in _BLOCK.finditer(page)}
+    out = {}
+    for m in _SPEC.finditer(page):
+        spec = json.loads(m.group(1))
+        data = blocks.get(spec["data"]) if spec.get("data") else {"k": [], "p": [], "g": []}
+        rows = [dict(zip(data["k"], row, strict=True)) for row in data["p"]]
+        out[spec["key"]] = {"spec": spec, "rows": rows, "geoms": data["g"]}
+    return out
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def demo_assessment():
+    return analyze(make_demo().town())
+
+
+@pytest.fixture(scope="module")
+def small_assessment():
+    return analyze(small_town())
+
+
+@pytest.fixture(scope="module")
+def hostile_assessment():
+    return analyze(hostile_town())
+
+
+@pytest.fixture(scope="module")
+def demo_page(demo_assessment):
+    return maps.command_center_map(demo_assessment).get_root().render()
+
+
+def _render(assessment: Any, **kw: Any) -> str:
+    return maps.command_center_map(assessment, **kw).get_root().render()
+
+
+# ----------------------------------------------------------------------------- helpers
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_esc_neutralises_every_payload(payload):
+    out = maps.esc(payload)
+    assert not set(out) & set("<>\"'`${}\\")
+    assert html.unescape(out) == payload
+
+
+def test_esc_none_and_nan():
+    assert maps.esc(None) == ""
+    assert maps.esc(float("nan")) == ""
+    assert maps.esc(12) == "12"
+
+
+@pytest.mark.parametrize(("raw", "masked"), [
+    ("13812340000", "138****0000"),
+    ("138-1234-0000", "138-****-0000"),
+    ("13812340000, 13900001111", "138****0000, 139****1111"),
+    ("0513-81234567", "051*-****4567"),
+    ("12345", "****5"),
+    (None, None),
+    ("", None),
+])
+def test_mask_phone(raw, masked):
+    assert maps.mask_phone(raw) == masked
+
+
+def test_colour_graph_proper_and_few_colours(demo_assessment):
+    grids = demo_assessment.town.grids
+    colours = maps.grid_colours(grids.geometry)
+    pairs = shapely.STRtree(grids.geometry.values).query(grids.geometry.values, predicate="intersects")
+    i, j = pairs[:, pairs[0] != pairs[1]]
+    assert (colours[i] != colours[j]).all()
+    assert colours.max() + 1 <= len(maps.PALETTE)
+
+
+def test_colour_graph_small_cases():
+    assert maps.colour_graph(0, [], []).tolist() == []
+    # A triangle needs three colours; a path two.
+    tri = maps.colour_graph(3, [0, 1, 2], [1, 2, 0])
+    assert len(set(tri.tolist())) == 3
+    path = maps.colour_graph(4, [0, 1, 2], [1, 2, 3])
+    assert all(path[a] != path[b] for a, b in [(0, 1), (1, 2), (2, 3)])
+    assert path.max() <= 1
+
+
+# ----------------------------------------------------------------------------- the command-center page
+def test_every_layer_and_control_is_on_the_page(demo_page, demo_assessment):
+    page = demo_page
+    data = layer_data(page)
+    expected = {"boundary", "grids", "villages", "roads_main", "roads_secondary", "roads_village", "roads_lane",
+                "rivers", "corridors", "pois", "gaps", "overlaps", "uncovered", "unassigned", "sensitive", "other",
+                "veto"}
+    assert expected <= set(data)
+    town = demo_assessment.town
+    assert len(data["grids"]["rows"]) == len(town.grids)
+    assert len(data["villages"]["rows"]) == len(town.villages)
+    assert sum(len(data[f"roads_{c}"]["rows"]) for c in ("main", "secondary", "village", "lane")) == len(town.roads)
+    assert len(data["pois"]["rows"]) == len(town.pois)
+    f = demo_assessment.findings
+    assert len(data["gaps"]["rows"]) == int((f["kind"] == "area_gap").sum())
+    assert len(data["veto"]["rows"]) == int((f["severity"] == "veto").sum())
+    # Minor road classes and corridors start hidden and load lazily.
+    for key in ("roads_village", "roads_lane", "corridors"):
+        assert data[key]["spec"]["lazy"] is True
+    assert data["grids"]["spec"]["lazy"] is False
+    # Reaches carry their chiefs.
+    assert any(r.get("t") or r.get("c") for r in data["rivers"]["rows"])
+    # Controls: layers, fullscreen, measure, minimap (folium plugins from the CDN), search, legend, title.
+    for needle in ("L.control.layers(", "L.control.fullscreen(", "L.Control.Measure(", "L.Control.MiniMap(",
+                   "Control.FullScreen.min.js", "leaflet-measure", "Control.MiniMap", '"preferCanvas": true',
+                   "GG.finish(", '"search":', '"legend":', '"title":'):
+        assert needle in page, needle
+    # Hatched gaps (SVG pattern, SVG renderer, own pane) and pulsing veto items.
+    assert 'id="gg-hatch"' in page
+    assert data["gaps"]["spec"]["svg"] is True
+    assert data["gaps"]["spec"]["style"]["base"]["fillColor"] == "url(#gg-hatch)"
+    assert data["veto"]["spec"]["style"]["base"]["className"] == "gg-pulse"
+    assert "@keyframes gg-pulse" in page
+    # Title: town, date, headline numbers.
+    cfg = json.loads(re.search(r"GG\.finish\(\w+, (\{.*\})\);", page).group(1))
+    title = html.unescape(cfg["title"])
+    assert town.name in title
+    assert re.search(r"\d{4}-\d{2}-\d{2}", title)
+    t = demo_assessment.totals
+    assert f"{np.floor(t['area_coverage'] * 10000) / 100:.2f}%" in title
+    assert f"veto {t['veto']}" in re.sub(r"<[^>]+>", "", title)
+    legend = html.unescape(cfg["legend"])
+    assert "网格空白 gaps" in legend
+    assert "一票否决 veto items" in legend
+
+
+def test_grid_colours_differ_between_neighbours_on_the_page(demo_page):
+    rows = layer_data(demo_page)["grids"]
+    geoms = np.array([shapely.from_geojson(json.dumps(g)) for g in rows["geoms"]])
+    ks = np.array([r["_k"] for r in rows["rows"]])
+    pairs = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    i, j = pairs[:, pairs[0] != pairs[1]]
+    assert (ks[i] != ks[j]).all()
+
+
+def test_tooltips_and_popups_carry_the_fields(demo_page, demo_assessment):
+    data = layer_data(demo_page)
+    grids = data["grids"]
+    assert [f[0] for f in grids["spec"]["tip"]] == ["g", "v", "c"]
+    assert {"m", "p"} <= {f[0] for f in grids["spec"]["pop"]}
+    staffing = demo_assessment.responsibility.staffing.set_index("grid_id")
+    row = grids["rows"][0]
+    gid = html.unescape(row["g"])
+    assert html.unescape(row["c"]) == staffing.loc[gid, "chief_name"]
+    finding_fields = {f[0] for f in data["gaps"]["spec"]["pop"]}
+    assert {"k", "s", "z", "o", "m", "fs"} <= finding_fields
+    gap = data["gaps"]["rows"][0]
+    assert gap["k"].startswith("网格空白")
+    assert gap["z"]
+    assert gap["o"]
+
+
+def test_first_seen_shown_when_history_exists(small_assessment):
+    f = small_assessment.findings.copy()
+    f["first_seen"] = "2026-01-05"
+    a = type(small_assessment)(**{**small_assessment.__dict__, "findings": f})
+    rows = layer_data(_render(a))["gaps"]["rows"]
+    assert rows
+    assert all(r["fs"] == "2026-01-05" for r in rows)
+
+
+def test_phones_masked_unless_asked(small_assessment):
+    page = _render(small_assessment)
+    for raw in PHONES.values():
+        assert raw not in page
+    phones = {r["p"] for r in layer_data(page)["grids"]["rows"] if r.get("p")}
+    assert "138****0000" in phones
+    shown = _render(small_assessment, show_phones=True)
+    assert PHONES["S1"] in shown
+
+
+# ----------------------------------------------------------------------------- safety
+def test_hostile_names_never_reach_the_page_raw(hostile_assessment):
+    page = _render(hostile_assessment, assets="inline", basemap="none")
+    for payload in PAYLOADS:
+        assert payload not in page, payload
+    assert page.lower().count("</script") == page.lower().count("<script")
+    # The names still arrive, as text: decoding the escaped properties gives back the payloads.
+    data = layer_data(page)
+    names = {html.unescape(r["n"]) for r in data["villages"]["rows"]}
+    assert names == {hostile_names()["东村"], hostile_names()["西村"]}
+    chiefs = {html.unescape(r["c"]) for r in data["grids"]["rows"]}
+    assert hostile_names()["张三"] in chiefs
+    assert "49" not in {html.unescape(r["g"]) for r in data["grids"]["rows"]}
+    title = re.search(r"<title>(.*?)</title>", page).group(1)
+    assert "<" not in title
+    assert html.unescape(title).startswith(hostile_names()["测试镇"])
+
+
+def test_hostile_layer_control_names_are_escaped(hostile_assessment):
+    page = _render(hostile_assessment, village=hostile_names()["V1"])
+    block = re.search(r"overlays :  \{(.*?)\},", page, re.S).group(1)
+    assert "<script" not in block
+    assert "window.__xss" not in block
+
+
+# ----------------------------------------------------------------------------- basemaps
+def test_gcj02_shift_on_known_coordinates():
+    # Published test vector (wandergis/coordtransform): WGS84 116.404, 39.915 -> GCJ-02 116.41024449916938,
+    # 39.91640428150164. A one-village town in Beijing with a school exactly there.
+    crs = "EPSG:4326"
+    vil = gpd.GeoDataFrame({"village_id": ["B1"], "name": ["北村"]}, geometry=[box(116.39, 39.90, 116.42, 39.93)],
+                           crs=crs)
+    grd = gpd.GeoDataFrame({"grid_id": ["B1-G1"], "village_id": ["B1"]}, geometry=[box(116.39, 39.90, 116.42, 39.93)],
+                           crs=crs)
+    poi = gpd.GeoDataFrame({"poi_id": ["X"], "kind": ["school"], "name": ["校"]}, geometry=[Point(116.404, 39.915)],
+                           crs=crs)
+    a = analyze(Town.from_frames(villages=vil, grids=grd, pois=poi))
+    plain = layer_data(_render(a, basemap="osm"))["pois"]["geoms"][0]["coordinates"]
+    shifted = layer_data(_render(a, basemap="gaode"))["pois"]["geoms"][0]["coordinates"]
+    assert plain == pytest.approx([116.404, 39.915], abs=2e-6)
+    assert shifted == pytest.approx([116.41024449916938, 39.91640428150164], abs=2e-6)
+
+
+def test_gcj02_shift_moves_every_overlay_in_nantong(small_assessment):
+    plain = layer_data(_render(small_assessment, basemap="osm"))
+    gaode = layer_data(_render(small_assessment, basemap="gaode"))
+    for key in ("grids", "villages", "roads_main", "rivers", "pois", "gaps", "boundary"):
+        a = shapely.get_coordinates(shapely.from_geojson(json.dumps(plain[key]["geoms"][0])))
+        b = shapely.get_coordinates(shapely.from_geojson(json.dumps(gaode[key]["geoms"][0])))
+        lon, lat = wgs84_to_gcj02(a[:, 0], a[:, 1])
+        assert np.allclose(b, np.column_stack([lon, lat]), atol=2e-6), key
+        metres = gpd.GeoSeries([Point(a[0]), Point(b[0])], crs=4326).to_crs(4549)
+        assert 300 < metres.iloc[0].distance(metres.iloc[1]) < 700, key
+
+
+def test_tianditu_needs_a_key(small_assessment, monkeypatch):
+    monkeypatch.delenv("TIANDITU_KEY", raising=False)
+    with pytest.raises(ConfigError, match="Tianditu"):
+        maps.command_center_map(small_assessment, basemap="tianditu")
+    page = _render(small_assessment, basemap="tianditu", tianditu_key="abc123")
+    for layer in ("vec_w", "cva_w", "img_w", "cia_w"):
+        assert f"tianditu.gov.cn/{layer}/wmts" in page
+    assert "tk=abc123" in page
+    monkeypatch.setenv("TIANDITU_KEY", "fromenv")
+    assert "tk=fromenv" in _render(small_assessment, basemap="tianditu-img")
+
+
+def test_other_basemaps_and_intranet_tiles(small_assessment):
+    assert "tile.openstreetmap.org" in _render(small_assessment)
+    assert "autonavi.com" in _render(small_assessment, basemap="gaode-satellite")
+    none = _render(small_assessment, basemap="none")
+    assert "tile.openstreetmap.org" not in none
+    assert "tile_layer_" not in none
+    intra = _render(small_assessment, tiles_url="https://tiles.gov.local/{z}/{x}/{y}.png")
+    assert "https://tiles.gov.local/{z}/{x}/{y}.png" in intra
+    assert "openstreetmap" not in intra
+    with pytest.raises(ConfigError, match="basemap"):
+        maps.command_center_map(small_assessment, basemap="google")
+    with pytest.raises(ConfigError, match="assets"):
+        maps.command_center_map(small_assessment, assets="local")
+
+
+def test_inline_page_fetches_nothing(small_assessment):
+    page = _render(small_assessment, assets="inline", basemap="none")
+    assert not re.search(r"<script[^>]+src=", page)
+    assert not re.search(r"<link[^>]+href=", page)
+    assert "url(images/" not in page
+    assert "data:image/png;base64," in page
+    assert "Leaflet 1.9.3" in page  # the embedded library's banner
+    for cdn in ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com", "bootstrapcdn"):
+        assert cdn not in page
+    cfg = json.loads(re.search(r"GG\.finish\(\w+, (\{.*\})\);", page).group(1))
+    assert cfg["fullscreen"]
+    assert cfg["measure"]
+    assert cfg["minimap"]
+    assert "内置简版" in html.unescape(cfg["legend"])
+
+
+# ----------------------------------------------------------------------------- village and owner maps
+def test_owner_map_shows_only_that_owners_grids_and_findings(small_assessment):
+    page = _render(small_assessment, owner="张三")
+    data = layer_data(page)
+    assert [html.unescape(r["g"]) for r in data["grids"]["rows"]] == ["V1-G1"]
+    owners = {html.unescape(r["o"]) for k in ("gaps", "overlaps", "uncovered", "unassigned", "other", "veto")
+              for r in data[k]["rows"]}
+    assert owners <= {o for o in owners if "张三" in o}
+    for other in ("李四", "王五", PHONES["S2"], "V2-G1"):
+        assert other not in html.unescape(page)
+    assert "张三" in html.unescape(page)
+
+
+def test_owner_map_unknown_owner(small_assessment):
+    with pytest.raises(ConfigError, match="belongs to"):
+        maps.command_center_map(small_assessment, owner="nobody")
+
+
+def test_village_map(small_assessment):
+    data = layer_data(_render(small_assessment, village="V2"))
+    assert {html.unescape(r["g"]) for r in data["grids"]["rows"]} == {"V2-G1", "V2-G2"}
+    assert len(data["gaps"]["rows"]) == 1  # the 100 m strip at the east edge lies in V2
+    with pytest.raises(ConfigError, match="no village"):
+        maps.command_center_map(small_assessment, village="V9")
+
+
+def test_write_maps(small_assessment, tmp_path):
+    files = maps.write_maps(small_assessment, tmp_path)
+    names = {p.name for p in files}
+    assert {"command_center.html", "village_V1.html", "village_V2.html", "owner_张三.html", "index.html"} <= names
+    assert all(p.parent == tmp_path / "maps" for p in files)
+    index = (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
+    hrefs = {unquote(html.unescape(h)) for h in re.findall(r'href="([^"]+)"', index)}
+    assert hrefs == names - {"index.html"}
+    only = maps.write_maps(small_assessment, tmp_path / "one", owner="李四")
+    assert [p.name for p in only] == ["owner_李四.html", "index.html"]
+    only = maps.write_maps(small_assessment, tmp_path / "two", village="V1")
+    assert [p.name for p in only] == ["village_V1.html", "index.html"]
+
+
+def test_write_maps_hostile_names(hostile_assessment, tmp_path):
+    files = maps.write_maps(hostile_assessment, tmp_path, assets="inline", basemap="none")
+    index = (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
+    for payload in PAYLOADS:
+        assert payload not in index
+    for p in files:
+        assert p.parent == tmp_path / "maps"
+        assert re.fullmatch(r"[\w\-~.]+", p.name), p.name
+
+
+def test_save_map_atomic(small_assessment, tmp_path):
+    m = maps.command_center_map(small_assessment)
+    out = maps.save_map(m, tmp_path / "a" / "m.html")
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert [p.name for p in out.parent.iterdir()] == ["m.html"]
+
+
+def test_explore_uses_the_command_center_map(small_assessment):
+    m = small_assessment.explore(basemap="none")
+    assert "GG.finish(" in m.get_root().render()
+
+
+def test_geometryless_findings_are_counted_not_drawn(small_assessment):
+    f = small_assessment.findings.copy()
+    extra = f.iloc[[0]].copy()
+    extra["geometry"] = None
+    extra["finding_id"] = "x-1"
+    f = gpd.GeoDataFrame(pd.concat([f, extra], ignore_index=True), geometry="geometry", crs=f.crs)
+    a = type(small_assessment)(**{**small_assessment.__dict__, "findings": f})
+    page = _render(a)
+    assert "findings without a location" in html.unescape(page)
+    assert Path  # keep the import used when the file is trimmed

@@ -81,7 +81,7 @@ BORDER_RULES: tuple[str, ...] = ("left", "longer", "flag")
 LIMITS: dict[str, tuple[str, str, str]] = {
     "max_grids": ("grids", "count", "grids"),
     "max_households": ("households", "count", "households"),
-    "max_area_m2": ("area_m2", "m²", "m² of grid area"),
+    "max_area_m2": ("area_m2", "m2", "m² of grid area"),
     "max_road_m": ("road_m", "m", "m of road"),
     "max_pois": ("pois", "count", "must-check points"),
 }
@@ -128,7 +128,10 @@ class Responsibility:
         ``river_id``, ``river_name``, ``village_id``, ``start_m``, ``end_m``
         (chainage from the river's first vertex), ``length_m``,
         ``town_chief``, ``village_chief`` (names or None); geometries run
-        downstream (digitised direction).
+        downstream (digitised direction). A river entering a village twice
+        has two reaches there; a river lying on a village border (界河) has a
+        reach in each village; river parts in no village (outside the town or
+        in a gap between villages) are not reaches.
     cross_sections : GeoDataFrame
         交界断面: ``section_id`` (``"<river_id>-X<k>"``), ``river_id``,
         ``border`` (``"village"`` or ``"town"``), ``village_a`` (upstream
@@ -882,7 +885,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
                 for gid, v, n, m in zip(un["grid_id"], un["village_id"], un["member_count"], un["members"],
                                         strict=True)]
         frame = pd.DataFrame({"kind": "grid_unstaffed", "severity": "high", "village_id": un["village_id"].to_numpy(),
-                              "grid_id": un["grid_id"].to_numpy(), "measure": shapely.area(g), "unit": "m²",
+                              "grid_id": un["grid_id"].to_numpy(), "measure": shapely.area(g), "unit": "m2",
                               "rule": "grid_chief", "message": msgs, "geometry": g})
         parts.append(make_findings(frame, crs=crs, key=[f"grid:{x}" for x in un["grid_id"]]))
     # staff_unplaced and chief_unplaced, from the load-time reference checks
@@ -1124,9 +1127,11 @@ def assign_owners(findings: gpd.GeoDataFrame, town: Town, responsibility: Respon
                   default_owner: str | None = None) -> gpd.GeoDataFrame:
     """Give every finding an owner (谁主管、谁负责) and a village.
 
-    Only rows whose ``owner`` is missing or blank are filled; ``village_id``
-    is filled where missing (from the finding's grids, else from the village
-    its representative point lies in). Rules, first match wins:
+    Only rows whose ``owner`` is missing or blank are filled. ``village_id``
+    is filled where missing: from the finding's grids, else both sides of its
+    cross-boundary section, else the villages a whole river runs through,
+    else the village(s) its representative point lies in (``"A,B"`` when
+    several). Owner rules, first match wins:
 
     1. ``staff_unplaced``, ``chief_unplaced``, ``input_repaired`` (roster and
        data upkeep): ``default_owner``;

@@ -486,13 +486,22 @@ class History:
                 "crs = excluded.crs, created = excluded.created",
                 (day, config_hash or "", _dumps(fingerprints), _dumps(totals), _dumps(days), crs_text, now),
             )
+            # every finding whose lifecycle this run can change: seen (or resolved) since the run
+            # before, including those of a run being replaced, and today's
+            since = prev or day
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected (finding_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM affected")
+            conn.execute("INSERT OR IGNORE INTO affected SELECT finding_id FROM observations WHERE as_of >= ?",
+                         (since,))
             conn.execute("DELETE FROM observations WHERE as_of = ?", (day,))
             conn.executemany(
                 "INSERT INTO observations (as_of, finding_id, severity, status) VALUES (?, ?, ?, 'new')",
                 [(day, f, s) for f, s in zip(today["finding_id"], today["severity"], strict=True)],
             )
+            conn.execute("INSERT OR IGNORE INTO affected SELECT finding_id FROM observations WHERE as_of = ?",
+                         (day,))
             self._upsert_attributes(conn, today, day, crs_text)
-            rows = self._recompute(conn, since=prev or day, start=day)
+            rows = self._recompute(conn, start=day)
             self._drop_orphans(conn)
             self._update_counts(conn, start=day)
             out = self._lifecycle_frame(conn, rows[rows["as_of"] == day], today)
@@ -560,13 +569,13 @@ class History:
             days.append({**{k: int(v) for k, v in settings.deadline_days.items()}, **stored})
         return dates, days
 
-    def _recompute(self, conn: sqlite3.Connection, *, since: str, start: str) -> pd.DataFrame:
-        """Re-derive the observations from ``start`` on and the state of every finding seen since ``since``."""
+    def _recompute(self, conn: sqlite3.Connection, *, start: str) -> pd.DataFrame:
+        """Re-derive the observations from ``start`` on and the state of the findings in ``temp.affected``."""
         dates, days = self._run_schedule(conn)
         obs = pd.read_sql_query(
-            "SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved' AND finding_id IN "
-            "(SELECT DISTINCT finding_id FROM observations WHERE as_of >= ?)",
-            conn, params=(since,),
+            "SELECT o.finding_id, o.as_of, o.severity FROM observations o JOIN affected a USING (finding_id) "
+            "WHERE o.status != 'resolved'",
+            conn,
         )
         rows, state = _replay(obs, dates, days)
         conn.execute("DELETE FROM observations WHERE as_of >= ?", (start,))
@@ -782,8 +791,8 @@ class History:
         rows, expect = _replay(obs, dates, days)
 
         def norm(df: pd.DataFrame) -> pd.DataFrame:
-            df = df.astype(object)
-            return df.where(df.notna(), None).astype(str)
+            return df.astype(object).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float)
+                                                                                     and np.isnan(v)) else str(v))
 
         key = ["as_of", "finding_id"]
         a = rows[[*key, "status", "opened_on", "deadline", "times_reopened"]].sort_values(key).reset_index(drop=True)

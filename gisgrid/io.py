@@ -17,6 +17,7 @@ import logging
 import os
 import struct
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,19 +81,44 @@ def _decode_probe(data: bytes) -> str | None:
 def _dbf_text_bytes(dbf: Path) -> bytes:
     """Field names and record bytes of a .dbf (what an encoding applies to)."""
     with dbf.open("rb") as fh:
-        head = fh.read(32)
-        if len(head) < 32:
-            return b""
-        header_len, record_len = struct.unpack("<HH", head[8:12])
-        descriptors = fh.read(max(header_len - 32, 0))
-        names = b"".join(
-            descriptors[i : i + 11].split(b"\x00")[0]
-            for i in range(0, len(descriptors) - 1, 32)
-            if descriptors[i : i + 1] != b"\r"
-        )
-        fh.seek(header_len)
-        body = fh.read(_SNIFF_BYTES - (_SNIFF_BYTES % max(record_len, 1)))
+        return _dbf_text_from(fh)
+
+
+def _dbf_text_from(fh: Any) -> bytes:
+    head = fh.read(32)
+    if len(head) < 32:
+        return b""
+    header_len, record_len = struct.unpack("<HH", head[8:12])
+    descriptors = fh.read(max(header_len - 32, 0))
+    names = b"".join(
+        descriptors[i : i + 11].split(b"\x00")[0]
+        for i in range(0, len(descriptors) - 1, 32)
+        if descriptors[i : i + 1] != b"\r"
+    )
+    fh.seek(header_len)
+    body = fh.read(_SNIFF_BYTES - (_SNIFF_BYTES % max(record_len, 1)))
     return names + b" " + body
+
+
+def _zip_shapefile_encoding(path: Path) -> str | None:
+    """Encoding of the .dbf files inside a zipped shapefile (None when the zip holds none)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            dbfs = [n for n in zf.namelist() if n.lower().endswith(".dbf")]
+            parts = []
+            for name in dbfs:
+                with zf.open(name) as fh:
+                    parts.append(_dbf_text_from(fh))
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        msg = f"cannot be opened as a zip archive ({exc})."
+        raise InputError(msg, path=path, fix="check the file is complete; copy it again or zip it again") from None
+    if not dbfs:
+        return None
+    enc = _decode_probe(b" ".join(parts))
+    if enc is None:
+        msg = "the text of the shapefile in it is neither UTF-8 nor GBK/GB18030."
+        raise InputError(msg, path=path, fix='give the encoding in the config, e.g. encoding = "big5"')
+    return enc
 
 
 def detect_encoding(path: str | os.PathLike[str]) -> str:
@@ -291,6 +317,8 @@ def read_layer(
             _check_shapefile(p)
             if encoding is None:
                 encoding = detect_encoding(p)
+        elif suffix == ".zip" and encoding is None:  # a zipped shapefile: same distrust of .cpg
+            encoding = _zip_shapefile_encoding(p)
         elif suffix not in _VECTOR_SUFFIXES:
             msg = f"unknown file type '{suffix}'."
             raise InputError(msg, path=p, fix="use .gpkg, .shp, .geojson, .kml or .csv")

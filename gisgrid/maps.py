@@ -68,14 +68,13 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import json
 import logging
 import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -178,7 +177,8 @@ _HATCH_SVG = (
 
 
 # ----------------------------------------------------------------------------- escaping
-_JS_META = str.maketrans({"`": "&#96;", "$": "&#36;", "\\": "&#92;", "{": "&#123;", "}": "&#125;"})
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "`": "&#96;",
+                          "$": "&#36;", "\\": "&#92;", "{": "&#123;", "}": "&#125;"})
 
 
 def esc(value: Any) -> str:
@@ -202,7 +202,7 @@ def esc(value: Any) -> str:
     """
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return html.escape(str(value), quote=True).translate(_JS_META)
+    return str(value).translate(_ESCAPES)
 
 
 def _script_json(obj: Any) -> str:
@@ -395,26 +395,34 @@ class _Layer:
     """One layer ready for the page: geometry JSON and escaped properties, plus raw attributes to select by."""
 
     key: str
-    geojson: np.ndarray
+    geoms: np.ndarray  # encoded coordinates per feature (see _encode_geometries)
+    gtypes: np.ndarray  # GeoJSON type per feature
     keys: list[str]
     rows: list[list[Any]]
     attrs: pd.DataFrame
     bounds: np.ndarray
-    gtype: str = "polygon"
 
     def __len__(self) -> int:
-        return len(self.geojson)
+        return len(self.geoms)
 
     def take(self, mask: np.ndarray | None) -> _Layer:
         if mask is None:
             return self
         idx = np.flatnonzero(mask)
-        return _Layer(self.key, self.geojson[idx], self.keys, [self.rows[k] for k in idx],
-                      self.attrs.iloc[idx].reset_index(drop=True), self.bounds[idx], self.gtype)
+        return _Layer(self.key, self.geoms[idx], self.gtypes[idx], self.keys, [self.rows[k] for k in idx],
+                      self.attrs.iloc[idx].reset_index(drop=True), self.bounds[idx])
 
 
-def _text(series: pd.Series) -> list[str | None]:
-    return [esc(v) or None for v in series.astype(object)]
+def _text(series: pd.Series | Sequence[Any]) -> list[str | None]:
+    """Escaped text per value (None for blanks); each distinct value is escaped once."""
+    codes, uniques = pd.factorize(pd.Series(series, dtype=object), use_na_sentinel=True)
+    texts = [str(u) for u in uniques]
+    joined = "\x00".join(texts)
+    if texts and joined.count("\x00") == len(texts) - 1:  # escape every distinct value in one pass
+        done = [t or None for t in joined.translate(_ESCAPES).split("\x00")]
+    else:
+        done = [esc(t) or None for t in texts]
+    return [done[c] if c >= 0 else None for c in codes.tolist()]
 
 
 def _fmt_num(value: Any, digits: int = 0, unit: str = "") -> str | None:
@@ -483,10 +491,57 @@ def _build_layer(key: str, frame: gpd.GeoDataFrame, cols: dict[str, list[Any]], 
         at["pos"] = np.arange(len(frame))
     at = at.iloc[keep].reset_index(drop=True)
     bounds = shapely.bounds(mapped) if len(mapped) else np.zeros((0, 4))
-    gj = shapely.to_geojson(mapped) if len(mapped) else np.array([], dtype=object)
-    gtype = frame.geometry.iloc[0].geom_type.lower() if len(frame) and frame.geometry.iloc[0] is not None else ""
-    kind = "point" if "point" in gtype else "line" if "line" in gtype else "polygon"
-    return _Layer(key, np.asarray(gj, dtype=object), keys, rows, at, bounds, kind)
+    encoded, gtypes = _encode_geometries(mapped)
+    return _Layer(key, encoded, gtypes, keys, rows, at, bounds)
+
+
+_SCALE = 10**DECIMALS
+
+
+def _encode_geometries(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates as integers (1e-6 degree), each ring or line as ``[x0, y0, dx1, dy1, ...]``.
+
+    Nesting follows GeoJSON (Point ``[x, y]``; LineString and MultiPoint one flat list; Polygon and
+    MultiLineString a list of them; MultiPolygon a list of polygons). About a third of the size of
+    GeoJSON text with 6 decimals; ``GG.data`` in the page turns it back into GeoJSON.
+    """
+    out = np.empty(len(geoms), dtype=object)
+    types = np.empty(len(geoms), dtype=object)
+    if not len(geoms):
+        return out, types
+    names = shapely.get_type_id(geoms)
+    # Encode each family of types together (to_ragged_array promotes Polygon + MultiPolygon etc.).
+    done = np.zeros(len(geoms), dtype=bool)
+    for fam in ((0, 4), (1, 5), (3, 6)):
+        idx = np.flatnonzero(np.isin(names, fam))
+        if not len(idx):
+            continue
+        single = fam[0] if (names[idx] == fam[0]).all() else fam[1]
+        _, coords, offsets = shapely.to_ragged_array(geoms[idx])
+        ints = np.rint(coords * _SCALE).astype(np.int64)
+        starts = offsets[0][:-1] if offsets else np.arange(len(ints))
+        delta = ints.copy()
+        delta[1:] -= ints[:-1]
+        delta[starts] = ints[starts]
+        flat = delta.ravel().tolist()
+        if not offsets:  # Points
+            items: list[Any] = [flat[2 * k: 2 * k + 2] for k in range(len(ints))]
+        else:
+            o0 = offsets[0]
+            items = [flat[2 * o0[k]: 2 * o0[k + 1]] for k in range(len(o0) - 1)]
+            for off in offsets[1:]:
+                items = [items[off[k]: off[k + 1]] for k in range(len(off) - 1)]
+        name = {0: "Point", 4: "MultiPoint", 1: "LineString", 5: "MultiLineString", 3: "Polygon",
+                6: "MultiPolygon"}[single]
+        for pos, item in zip(idx, items, strict=True):
+            out[pos] = item
+            types[pos] = name
+        done[idx] = True
+    if not done.all():
+        bad = sorted({shapely.get_type_id(g) for g in geoms[~done]})
+        msg = f"cannot draw geometry type ids {bad} (geometry collections)"
+        raise ValueError(msg)
+    return out, types
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -536,16 +591,37 @@ class _Model:
     totals: dict[str, Any]
     as_of: str
     village_names: dict[str, str]
+    sources: dict[str, np.ndarray]
+    grid_owner: np.ndarray
+    owners: list[str]
+    dropped_findings: int = 0
+    _relations: _Relations | None = None
+
+    def relations(self) -> _Relations:
+        """Which roads, points and findings touch which village and grid (STRtree queries, cached)."""
+        if self._relations is None:
+            src = self.sources
+            pg = _pairs(src["pois"], src["grids"])
+            pv = _pairs(src["pois"], src["villages"])
+            poi_grid = np.full(len(src["pois"]), -1, dtype=np.int64)
+            poi_grid[pg[0]] = pg[1]
+            poi_village = np.full(len(src["pois"]), -1, dtype=np.int64)
+            poi_village[pv[0]] = pv[1]
+            self._relations = _Relations(
+                road_village=_pairs(src["roads"], src["villages"]), road_grid=_pairs(src["roads"], src["grids"]),
+                poi_grid=poi_grid, poi_village=poi_village, finding_village=_pairs(src["findings"], src["villages"]),
+                village_neighbours=_pairs(src["villages"], src["villages"]))
+        return self._relations
+
+
+@dataclass
+class _Relations:
     road_village: tuple[np.ndarray, np.ndarray]
     road_grid: tuple[np.ndarray, np.ndarray]
     poi_grid: np.ndarray
     poi_village: np.ndarray
     finding_village: tuple[np.ndarray, np.ndarray]
     village_neighbours: tuple[np.ndarray, np.ndarray]
-    grid_owner: np.ndarray
-    owners: list[str]
-    dropped_findings: int = 0
-    svg_fallback: list[str] = field(default_factory=list)
 
 
 def _pairs(a: np.ndarray, b: np.ndarray, predicate: str = "intersects") -> tuple[np.ndarray, np.ndarray]:
@@ -572,7 +648,7 @@ def _prepare(assessment: Any, *, gcj: bool, show_phones: bool) -> _Model:
     vnames = dict(zip(town.villages["village_id"].astype(str), town.villages["name"].astype(str), strict=False))
 
     def vname(ids: pd.Series) -> list[str | None]:
-        return [esc(vnames.get(str(v), v)) or None if v is not None and v == v else None for v in ids.astype(object)]
+        return _text(pd.Series(ids, dtype=object).map(lambda v: vnames.get(str(v), v) if v is not None else None))
 
     # Town boundary (or the villages' outline).
     if len(town.boundary):
@@ -716,21 +792,11 @@ def _prepare(assessment: Any, *, gcj: bool, show_phones: bool) -> _Model:
                                                                "owners": [tuple(_owners_of(o))
                                                                           for o in _col(sen, "owner")]}))
 
-    # Relations for the village and owner maps (in the metric CRS, on the unsimplified geometry).
-    vgeo = _arr(vil)
-    ggeo = _arr(grids)
-    rgeo = _arr(roads) if len(roads) else np.array([], dtype=object)
-    rv = _pairs(rgeo, vgeo)
-    rg = _pairs(rgeo, ggeo)
-    pgeo = _arr(pois) if len(pois) else np.array([], dtype=object)
-    pg = _pairs(pgeo, ggeo, "intersects")
-    pv = _pairs(pgeo, vgeo, "intersects")
-    poi_grid = np.full(len(pois), -1, dtype=np.int64)
-    poi_grid[pg[0]] = pg[1]
-    poi_village = np.full(len(pois), -1, dtype=np.int64)
-    poi_village[pv[0]] = pv[1]
-    fv = _pairs(_arr(fnd) if len(fnd) else np.array([], dtype=object), vgeo)
-    vn = _pairs(vgeo, vgeo, "intersects")
+    # Relations for the village and owner maps (metric CRS, unsimplified geometry), computed when first needed.
+    sources = {"villages": _arr(vil), "grids": _arr(grids),
+               "roads": _arr(roads) if len(roads) else np.array([], dtype=object),
+               "pois": _arr(pois) if len(pois) else np.array([], dtype=object),
+               "findings": _arr(fnd) if len(fnd) else np.array([], dtype=object)}
     owners: set[str] = set()
     for o in layers["findings"].attrs["owners"]:
         owners.update(o)
@@ -738,8 +804,7 @@ def _prepare(assessment: Any, *, gcj: bool, show_phones: bool) -> _Model:
     totals = dict(getattr(assessment, "totals", None) or {})
     return _Model(
         town_name=str(town.name), layers=layers, totals=totals, as_of=_as_of(assessment), village_names=vnames,
-        road_village=rv, road_grid=rg, poi_grid=poi_grid, poi_village=poi_village, finding_village=fv,
-        village_neighbours=vn, grid_owner=st["owner"].to_numpy(dtype=object), owners=sorted(owners),
+        sources=sources, grid_owner=st["owner"].to_numpy(dtype=object), owners=sorted(owners),
         dropped_findings=dropped,
     )
 
@@ -773,20 +838,21 @@ def _village_scope(model: _Model, assessment: Any, village: str) -> _Scope:
         raise ConfigError(msg, fix=f"use one of {sorted(vids)[:10]} …")
     v = int(hit[0])
     L = model.layers
+    rel = model.relations()
     vmask = np.zeros(len(vids), bool)
-    vmask[model.village_neighbours[1][model.village_neighbours[0] == v]] = True
+    vmask[rel.village_neighbours[1][rel.village_neighbours[0] == v]] = True
     vmask[v] = True
     # Road positions in the full roads table that touch this village; the class layers hold positions per class.
-    road_rows = model.road_village[0][model.road_village[1] == v]
+    road_rows = rel.road_village[0][rel.road_village[1] == v]
     fat = L["findings"].attrs
-    near = np.isin(fat["pos"].to_numpy(), model.finding_village[0][model.finding_village[1] == v])
+    near = np.isin(fat["pos"].to_numpy(), rel.finding_village[0][rel.finding_village[1] == v])
     fmask = (fat["village_id"].astype(object) == str(village)).to_numpy() | (fat["village_id"].isna().to_numpy()
                                                                               & near)
     masks: dict[str, np.ndarray | None] = {
         "boundary": None,
         "villages": np.isin(L["villages"].attrs["village_id"].to_numpy(), vids[vmask]),
         "grids": (L["grids"].attrs["village_id"].astype(object) == str(village)).to_numpy(),
-        "pois": _full(L["pois"], model.poi_village == v),
+        "pois": _full(L["pois"], rel.poi_village == v),
         "findings": fmask,
     }
     masks.update(_road_masks(model, road_rows))
@@ -805,6 +871,7 @@ def _full(layer: _Layer, full_mask: np.ndarray) -> np.ndarray:
 
 def _owner_scope(model: _Model, assessment: Any, owner: str) -> _Scope:
     L = model.layers
+    rel = model.relations()
     gmask = np.array([str(o) == owner for o in model.grid_owner], dtype=bool)
     fat = L["findings"].attrs
     fmask = np.array([owner in o for o in fat["owners"]], dtype=bool)
@@ -813,8 +880,8 @@ def _owner_scope(model: _Model, assessment: Any, owner: str) -> _Scope:
         msg = f"no grid, reach or finding belongs to {owner!r}."
         raise ConfigError(msg, fix=f"use an owner named in the findings, e.g. {model.owners[:5]}")
     gidx = np.flatnonzero(gmask)
-    road_rows = np.unique(model.road_grid[0][np.isin(model.road_grid[1], gidx)])
-    pmask = np.isin(model.poi_grid, gidx)
+    road_rows = np.unique(rel.road_grid[0][np.isin(rel.road_grid[1], gidx)])
+    pmask = np.isin(rel.poi_grid, gidx)
     # Villages: those of the owner's grids and findings.
     vil_ids = set(L["grids"].attrs["village_id"][gmask].astype(str))
     vil_ids.update(str(v) for v in fat["village_id"][fmask] if v is not None and v == v)
@@ -1040,10 +1107,27 @@ def _headline(model: _Model, scope: _Scope, findings: _Layer) -> str:
     return "".join(parts)
 
 
+def _column(values: list[Any]) -> Any:
+    """A property column, dictionary-encoded (``{"u": uniques, "i": codes}``) when values repeat."""
+    if len(values) < 8:
+        return values
+    try:
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    except TypeError:  # unhashable values (label points): keep as they are
+        return values
+    if len(uniques) > len(values) // 2:
+        return values
+    return {"u": [None if u is None or u != u else u for u in uniques], "i": codes.tolist()}
+
+
+def _payload(layer: _Layer) -> dict[str, Any]:
+    cols = [list(c) for c in zip(*layer.rows, strict=True)] if layer.rows else [[] for _ in layer.keys]
+    return {"k": layer.keys, "c": [_column(c) for c in cols], "t": _column(layer.gtypes.tolist()),
+            "g": layer.geoms.tolist(), "s": _SCALE}
+
+
 def _data_block(m: folium.Map, layer: _Layer, ident: str) -> str:
-    body = ('{"k":' + _script_json(layer.keys) + ',"p":' + _script_json(layer.rows) + ',"g":['
-            + ",".join(layer.geojson.tolist()) + "]}")
-    block = f'<script type="application/json" id="{ident}">{_script_safe(body)}</script>'
+    block = f'<script type="application/json" id="{ident}">{_script_json(_payload(layer))}</script>'
     m.get_root().html.add_child(_Raw(block), name=ident)
     return ident
 

@@ -156,16 +156,31 @@ def _map_fields(frame: Any, name: str, spec: dict[str, Any]) -> Any:
     rename = {col: canon for canon, col in fields.items()}
     clash = [c for c in rename.values() if c in frame.columns and c not in rename]
     out = frame.drop(columns=clash).rename(columns=rename)
-    for col, mapping in (spec.get("values") or {}).items():
-        if col in out.columns:
-            out[col] = out[col].map(lambda v, m=mapping: m.get(str(v).strip(), v) if v is not None else v)
+    for key, mapping in (spec.get("values") or {}).items():
+        col = rename.get(key, key)  # the canonical name or the user's own column name
+        if col not in out.columns:
+            have = [str(c) for c in frame.columns if c != "geometry"]
+            msg = f"the config maps values of column '{key}', which the {name} data does not have; it has {have}."
+            raise SchemaError(msg, path=src.get("path"), layer=src.get("layer") or name, column=key,
+                              fix=f"correct [sources.{name}] values")
+        if not isinstance(mapping, dict):
+            msg = f"[sources.{name}] values for '{key}' must be a table."
+            raise ConfigError(msg, fix=f'write values = {{ {key} = {{ "yours" = "canonical" }} }}')
+        out[col] = out[col].map(lambda v, m=mapping: m.get(_value_key(v), v) if v is not None else v)
     out.attrs = {"source": src}
     return out
 
 
+def _value_key(value: Any) -> str:
+    """A cell as the text key of a ``values`` mapping (codes stored as 1.0 match "1")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 def _read_source(name: str, spec: dict[str, Any]) -> Any:
     if name in ROSTERS:
-        frame = io.read_table(spec["path"], encoding=spec.get("encoding"), sheet=spec.get("sheet"))
+        frame = io.read_table(spec["path"], encoding=spec.get("encoding"), sheet=spec.get("sheet", spec.get("layer")))
     else:
         frame = io.read_layer(spec["path"], layer=spec.get("layer"), encoding=spec.get("encoding"),
                               crs=spec.get("crs"))

@@ -172,6 +172,7 @@ import difflib
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -593,7 +594,10 @@ class _Lines:
     def __init__(self, geoms: np.ndarray) -> None:
         ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
         pos = np.flatnonzero(ok)
-        merged = shapely.line_merge(geoms[pos], directed=True) if len(pos) else np.empty(0, dtype=object)
+        merged = geoms[pos].copy()
+        multi = shapely.get_type_id(merged) == 5
+        if multi.any():
+            merged[multi] = shapely.line_merge(merged[multi], directed=True)
         parts, idx = shapely.get_parts(merged, return_index=True)
         keep = np.isin(shapely.get_type_id(parts), (1, 2)) & (shapely.length(parts) > 0)
         self.owner = pos[idx[keep]]
@@ -656,7 +660,11 @@ class _Lines:
         if not len(ca) or not len(self.seg_a):
             return _no_intervals()
         degenerate = np.all(ca == cb, axis=1)
-        targets = np.where(degenerate, shapely.points(ca), shapely.linestrings(np.stack([ca, cb], axis=1)))
+        targets = np.empty(len(ca), dtype=object)
+        if degenerate.any():
+            targets[degenerate] = shapely.points(ca[degenerate])
+        if (~degenerate).any():
+            targets[~degenerate] = shapely.linestrings(np.stack([ca[~degenerate], cb[~degenerate]], axis=1))
         t_idx, s_idx = self.tree.query(targets, predicate="dwithin", distance=distance)
         if not len(t_idx):
             return _no_intervals()
@@ -681,13 +689,10 @@ class _Lines:
         gid = np.cumsum(new) - 1
         starts = np.flatnonzero(new)
         g_end = np.maximum.reduceat(ke, starts)
-        lab = pd.DataFrame({"g": gid, "l": pd.Series(labels, dtype=object).astype(str).to_numpy(dtype=object)})
-        lab = lab.drop_duplicates().sort_values(["g", "l"])
-        joined = lab.groupby("g", sort=True)["l"].agg(",".join)
         p0 = part[starts]
         out = pd.DataFrame({"part": p0, "start": np.maximum(ks[starts] - self.base[p0], 0.0),
                             "end": np.minimum(g_end - self.base[p0], self.part_len[p0]),
-                            "trigger": joined.reindex(np.arange(len(starts))).to_numpy(dtype=object)})
+                            "trigger": _join_per_group(gid, labels, len(starts))})
         return out[(out["end"] - out["start"]) > 1e-6].reset_index(drop=True)
 
     def substrings(self, part: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -711,6 +716,20 @@ class _Lines:
         within = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
         out[offs[rows] + 1 + within] = self.vxy[a[rows] + within]
         return shapely.linestrings(out, indices=np.repeat(np.arange(len(part)), n))
+
+
+def _join_per_group(gid: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Sorted unique labels of each group joined with ``','`` (groups numbered 0..n-1, all non-empty)."""
+    lab = pd.DataFrame({"g": gid, "l": pd.Series(labels, dtype=object).astype(str).to_numpy(dtype=object)})
+    lab = lab.drop_duplicates().sort_values(["g", "l"], kind="stable")
+    g = lab["g"].to_numpy()
+    values = lab["l"].to_numpy(dtype=object)
+    counts = np.bincount(g, minlength=n)
+    first = np.searchsorted(g, np.arange(n))
+    out = values[np.minimum(first, len(values) - 1)].copy()
+    for m in np.flatnonzero(counts > 1):  # few: intervals that several POIs or borders reach
+        out[m] = ",".join(values[first[m]: first[m] + counts[m]])
+    return out
 
 
 def _no_intervals() -> pd.DataFrame:
@@ -841,6 +860,9 @@ class _Context:
         self.grid_geoms = _arr(self.grids)
         shapely.prepare(self.grid_geoms)
         self.grid_tree = STRtree(self.grid_geoms)
+        self.grid_edge_a, self.grid_edge_b = _segments_of(shapely.boundary(self.grid_geoms))
+        self.grid_edges = shapely.linestrings(np.stack([self.grid_edge_a, self.grid_edge_b], axis=1)) \
+            if len(self.grid_edge_a) else np.empty(0, dtype=object)
         self.village_geoms = _arr(town.villages)
         self.village_tree = STRtree(self.village_geoms)
         self.village_ids = town.villages["village_id"].to_numpy(dtype=object)
@@ -1180,23 +1202,7 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
         return _empty_sections(ctx.crs), np.empty(0, dtype=object)
     rule_of = np.concatenate([np.full(len(r.geoms), i) for i, r in enumerate(raws)])
     cat = _concat_raw(raws[0].rule, raws)
-    # the parts in a grid
-    s_idx, g_idx = ctx.grid_tree.query(cat.geoms, predicate="intersects")
-    inside = shapely.covers(ctx.grid_geoms[g_idx], cat.geoms[s_idx])
-    partial = np.flatnonzero(~inside)
-    cut, cut_pair = _lines_only(shapely.intersection(cat.geoms[s_idx[partial]], ctx.grid_geoms[g_idx[partial]]),
-                                partial)
-    pieces = np.concatenate([cat.geoms[s_idx[inside]], cut])
-    pair = np.concatenate([np.flatnonzero(inside), cut_pair])
-    keep = shapely.length(pieces) >= settings.sliver_length_m
-    pieces, pair = pieces[keep], pair[keep]
-    # the parts in no grid, with the coverage engine's own noise rule
-    frame = gpd.GeoDataFrame({"src": np.arange(len(cat.geoms))}, geometry=cat.geoms, crs=ctx.crs)
-    unc = coverage.uncovered_lines(frame, ctx.grids)
-    src = np.concatenate([s_idx[pair], unc["src"].to_numpy(dtype=np.intp)])
-    geoms = np.concatenate([pieces, _arr(unc)])
-    grid_pos = np.concatenate([g_idx[pair], np.full(len(unc), -1)])
-
+    src, geoms, grid_pos = _cut_at_grids(ctx, cat.geoms)
     covered = grid_pos >= 0
     gp = np.maximum(grid_pos, 0)
     grid_id = np.where(covered, ctx.grids["grid_id"].astype(str).to_numpy(dtype=object)[gp], None)
@@ -1214,10 +1220,13 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
             name[mask] = frame_["name"].to_numpy(dtype=object)[pos[mask]]
     if is_road.any():
         road_class[is_road] = ctx.town.roads["road_class"].to_numpy(dtype=object)[pos[is_road]]
-    owner = np.array([ctx.grid_owner.get(g) if g is not None else None for g in grid_id], dtype=object)
-    staffed = np.array([bool(ctx.staffed.get(g, False)) if g is not None else False for g in grid_id], dtype=bool)
-    river_chief = np.array([ctx.river_chief_of.get((f, str(v))) if not r else None
-                            for r, f, v in zip(is_road, feature, village, strict=True)], dtype=object)
+    gseries = pd.Series(grid_id, dtype=object)
+    owner = gseries.map(ctx.grid_owner).to_numpy(dtype=object)
+    staffed = gseries.map(ctx.staffed).fillna(False).to_numpy(dtype=bool)
+    river_chief = np.full(len(src), None, dtype=object)
+    if (~is_road).any() and ctx.river_chief_of:
+        river_chief[~is_road] = [ctx.river_chief_of.get((f, str(v))) for f, v in
+                                 zip(feature[~is_road], village[~is_road], strict=True)]
     rules = [raws[i].rule for i in rule_of[src]]
     df = pd.DataFrame({
         "rule": pd.Series([r.name for r in rules], dtype=object),
@@ -1246,14 +1255,88 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
     return out[list(SECTION_COLUMNS)], cat.missing[src][order]
 
 
+def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut line pieces where they cross grid edges; say which grid holds each part (-1: none).
+
+    Exact and vectorised: the chainages where a piece's segments meet grid edges
+    (a crossing, or both ends of a run along an edge) split it into parts that
+    each lie in one set of grids, found from the part's middle point (grids are
+    closed: a part along the shared edge of two grids is in both, and appears
+    once for each). Consecutive parts in the same grid are merged again; parts
+    shorter than ``settings.sliver_length_m`` are dropped.
+
+    Returns
+    -------
+    src, pieces, grid
+        Per output part: index of its piece in ``geoms``, its geometry, and the
+        position of its grid in ``ctx.grids`` (-1 when in no grid).
+    """
+    lines = _Lines(geoms)
+    e_idx, s_idx = lines.tree.query(ctx.grid_edges, predicate="intersects")
+    A, B = lines.seg_a[s_idx], lines.seg_b[s_idx]
+    C, D = ctx.grid_edge_a[e_idx], ctx.grid_edge_b[e_idx]
+    r, q, w = B - A, D - C, C - A
+    cross = r[:, 0] * q[:, 1] - r[:, 1] * q[:, 0]
+    rr = _dot(r, r)
+    parallel = np.abs(cross) <= 1e-12 * np.sqrt(rr * _dot(q, q))
+    safe = np.where(parallel, 1.0, cross)
+    t_cross = (w[:, 0] * q[:, 1] - w[:, 1] * q[:, 0]) / safe
+    # along an edge: both of its ends, projected on the segment
+    t_c = _dot(w, r) / rr
+    t_d = _dot(D - A, r) / rr
+    t = np.concatenate([t_cross[~parallel], t_c[parallel], t_d[parallel]])
+    seg = np.concatenate([s_idx[~parallel], s_idx[parallel], s_idx[parallel]])
+    t = np.clip(t, 0.0, 1.0)
+    n_parts = len(lines.parts)
+    part = np.concatenate([lines.seg_part[seg], np.arange(n_parts), np.arange(n_parts)])
+    ch = np.concatenate([lines.seg_ch0[seg] + t * lines.seg_len[seg], np.zeros(n_parts), lines.part_len])
+    key = lines.base[part] + ch
+    order = np.argsort(key, kind="stable")
+    part, key = part[order], key[order]
+    nxt = np.flatnonzero((part[1:] == part[:-1]) & (key[1:] - key[:-1] > 1e-9))
+    iv_part, ks, ke = part[nxt], key[nxt], key[nxt + 1]
+    mid = _lerp_key(lines, (ks + ke) / 2.0)
+    i_idx, g_idx = ctx.grid_tree.query(shapely.points(mid), predicate="intersects")
+    lost = np.setdiff1d(np.arange(len(iv_part)), i_idx)
+    i_all = np.concatenate([i_idx, lost])
+    g_all = np.concatenate([g_idx, np.full(len(lost), -1)])
+    # merge consecutive parts of a piece lying in the same grid
+    p_all = iv_part[i_all]
+    order = np.lexsort((ks[i_all], g_all, p_all))
+    i_all, g_all, p_all = i_all[order], g_all[order], p_all[order]
+    s_all, e_all = ks[i_all], ke[i_all]
+    new = np.ones(len(i_all), dtype=bool)
+    new[1:] = (p_all[1:] != p_all[:-1]) | (g_all[1:] != g_all[:-1]) | (s_all[1:] > e_all[:-1] + 1e-9)
+    starts = np.flatnonzero(new)
+    if not len(starts):
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
+    m_part, m_grid = p_all[starts], g_all[starts]
+    m_start = s_all[starts] - lines.base[m_part]
+    m_end = np.maximum.reduceat(e_all, starts) - lines.base[m_part]
+    keep = (m_end - m_start) >= settings.sliver_length_m
+    m_part, m_grid, m_start, m_end = m_part[keep], m_grid[keep], m_start[keep], m_end[keep]
+    return lines.owner[m_part], lines.substrings(m_part, m_start, m_end), m_grid
+
+
+def _lerp_key(lines: _Lines, key: np.ndarray) -> np.ndarray:
+    """Points at global chainage keys (as in :attr:`_Lines.vkey`)."""
+    last = len(lines.vkey) - 1
+    a = np.clip(np.searchsorted(lines.vkey, key, side="right"), 1, last)
+    return _lerp(lines.vxy[a - 1], lines.vxy[a], lines.vkey[a - 1], lines.vkey[a], key)
+
+
 def _section_ids(df: pd.DataFrame, geoms: np.ndarray) -> list[str]:
     mid = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
     snap = settings.id_snap_m
     sx = np.floor(shapely.get_x(mid) / snap + 0.37).astype(np.int64)
     sy = np.floor(shapely.get_y(mid) / snap + 0.37).astype(np.int64)
     ids = ["S-" + hashlib.sha1(f"{r}|{f}|{g}|{x}:{y}".encode()).hexdigest()[:10]
-           for r, f, g, x, y in zip(df["rule"], df["feature_id"], df["grid_id"], sx, sy, strict=True)]
-    rank = pd.Series(ids).groupby(ids).cumcount().to_numpy()
+           for r, f, g, x, y in zip(df["rule"].to_numpy(dtype=object), df["feature_id"].to_numpy(dtype=object),
+                                    df["grid_id"].to_numpy(dtype=object), sx.tolist(), sy.tolist(), strict=True)]
+    series = pd.Series(ids, dtype=object)
+    if not series.duplicated().any():
+        return ids
+    rank = series.groupby(series, sort=False).cumcount().to_numpy()
     return [i if k == 0 else f"{i}~{k + 1}" for i, k in zip(ids, rank, strict=True)]
 
 
@@ -1376,16 +1459,16 @@ def _defects(ctx: _Context, sections: gpd.GeoDataFrame, missing: np.ndarray, fin
     gid = sections["grid_id"].to_numpy(dtype=object)
     rows: list[tuple[int, str, str]] = [(i, "uncovered", "it lies in no grid") for i in np.flatnonzero(~covered)]
     rows += [(i, "unstaffed", f"grid {gid[i]} has no grid chief") for i in np.flatnonzero(covered & ~staffed)]
-    if ctx.river_chief_of:
-        river = (sections["layer"] == "river").to_numpy() & sections["river_chief"].isna().to_numpy()
-        rows += [(i, "no_river_chief", f"river {sections['feature_id'].iat[i]} has no village river chief in "
-                                       f"{ctx.village_label(sections['village_id'].iat[i])}")
-                 for i in np.flatnonzero(river)]
     # a cross-boundary section lacks a chief on the pieces lying in the village without one
     vid = sections["village_id"].to_numpy(dtype=object)
     rows += [(i, "no_river_chief", f"no village river chief on the {ctx.village_label(vid[i])} side of "
                                    f"cross-boundary section {sections['trigger'].iat[i]}")
              for i in np.flatnonzero(pd.notna(missing)) if str(vid[i]) in str(missing[i]).split(",")]
+    if ctx.river_chief_of:
+        river = (sections["layer"] == "river").to_numpy() & sections["river_chief"].isna().to_numpy()
+        rows += [(i, "no_river_chief", f"river {sections['feature_id'].iat[i]} has no village river chief in "
+                                       f"{ctx.village_label(vid[i])}")
+                 for i in np.flatnonzero(river)]
     if not rows:
         return pd.DataFrame(columns=cols)
     d = pd.DataFrame(rows, columns=cols).drop_duplicates(["row", "defect"]).reset_index(drop=True)
@@ -1442,7 +1525,7 @@ def _section_findings(ctx: _Context, sections: gpd.GeoDataFrame, defects: pd.Dat
     keys = ["defect", "layer", "feature_id", "place"]
     s = s.sort_values([*keys, "rank", "order"], kind="stable").reset_index(drop=True)
     gid = s.groupby(keys, sort=False).ngroup().to_numpy()
-    geoms = _grouped_union(_arr(s), gid, int(gid.max()) + 1)
+    geoms = _grouped(_arr(s), gid, int(gid.max()) + 1, _union_lines, shapely.MultiLineString())
     first = s.groupby(gid, sort=False).head(1).reset_index(drop=True)
     also = s.groupby(gid, sort=False)["rule"].agg(lambda v: ", ".join(dict.fromkeys(v))).to_numpy()
     fixes = {"uncovered": "extend a grid over it", "unstaffed": "name a grid chief for the grid",
@@ -1467,20 +1550,26 @@ def _section_findings(ctx: _Context, sections: gpd.GeoDataFrame, defects: pd.Dat
     return make_findings(pd.DataFrame(rows), crs=ctx.crs, key=key)
 
 
-def _grouped_union(geoms: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
-    """Union of the line pieces of each group, merged into as few lines as possible."""
-    out = np.full(n, shapely.MultiLineString(), dtype=object)
+def _grouped(geoms: np.ndarray, groups: np.ndarray, n: int, union: Any, empty: shapely.Geometry) -> np.ndarray:
+    """``union(members, axis=1)`` of the geometries of each group 0..n-1, vectorised by group size."""
+    out = np.full(n, empty, dtype=object)
+    if not len(geoms):
+        return out
     order = np.argsort(groups, kind="stable")
     counts = np.bincount(groups, minlength=n)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     items = geoms[order]
     one = np.flatnonzero(counts == 1)
     out[one] = items[starts[one]]
-    for k in np.unique(counts[counts > 1]):
+    for k in np.unique(counts[counts > 1]):  # one call per distinct group size
         members = np.flatnonzero(counts == k)
         take = starts[members][:, None] + np.arange(k)[None, :]
-        out[members] = shapely.line_merge(shapely.union_all(items[take], axis=1))
+        out[members] = union(items[take], axis=1)
     return out
+
+
+def _union_lines(geoms: np.ndarray, axis: int) -> np.ndarray:
+    return shapely.line_merge(shapely.union_all(geoms, axis=axis))
 
 
 # ============================================================================ checkpoints
@@ -1691,6 +1780,18 @@ def _checkpoint_findings(ctx: _Context, cp: gpd.GeoDataFrame, findings: gpd.GeoD
 
 
 # ============================================================================ entry points
+class _Clock:
+    """Debug-log the time each stage took."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        now = time.perf_counter()
+        logger.debug("%s (%.3f s)", what, now - self.t)
+        self.t = now
+
+
 _BUILDERS = {"proximity": _proximity, "along_river": _along_river, "town_border": _town_border,
              "village_border": _village_border, "cross_boundary": _cross_boundary, "road_class": _road_class}
 
@@ -1732,6 +1833,7 @@ def analyze_sensitive(
         An invalid rule.
     """
     parsed = parse_rules(rules)
+    clock = _Clock()
     active = [r for r in parsed if r.enabled]
     order = {r.name: (i, r) for i, r in enumerate(parsed)}
     ctx = _Context(town, responsibility)
@@ -1762,9 +1864,10 @@ def analyze_sensitive(
             footprints.append(_Footprint(rule, polygon=poly))
         else:
             footprints.append(_Footprint(rule, lines=raw.geoms, texts=raw.detail))
-        logger.debug("rule %s: %d piece(s), %.0f m", rule.name, len(raw.geoms),
-                     float(shapely.length(raw.geoms).sum()) if len(raw.geoms) else 0.0)
+        clock.lap(f"rule {rule.name}: {len(raw.geoms)} piece(s), "
+                  f"{float(shapely.length(raw.geoms).sum()) if len(raw.geoms) else 0.0:.0f} m")
     sections, missing = _sections(ctx, raws)
+    clock.lap(f"{len(sections)} section rows cut at grid borders")
 
     cand = _Candidates()
     fkind = fin["kind"].to_numpy(dtype=object)
@@ -1779,9 +1882,11 @@ def analyze_sensitive(
         if rule.type == "escalate":
             hit = np.flatnonzero(np.isin(fkind, list(rule.finding_kinds)))
             cand.add(hit, rule, order[rule.name][0], [rule.description or rule.label()] * len(hit))
+    clock.lap("footprints met")
 
     defects = _defects(ctx, sections, missing, fin, order, cand)
     new_sections = _section_findings(ctx, sections, defects, order)
+    clock.lap(f"{len(defects)} unreported section defect(s)")
 
     check = next((r for r in active if r.type == "checkpoint"), None)
     veto = next((r for r in active if r.type == "veto"), None)
@@ -1790,6 +1895,7 @@ def analyze_sensitive(
     near_m = check.distance_m if check is not None and check.distance_m is not None else 50.0
     cp = _checkpoints(ctx, kinds, near_m)
     new_cp = _checkpoint_findings(ctx, cp, fin, check, veto, order, cand)
+    clock.lap(f"{len(cp)} checkpoint(s)")
 
     escalated = _apply(fin, cand)
     for part in (new_sections, new_cp):

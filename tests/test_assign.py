@@ -362,6 +362,13 @@ def test_border_rule_flag(town: Town) -> None:
     assert xy(f.at["RD1", "geometry"]) == [(500, 0), (500, 1000)]
 
 
+def test_border_rule_left_follows_digitised_direction() -> None:
+    roads = frames()["roads"].iloc[[0]].copy()
+    roads["geometry"] = [line((500, 1000), (500, 0))]  # RD1 digitised south: east (G12) is on its left
+    br = analyze_responsibility(make_town(roads=roads)).border_roads
+    assert list(br["owner_grid"]) == ["G12"]
+
+
 def test_border_within_tolerance() -> None:
     roads = frames()["roads"].iloc[[0]].copy()
     roads["geometry"] = [line((500.03, 0), (500.03, 1000))]  # 3 cm off the shared edge
@@ -513,6 +520,19 @@ def test_every_own_finding_has_an_owner(town: Town) -> None:
         f = analyze_responsibility(town, options={"border_rule": rule, "limits": {"max_grids": 1}}).findings
         assert f["owner"].map(lambda o: isinstance(o, str) and bool(o)).all()
         assert f["finding_id"].is_unique
+
+
+def test_grid_with_two_chiefs() -> None:
+    staff = pd.DataFrame([*STAFF, ("P6", "何二", "13800000006", "grid_chief", "G12")],
+                         columns=["person_id", "name", "phone", "role", "grid_id"])
+    resp = analyze_responsibility(make_town(grid_staff=staff), options={"border_rule": "flag"})
+    st = resp.staffing.set_index("grid_id")
+    assert st.at["G12", "chief_name"] == "李四, 何二"
+    assert st.at["G12", "chief_id"] == "P2, P6"
+    assert st.at["G12", "owner"] == "李四 / 何二"
+    f = resp.findings[resp.findings["grid_id"] == "G11,G12"]
+    assert f.iloc[0]["owner"] == "张三 / 李四 / 何二"
+    assert set(task_lists(resp.findings)) >= {"张三", "李四", "何二"}
 
 
 def test_shared_names_are_told_apart() -> None:

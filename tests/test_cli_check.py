@@ -262,6 +262,37 @@ def test_unmapped_roster_value_names_file_lines(office_config):
     assert "line 4" in str(info.value)  # header is line 1; 王五 is on line 4
 
 
+def test_values_keyed_by_the_source_column_and_typos(office_config):
+    cfg = _edit(office_config, 'values = { road_class = {', 'values = { "道路等级" = {')
+    assert load_town(cfg).roads["road_class"].tolist() == ["main", "lane"]
+    # a typo would otherwise silently leave 学校 unmapped: the school would not be a must-check point
+    cfg = _edit(office_config, 'values = { kind = {', 'values = { knd = {')
+    with pytest.raises(SchemaError, match="knd") as info:
+        load_town(cfg)
+    assert info.value.path.endswith("必查点位.csv")
+    assert "values" in info.value.fix
+
+
+def test_numeric_codes_map_through_values(tmp_path, town_frames):
+    roads = town_frames["roads"].assign(等级=[1.0, 4.0]).drop(columns="road_class")  # codes stored as doubles
+    pyogrio.write_dataframe(roads, tmp_path / "roads.gpkg")
+    pyogrio.write_dataframe(town_frames["villages"], tmp_path / "town.gpkg", layer="villages")
+    pyogrio.write_dataframe(town_frames["grids"], tmp_path / "town.gpkg", layer="grids")
+    pyogrio.write_dataframe(town_frames["grid_staff"], tmp_path / "town.gpkg", layer="网格员")
+    cfg = tmp_path / "gisgrid.toml"
+    cfg.write_text(
+        '[sources.villages]\npath = "town.gpkg"\nlayer = "villages"\n'
+        '[sources.grids]\npath = "town.gpkg"\nlayer = "grids"\n'
+        '[sources.grid_staff]\npath = "town.gpkg"\nlayer = "网格员"\n'  # a roster table in a GeoPackage, by layer
+        '[sources.roads]\npath = "roads.gpkg"\nfields = { road_class = "等级" }\n'
+        'values = { road_class = { "1" = "main", "4" = "lane" } }\n',
+        encoding="utf-8",
+    )
+    town = load_town(cfg)
+    assert town.roads["road_class"].tolist() == ["main", "lane"]
+    assert town.grid_staff["person_id"].tolist() == ["S1", "S2", "S3", "S4"]
+
+
 def test_declared_encoding_and_analysis_crs(office_config):
     cfg = _edit(office_config, 'path = "data/网格员.csv"', 'path = "data/网格员.csv"\nencoding = "utf-8"')
     with pytest.raises(InputError, match="cannot be decoded") as info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 
 import geopandas as gpd
 import numpy as np
@@ -63,6 +64,39 @@ def test_shapefile_encoding_is_detected_from_the_bytes(tmp_path, data_encoding, 
     assert gdf["村编号"].tolist() == ["001", "002", "003"]
     assert gdf.crs.to_epsg() == 4549
     assert gdf.attrs["source"]["path"] == str(path)
+
+
+@pytest.mark.parametrize(("data_encoding", "cpg"), [("GBK", None), ("GBK", "65001"), ("UTF-8", "ANSI 936")])
+def test_zipped_shapefile_encoding_is_detected_too(tmp_path, data_encoding, cpg):
+    # offices e-mail shapefiles zipped; GDAL alone would read GBK without .cpg as Latin-1 (mojibake)
+    folder = tmp_path / "src"
+    folder.mkdir()
+    pyogrio.write_dataframe(_villages(), folder / "村界.shp", encoding=data_encoding)
+    (folder / "村界.cpg").unlink(missing_ok=True)
+    if cpg is not None:
+        (folder / "村界.cpg").write_text(cpg)
+    archive = tmp_path / "村界.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in folder.iterdir():
+            zf.write(f, f.name)
+    gdf = gio.read_layer(archive)
+    assert list(gdf.columns) == ["村名", "村编号", "户数", "geometry"]
+    assert gdf["村名"].tolist() == NAMES
+    assert gdf.crs.to_epsg() == 4549
+
+
+def test_truncated_zip_is_an_input_error(tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    pyogrio.write_dataframe(_villages(), folder / "v.shp")
+    archive = tmp_path / "v.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in folder.iterdir():
+            zf.write(f, f.name)
+    archive.write_bytes(archive.read_bytes()[:300])
+    with pytest.raises(InputError, match="zip") as info:
+        gio.read_layer(archive)
+    assert info.value.path == str(archive)
 
 
 def test_explicit_wrong_encoding_is_an_input_error(tmp_path):

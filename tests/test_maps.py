@@ -111,15 +111,41 @@ _SPEC = re.compile(r"GG\.layer\(\w+, (\{.*?\})\);\n")
 _BLOCK = re.compile(r'<script type="application/json" id="(gg-d\d+)">(.*?)</script>', re.S)
 
 
+def _column(c: Any, n: int) -> list[Any]:
+    return c if isinstance(c, list) else [c["u"][i] for i in c["i"]]
+
+
+def _line(a: list[int], s: int) -> list[list[float]]:
+    xy = np.cumsum(np.asarray(a, dtype=np.int64).reshape(-1, 2), axis=0) / s
+    return xy.tolist()
+
+
+def _geometry(kind: str, c: Any, s: int) -> dict[str, Any]:
+    if kind == "Point":
+        return {"type": kind, "coordinates": [c[0] / s, c[1] / s]}
+    if kind in ("MultiPoint", "LineString"):
+        return {"type": kind, "coordinates": _line(c, s)}
+    if kind in ("Polygon", "MultiLineString"):
+        return {"type": kind, "coordinates": [_line(r, s) for r in c]}
+    return {"type": kind, "coordinates": [[_line(r, s) for r in p] for p in c]}
+
+
 def layer_data(page: str) -> dict[str, dict[str, Any]]:
-    """Layer key -> {"spec": ..., "rows": [props dicts], "geoms": [GeoJSON geometries]} from a rendered page."""
+    """Layer key -> {"spec", "rows" (property dicts), "geoms" (GeoJSON geometries)}, decoded like GG.data does."""
     blocks = {m.group(1): json.loads(m.group(2)) for m in _BLOCK.finditer(page)}
     out = {}
     for m in _SPEC.finditer(page):
         spec = json.loads(m.group(1))
-        data = blocks.get(spec["data"]) if spec.get("data") else {"k": [], "p": [], "g": []}
-        rows = [dict(zip(data["k"], row, strict=True)) for row in data["p"]]
-        out[spec["key"]] = {"spec": spec, "rows": rows, "geoms": data["g"]}
+        rows: list[dict[str, Any]] = []
+        geoms: list[dict[str, Any]] = []
+        if spec.get("data"):
+            d = blocks[spec["data"]]
+            n = len(d["g"])
+            cols = [_column(c, n) for c in d["c"]]
+            rows = [{k: cols[j][i] for j, k in enumerate(d["k"])} for i in range(n)]
+            types = _column(d["t"], n)
+            geoms = [_geometry(types[i], d["g"][i], d["s"]) for i in range(n)]
+        out[spec["key"]] = {"spec": spec, "rows": rows, "geoms": geoms}
     return out
 
 

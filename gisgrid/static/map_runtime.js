@@ -2,7 +2,7 @@
  *
  * Contract with gisgrid/maps.py: every string in the layer data and in the specs
  * was HTML-escaped in Python (gisgrid.maps.esc), so it is inserted with innerHTML
- * and shows as text. Layer data sits in <script type="application/json"> blocks
+ * and shows as text. Layer data sits in JSON script blocks (type application/json)
  * and is parsed with JSON.parse; nothing from the data is ever evaluated.
  */
 (function () {
@@ -54,16 +54,50 @@
     };
   };
 
+  function column(c, n) {
+    if (Array.isArray(c)) { return c; }
+    var out = new Array(n);
+    for (var i = 0; i < n; i++) { out[i] = c.u[c.i[i]]; }
+    return out;
+  }
+
+  function line(a, s) {
+    var out = new Array(a.length / 2);
+    var x = 0;
+    var y = 0;
+    for (var i = 0; i < a.length; i += 2) {
+      x += a[i];
+      y += a[i + 1];
+      out[i / 2] = [x / s, y / s];
+    }
+    return out;
+  }
+
+  function geometry(type, c, s) {
+    switch (type) {
+      case 'Point': return {type: type, coordinates: [c[0] / s, c[1] / s]};
+      case 'MultiPoint':
+      case 'LineString': return {type: type, coordinates: line(c, s)};
+      case 'Polygon':
+      case 'MultiLineString': return {type: type, coordinates: c.map(function (r) { return line(r, s); })};
+      default: return {type: type, coordinates: c.map(function (p) {
+        return p.map(function (r) { return line(r, s); });
+      })};
+    }
+  }
+
+  // A layer's data block: property columns (dictionary-encoded when values repeat) and integer
+  // coordinates (1e-6 degree, each ring as a start point and deltas) -> a GeoJSON FeatureCollection.
   GG.data = function (id) {
-    var el = document.getElementById(id);
-    var d = JSON.parse(el.textContent);
+    var d = JSON.parse(document.getElementById(id).textContent);
     var n = d.g.length;
+    var cols = d.c.map(function (c) { return column(c, n); });
+    var types = column(d.t, n);
     var feats = new Array(n);
     for (var i = 0; i < n; i++) {
       var props = {};
-      var row = d.p[i];
-      for (var j = 0; j < d.k.length; j++) { props[d.k[j]] = row[j]; }
-      feats[i] = {type: 'Feature', properties: props, geometry: d.g[i]};
+      for (var j = 0; j < d.k.length; j++) { props[d.k[j]] = cols[j][i]; }
+      feats[i] = {type: 'Feature', properties: props, geometry: geometry(types[i], d.g[i], d.s)};
     }
     return {type: 'FeatureCollection', features: feats};
   };

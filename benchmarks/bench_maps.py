@@ -1,0 +1,140 @@
+"""Command-center map: HTML size, write time and time to render in Chromium, vs ``GeoDataFrame.explore()``.
+
+Usage::
+
+    python benchmarks/bench_maps.py                 # town and county scales
+    python benchmarks/bench_maps.py --scale town    # one scale
+    python benchmarks/bench_maps.py --no-browser    # sizes and write times only
+
+For each scale the demo town is made and analysed once, then:
+
+- ``gisgrid``: :func:`gisgrid.maps.command_center_map` + :func:`gisgrid.maps.save_map`, in the CDN and
+  the self-contained (inline) variants, no basemap;
+- ``explore()``: the same layers (boundary, villages, grids, roads, river reaches, points, findings,
+  sensitive sections) drawn with ``GeoDataFrame.explore(m=...)`` one after another, then saved;
+- render: the inline page opened in headless Chromium with the network cut, timed from ``driver.get`` until
+  the page's ``window.__gisgrid_ready`` flag (set two animation frames after every visible layer was drawn).
+  ``explore()``'s page cannot be timed the same way offline (it needs Leaflet from a CDN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import folium
+
+from gisgrid import maps
+from gisgrid.analysis import analyze
+from gisgrid.demo import make_demo
+
+logger = logging.getLogger("bench_maps")
+
+
+def explore_map(a: Any) -> folium.Map:
+    """The same layers with GeoDataFrame.explore(), the way an analyst would without gisgrid.maps."""
+    town = a.town
+    m = town.grids.explore(name="grids")
+    for name, frame in (("boundary", town.boundary), ("villages", town.villages), ("roads", town.roads),
+                        ("rivers", a.responsibility.reaches if a.responsibility is not None else town.rivers),
+                        ("pois", town.pois), ("findings", a.findings), ("sensitive", a.sensitive)):
+        if frame is not None and len(frame):
+            frame.explore(m=m, name=name)
+    folium.LayerControl().add_to(m)
+    return m
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def render_seconds(path: Path) -> tuple[float, float]:
+    """Wall seconds from driver.get to the ready flag, and the page's own performance.now() at that flag."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--window-size=1400,900",
+                "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9"):
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    drv = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=opts)
+    try:
+        drv.get("about:blank")
+        start = time.perf_counter()
+        drv.get(path.as_uri())
+        while not drv.execute_script("return window.__gisgrid_ready === true"):
+            if time.perf_counter() - start > 120:
+                msg = "map not ready after 120 s"
+                raise TimeoutError(msg)
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        in_page = float(drv.execute_script("return GG.readyMs")) / 1000.0
+    finally:
+        drv.quit()
+    return wall, in_page
+
+
+def run(scale: str, folder: Path, *, browser: bool) -> dict[str, Any]:
+    (town, t_town) = timed(lambda: make_demo(scale=scale).town())
+    (a, t_analyze) = timed(lambda: analyze(town))
+    logger.info("%s: town %.1f s, analyze %.1f s: %r", scale, t_town, t_analyze, a)
+    row: dict[str, Any] = {"scale": scale, "grids": len(town.grids), "roads": len(town.roads),
+                           "findings": len(a.findings), "sensitive": 0 if a.sensitive is None else len(a.sensitive)}
+    for assets in ("cdn", "inline"):
+        path = folder / f"{scale}_{assets}.html"
+        _, secs = timed(lambda assets=assets, path=path: maps.save_map(
+            maps.command_center_map(a, assets=assets, basemap="none"), path))
+        row[f"gisgrid_{assets}_mb"] = path.stat().st_size / 1e6
+        row[f"gisgrid_{assets}_s"] = secs
+    epath = folder / f"{scale}_explore.html"
+    _, secs = timed(lambda: explore_map(a).save(str(epath)))
+    row["explore_mb"] = epath.stat().st_size / 1e6
+    row["explore_s"] = secs
+    row["ratio"] = row["gisgrid_cdn_mb"] / row["explore_mb"]
+    if browser:
+        row["render_wall_s"], row["render_page_s"] = render_seconds(folder / f"{scale}_inline.html")
+    logger.info("%s: %s", scale, row)
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("| scale | grids | roads | findings | sensitive | gisgrid cdn MB (s) | gisgrid inline MB (s) "
+            "| explore() MB (s) | size vs explore | render wall s | render in-page s |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r['scale']} | {r['grids']:,} | {r['roads']:,} | {r['findings']:,} | {r['sensitive']:,} "
+            f"| {r['gisgrid_cdn_mb']:.2f} ({r['gisgrid_cdn_s']:.1f}) | {r['gisgrid_inline_mb']:.2f} "
+            f"({r['gisgrid_inline_s']:.1f}) | {r['explore_mb']:.2f} ({r['explore_s']:.1f}) | {r['ratio']:.2f} "
+            f"| {r.get('render_wall_s', float('nan')):.2f} | {r.get('render_page_s', float('nan')):.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=("town", "county"), action="append")
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--keep", type=Path, help="keep the pages in this folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    scales = args.scale or ["town", "county"]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [run(s, folder, browser=not args.no_browser) for s in scales]
+    sys.stdout.write(table(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""The maps in a real browser: headless Chromium, network cut, one session for the module.
+
+Every page here is the self-contained (``assets="inline"``) one with no basemap, opened from a file with
+DNS resolution disabled and a proxy to nowhere, so anything it tried to fetch would fail and be logged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from test_maps import PAYLOADS, hostile_names, hostile_town, small_town
+
+from gisgrid import maps
+from gisgrid.analysis import analyze
+from gisgrid.demo import make_demo
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ERRORS_JS = ("window.__errors=[];window.addEventListener('error',function(e){"
+             "window.__errors.push(String(e.message));});")
+
+
+@pytest.fixture(scope="module")
+def driver():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("GISGRID_REQUIRE_BROWSER"):
+            pytest.fail("chromium and chromedriver are required (GISGRID_REQUIRE_BROWSER is set)")
+        pytest.skip("chromium/chromedriver not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--window-size=1400,900",
+                "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9"):
+        opts.add_argument(arg)
+    opts.binary_location = CHROMIUM
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": ERRORS_JS})
+    yield drv
+    drv.quit()
+
+
+def _open(drv, path: Path, timeout: float = 20.0) -> float:
+    drv.get_log("browser")  # drop what earlier pages logged
+    start = time.perf_counter()
+    drv.get(path.as_uri())
+    while time.perf_counter() - start < timeout:
+        if drv.execute_script("return window.__gisgrid_ready === true"):
+            return time.perf_counter() - start
+        time.sleep(0.05)
+    pytest.fail(f"map did not become ready in {timeout} s; errors: {drv.execute_script('return window.__errors')}")
+    return 0.0
+
+
+def _problems(drv) -> list[str]:
+    errors = list(drv.execute_script("return window.__errors") or [])
+    severe = [e["message"] for e in drv.get_log("browser") if e["level"] == "SEVERE"]
+    return errors + severe
+
+
+@pytest.fixture(scope="module")
+def demo_assessment():
+    return analyze(make_demo().town())
+
+
+OPEN_ALL_JS = """
+var out = {tooltips: 0, popups: 0, texts: []};
+GG.layers.forEach(function (g) {
+  if (!GG.map.hasLayer(g)) { GG.map.addLayer(g); }
+  g.eachLayer(function (l) {
+    if (!l.feature) { return; }
+    var ll = l.getLatLng ? l.getLatLng() : l.getBounds().getCenter();
+    if (g.getTooltip()) {
+      l.fire('mouseover', {latlng: ll}, true);
+      var t = g.getTooltip();
+      if (t && t.isOpen()) { out.tooltips += 1; out.texts.push(t.getElement().innerText); }
+      l.fire('mouseout', {latlng: ll}, true);
+    }
+    if (g.getPopup()) {
+      l.fire('click', {latlng: ll}, true);
+      var p = g.getPopup();
+      if (p && p.isOpen()) { out.popups += 1; out.texts.push(p.getElement().innerText); }
+      GG.map.closePopup();
+    }
+  });
+});
+return out;
+"""
+
+
+def test_town_map_renders_offline(driver, demo_assessment, tmp_path):
+    path = maps.save_map(maps.command_center_map(demo_assessment, assets="inline", basemap="none"),
+                         tmp_path / "town.html")
+    seconds = _open(driver, path)
+    assert seconds < 10
+    assert driver.execute_script("return typeof L === 'object' && L.version") == "1.9.3"
+    stats = driver.execute_script("return GG.stats()")
+    town = demo_assessment.town
+    assert stats["grids"]["drawn"] == len(town.grids)
+    assert stats["villages"]["drawn"] == len(town.villages)
+    assert stats["pois"]["drawn"] == len(town.pois)
+    assert stats["gaps"]["drawn"] == int((demo_assessment.findings["kind"] == "area_gap").sum())
+    assert stats["roads_lane"] == {"features": 0, "drawn": 0, "onMap": False}  # minor roads: lazy, off
+    # The hatch is a real SVG pattern fill; veto items pulse.
+    fills = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.leaflet-ggTop-pane path')).map(p => p.getAttribute('fill'))")
+    assert "url(#gg-hatch)" in fills
+    if stats["veto"]["features"]:
+        assert driver.execute_script("return document.querySelectorAll('path.gg-pulse').length") > 0
+    # Controls are there: layers, search, fullscreen, measure, minimap, legend, title.
+    for sel in (".leaflet-control-layers", ".gg-search input", ".gg-fullscreen", ".gg-measure", ".gg-minimap",
+                ".gg-legend", ".gg-title"):
+        assert driver.execute_script(f"return document.querySelectorAll({sel!r}).length") >= 1, sel
+    assert town.name in driver.execute_script("return document.querySelector('.gg-title').innerText")
+    shot = tmp_path / "town.png"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 20_000
+    shutil.copyfile(shot, "/tmp/gisgrid_map.png")
+    # Switching lanes on parses and draws them.
+    n = driver.execute_script(
+        "var g = GG.layers.filter(function (x) { return x.ggSpec.key === 'roads_lane'; })[0];"
+        "GG.map.addLayer(g); return GG.stats().roads_lane.drawn;")
+    assert n == int((town.roads["road_class"] == "lane").sum())
+    assert _problems(driver) == []
+
+
+def test_search_and_measure(driver, demo_assessment, tmp_path):
+    path = maps.save_map(maps.command_center_map(demo_assessment, assets="inline", basemap="none"),
+                         tmp_path / "town.html")
+    _open(driver, path)
+    gid = demo_assessment.town.grids["grid_id"].iloc[0]
+    assert driver.execute_script(f"return GG.search({gid!r})") >= 1
+    driver.find_element("css selector", ".gg-search li").click()
+    text = driver.execute_script("var p = GG.map._popup; return p && p.isOpen() ? p.getElement().innerText : ''")
+    assert gid in text
+    chief = demo_assessment.responsibility.staffing["chief_name"].dropna().iloc[0]
+    assert driver.execute_script(f"return GG.search({chief!r})") >= 1
+    # Measure: two clicks 1 km apart on the map.
+    driver.find_element("css selector", ".gg-measure a").click()
+    total = driver.execute_script(
+        "var m = GG.map, c = m.getCenter(), p = m.latLngToContainerPoint(c);"
+        "var q = m.containerPointToLatLng([p.x + 100, p.y]);"
+        "m.fire('preclick', {latlng: c}); m.fire('preclick', {latlng: q});"
+        "return [GG.measureState.total, m.distance(c, q)];")
+    assert abs(total[0] - total[1]) < 1e-6
+    assert total[0] > 0
+    assert _problems(driver) == []
+
+
+def test_every_tooltip_and_popup_opens(driver, tmp_path):
+    a = analyze(small_town())
+    path = maps.save_map(maps.command_center_map(a, assets="inline", basemap="none"), tmp_path / "small.html")
+    _open(driver, path)
+    out = driver.execute_script(OPEN_ALL_JS)
+    assert out["tooltips"] > 10
+    assert out["popups"] > 5
+    text = "\n".join(out["texts"])
+    assert "V1-G1" in text
+    assert "138****0000" in text
+    assert "13812340000" not in text
+    assert _problems(driver) == []
+
+
+def test_hostile_names_stay_text(driver, tmp_path):
+    a = analyze(hostile_town())
+    path = maps.save_map(maps.command_center_map(a, assets="inline", basemap="none"), tmp_path / "hostile.html")
+    _open(driver, path)
+    out = driver.execute_script(OPEN_ALL_JS)
+    assert out["tooltips"] > 10
+    assert out["popups"] > 5
+    # Search over hostile names, and the village labels, legend and layer names render as text too.
+    driver.execute_script(f"GG.search({hostile_names()['张三']!r})")
+    page_text = driver.execute_script("return document.body.innerText")
+    shown = "\n".join(out["texts"]) + page_text
+    names = hostile_names()
+    for key in ("东村", "V1-G1", "张三", "东村小学", "测试镇"):
+        assert names[key] in shown, key
+    assert all(any(p in s for s in shown.split("\n")) for p in PAYLOADS[:5])
+    assert driver.execute_script("return typeof window.__xss") == "undefined"
+    assert driver.execute_script("return document.title").startswith(names["测试镇"])
+    shot = tmp_path / "hostile.png"
+    driver.save_screenshot(str(shot))
+    assert _problems(driver) == []
+
+
+def test_owner_map_in_browser(driver, tmp_path):
+    a = analyze(small_town())
+    path = maps.save_map(maps.command_center_map(a, owner="张三", assets="inline", basemap="none"),
+                         tmp_path / "owner.html")
+    _open(driver, path)
+    stats = driver.execute_script("return GG.stats()")
+    assert stats["grids"]["drawn"] == 1
+    out = driver.execute_script(OPEN_ALL_JS)
+    text = "\n".join(out["texts"])
+    assert "V1-G1" in text
+    assert "V1-G2" not in text
+    assert "李四" not in text
+    assert _problems(driver) == []

@@ -174,7 +174,9 @@ def _gdal_reason(exc: BaseException, path: Path) -> str:
     text = " ".join(str(exc).split()).replace(f"'{path}'", "the file").replace(str(path), "the file")
     if "failed: " in text:  # the SQLite driver prefixes the statement that failed
         text = text.rsplit("failed: ", 1)[1]
-    parts = list(dict.fromkeys(part.strip(" .") for part in text.split(";") if part.strip(" .")))
+    text = text.replace("the file not recognized", "not recognized")
+    parts = list(dict.fromkeys(part.strip(" .") for part in text.split(";")
+                               if part.strip(" .") and not part.strip().startswith("It might help")))
     text = "; ".join(parts) or type(exc).__name__
     return text if len(text) <= 160 else text[:159] + "…"
 

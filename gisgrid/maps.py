@@ -115,6 +115,8 @@ BASEMAPS = ("osm", "tianditu", "tianditu-img", "gaode", "gaode-satellite", "none
 ASSETS = ("cdn", "inline")
 #: Layers with more features than this draw on the canvas (no hatch, no pulse).
 SVG_LIMIT = 3000
+#: Sensitive sections start hidden (loaded when switched on) past this many features.
+SHOW_LIMIT = 5000
 #: Coordinates are rounded to this many decimals (1e-6 degree is about 0.1 m).
 DECIMALS = 6
 
@@ -1269,6 +1271,10 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
     if "sensitive" in L:
         style = {"color": "#7b3294", "weight": 3, "opacity": 0.6, "fillColor": "#7b3294", "fillOpacity": 0.15}
+        many = len(L["sensitive"]) > SHOW_LIMIT
+        if many:
+            notes.append(f"敏感地段超过 {SHOW_LIMIT} 段，默认关闭 (more than {SHOW_LIMIT} sensitive sections: "
+                         "switch the layer on to see them)")
         overlay("sensitive", L["sensitive"], "敏感地段 sensitive sections", _swatch(style),
                 {"style": {"base": style}, "front": True, "title": "敏感地段 Sensitive section",
                  "point": {"kind": "circle", "radius": 7},
@@ -1277,7 +1283,7 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
                  "pop": [["i", "地段 section"], ["nm", "名称 name"], ["r", "规则 rule"], ["d", "说明 detail"],
                          ["s", "严重度 severity"], ["t", "触发 trigger"], ["v", "村居 village"], ["g", "网格 grid"],
                          ["o", "责任人 owner"], ["rc", "河长 river chief"], ["cv", "入网格 covered"],
-                         ["sf", "有人管 staffed"], ["l", "长度 length"]]})
+                         ["sf", "有人管 staffed"], ["l", "长度 length"]]}, show=not many)
     other = fl.take(~shown)
     ostyle = {"color": "#e31a1c", "weight": 3, "fillOpacity": 0.35}
     overlay("other", other, "其他问题 other findings", _swatch({"color": "#e31a1c", "fillColor": "#fd8d3c"}),

@@ -860,9 +860,12 @@ class _Context:
         self.grid_geoms = _arr(self.grids)
         shapely.prepare(self.grid_geoms)
         self.grid_tree = STRtree(self.grid_geoms)
-        self.grid_edge_a, self.grid_edge_b = _segments_of(shapely.boundary(self.grid_geoms))
-        self.grid_edges = shapely.linestrings(np.stack([self.grid_edge_a, self.grid_edge_b], axis=1)) \
-            if len(self.grid_edge_a) else np.empty(0, dtype=object)
+        rings, ring_grid = shapely.get_parts(shapely.boundary(self.grid_geoms), return_index=True)
+        xy, at = shapely.get_coordinates(rings, return_index=True)
+        edge = np.flatnonzero(at[1:] == at[:-1])
+        self.grid_edge_a, self.grid_edge_b = xy[edge], xy[edge + 1]  # grouped by grid, in grid order
+        self.grid_edge_n = np.bincount(ring_grid[at[edge]], minlength=len(self.grid_geoms))
+        self.grid_edge_off = np.concatenate([[0], np.cumsum(self.grid_edge_n)[:-1]])
         self.village_geoms = _arr(town.villages)
         self.village_tree = STRtree(self.village_geoms)
         self.village_ids = town.villages["village_id"].to_numpy(dtype=object)
@@ -1258,12 +1261,15 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
 def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut line pieces where they cross grid edges; say which grid holds each part (-1: none).
 
-    Exact and vectorised: the chainages where a piece's segments meet grid edges
-    (a crossing, or both ends of a run along an edge) split it into parts that
-    each lie in one set of grids, found from the part's middle point (grids are
-    closed: a part along the shared edge of two grids is in both, and appears
-    once for each). Consecutive parts in the same grid are merged again; parts
-    shorter than ``settings.sliver_length_m`` are dropped.
+    Exact and vectorised. A piece that grids cover whole is kept whole, once per
+    such grid. Any other piece is split at the chainages where its segments meet
+    the edges of the grids it touches (a crossing, or both ends of a run along
+    an edge: closed-form segment intersections over the (segment, edge) pairs of
+    each (piece, grid) pair); each part then lies in the grids holding its
+    middle point (grids are closed: a part along the shared edge of two grids is
+    in both, and appears once for each), or in none. Consecutive parts in the
+    same grid are merged again; parts shorter than ``settings.sliver_length_m``
+    are dropped.
 
     Returns
     -------
@@ -1272,50 +1278,84 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
         position of its grid in ``ctx.grids`` (-1 when in no grid).
     """
     lines = _Lines(geoms)
-    e_idx, s_idx = lines.tree.query(ctx.grid_edges, predicate="intersects")
-    A, B = lines.seg_a[s_idx], lines.seg_b[s_idx]
-    C, D = ctx.grid_edge_a[e_idx], ctx.grid_edge_b[e_idx]
+    n_parts = len(lines.parts)
+    p_idx, g_idx = ctx.grid_tree.query(lines.parts, predicate="intersects")
+    whole = shapely.covers(ctx.grid_geoms[g_idx], lines.parts[p_idx])
+    cut = np.zeros(n_parts, dtype=bool)
+    cut[p_idx[~whole]] = True
+    keep = ~cut[p_idx]
+    out_part = [p_idx[keep], np.setdiff1d(np.arange(n_parts), p_idx)]
+    out_grid = [g_idx[keep], np.full(len(out_part[1]), -1)]
+    out_geom = [lines.parts[out_part[0]], lines.parts[out_part[1]]]
+    if cut.any():
+        pp, gg = p_idx[~whole], g_idx[~whole]
+        seg_off = np.searchsorted(lines.seg_part, np.arange(n_parts))
+        seg_n = np.bincount(lines.seg_part, minlength=n_parts)
+        count = seg_n[pp] * ctx.grid_edge_n[gg]
+        pair = np.repeat(np.arange(len(pp)), count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        seg = seg_off[pp][pair] + k // ctx.grid_edge_n[gg][pair]
+        edge = ctx.grid_edge_off[gg][pair] + k % ctx.grid_edge_n[gg][pair]
+        t, at = _segment_hits(lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge])
+        seg = seg[at]
+        parts = np.flatnonzero(cut)
+        part = np.concatenate([lines.seg_part[seg], parts, parts])
+        ch = np.concatenate([lines.seg_ch0[seg] + t * lines.seg_len[seg], np.zeros(len(parts)),
+                             lines.part_len[parts]])
+        key = lines.base[part] + ch
+        order = np.argsort(key, kind="stable")
+        part, key = part[order], key[order]
+        nxt = np.flatnonzero((part[1:] == part[:-1]) & (key[1:] - key[:-1] > 1e-9))
+        iv_part, ks, ke = part[nxt], key[nxt], key[nxt + 1]
+        i_idx, i_grid = ctx.grid_tree.query(shapely.points(_lerp_key(lines, (ks + ke) / 2.0)), predicate="intersects")
+        lost = np.setdiff1d(np.arange(len(iv_part)), i_idx)
+        i_all = np.concatenate([i_idx, lost])
+        g_all = np.concatenate([i_grid, np.full(len(lost), -1)])
+        p_all = iv_part[i_all]
+        order = np.lexsort((ks[i_all], g_all, p_all))
+        i_all, g_all, p_all = i_all[order], g_all[order], p_all[order]
+        s_all, e_all = ks[i_all], ke[i_all]
+        new = np.ones(len(i_all), dtype=bool)
+        new[1:] = (p_all[1:] != p_all[:-1]) | (g_all[1:] != g_all[:-1]) | (s_all[1:] > e_all[:-1] + 1e-9)
+        starts = np.flatnonzero(new)
+        m_part = p_all[starts]
+        m_start = s_all[starts] - lines.base[m_part]
+        m_end = np.maximum.reduceat(e_all, starts) - lines.base[m_part] if len(starts) else np.empty(0)
+        out_part.append(m_part)
+        out_grid.append(g_all[starts])
+        out_geom.append(lines.substrings(m_part, m_start, m_end))
+    part = np.concatenate(out_part)
+    pieces = np.concatenate(out_geom)
+    grid = np.concatenate(out_grid)
+    ok = shapely.length(pieces) >= settings.sliver_length_m
+    return lines.owner[part[ok]], pieces[ok], grid[ok]
+
+
+def _segment_hits(A: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where segments A→B meet segments C–D: parameters ``t`` along A→B and the pair of each.
+
+    A crossing or touch gives one ``t``; a collinear overlap gives the ``t`` of
+    both ends of the overlap. Pairs that do not meet give nothing.
+    """
     r, q, w = B - A, D - C, C - A
     cross = r[:, 0] * q[:, 1] - r[:, 1] * q[:, 0]
-    rr = _dot(r, r)
-    parallel = np.abs(cross) <= 1e-12 * np.sqrt(rr * _dot(q, q))
+    rr, qq = _dot(r, r), _dot(q, q)
+    scale = np.sqrt(rr * qq)
+    parallel = np.abs(cross) <= 1e-12 * scale
     safe = np.where(parallel, 1.0, cross)
-    t_cross = (w[:, 0] * q[:, 1] - w[:, 1] * q[:, 0]) / safe
-    # along an edge: both of its ends, projected on the segment
-    t_c = _dot(w, r) / rr
-    t_d = _dot(D - A, r) / rr
-    t = np.concatenate([t_cross[~parallel], t_c[parallel], t_d[parallel]])
-    seg = np.concatenate([s_idx[~parallel], s_idx[parallel], s_idx[parallel]])
-    t = np.clip(t, 0.0, 1.0)
-    n_parts = len(lines.parts)
-    part = np.concatenate([lines.seg_part[seg], np.arange(n_parts), np.arange(n_parts)])
-    ch = np.concatenate([lines.seg_ch0[seg] + t * lines.seg_len[seg], np.zeros(n_parts), lines.part_len])
-    key = lines.base[part] + ch
-    order = np.argsort(key, kind="stable")
-    part, key = part[order], key[order]
-    nxt = np.flatnonzero((part[1:] == part[:-1]) & (key[1:] - key[:-1] > 1e-9))
-    iv_part, ks, ke = part[nxt], key[nxt], key[nxt + 1]
-    mid = _lerp_key(lines, (ks + ke) / 2.0)
-    i_idx, g_idx = ctx.grid_tree.query(shapely.points(mid), predicate="intersects")
-    lost = np.setdiff1d(np.arange(len(iv_part)), i_idx)
-    i_all = np.concatenate([i_idx, lost])
-    g_all = np.concatenate([g_idx, np.full(len(lost), -1)])
-    # merge consecutive parts of a piece lying in the same grid
-    p_all = iv_part[i_all]
-    order = np.lexsort((ks[i_all], g_all, p_all))
-    i_all, g_all, p_all = i_all[order], g_all[order], p_all[order]
-    s_all, e_all = ks[i_all], ke[i_all]
-    new = np.ones(len(i_all), dtype=bool)
-    new[1:] = (p_all[1:] != p_all[:-1]) | (g_all[1:] != g_all[:-1]) | (s_all[1:] > e_all[:-1] + 1e-9)
-    starts = np.flatnonzero(new)
-    if not len(starts):
-        return np.empty(0, dtype=np.intp), np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
-    m_part, m_grid = p_all[starts], g_all[starts]
-    m_start = s_all[starts] - lines.base[m_part]
-    m_end = np.maximum.reduceat(e_all, starts) - lines.base[m_part]
-    keep = (m_end - m_start) >= settings.sliver_length_m
-    m_part, m_grid, m_start, m_end = m_part[keep], m_grid[keep], m_start[keep], m_end[keep]
-    return lines.owner[m_part], lines.substrings(m_part, m_start, m_end), m_grid
+    t = (w[:, 0] * q[:, 1] - w[:, 1] * q[:, 0]) / safe
+    u = (w[:, 0] * r[:, 1] - w[:, 1] * r[:, 0]) / safe
+    eps = 1e-12
+    hit = ~parallel & (t >= -eps) & (t <= 1 + eps) & (u >= -eps) & (u <= 1 + eps)
+    # collinear: C lies on the line through A and B (within 1e-7 m); the overlap's ends, projected
+    off_line = np.abs(w[:, 0] * r[:, 1] - w[:, 1] * r[:, 0]) / np.sqrt(np.where(rr > 0, rr, 1.0))
+    tc = _dot(w, r) / np.where(rr > 0, rr, 1.0)
+    td = _dot(D - A, r) / np.where(rr > 0, rr, 1.0)
+    lo, hi = np.minimum(tc, td), np.maximum(tc, td)
+    along = parallel & (off_line <= 1e-7) & (hi >= -eps) & (lo <= 1 + eps)
+    ts = np.concatenate([t[hit], lo[along], hi[along]])
+    at = np.concatenate([np.flatnonzero(hit), np.flatnonzero(along), np.flatnonzero(along)])
+    return np.clip(ts, 0.0, 1.0), at
 
 
 def _lerp_key(lines: _Lines, key: np.ndarray) -> np.ndarray:

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import json
 import logging
 import math
@@ -115,6 +116,8 @@ BASEMAPS = ("osm", "tianditu", "tianditu-img", "gaode", "gaode-satellite", "none
 ASSETS = ("cdn", "inline")
 #: Layers with more features than this draw on the canvas (no hatch, no pulse).
 SVG_LIMIT = 3000
+#: Below this zoom village labels and point icons are hidden (a county overview would be all icons).
+DETAIL_ZOOM = 12
 #: Sensitive sections start hidden (loaded when switched on) past this many features.
 SHOW_LIMIT = 5000
 #: Coordinates are rounded to this many decimals (1e-6 degree is about 0.1 m).
@@ -897,6 +900,8 @@ def _owner_scope(model: _Model, assessment: Any, owner: str) -> _Scope:
     masks.update(_road_masks(model, road_rows))
     if "rivers" in L:
         masks["rivers"] = np.array([owner in o for o in L["rivers"].attrs["owners"]], dtype=bool)
+        vil_ids.update(str(v) for v in L["rivers"].attrs["village_id"][masks["rivers"]] if isinstance(v, str))
+        masks["villages"] = np.isin(L["villages"].attrs["village_id"].to_numpy(), list(vil_ids))
     if "corridors" in L:
         masks["corridors"] = (L["corridors"].attrs["owner"].astype(object) == owner).to_numpy()
     if "sensitive" in L:
@@ -905,10 +910,12 @@ def _owner_scope(model: _Model, assessment: Any, owner: str) -> _Scope:
 
 
 # ----------------------------------------------------------------------------- page assets
+@functools.lru_cache(maxsize=8)
 def _static(name: str) -> str:
     return resources.files("gisgrid").joinpath("static", name).read_text(encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=1)
 def _leaflet_files() -> tuple[str, str]:
     """Leaflet's JS and CSS (images inlined) from the xstatic-leaflet package."""
     try:
@@ -1304,11 +1311,9 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
     if bases:
         url, opts = bases[first_base].tiles[0]
         tiles_cfg = {"url": url, "options": {k: v for k, v in opts.items() if k in ("subdomains", "maxZoom")}}
-    outline_id = None
-    if len(model.layers["boundary"]):
-        counter[0] += 1
-        outline_id = _data_block(m, model.layers["boundary"], f"gg-d{counter[0]}")
-    cfg: dict[str, Any] = {"search": esc("搜索网格/村居/网格长 grid, village, chief"), "scale": True}
+    outline_id = "gg-d1" if len(L["boundary"]) else None  # the boundary layer's own data block, drawn first
+    cfg: dict[str, Any] = {"search": esc("搜索网格/村居/网格长 grid, village, chief"), "scale": True,
+                           "detailZoom": DETAIL_ZOOM}
     if assets == "cdn":
         folium.plugins.Fullscreen(position="topleft", title="Fullscreen 全屏", title_cancel="Exit 退出").add_to(m)
         folium.plugins.MeasureControl(position="topleft", primary_length_unit="meters",

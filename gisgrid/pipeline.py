@@ -22,7 +22,8 @@ from gisgrid import io
 from gisgrid._errors import ConfigError, SchemaError
 from gisgrid.model import LAYERS, ROSTERS, Town
 
-__all__ = ["Config", "RunResult", "analyse_config", "check", "load_config", "load_town", "make_maps", "run", "write_demo"]
+__all__ = ["Config", "RunResult", "analyse_config", "check", "load_config", "load_town", "make_maps", "run",
+           "write_demo"]
 
 logger = logging.getLogger(__name__)
 

@@ -1294,8 +1294,12 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
         count = seg_n[pp] * ctx.grid_edge_n[gg]
         pair = np.repeat(np.arange(len(pp)), count)
         k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        seg = seg_off[pp][pair] + k // ctx.grid_edge_n[gg][pair]
-        edge = ctx.grid_edge_off[gg][pair] + k % ctx.grid_edge_n[gg][pair]
+        n_edge = ctx.grid_edge_n[gg][pair]
+        seg = seg_off[pp][pair] + k // n_edge
+        edge = ctx.grid_edge_off[gg][pair] + k % n_edge
+        a, b, c, d = lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge]
+        near = ((np.minimum(a, b) <= np.maximum(c, d) + 1e-7) & (np.minimum(c, d) <= np.maximum(a, b) + 1e-7)).all(1)
+        seg, edge = seg[near], edge[near]
         t, at = _segment_hits(lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge])
         seg = seg[at]
         parts = np.flatnonzero(cut)
@@ -1753,7 +1757,10 @@ def _reporters_of_checkpoints(cp: gpd.GeoDataFrame, findings: gpd.GeoDataFrame) 
         same_river = np.array([_text(frv[f]) is None or frv[f] == cp["river_id"].iat[c]
                                for c, f in zip(c_i, f_i, strict=True)], dtype=bool)
         no_reach_id = np.array([_text(frr[f]) is None for f in f_i], dtype=bool)
-        ok = same_reach | (no_reach_id & close & same_river)
+        # the finding about the point's own reach; only when none names it, one along that reach
+        exact = np.zeros(len(cp), dtype=bool)
+        exact[c_i[same_reach]] = True
+        ok = same_reach | (~exact[c_i] & no_reach_id & close & same_river)
         for c, f in zip(c_i[ok], f_i[ok], strict=True):
             out.setdefault((int(c), "no_river_chief"), []).append(int(rpos[f]))
     return out

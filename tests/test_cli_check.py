@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,9 +145,16 @@ def write_office_town(folder: Path) -> Path:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def _office_master(tmp_path_factory):
+    return write_office_town(tmp_path_factory.mktemp("office") / "石港镇")
+
+
 @pytest.fixture
-def office_config(tmp_path):
-    return write_office_town(tmp_path / "石港镇")
+def office_config(_office_master, tmp_path):
+    """A fresh copy of the office's files (tests may break them)."""
+    folder = shutil.copytree(_office_master.parent, tmp_path / "石港镇")
+    return folder / _office_master.name
 
 
 def _edit(cfg: Path, old: str, new: str, name: str = "edited.toml") -> Path:

@@ -410,6 +410,27 @@ def test_school_in_a_gap_is_a_veto_item_once():
     assert (off.findings["severity"] != "veto").all()
 
 
+def test_intake_on_a_river_without_any_chief_vetoes_only_its_reach():
+    town = make_town(rivers=[("H1", "东河", ln((100, 500), (1900, 500)))], pois=[("W1", "water_intake", pt(500, 510))])
+    found, resp = real_findings(town)
+    res = analyze_sensitive(town, found, resp)
+    f = res.findings[res.findings["kind"] == "river_unassigned"].set_index("rule")
+    assert f.loc["veto_points", "reach_id"] == "H1-V1-1"
+    assert set(f["base_severity"]) == {"high"}
+    assert sorted(f.index) == ["town_chief", "veto_points", "village_chief"]  # no town chief, V2's reach, W1's reach
+    assert one(res.checkpoints, poi_id="W1")["finding_id"] == f.loc["veto_points", "finding_id"]
+
+
+def test_a_town_with_nothing_sensitive():
+    town = make_town()
+    found, resp = real_findings(town)
+    res = analyze_sensitive(town, found, resp)
+    assert res.sections.empty
+    assert res.checkpoints.empty
+    assert res.findings.empty
+    assert summarise_sections(res, town)["sections"].tolist() == [0, 0]
+
+
 def test_veto_rules_make_whatever_they_meet_a_veto_item():
     town = gap_town(roads=[("M1", "main", ln((100, 500), (900, 500)))])
     found, resp = real_findings(town)

@@ -385,6 +385,14 @@
         return div;
       }).addTo(map);
     }
+    if (cfg.detailZoom) {
+      // Village labels and point icons only where they can be read (not at county overview zooms).
+      var far = function () {
+        L.DomUtil[map.getZoom() < cfg.detailZoom ? 'addClass' : 'removeClass'](map.getContainer(), 'gg-far');
+      };
+      map.on('zoomend', far);
+      far();
+    }
     map.on('overlayadd', function () { keepFront(map); });
     keepFront(map);
     var done = function () {

@@ -22,7 +22,9 @@ from gisgrid._errors import (
 
 _LAZY = {
     "Assessment": "gisgrid.analysis",
+    "Comparison": "gisgrid.compare",
     "analyze": "gisgrid.analysis",
+    "compare": "gisgrid.compare",
     "Town": "gisgrid.model",
     "load_town": "gisgrid.pipeline",
 }
@@ -33,7 +35,11 @@ def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        if _LAZY[name] == f"gisgrid.{name}":
+            # Importing gisgrid.compare set the package attribute to the module; keep the function.
+            globals()[name] = value
+        return value
     msg = f"module 'gisgrid' has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -42,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Assessment",
     "CRSError",
+    "Comparison",
     "ConfigError",
     "GisgridError",
     "HistoryError",
@@ -51,5 +58,6 @@ __all__ = [
     "Town",
     "__version__",
     "analyze",
+    "compare",
     "load_town",
 ]

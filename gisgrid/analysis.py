@@ -80,22 +80,76 @@ class Assessment:
         return assign.task_lists(self)
 
     def __repr__(self) -> str:
+        def _pct(value: Any) -> str:  # a shortfall never rounds up to 100%
+            v = float(value)
+            return ">99.99%" if v < 1 and round(v * 100, 2) >= 100 else f"{v:.2%}"
+
         t = self.totals
-        return (f"<Assessment {self.town.name!r}: area coverage {t['area_coverage']:.2%}, "
-                f"{len(self.findings)} findings ({t['veto']} veto), uncovered lanes {t['uncovered_lane_m']:.0f} m>")
+        sev = t.get("by_severity", {})
+        extra = f", {sev['high']} high" if sev.get("high") else ""
+        return (f"<Assessment {self.town.name!r}: area coverage {_pct(t['area_coverage'])}, "
+                f"roads {_pct(t.get('road_coverage', 1.0))}, {len(self.findings)} findings "
+                f"({t['veto']} veto{extra}), {t.get('grids_unstaffed', 0)} grid(s) without a chief, "
+                f"uncovered lanes {t['uncovered_lane_m']:,.0f} m>")
 
     def _repr_html_(self) -> str:
+        def _pct(value: Any) -> str:  # a shortfall never rounds up to 100%
+            v = float(value)
+            return ">99.99%" if v < 1 and round(v * 100, 2) >= 100 else f"{v:.2%}"
+
+        esc = html.escape
         t = self.totals
-        sev = ", ".join(f"{k} {v}" for k, v in t["by_severity"].items())
-        head = (
-            f"<h4>{html.escape(self.town.name)} — coverage assessment</h4>"
-            f"<ul><li>area in a grid: <b>{t['area_coverage']:.2%}</b>; staffed: {t['effective_coverage']:.2%}</li>"
-            f"<li>roads in a grid: {t['road_coverage']:.2%}; uncovered lanes {t['uncovered_lane_m']:,.0f} m</li>"
-            f"<li>{len(self.findings)} findings: {html.escape(sev)}</li></ul>"
-        )
-        cols = ["kind", "severity", "village_id", "grid_id", "owner", "measure", "unit", "message"]
-        top = pd.DataFrame(self.findings[cols].head(10))
-        return f"<div>{head}{top.to_html(index=False, escape=True, na_rep='')}</div>"
+        f = self.findings
+        kinds = t.get("by_kind", {})
+        colours = {"veto": "#8b0000", "high": "#cf222e", "medium": "#bf8700", "low": "#57606a"}
+        chips = " ".join(
+            f"<span style='color:{colours.get(k, '#000')}'><b>{v}</b> {esc(str(k))}</span>"
+            for k, v in t["by_severity"].items())
+        banner = ""
+        if t["veto"]:
+            banner = (f"<p style='color:#fff;background:#8b0000;padding:4px 8px'><b>一票否决 veto: {t['veto']} "
+                      "item(s) fail the whole assessment</b> — fix these first.</p>")
+        rows = [
+            ("area in a grid 网格覆盖", _pct(t["area_coverage"])),
+            ("area under a grid chief 有网格长", _pct(t["effective_coverage"])),
+            ("roads in a grid 道路覆盖", f"{_pct(t['road_coverage'])} of {t.get('road_m', 0) / 1000:,.1f} km"),
+            ("uncovered lanes 未覆盖小巷农路", f"{t['uncovered_lane_m']:,.0f} m"),
+            ("grids without a chief 无网格长", f"{t.get('grids_unstaffed', 0)} of {t.get('grids', 0)}"),
+            ("reaches without a chief 无河长河段", str(kinds.get("river_unassigned", 0))),
+            ("must-check points in no grid 必查点位未覆盖", str(kinds.get("poi_uncovered", 0))),
+        ]
+        if t.get("slivers"):
+            rows.append(("slivers counted, not reported 碎片",
+                         f"{t['slivers']} ({t.get('sliver_area_m2', 0):,.1f} m²)"))
+        head = pd.DataFrame(rows, columns=["", self.town.name]).to_html(index=False, escape=True)
+        by_kind = ", ".join(f"{k} {v}" for k, v in kinds.items())
+        parts = [
+            f"<h4>{esc(self.town.name)} — coverage assessment 全域覆盖检查</h4>", banner, head,
+            f"<p>{len(f)} findings: {chips}<br><small>{esc(by_kind)}</small></p>",
+        ]
+        s = self.summary
+        if len(s) and "findings" in s.columns and int(s["findings"].sum()):
+            sev_cols = [c for c in settings.severities if c in s.columns]
+            worst = s[s["findings"] > 0].sort_values([*sev_cols, "area_coverage"],
+                                                     ascending=[False] * len(sev_cols) + [True]).head(5)
+            cols = [c for c in ("name", "area_coverage", "effective_coverage", "road_coverage", *sev_cols,
+                                "findings") if c in worst.columns]
+            table = pd.DataFrame(worst[cols]).copy()
+            for c in ("area_coverage", "effective_coverage", "road_coverage"):
+                if c in table.columns:
+                    table[c] = [_pct(v) for v in table[c]]
+            parts.append("<p><b>Villages with the most to fix 问题最多的村居</b></p>")
+            parts.append(table.to_html(escape=True, na_rep=""))
+        if len(f):
+            cols = [c for c in ("severity", "kind", "village_id", "grid_id", "owner", "measure", "unit", "message")
+                    if c in f.columns]
+            more = f" (first 10 of {len(f)}: <code>.findings</code>)" if len(f) > 10 else ""
+            parts.append(f"<p><b>Worst findings 主要问题</b>{more}</p>")
+            parts.append(pd.DataFrame(f[cols].head(10)).to_html(index=False, escape=True, na_rep="",
+                                                                 float_format=lambda v: f"{v:,.1f}"))
+        parts.append("<p><small><code>.findings</code> · <code>.summary</code> · <code>.explore()</code> map · "
+                     "<code>.owners()</code> task lists · <code>.responsibility</code></small></p>")
+        return "<div>" + "".join(parts) + "</div>"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -460,7 +514,8 @@ def analyze(
     allf = assign.assign_owners(allf, town, resp, default_owner=opts.get("default_owner"))
     logger.info("sensitive sections and must-check points")
     sres = sensitive.analyze_sensitive(town, allf, resp, rules=rules)
-    findings = sres.findings
+    # New rows from the rules (e.g. an incomplete checkpoint) get their owner like every other finding.
+    findings = assign.assign_owners(sres.findings, town, resp, default_owner=opts.get("default_owner"))
     order = np.lexsort((findings["finding_id"].astype(str).to_numpy(),
                         -findings["measure"].fillna(0).to_numpy(dtype=float),
                         severity_rank(findings["severity"]).to_numpy()))

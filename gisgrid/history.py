@@ -322,6 +322,104 @@ def _replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, in
     return rows[cols], st[state_cols].reset_index(drop=True)
 
 
+_STATE_COLUMNS = ("present", "severity", "first_seen", "last_seen", "opened_on", "deadline", "status",
+                  "resolved_on", "times_reopened")
+
+
+def _state_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Normalise a lifecycle state: index ``finding_id``, dates as ISO text or None."""
+    out = pd.DataFrame(df).set_index("finding_id")
+    for col in _STATE_COLUMNS:
+        if col not in out.columns:
+            out[col] = None
+    out = out[list(_STATE_COLUMNS)].astype(object)
+    out = out.where(out.notna(), None)
+    out["present"] = out["present"].map(bool)
+    out["times_reopened"] = out["times_reopened"].map(lambda v: 0 if v is None else int(v))
+    return out
+
+
+def _dates(values: Any) -> np.ndarray:
+    return pd.to_datetime(pd.Series(values, dtype=object), format="%Y-%m-%d", errors="coerce").to_numpy(
+        dtype="datetime64[D]")
+
+
+def _texts(values: np.ndarray) -> np.ndarray:
+    out = np.datetime_as_string(values, unit="D").astype(object)
+    out[np.isnat(values)] = None
+    return out
+
+
+def _step(state: pd.DataFrame, day: str, seen: pd.DataFrame, days: Mapping[str, int]) -> tuple[pd.DataFrame,
+                                                                                            pd.DataFrame]:
+    """Advance the lifecycle by one run.
+
+    Parameters
+    ----------
+    state
+        Lifecycle before the run (see :func:`_state_frame`); ``present`` marks
+        the findings seen at the previous run.
+    day
+        The run date (ISO text).
+    seen
+        ``finding_id``, ``severity`` of the findings seen at this run.
+    days
+        Days allowed per severity at this run.
+
+    Returns
+    -------
+    rows : DataFrame
+        This run's observations: the findings seen, and the ``resolved`` ones.
+    state : DataFrame
+        Lifecycle after the run.
+    """
+    seen = seen.drop_duplicates("finding_id").set_index("finding_id")
+    st = state.reindex(state.index.union(seen.index, sort=False))
+    st["present"] = st["present"].map(lambda v: bool(v) if v is not None and v == v else False)
+    st["times_reopened"] = st["times_reopened"].map(lambda v: 0 if v is None or v != v else int(v))
+    st = st.astype(object).where(st.notna(), None)
+    now = np.datetime64(day, "D")
+    is_seen = st.index.isin(seen.index)
+    before = st["present"].to_numpy(dtype=bool)
+    ever = st["first_seen"].notna().to_numpy()
+    sev = seen["severity"].reindex(st.index)
+    default = max(days.values()) if days else 30
+    allowed = sev.map(lambda s: days.get(s, default) if s is not None else default).to_numpy(dtype=np.int64)
+    allowed = allowed.astype("timedelta64[D]")
+    opened_prev, deadline_prev = _dates(st["opened_on"]), _dates(st["deadline"])
+    cont = is_seen & before
+    reopened = is_seen & ~before & ever
+    new = is_seen & ~before & ~ever
+    gone = ~is_seen & before
+    opened = np.where(cont, opened_prev, now)
+    tight = np.where(cont, opened_prev + allowed, now + allowed)
+    deadline = np.where(cont, np.minimum(deadline_prev, tight), tight)
+    status = np.select([cont & (now > deadline), cont, reopened, new],
+                       ["overdue", "persisting", "reopened", "new"], default="").astype(object)
+    times = st["times_reopened"].to_numpy(dtype=np.int64) + reopened
+    first = np.where(new, day, st["first_seen"].to_numpy(dtype=object))
+    after = st.copy()
+    after.loc[is_seen, "present"] = True
+    after.loc[is_seen, "severity"] = sev[is_seen]
+    after.loc[is_seen, "first_seen"] = first[is_seen]
+    after.loc[is_seen, "last_seen"] = day
+    after.loc[is_seen, "opened_on"] = _texts(opened[is_seen])
+    after.loc[is_seen, "deadline"] = _texts(deadline[is_seen])
+    after.loc[is_seen, "status"] = status[is_seen]
+    after.loc[is_seen, "resolved_on"] = None
+    after.loc[is_seen, "times_reopened"] = times[is_seen]
+    after.loc[gone, "present"] = False
+    after.loc[gone, "status"] = "resolved"
+    after.loc[gone, "resolved_on"] = day
+    rows = after[is_seen | gone].copy()
+    rows.loc[gone[is_seen | gone], "last_seen"] = st.loc[gone, "last_seen"].to_numpy()
+    rows.insert(0, "as_of", day)
+    rows = rows.reset_index().rename(columns={"index": "finding_id"})
+    cols = ["as_of", "finding_id", "severity", "status", "first_seen", "last_seen", "opened_on", "deadline",
+            "times_reopened", "present"]
+    return rows[cols], after
+
+
 # --------------------------------------------------------------------------- the database
 class History:
     """The run history of one town, in a SQLite database.
@@ -486,25 +584,41 @@ class History:
                 "crs = excluded.crs, created = excluded.created",
                 (day, config_hash or "", _dumps(fingerprints), _dumps(totals), _dumps(days), crs_text, now),
             )
-            # every finding whose lifecycle this run can change: seen (or resolved) since the run
-            # before, including those of a run being replaced, and today's
-            since = prev or day
+            # every finding whose lifecycle this run can change: seen (or resolved) at the run
+            # before or since (including those of a run being replaced), and today's
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected (finding_id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM affected")
             conn.execute("INSERT OR IGNORE INTO affected SELECT finding_id FROM observations WHERE as_of >= ?",
-                         (since,))
-            conn.execute("DELETE FROM observations WHERE as_of = ?", (day,))
+                         (prev or day,))
+            conn.executemany("INSERT OR IGNORE INTO affected VALUES (?)", [(f,) for f in today["finding_id"]])
+            if not dates or day > dates[-1]:
+                state = self._state_from_table(conn, prev)  # the common case: the next night
+            else:
+                state = self._state_from_observations(conn, day, dates)
+            later = [d for d in dates if d > day]
+            present = [(day, pd.DataFrame({"finding_id": today["finding_id"], "severity": today["severity"]}), days)]
+            schedule = dict(zip(*self._run_schedule(conn), strict=True))
+            for run in later:
+                present.append((run, pd.read_sql_query(
+                    "SELECT finding_id, severity FROM observations WHERE as_of = ? AND status != 'resolved'",
+                    conn, params=(run,)), schedule[run]))
+            parts = []
+            for run, seen, allowed in present:
+                rows_run, state = _step(state, run, seen, allowed)
+                parts.append(rows_run)
+            rows = pd.concat(parts, ignore_index=True)
+            conn.execute("DELETE FROM observations WHERE as_of >= ?", (day,))
             conn.executemany(
-                "INSERT INTO observations (as_of, finding_id, severity, status) VALUES (?, ?, ?, 'new')",
-                [(day, f, s) for f, s in zip(today["finding_id"], today["severity"], strict=True)],
+                "INSERT INTO observations (as_of, finding_id, severity, status, opened_on, deadline, times_reopened) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                list(rows[["as_of", "finding_id", "severity", "status", "opened_on", "deadline", "times_reopened"]]
+                     .astype(object).itertuples(index=False, name=None)),
             )
-            conn.execute("INSERT OR IGNORE INTO affected SELECT finding_id FROM observations WHERE as_of = ?",
-                         (day,))
             self._upsert_attributes(conn, today, day, crs_text)
-            rows = self._recompute(conn, start=day)
+            self._write_state(conn, state)
             self._drop_orphans(conn)
             self._update_counts(conn, start=day)
-            out = self._lifecycle_frame(conn, rows[rows["as_of"] == day], today)
+            out = self._lifecycle_frame(conn, rows[rows["as_of"] == day].drop(columns=["present"]), today)
         logger.info("history %s: %s run %s: %s", self.path.name, "replaced" if replacing else "recorded", day,
                     ", ".join(f"{k} {v}" for k, v in out["status"].value_counts().items()) or "no findings")
         return out
@@ -569,30 +683,42 @@ class History:
             days.append({**{k: int(v) for k, v in settings.deadline_days.items()}, **stored})
         return dates, days
 
-    def _recompute(self, conn: sqlite3.Connection, *, start: str) -> pd.DataFrame:
-        """Re-derive the observations from ``start`` on and the state of the findings in ``temp.affected``."""
-        dates, days = self._run_schedule(conn)
-        obs = pd.read_sql_query(
-            "SELECT o.finding_id, o.as_of, o.severity FROM observations o JOIN affected a USING (finding_id) "
-            "WHERE o.status != 'resolved'",
-            conn,
-        )
-        rows, state = _replay(obs, dates, days)
-        conn.execute("DELETE FROM observations WHERE as_of >= ?", (start,))
-        keep = rows[rows["as_of"] >= start]
-        conn.executemany(
-            "INSERT INTO observations (as_of, finding_id, severity, status, opened_on, deadline, times_reopened) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            list(keep[["as_of", "finding_id", "severity", "status", "opened_on", "deadline", "times_reopened"]]
-                 .astype(object).itertuples(index=False, name=None)),
-        )
+    @staticmethod
+    def _state_from_table(conn: sqlite3.Connection, prev: str | None) -> pd.DataFrame:
+        """Lifecycle after the last run of the affected findings, as the findings table holds it."""
+        state = pd.read_sql_query(
+            "SELECT f.finding_id, f.severity, f.first_seen, f.last_seen, f.opened_on, f.deadline, f.status, "
+            "f.resolved_on, f.times_reopened FROM findings f JOIN affected a USING (finding_id)", conn)
+        state["present"] = (state["last_seen"] == prev) & (state["status"] != "resolved")
+        return _state_frame(state)
+
+    def _state_from_observations(self, conn: sqlite3.Connection, day: str, dates: list[str]) -> pd.DataFrame:
+        """Lifecycle of the affected findings just before ``day``, from their latest earlier observation."""
+        latest = pd.read_sql_query(
+            "SELECT o.finding_id, MAX(o.as_of) AS as_of, o.severity, o.status, o.opened_on, o.deadline, "
+            "o.times_reopened FROM observations o JOIN affected a USING (finding_id) WHERE o.as_of < ? "
+            "GROUP BY o.finding_id", conn, params=(day,))
+        first = pd.read_sql_query(
+            "SELECT o.finding_id, MIN(o.as_of) AS first_seen FROM observations o JOIN affected a USING (finding_id) "
+            "WHERE o.as_of < ? AND o.status != 'resolved' GROUP BY o.finding_id", conn, params=(day,))
+        state = latest.merge(first, on="finding_id", how="left")
+        resolved = state["status"] == "resolved"
+        before = {d: p for p, d in zip([None, *dates[:-1]], dates, strict=True)}
+        state["present"] = ~resolved
+        state["resolved_on"] = state["as_of"].where(resolved, None)
+        state["last_seen"] = np.where(resolved, state["as_of"].map(before), state["as_of"])
+        return _state_frame(state.drop(columns=["as_of"]))
+
+    @staticmethod
+    def _write_state(conn: sqlite3.Connection, state: pd.DataFrame) -> None:
+        seen = state[state["first_seen"].notna()]
         conn.executemany(
             "UPDATE findings SET first_seen = ?, last_seen = ?, opened_on = ?, deadline = ?, status = ?, "
             "resolved_on = ?, times_reopened = ? WHERE finding_id = ?",
-            list(state[["first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
-                        "times_reopened", "finding_id"]].astype(object).itertuples(index=False, name=None)),
+            list(seen.reset_index()[["first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
+                                     "times_reopened", "finding_id"]].astype(object)
+                 .itertuples(index=False, name=None)),
         )
-        return rows
 
     @staticmethod
     def _drop_orphans(conn: sqlite3.Connection) -> None:

@@ -1145,7 +1145,9 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             show_phones: bool) -> folium.Map:
     L = {k: v.take(scope.masks.get(k)) for k, v in model.layers.items()}
     # Bounds: what the map is about (the scope's grids and findings, else the boundary).
-    focus = [L[k].bounds for k in ("grids", "findings", "villages") if len(L[k])] if scope.kind != "town" else []
+    focus = [L[k].bounds for k in ("grids", "findings") if len(L[k])] if scope.kind != "town" else []
+    if scope.kind != "town" and not focus and len(L["villages"]):
+        focus = [L["villages"].bounds]
     allb = np.vstack(focus) if focus else (L["boundary"].bounds if len(L["boundary"]) else L["villages"].bounds)
     if len(allb):
         south, west = float(np.nanmin(allb[:, 1])), float(np.nanmin(allb[:, 0]))
@@ -1338,7 +1340,7 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
     cfg["title"] = _headline(model, scope, fl)
     cfg["legend"] = ("<details open><summary>图例 Legend</summary><ul>" + "".join(legend) + "</ul>"
                      + "".join(f'<div class="gg-note">{esc(n)}</div>' for n in notes) + "</details>")
-    m.fit_bounds([[south, west], [north, east]])
+    m.fit_bounds([[south, west], [north, east]], max_zoom=17)
     _Finish(cfg).add_to(m)
     return m
 

@@ -566,7 +566,42 @@ class Town:
                 f"{self.crs.to_string()}, {len(self.repairs)} repairs, {len(self.issues)} issues>")
 
     def _repr_html_(self) -> str:
+        esc = html.escape
+
+        def count_by(frame: pd.DataFrame, col: str, limit: int = 6) -> str:
+            if col not in frame.columns or not len(frame):
+                return ""
+            vc = frame[col].astype(object).where(frame[col].notna(), "(none)").astype(str).value_counts()
+            text = ", ".join(f"{k} {v}" for k, v in vc.head(limit).items())
+            return text + (f", … ({len(vc) - limit} more)" if len(vc) > limit else "")
+
+        def km(frame: gpd.GeoDataFrame) -> float:
+            return float(frame.geometry.length.sum()) / 1000 if len(frame) else 0.0
+
+        detail: dict[str, str] = {}
+        if "households" in self.villages.columns and self.villages["households"].notna().any():
+            detail["villages"] = f"{pd.to_numeric(self.villages['households'], errors='coerce').sum():,.0f} households"
+        if len(self.grids):
+            per = self.grids.groupby("village_id").size()
+            detail["grids"] = f"{per.min()}–{per.max()} per village"
+        if len(self.roads):
+            by = self.roads.geometry.length.groupby(self.roads["road_class"].to_numpy()).sum() / 1000
+            order = [c for c in settings.road_classes if c in by.index] + [c for c in by.index
+                                                                           if c not in settings.road_classes]
+            detail["roads"] = f"{km(self.roads):,.1f} km: " + ", ".join(f"{c} {by[c]:,.1f}" for c in order)
+        if len(self.rivers):
+            detail["rivers"] = f"{km(self.rivers):,.1f} km"
+        detail["pois"] = count_by(self.pois, "kind")
+        detail["grid_staff"] = count_by(self.grid_staff, "role")
+        detail["river_chiefs"] = count_by(self.river_chiefs, "level")
         table = self.layer_table().drop(columns=["source"])
-        head = (f"<b>{html.escape(self.name)}</b> — {html.escape(self.crs.name)} ({html.escape(self.crs.to_string())}),"
+        table["detail"] = [detail.get(n, "") for n in table["layer"]]
+        head = (f"<b>{esc(self.name)}</b> — {esc(self.crs.name)} ({esc(self.crs.to_string())}),"
                 f" area {self.area_m2 / 1e6:,.2f} km²")
-        return f"<div>{head}{table.to_html(index=False, escape=True)}</div>"
+        notes = []
+        if len(self.repairs):
+            notes.append(f"{len(self.repairs)} geometry repair(s) made on load (<code>town.repairs</code>)")
+        if len(self.issues):
+            notes.append(f"{len(self.issues)} broken reference(s) (<code>town.issues</code>)")
+        foot = f"<p>{'; '.join(notes)}.</p>" if notes else ""
+        return f"<div>{head}{table.to_html(index=False, escape=True, na_rep='')}{foot}</div>"

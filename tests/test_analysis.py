@@ -65,7 +65,8 @@ def test_gap_overlap_road_and_point_found_exactly(assessment):
     assert road["measure"] == pytest.approx(50.0)
     assert road["unit"] == "m"
     assert road.geometry.length == pytest.approx(50.0)
-    assert "212" not in road["message"] and "50 m" in road["message"]
+    assert "212" not in road["message"]
+    assert "50 m" in road["message"]
     poi = _one(f, "poi_uncovered")
     assert poi["poi_id"] == "P1"
 
@@ -87,7 +88,8 @@ def test_owners_filled(assessment):
     gap = _one(f, "area_gap")
     assert "V1" in gap["owner"] or "东社村" in gap["owner"]
     ov = _one(f, "area_overlap")
-    assert "网格长G3" in ov["owner"] and "网格长G4" in ov["owner"]
+    assert "网格长G3" in ov["owner"]
+    assert "网格长G4" in ov["owner"]
 
 
 def test_summary_numbers(assessment):
@@ -116,7 +118,8 @@ def test_fixing_the_gap_keeps_other_ids_and_resolves_it(assessment):
     before, after = set(assessment.findings["finding_id"]), set(fixed.findings["finding_id"])
     gap_id = _one(assessment.findings, "area_gap")["finding_id"]
     ov_id = _one(assessment.findings, "area_overlap")["finding_id"]
-    assert gap_id in before and gap_id not in after
+    assert gap_id in before
+    assert gap_id not in after
     assert ov_id in after
 
 

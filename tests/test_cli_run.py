@@ -88,7 +88,8 @@ def test_quiet_prints_one_line(demo_dir, tmp_path):
     res = gisgrid("run", demo_dir, "--out", tmp_path, "--quiet", "--no-maps", "--as-of", "2026-11-02", cwd=tmp_path)
     assert res.returncode == 1
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "veto" in lines[0]
+    assert len(lines) == 1
+    assert "veto" in lines[0]
     assert res.stderr == ""
 
 

@@ -63,6 +63,7 @@ def test_sort_and_concat():
     s = sort_findings(f)
     assert list(s["severity"]) == ["veto", "high", "low"]
     both = concat_findings([f, empty_findings(4549)], crs=4549)
-    assert len(both) == 3 and isinstance(both, gpd.GeoDataFrame)
+    assert len(both) == 3
+    assert isinstance(both, gpd.GeoDataFrame)
     assert len(concat_findings([], crs=4549)) == 0
     assert np.isnan(concat_findings([f], crs=4549)["measure"]).sum() == 0

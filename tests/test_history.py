@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 import shapely
@@ -148,6 +149,51 @@ def test_recording_a_date_again_replaces_that_run(hist: History, tmp_path: Path)
         kinds = {k for (k,) in conn.execute("SELECT kind FROM findings")}
     assert kinds == {"area_gap", "grid_unstaffed"}
     assert hist.verify() == []
+
+
+def test_replacing_a_run_that_reopened_a_finding(hist: History) -> None:
+    hist.record(findings(GAP, LANE), as_of=D1)
+    hist.record(findings(LANE), as_of=D2)
+    assert by_kind(hist.record(findings(GAP, LANE), as_of=D3))["area_gap"]["status"] == "reopened"
+    again = by_kind(hist.record(findings(LANE), as_of=D3))  # the gap was a mistake that night
+    assert "area_gap" not in again  # resolved on D2 already: not listed again
+    with sqlite3.connect(hist.path) as conn:
+        row = conn.execute("SELECT status, resolved_on, times_reopened, last_seen FROM findings "
+                           "WHERE kind = 'area_gap'").fetchone()
+    assert row == ("resolved", D2.isoformat(), 0, D1.isoformat())
+    assert hist.verify() == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_histories_match_a_full_replay(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    hist = History(tmp_path / "h.sqlite")
+    pool = [{"kind": "area_gap", "severity": "low", "message": f"g{i}", "key": f"g{i}",
+             "geometry": _box(30 * i, 0, 30 * i + 5, 5)} for i in range(25)]
+    days = sorted({dt.date(2024, 7, 1) + dt.timedelta(days=int(d)) for d in rng.choice(60, 12, replace=False)})
+    recorded: set[dt.date] = set()
+    ops: list[str] = []
+    for step in range(16):
+        keep = [dict(r, severity=str(rng.choice(["veto", "high", "medium", "low"], p=[0.1, 0.2, 0.3, 0.4])))
+                for r in pool if rng.random() < 0.6]
+        later = [d for d in days if not recorded or d > max(recorded)]
+        earlier = [d for d in days if recorded and d < max(recorded) and d not in recorded]
+        op = rng.choice(["next", "next", "replace", "insert"])
+        if op == "replace" and recorded:
+            day = sorted(recorded)[int(rng.integers(len(recorded)))]
+        elif op == "insert" and earlier:
+            day = earlier[int(rng.integers(len(earlier)))]
+        elif later:
+            day = later[int(rng.integers(min(3, len(later))))]  # sometimes skip a date, to insert it later
+        else:
+            break
+        force = bool(recorded) and day < max(recorded)
+        ops.append("insert" if force and day not in recorded else "replace" if day in recorded else "next")
+        recorded.add(day)
+        life = hist.record(findings(*keep), as_of=day, force=force, deadlines={"low": int(rng.integers(1, 20))})
+        assert set(life.loc[life["status"] != "resolved", "message"]) == {r["message"] for r in keep}
+        assert hist.verify() == [], f"seed {seed} step {step} day {day}"
+    assert {"next", "replace", "insert"} <= set(ops)
 
 
 def test_an_earlier_date_needs_force(hist: History) -> None:

@@ -26,6 +26,7 @@ ALLOWED = {
     "assign": {"_errors", "settings", "model", "findings", "coverage"},
     "sensitive": {"_errors", "settings", "model", "findings", "coverage"},
     "analysis": {"_errors", "settings", "model", "findings", "coverage", "assign", "sensitive"},
+    "compare": {"_errors", "settings", "findings", "analysis"},
     "maps": {"_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"_errors", "settings", "findings", "io"},
     "history": {"_errors", "settings", "findings"},

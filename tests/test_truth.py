@@ -74,7 +74,8 @@ def test_school_in_gap_is_veto_and_everything_has_an_owner(assessment):
     f = assessment.findings
     school = f[(f["kind"] == "poi_uncovered")]
     assert (school["severity"] == "veto").all()
-    assert f["owner"].notna().all() and (f["owner"].str.len() > 0).all()
+    assert f["owner"].notna().all()
+    assert (f["owner"].str.len() > 0).all()
 
 
 def test_coverage_ratios_agree_with_plain_shapely(demo, assessment):

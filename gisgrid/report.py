@@ -99,6 +99,8 @@ KIND_LABELS: dict[str, str] = {
 #: Weights of the village score (see the module docstring).
 SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.0}
 SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")
+#: Rows listed per table of report.html (the CSV and XLSX hold every finding).
+MAX_ROWS = 1000
 
 #: ``fail_on`` keys: counts fail at ``>=`` the value, ``*_below`` ratios below it, ``*_above`` lengths above it.
 THRESHOLD_KEYS: dict[str, str] = {
@@ -745,6 +747,11 @@ def _measure(value: Any, unit: Any) -> str:
     return f"{f:,.2f} {unit}".strip()
 
 
+def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
+    """Rows of one HTML table (at most ``MAX_ROWS``) and how many more there are."""
+    return {"rows": _rows(frame.head(MAX_ROWS), names), "more": max(len(frame) - MAX_ROWS, 0), "total": len(frame)}
+
+
 def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
     rows = []
     for rec in frame.to_dict("records"):
@@ -786,7 +793,7 @@ def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str
             "veto": int((part["severity"] == "veto").sum()),
             "overdue": int((part["status"] == "overdue").sum()),
             "next_deadline": _text(min((d for d in part["deadline"] if d is not None), default=None)),
-            "rows": _rows(part, names),
+            "table": _listing(part, names),
         })
     out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
     return out
@@ -874,10 +881,10 @@ def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map
         "map_href": _safe_href(map_href),
         "previous": None if previous is None else previous.as_of.isoformat(),
         "headline": _headline(assessment, life, previous),
-        "veto": _rows(veto, names),
-        "overdue": _rows(overdue, names),
-        "new": _rows(new, names),
-        "resolved": _rows(resolved, names),
+        "veto": _listing(veto, names),
+        "overdue": _listing(overdue, names),
+        "new": _listing(new, names),
+        "resolved": _listing(resolved, names),
         "persisting": int((life["status"] == "persisting").sum()),
         "scorecard": card.to_dict("records"),
         "weights": SCORE_WEIGHTS,

@@ -28,7 +28,7 @@ ALLOWED = {
     "analysis": {"_errors", "settings", "model", "findings", "coverage", "assign", "sensitive"},
     "compare": {"_errors", "settings", "findings", "analysis"},
     "maps": {"_errors", "settings", "model", "findings", "crs", "io"},
-    "report": {"_errors", "settings", "findings", "io"},
+    "report": {"_errors", "settings", "findings", "io", "__init__"},
     "history": {"_errors", "settings", "findings"},
     "demo": {"_errors", "settings", "model"},
     "pipeline": {"_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "assign",

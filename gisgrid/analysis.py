@@ -8,6 +8,7 @@ sensitive-section rules, which may raise severities. The result is an
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class Assessment:
         Must-check points with their grid, grid chief and river chief.
     options : dict
         The options the analysis ran with.
+    as_of : date or None
+        The date the data describes (set by ``gisgrid run``; maps and reports show it).
     """
 
     town: Town
@@ -63,6 +66,7 @@ class Assessment:
     sensitive: gpd.GeoDataFrame | None = None
     checkpoints: gpd.GeoDataFrame | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    as_of: dt.date | None = None
 
     @property
     def workload(self) -> pd.DataFrame | None:
@@ -139,14 +143,17 @@ class Assessment:
                 if c in table.columns:
                     table[c] = [_pct(v) for v in table[c]]
             parts.append("<p><b>Villages with the most to fix 问题最多的村居</b></p>")
-            parts.append(table.to_html(escape=True, na_rep=""))
+            parts.append(table.rename_axis(None).to_html(escape=True, na_rep=""))
         if len(f):
             cols = [c for c in ("severity", "kind", "village_id", "grid_id", "owner", "measure", "unit", "message")
                     if c in f.columns]
             more = f" (first 10 of {len(f)}: <code>.findings</code>)" if len(f) > 10 else ""
             parts.append(f"<p><b>Worst findings 主要问题</b>{more}</p>")
-            parts.append(pd.DataFrame(f[cols].head(10)).to_html(index=False, escape=True, na_rep="",
-                                                                 float_format=lambda v: f"{v:,.1f}"))
+            top = pd.DataFrame(f[cols].head(10))
+            for c in top.columns:
+                if not pd.api.types.is_numeric_dtype(top[c]):
+                    top[c] = top[c].astype(object).where(top[c].notna(), "")
+            parts.append(top.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:,.1f}"))
         parts.append("<p><small><code>.findings</code> · <code>.summary</code> · <code>.explore()</code> map · "
                      "<code>.owners()</code> task lists · <code>.responsibility</code></small></p>")
         return "<div>" + "".join(parts) + "</div>"
@@ -486,6 +493,7 @@ def analyze(
     rules: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     sliver_area_m2: float | None = None,
+    as_of: dt.date | None = None,
 ) -> Assessment:
     """Run every check on ``town`` and gather one findings table and the summary.
 
@@ -500,6 +508,8 @@ def analyze(
         workload limits, default owner).
     sliver_area_m2
         Gaps and overlaps below this area are counted, not reported.
+    as_of
+        The date the data describes, shown on maps and reports.
 
     Returns
     -------
@@ -524,4 +534,5 @@ def analyze(
     summary, totals = _summary(town, findings, stats, resp, sections)
     return Assessment(town=town, findings=findings, summary=summary, totals=totals, responsibility=resp,
                       sensitive=sres.sections, checkpoints=sres.checkpoints,
-                      options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2})
+                      options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2},
+                      as_of=as_of)

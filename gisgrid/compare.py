@@ -150,6 +150,31 @@ class Comparison:
                 parts.append(f"{metric} {_fmt(metric, row['before'])} → {_fmt(metric, row['after'])}")
         return "; ".join(parts)
 
+    def format_totals(self, *, changed_only: bool = False) -> pd.DataFrame:
+        """:attr:`totals` as text a person reads: percentages, metres, counts, signed deltas.
+
+        Parameters
+        ----------
+        changed_only
+            Keep only the numbers that changed (and always the area coverage,
+            findings and veto rows).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``before``, ``after``, ``delta``, ``trend`` (all text), index ``metric``.
+        """
+        shown = self.totals
+        if changed_only:
+            keep = ["area_coverage", "effective_coverage", "findings", "veto"]
+            shown = shown[(shown["delta"].fillna(0) != 0) | shown.index.isin(keep)]
+        return pd.DataFrame({
+            "before": [_fmt(m, v) for m, v in zip(shown.index, shown["before"], strict=True)],
+            "after": [_fmt(m, v) for m, v in zip(shown.index, shown["after"], strict=True)],
+            "delta": [_fmt(m, v, signed=True) for m, v in zip(shown.index, shown["delta"], strict=True)],
+            "trend": shown["trend"].to_numpy(),
+        }, index=shown.index)
+
     def __repr__(self) -> str:
         names = self.after_name if self.before_name == self.after_name else f"{self.before_name} → {self.after_name}"
         return f"<Comparison {names!r}: {self.headline()}>"
@@ -167,16 +192,9 @@ class Comparison:
             + (f" ({c['changed_severity']} changed severity 等级变化)" if c["changed_severity"] else "")
             + "</p>"
         )
-        shown = self.totals[(self.totals["delta"].fillna(0) != 0)
-                            | self.totals.index.isin(["area_coverage", "effective_coverage", "findings", "veto"])]
-        table = pd.DataFrame({
-            "before": [_fmt(m, v) for m, v in zip(shown.index, shown["before"], strict=True)],
-            "after": [_fmt(m, v) for m, v in zip(shown.index, shown["after"], strict=True)],
-            "delta": [_fmt(m, v, signed=True) for m, v in zip(shown.index, shown["delta"], strict=True)],
-            "trend": shown["trend"].to_numpy(),
-        }, index=shown.index)
+        table = self.format_totals(changed_only=True)
         body = [head, "<p>Headline numbers that changed (变化的主要指标):</p>",
-                table.to_html(escape=True, na_rep="")]
+                table.rename_axis(None).to_html(escape=True, na_rep="")]
         for change, frame in (("fixed", self.fixed), ("created", self.created), ("persisting", self.persisting)):
             if not len(frame):
                 continue
@@ -185,8 +203,8 @@ class Comparison:
                 cols.insert(cols.index("severity"), "severity_before")
             more = f" (first {_HTML_ROWS} of {len(frame)})" if len(frame) > _HTML_ROWS else ""
             body.append(f"<p><b>{esc(CHANGES[change])}</b>{esc(more)}</p>")
-            body.append(pd.DataFrame(frame[cols].head(_HTML_ROWS)).to_html(index=False, escape=True, na_rep="",
-                                                                           float_format=lambda v: f"{v:,.1f}"))
+            body.append(_blank_missing(pd.DataFrame(frame[cols].head(_HTML_ROWS))).to_html(
+                index=False, escape=True, na_rep="", float_format=lambda v: f"{v:,.1f}"))
         return "<div>" + "".join(body) + "</div>"
 
 
@@ -198,12 +216,24 @@ def _fmt(metric: str, value: Any, *, signed: bool = False) -> str:
     v = float(value)
     sign = "+" if signed and v > 0 else ""
     if metric.endswith("coverage"):
-        return f"{sign}{v * 100:.2f} pp" if signed else f"{v:.2%}"
+        if signed:
+            pp = v * 100
+            return f"{sign}{pp:.2f} pp" if pp == 0 or abs(pp) >= 0.005 else f"{sign}{pp:.4f} pp"
+        return ">99.99%" if v < 1 and round(v * 100, 2) >= 100 else f"{v:.2%}"
     if metric.endswith("_m2"):
         return f"{sign}{v:,.0f} m²"
     if metric.endswith("_m"):
         return f"{sign}{v:,.0f} m"
     return f"{sign}{v:,.0f}"
+
+
+def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """None and NaN in text columns shown as empty cells, not as 'None'."""
+    out = frame.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].astype(object).where(out[col].notna(), "")
+    return out
 
 
 def _parts(side: Any, which: str) -> tuple[gpd.GeoDataFrame, dict[str, Any], pd.DataFrame | None, str]:

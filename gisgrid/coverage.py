@@ -80,6 +80,10 @@ logger = logging.getLogger(__name__)
 #: them are differenced with the union of their own zones instead.
 _BIG_PIECE_VERTICES = 2000
 
+#: Distance (m) within which a computed line part counts as lying on the
+#: extent's edge (rounding of computed nodes is ~1e-9 m at GK coordinates).
+_ON_EDGE_M = 1e-6
+
 _POLYGONAL = ("Polygon", "MultiPolygon")
 _LINEAR = ("LineString", "MultiLineString", "LinearRing")
 _EMPTY = shapely.GeometryCollection()
@@ -553,7 +557,11 @@ def uncovered_lines(
         union = _union_and_flags(zone_geoms)[0]
         parts, owner = _line_minus_union(line_geoms, zone_geoms, union)
         if ext is not None:
-            parts, owner = _clip_to(parts, owner, ext, "LineString")
+            # The extent is closed: a road along its edge is inside. The parts
+            # carry computed nodes a few ulps off that edge, so clip with the
+            # extent grown by _ON_EDGE_M instead of the extent itself.
+            grown = shapely.buffer(ext, _ON_EDGE_M, join_style="mitre")
+            parts, owner = _clip_to(parts, owner, grown, "LineString")
         pieces, owner = _merge(parts, owner)
     else:
         pieces, owner = np.empty(0, dtype=object), np.empty(0, dtype=np.intp)

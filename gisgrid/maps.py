@@ -484,7 +484,7 @@ def _build_layer(key: str, frame: gpd.GeoDataFrame, cols: dict[str, list[Any]], 
         xy = np.full((len(geoms), 2), np.nan)
         xy[present] = shapely.get_coordinates(lp_map)
         cols["_lp"] = [[float(a), float(b)] if np.isfinite(a) else None for a, b in xy]
-    mapped = _to_map(geoms[present], crs, gcj=gcj)
+    mapped = _to_map(_no_collections(geoms[present]), crs, gcj=gcj)
     ok = ~shapely.is_empty(mapped) if len(mapped) else np.zeros(0, bool)
     keep = np.flatnonzero(present)[ok]
     mapped = mapped[ok]
@@ -503,6 +503,24 @@ def _build_layer(key: str, frame: gpd.GeoDataFrame, cols: dict[str, list[Any]], 
 _SCALE = 10**DECIMALS
 
 
+def _no_collections(geoms: np.ndarray) -> np.ndarray:
+    """GeometryCollections (e.g. from make_valid) become their highest-dimension parts; LinearRings LineStrings."""
+    tid = shapely.get_type_id(geoms) if len(geoms) else np.zeros(0, dtype=np.int64)
+    coll = tid == 7
+    rings = tid == 2
+    if not coll.any() and not rings.any():
+        return geoms
+    out = geoms.copy()
+    for pos in np.flatnonzero(rings):  # LinearRing: draw as the closed line it is
+        out[pos] = shapely.LineString(shapely.get_coordinates(geoms[pos]))
+    for pos in np.flatnonzero(coll):
+        parts = shapely.get_parts(geoms[pos])
+        dims = shapely.get_dimensions(parts)
+        keep = parts[dims == dims.max()] if len(parts) else parts
+        out[pos] = shapely.union_all(keep) if len(keep) else shapely.Point()
+    return out
+
+
 def _encode_geometries(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates as integers (1e-6 degree), each ring or line as ``[x0, y0, dx1, dy1, ...]``.
 
@@ -515,13 +533,12 @@ def _encode_geometries(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(geoms):
         return out, types
     names = shapely.get_type_id(geoms)
-    # Encode each family of types together (to_ragged_array promotes Polygon + MultiPolygon etc.).
+    # One geometry type at a time, so that to_ragged_array keeps each type as it is.
     done = np.zeros(len(geoms), dtype=bool)
-    for fam in ((0, 4), (1, 5), (3, 6)):
-        idx = np.flatnonzero(np.isin(names, fam))
+    for single in (0, 1, 3, 4, 5, 6):
+        idx = np.flatnonzero(names == single)
         if not len(idx):
             continue
-        single = fam[0] if (names[idx] == fam[0]).all() else fam[1]
         _, coords, offsets = shapely.to_ragged_array(geoms[idx])
         ints = np.rint(coords * _SCALE).astype(np.int64)
         starts = offsets[0][:-1] if offsets else np.arange(len(ints))

@@ -326,14 +326,14 @@ def _config_hash(cfg: Config) -> str:
     return io.file_digest(cfg.path)
 
 
-def analyse_config(cfg: Config, town: Town | None = None) -> Any:
+def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
     """Load (unless given) and analyse the town of ``cfg`` with its rules and options."""
     from gisgrid.analysis import analyze
 
     town = load_town(cfg) if town is None else town
     report_cfg = cfg.section("report")
     return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
-                   sliver_area_m2=report_cfg.get("sliver_area_m2"))
+                   sliver_area_m2=report_cfg.get("sliver_area_m2"), as_of=as_of or dt.date.today())
 
 
 def run(
@@ -385,7 +385,7 @@ def run(
     tick("load", 0, total)
     town = load_town(cfg)
     tick("analyse", 1, total)
-    assessment = analyse_config(cfg, town)
+    assessment = analyse_config(cfg, town, as_of=as_of)
     hist_cfg = cfg.section("history")
     db_path = Path(hist_cfg["path"]) if "path" in hist_cfg else reports / "history.sqlite"
     if cfg.path is not None and not db_path.is_absolute() and "path" in hist_cfg:

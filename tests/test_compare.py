@@ -161,3 +161,21 @@ def test_bad_arguments(before):
         compare(before, 42)
     with pytest.raises(ValueError, match="finding_id"):
         compare(pd.DataFrame({"kind": ["area_gap"], "severity": ["high"]}), before)
+
+
+def test_town_and_assessment_show_themselves_escaped(town):
+    villages = town.villages.copy()
+    villages["name"] = ["<img src=x onerror=alert(1)>", "西亭村"]
+    evil = town.replace(villages=villages, name="<i>镇</i>")
+    t_html = evil._repr_html_()
+    assert "<i>镇</i>" not in t_html
+    assert "&lt;i&gt;镇&lt;/i&gt;" in t_html
+    assert "villages" in t_html
+    assert "households" in t_html
+    gaps = analyze(_without_chief(_with_gap(evil)))
+    a_html = gaps._repr_html_()
+    assert "<img" not in a_html
+    assert "<i>镇</i>" not in a_html
+    assert "area_gap" in a_html
+    assert ">None<" not in a_html
+    assert "without a chief" in repr(gaps)

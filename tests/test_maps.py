@@ -481,3 +481,29 @@ def test_geometryless_findings_are_counted_not_drawn(small_assessment):
     page = _render(a)
     assert "findings without a location" in html.unescape(page)
     assert Path  # keep the import used when the file is trimmed
+
+
+def test_coordinate_encoding_round_trips_every_geometry_type():
+    geoms = np.array([
+        Point(120.1234567, 32.1),
+        shapely.MultiPoint([(120.0, 32.0), (120.5, 32.25)]),
+        LineString([(120.0, 32.0), (120.000001, 32.000002), (120.3, 31.9)]),
+        shapely.MultiLineString([[(120, 32), (121, 33)], [(122, 30), (122.5, 30.5)]]),
+        shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (2, 1), (2, 2), (1, 1)]]),
+        shapely.MultiPolygon([box(0, 0, 1, 1), box(2, 2, 3, 3)]),
+    ], dtype=object)
+    rounded = shapely.transform(geoms, lambda c: np.round(c, 6))
+    encoded, types = maps._encode_geometries(rounded)
+    for g, code, kind in zip(rounded, encoded, types, strict=True):
+        back = shapely.from_geojson(json.dumps(_geometry(kind, json.loads(json.dumps(code)), 10**6)))
+        assert back.geom_type == g.geom_type
+        assert shapely.equals_exact(back, g, tolerance=1e-9), kind
+
+
+def test_geometry_collections_are_drawn_as_their_parts(small_assessment):
+    f = small_assessment.findings.copy()
+    gap = f.index[f["kind"] == "area_gap"][0]
+    f.loc[gap, "geometry"] = shapely.GeometryCollection([f.loc[gap, "geometry"], Point(X0, Y0)])
+    a = type(small_assessment)(**{**small_assessment.__dict__, "findings": f})
+    geoms = layer_data(_render(a))["gaps"]["geoms"]
+    assert [g["type"] for g in geoms] == ["Polygon"]

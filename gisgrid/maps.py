@@ -1296,7 +1296,8 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             style = {"color": "#c51b7d", "weight": 5, "dashArray": "8 6", "opacity": 0.95}
             overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
     if "sensitive" in L:
-        style = {"color": "#7b3294", "weight": 3, "opacity": 0.6, "fillColor": "#7b3294", "fillOpacity": 0.15}
+        # Context, not alarm: the problems inside sections are findings drawn above in their own colours.
+        style = {"color": "#7b3294", "weight": 2, "opacity": 0.35, "fillColor": "#7b3294", "fillOpacity": 0.1}
         many = len(L["sensitive"]) > SHOW_LIMIT
         if many:
             notes.append(f"敏感地段超过 {SHOW_LIMIT} 段，默认关闭 (more than {SHOW_LIMIT} sensitive sections: "

@@ -128,7 +128,8 @@ class Assessment:
         head = pd.DataFrame(rows, columns=["", self.town.name]).to_html(index=False, escape=True)
         by_kind = ", ".join(f"{k} {v}" for k, v in kinds.items())
         parts = [
-            f"<h4>{esc(self.town.name)} — coverage assessment 全域覆盖检查</h4>", banner, head,
+            f"<h4>{esc(self.town.name)} — coverage assessment 全域覆盖检查"
+            + (f" ({esc(str(self.as_of))})" if getattr(self, "as_of", None) else "") + "</h4>", banner, head,
             f"<p>{len(f)} findings: {chips}<br><small>{esc(by_kind)}</small></p>",
         ]
         s = self.summary

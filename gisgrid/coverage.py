@@ -80,9 +80,10 @@ logger = logging.getLogger(__name__)
 #: them are differenced with the union of their own zones instead.
 _BIG_PIECE_VERTICES = 2000
 
-#: Distance (m) within which a computed line part counts as lying on the
-#: extent's edge (rounding of computed nodes is ~1e-9 m at GK coordinates).
-_ON_EDGE_M = 1e-6
+#: A computed line part within this many ulps (of the largest coordinate) of
+#: the extent's edge lies on it: ~5e-7 m at Gauss-Kruger magnitudes, where the
+#: rounding of computed nodes is ~1e-9 m.
+_ON_EDGE_ULPS = 1024
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 _LINEAR = ("LineString", "MultiLineString", "LinearRing")
@@ -559,8 +560,9 @@ def uncovered_lines(
         if ext is not None:
             # The extent is closed: a road along its edge is inside. The parts
             # carry computed nodes a few ulps off that edge, so clip with the
-            # extent grown by _ON_EDGE_M instead of the extent itself.
-            grown = shapely.buffer(ext, _ON_EDGE_M, join_style="mitre")
+            # extent grown by _ON_EDGE_ULPS ulps instead of the extent itself.
+            magnitude = float(np.abs(np.asarray(ext.bounds)).max())
+            grown = shapely.buffer(ext, _ON_EDGE_ULPS * np.spacing(magnitude), join_style="mitre")
             parts, owner = _clip_to(parts, owner, grown, "LineString")
         pieces, owner = _merge(parts, owner)
     else:

@@ -19,6 +19,7 @@ or :class:`~gisgrid.CRSError` naming the file, layer, column, rows and fix.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 from dataclasses import dataclass, field
@@ -278,7 +279,8 @@ def _prepare_layer(
                             "geometry": fixed if not fixed.is_empty else before})
             geoms[pos] = fixed
         if invalid.any():
-            logger.warning("%s: %d invalid polygon(s) repaired and recorded", name, int(invalid.sum()))
+            # Recorded as findings; a log line at INFO, not a warning in every notebook and cron mail.
+            logger.info("%s: %d invalid polygon(s) repaired and recorded", name, int(invalid.sum()))
             collapsed = shapely.is_empty(geoms)
             gdf = gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
             if collapsed.any():
@@ -545,7 +547,13 @@ class Town:
         kwargs = self.frames()
         kwargs.update(changes)
         kwargs.setdefault("name", self.name)
-        return Town.from_frames(**kwargs, crs=self.crs)
+        new = Town.from_frames(**kwargs, crs=self.crs)
+        # Layers kept as they were keep the record of the repairs made when they were first loaded.
+        kept = self.repairs[~self.repairs["layer"].isin(list(changes))] if len(self.repairs) else self.repairs
+        if not len(kept):
+            return new
+        merged = pd.concat([kept, new.repairs], ignore_index=True) if len(new.repairs) else kept.copy()
+        return dataclasses.replace(new, repairs=gpd.GeoDataFrame(merged, geometry="geometry", crs=new.crs))
 
     def layer_table(self) -> pd.DataFrame:
         """One row per layer and roster: rows, geometry, repairs and issues (for ``gisgrid check``)."""

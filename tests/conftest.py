@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
+from hypothesis import settings as hypothesis_settings
+
+# CI explores the same examples every run (a red CI is then a real regression, not a new random draw);
+# locally hypothesis keeps exploring and remembers failures in .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 #: Lower-left corner of the hand-built town, EPSG:4549 (CGCS2000 GK CM 120E), near Nantong.
 X0, Y0 = 500_000.0, 3_550_000.0

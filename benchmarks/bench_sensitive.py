@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs of each gisgrid call")
     parser.add_argument("--stages", action="store_true", help="log the time of every stage of analyze_sensitive")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("gisgrid").setLevel(logging.WARNING)
 
     t0 = time.perf_counter()

@@ -81,9 +81,9 @@ logger = logging.getLogger(__name__)
 _BIG_PIECE_VERTICES = 2000
 
 #: A computed line part within this many ulps (of the largest coordinate) of
-#: the extent's edge lies on it: ~5e-7 m at Gauss-Kruger magnitudes, where the
+#: the extent's edge lies on it: ~3e-8 m at Gauss-Kruger magnitudes, where the
 #: rounding of computed nodes is ~1e-9 m.
-_ON_EDGE_ULPS = 1024
+_ON_EDGE_ULPS = 64
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
 _LINEAR = ("LineString", "MultiLineString", "LinearRing")
@@ -288,9 +288,9 @@ def _clip_to(
     """Intersect geometries with ``region``, only computing the ones crossing it."""
     if geoms.size == 0:
         return geoms, owner
-    shapely.prepare(region)
-    inside = shapely.covered_by(geoms, region)
-    crossing = ~inside & shapely.intersects(geoms, region)
+    shapely.prepare(region)  # used as the first operand: prepared predicates
+    inside = shapely.covers(region, geoms)
+    crossing = ~inside & shapely.intersects(region, geoms)
     cut = shapely.intersection(geoms[crossing], region)
     geoms = np.concatenate([geoms[inside], cut])
     owner = np.concatenate([owner[inside], owner[crossing]])

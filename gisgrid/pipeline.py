@@ -404,6 +404,7 @@ def run(
         with io.staged_folder(folder) as staging:
             written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
                                                fail_on=report_cfg.get("fail_on"))
+            written += _write_layers(staging, assessment)
             tick("task lists", 4, total)
             for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
                 written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
@@ -417,6 +418,20 @@ def run(
     code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
+
+
+def _write_layers(folder: Path, assessment: Any) -> list[Path]:
+    """Sensitive sections, checkpoints, river reaches and cross-boundary sections beside the findings."""
+    out: list[Path] = []
+    resp = assessment.responsibility
+    layers = {"sensitive": assessment.sensitive, "reaches": getattr(resp, "reaches", None),
+              "cross_sections": getattr(resp, "cross_sections", None)}
+    for name, layer in layers.items():
+        if layer is not None:
+            out.append(io.write_geojson(layer, folder / f"{name}.geojson"))
+    if assessment.checkpoints is not None:
+        out.append(io.write_csv(assessment.checkpoints, folder / "checkpoints.csv"))
+    return out
 
 
 def _with_lifecycle(assessment: Any, lifecycle: Any) -> Any:

@@ -62,7 +62,8 @@ def test_run_without_config_finds_the_veto_and_writes_everything(default_run):
     work, res = default_run
     assert res.returncode == 1, res.stderr  # the planted school in a gap is a veto item
     folder = work / "reports" / "2026-11-01"
-    for name in ("report.html", "findings.csv", "findings.xlsx", "findings.geojson", "summary.json"):
+    for name in ("report.html", "findings.csv", "findings.xlsx", "findings.geojson", "summary.json",
+                 "sensitive.geojson", "checkpoints.csv", "reaches.geojson", "cross_sections.geojson"):
         assert (folder / name).stat().st_size > 0, name
     assert (work / "maps" / "command_center.html").stat().st_size > 0
     assert (work / "reports" / "history.sqlite").exists()

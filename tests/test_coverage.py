@@ -451,7 +451,7 @@ def test_property_equals_shapely_reference(data):
             cov._BIG_PIECE_VERTICES = old
         got = lengths_by_line(out, roads.index)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)
-        # abs: a crossing of the extent's edge may gain a stub of ~1e-6 m (on-edge tolerance)
+        # abs: crossing the extent's edge may add a stub of ~3e-8 m / sin(angle) (on-edge tolerance)
         assert got.sum() == pytest.approx(expected.sum(), rel=1e-6, abs=1e-5)
         assert (shapely.get_type_id(out.geometry.values) == 1).all()  # LineStrings only
         assert (out["length_m"] > 0).all()
@@ -472,7 +472,7 @@ def test_property_conservation_and_noise_rule(data):
     total = shapely.length(shapely.intersection(geoms, extent))
     # clip last, as uncovered_lines does: clipping first moves the cut ends off the zone edges
     covered = shapely.length(shapely.intersection(shapely.intersection(geoms, shapely.union_all(zones)), extent))
-    np.testing.assert_allclose(covered + lengths_by_line(raw, roads.index), total, atol=1e-5)
+    np.testing.assert_allclose(covered + lengths_by_line(raw, roads.index), total, atol=1e-3)
     # default tolerance: a subset of the raw pieces; what is dropped is short
     default = uncovered_lines(roads, grids, extent=extent)
     assert len(default) <= len(raw)

@@ -411,7 +411,8 @@ def run(
         written = [folder / p.relative_to(staging) for p in written]
     if maps:
         tick("maps", 5, total)
-        written += maps_mod.write_maps(assessment, out_dir, basemap=cfg.section("maps").get("basemap", "osm"),
+        # Maps show each finding's status and first-seen date from the history.
+        written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir, basemap=cfg.section("maps").get("basemap", "osm"),
                                        assets=cfg.section("maps").get("assets", "cdn"),
                                        tiles_url=cfg.section("maps").get("tiles_url"))
     tick("done", total, total)

@@ -47,6 +47,7 @@ __all__ = [
     "read_config",
     "read_layer",
     "read_table",
+    "remove_stale_staging",
     "safe_filename",
     "staged_folder",
     "write_csv",
@@ -623,6 +624,22 @@ def file_lock(path: str | os.PathLike[str], *, timeout_s: float = 600.0) -> Iter
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_stale_staging(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove folders a killed run left behind by :func:`staged_folder`; call it only while holding the lock."""
+    import shutil
+
+    removed = []
+    base = Path(folder)
+    if not base.is_dir():
+        return removed
+    for p in base.iterdir():
+        if p.is_dir() and p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+            logger.info("removed %s, left by an interrupted run", p)
+    return removed
 
 
 @contextlib.contextmanager

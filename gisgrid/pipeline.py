@@ -393,6 +393,7 @@ def run(
     report_cfg = cfg.section("report")
     written: list[Path] = []
     with io.file_lock(reports / ".gisgrid.lock"):
+        io.remove_stale_staging(reports)
         tick("history", 2, total)
         hist = history_mod.History(db_path)
         lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
@@ -412,9 +413,10 @@ def run(
     if maps:
         tick("maps", 5, total)
         # Maps show each finding's status and first-seen date from the history.
-        written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir, basemap=cfg.section("maps").get("basemap", "osm"),
-                                       assets=cfg.section("maps").get("assets", "cdn"),
-                                       tiles_url=cfg.section("maps").get("tiles_url"))
+        mcfg = cfg.section("maps")
+        written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir,
+                                       basemap=mcfg.get("basemap", "osm"), assets=mcfg.get("assets", "cdn"),
+                                       tiles_url=mcfg.get("tiles_url"))
     tick("done", total, total)
     code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,

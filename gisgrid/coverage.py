@@ -2,27 +2,27 @@
 
 A pure geometry module: GeoDataFrames in, new GeoDataFrames (or Series) out;
 inputs are never modified. All lengths and areas are in the units of the
-(projected, metric) CRS of the inputs.
+(projected, metric) CRS of the inputs; geographic CRSs are refused.
 
 Uncovered lines
 ---------------
 :func:`uncovered_lines` answers "which parts of each line lie outside every
-zone?" with the same semantics as the plain shapely expression
-``line.difference(shapely.union_all(zones))`` (intersected with an extent when
-one is given). Zones are closed sets, so a road running exactly along the
-shared edge of two grids, or along the outer edge of a grid, is covered.
+zone?" with the semantics of the plain shapely expression
+``line.difference(shapely.union_all(zones))`` (then intersected with an extent
+when one is given). Zones and extent are closed sets: a road running exactly
+along the shared edge of two grids, or along the outer edge of a grid, is
+covered; a road along the extent's edge is inside the extent.
 
 The work is done on the *complement* of the zones instead of the zones
 themselves, because the gaps are small while the zones are everywhere:
 
-1. ``U`` is the union of the zones (:func:`union_zones`; the fast
-   ``coverage_union`` when the zones form a valid coverage).
+1. ``U`` is the union of the zones (:func:`union_zones`).
 2. ``C = B - U`` where ``B`` is a box strictly containing the lines and ``U``.
    ``C`` is computed once; its pieces are bounded by ``U``'s own rings, so
    no new vertex is introduced anywhere near a line.
-3. A line that meets no piece of ``C`` lies inside ``U`` and is covered.
-   The lines meeting a piece are found with one ``STRtree`` query of the
-   pieces (prepared) against the lines.
+3. A line that meets no piece of ``C`` lies inside ``U`` and is covered; a
+   line inside one piece meets no zone and is uncovered as a whole. Both are
+   found with one ``STRtree`` query of the (prepared) pieces against the lines.
 4. For a line ``L`` and a small piece ``P`` the uncovered part is
    ``L ∩ interior(P)``, computed exactly as ``L - (B' - P)`` with ``B'`` a
    slightly larger box (``B' - P`` is a closed polygon with ``P`` as a hole,
@@ -31,11 +31,11 @@ themselves, because the gaps are small while the zones are everywhere:
 5. A line meeting a *big* piece (more than ``_BIG_PIECE_VERTICES`` vertices,
    typically the region outside all zones) is instead differenced with the
    union of the few zones it intersects, which is ``L - U`` locally.
-6. The pieces are intersected with the extent, merged per line with
+6. The parts are clipped to the extent, merged per line with
    :func:`shapely.line_merge` and exploded into LineStrings.
 
-All geometry calls are vectorised shapely array functions over the candidate
-(line, piece) pairs; there is no Python loop over features.
+Geometry calls are vectorised shapely array functions over the candidate
+(line, piece) pairs; the only Python loops run over distinct group sizes.
 
 Floating-point noise
 --------------------
@@ -43,8 +43,22 @@ An uncovered piece shorter than ``tolerance_m`` (default
 :data:`gisgrid.settings.sliver_length_m`) that lies everywhere within
 :data:`gisgrid.settings.border_tolerance_m` of some zone is digitising or
 floating-point noise -- e.g. a road crossing a hairline gap between two grids
--- and is dropped. Everything else is kept. Pass ``tolerance_m=0`` to keep
-every piece and reproduce the shapely reference exactly.
+-- and is dropped. Everything else is kept; ``tolerance_m=0`` turns this off.
+
+Independently of ``tolerance_m``, a piece of any length lying everywhere
+within ``_ON_EDGE_ULPS`` ulps (~3e-8 m at Gauss-Kruger coordinates) of some
+zone is on that zone's edge and so covered. This happens where zones overlap:
+the union puts a computed node, a few ulps off the original edge, on the edge
+a road runs along, and ``line.difference(union)`` then reports tens of metres
+of the road as uncovered, ~1e-11 m outside the zones.
+
+The clip to the extent (step 6) treats a part within ``_ON_EDGE_ULPS`` ulps of
+the extent (~3e-8 m at Gauss-Kruger coordinates) as on its edge, hence inside.
+Without this, a road lying exactly along the town boundary loses or keeps
+whole pieces at random, because the nodes computed where it enters and leaves
+zones are a few ulps off that boundary -- which is what the plain shapely
+expression does. The price is a stub of at most ~3e-8 m / sin(angle) where a
+line crosses the extent's edge.
 
 Gaps and overlaps
 -----------------
@@ -52,7 +66,7 @@ Gaps and overlaps
 and the overlaps (parts in two or more zones, split by the exact set of zones
 covering them). Overlap candidates are restricted to the zones
 ``shapely.coverage_invalid_edges`` flags; the overlap faces come from
-polygonizing the noded boundaries of only those zones.
+polygonizing the noded boundaries of only the zones in overlapping pairs.
 """
 
 from __future__ import annotations
@@ -469,26 +483,44 @@ def _merge(parts: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return pieces, idx
 
 
-def _near_zones(pieces: np.ndarray, zones: np.ndarray, distance: float) -> np.ndarray:
-    """Whether every point of each piece lies within ``distance`` of some zone.
+def _all_within(pieces: np.ndarray, zones: np.ndarray, distance: float, step: Any) -> np.ndarray:
+    """Whether every sample point of each piece lies within ``distance`` of some zone.
 
-    The pieces are densified to vertices at most ``distance / 4`` apart; each
-    vertex is tested against the zones' STRtree with ``dwithin``.
+    The samples are the vertices of the pieces densified to at most ``step``
+    apart (a scalar or one value per piece) and the midpoints between them;
+    each is tested against the zones' STRtree with ``dwithin``.
     """
     if pieces.size == 0 or zones.size == 0:
         return np.zeros(pieces.size, dtype=bool)
-    step = max(distance / 4.0, 1e-9)
     dense = shapely.segmentize(pieces, step)
-    coords, idx = shapely.get_coordinates(dense, return_index=True)
-    points = shapely.points(coords)
-    hit = np.zeros(points.size, dtype=bool)
-    if distance > 0:
-        pt, _ = STRtree(zones).query(points, predicate="dwithin", distance=distance)
-    else:
-        pt, _ = STRtree(zones).query(points, predicate="intersects")
-    hit[pt] = True
-    misses = np.bincount(idx[~hit], minlength=pieces.size)
-    return misses == 0
+    xy, idx = shapely.get_coordinates(dense, return_index=True)
+    same = idx[1:] == idx[:-1]
+    xy = np.concatenate([xy, (xy[1:][same] + xy[:-1][same]) / 2])
+    idx = np.concatenate([idx, idx[1:][same]])
+    hit = np.zeros(idx.size, dtype=bool)
+    found, _ = STRtree(zones).query(shapely.points(xy), predicate="dwithin", distance=distance)
+    hit[found] = True
+    return np.bincount(idx[~hit], minlength=pieces.size) == 0
+
+
+def _on_zone_edges(pieces: np.ndarray, zones: np.ndarray) -> np.ndarray:
+    """Whether each piece lies on zone edges to machine precision.
+
+    Such a piece is covered (zones are closed); it shows up as uncovered only
+    because the union of overlapping zones puts computed nodes, a few ulps
+    off the original edges, on the edge the line runs along.
+    """
+    if pieces.size == 0 or zones.size == 0:
+        return np.zeros(pieces.size, dtype=bool)
+    bounds = shapely.total_bounds(zones)
+    eps = _ON_EDGE_ULPS * float(np.spacing(np.abs(bounds).max()))
+    lengths = shapely.length(pieces)
+    result = _all_within(pieces, zones, eps, np.inf)  # vertices and midpoints first
+    maybe = np.flatnonzero(result)
+    if maybe.size:  # then 512 samples along each candidate
+        step = np.maximum(lengths[maybe] / 256.0, eps)
+        result[maybe] = _all_within(pieces[maybe], zones, eps, step)
+    return result
 
 
 def uncovered_lines(
@@ -501,9 +533,10 @@ def uncovered_lines(
     """Parts of each line that lie outside every zone.
 
     Same result as ``line.difference(shapely.union_all(zones))`` (then
-    intersected with ``extent``), line by line, minus floating-point noise
-    (see below). Zones are closed: a line lying exactly along a zone edge,
-    shared or outer, is covered.
+    intersected with ``extent``), line by line, minus noise (see
+    ``tolerance_m``) and rounding artefacts (see the module notes). Zones are closed: a line lying exactly along a zone
+    edge, shared or outer, is covered. The extent is closed too: a line along
+    its edge is inside (see the module notes on floating point).
 
     Parameters
     ----------
@@ -520,7 +553,8 @@ def uncovered_lines(
         Uncovered pieces shorter than this that lie everywhere within
         :data:`gisgrid.settings.border_tolerance_m` of a zone are noise and
         dropped. Default :data:`gisgrid.settings.sliver_length_m`; 0 keeps
-        every piece.
+        them. (Pieces lying on zone edges to machine precision are always
+        covered; see the module notes.)
 
     Returns
     -------
@@ -528,8 +562,9 @@ def uncovered_lines(
         One row per connected uncovered piece (a LineString, contiguous parts
         merged), carrying the source line's index label (repeated when a line
         has several pieces) and all its columns, with the geometry replaced by
-        the piece and a new ``length_m`` column. Empty (with the same columns)
-        when everything is covered.
+        the piece and a ``length_m`` column (overwritten if present). Rows
+        follow the order of ``lines``. Empty (with the same columns) when
+        everything is covered.
 
     Raises
     ------
@@ -568,14 +603,17 @@ def uncovered_lines(
     else:
         pieces, owner = np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
 
-    if pieces.size and tol > 0:
-        short = np.flatnonzero(shapely.length(pieces) < tol)
-        noise = short[_near_zones(pieces[short], zone_geoms, settings.border_tolerance_m)]
-        if noise.size:
+    if pieces.size:
+        drop = _on_zone_edges(pieces, zone_geoms)
+        if drop.any():
+            logger.debug("uncovered_lines: %d pieces lie on zone edges (rounding): covered", int(drop.sum()))
+        if tol > 0:
+            short = np.flatnonzero(~drop & (shapely.length(pieces) < tol))
+            border = settings.border_tolerance_m
+            noise = short[_all_within(pieces[short], zone_geoms, border, border / 4.0)]
             logger.debug("uncovered_lines: dropped %d noise pieces (< %g m)", noise.size, tol)
-            keep_mask = np.ones(pieces.size, dtype=bool)
-            keep_mask[noise] = False
-            pieces, owner = pieces[keep_mask], owner[keep_mask]
+            drop[noise] = True
+        pieces, owner = pieces[~drop], owner[~drop]
 
     src = line_pos[owner] if owner.size else np.empty(0, dtype=np.intp)
     out = lines.iloc[src].copy()

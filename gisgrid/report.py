@@ -122,6 +122,7 @@ _STATUS_COLORS = {"overdue": "#b30000", "reopened": "#7a0177", "new": "#e34a33",
 _CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
                  "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK JP", "Noto Sans CJK TC",
                  "Droid Sans Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei", "PingFang SC")
+_ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _CJK_FILES = re.compile(r"(cjk|wqy|wenquanyi|sourcehan|droidsansfallback|uming|ukai|simhei|msyh|pingfang)", re.I)
 
 
@@ -609,28 +610,37 @@ def _finding_table(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> pd.DataF
     return df.reset_index(drop=True)
 
 
-def _cell(value: Any) -> Any:
-    """A value openpyxl can store (lists and dicts as text)."""
-    if isinstance(value, (list, tuple, set, dict, np.ndarray)):
-        return json.dumps(_jsonable(value), ensure_ascii=False)
-    return value
+@dataclass
+class _Sheet:
+    """One worksheet: header and rows of plain cell values."""
+
+    columns: list[str]
+    rows: list[list[Any]]
 
 
-def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[str, pd.DataFrame]:
-    table = table.map(_cell) if len(table) else table
-    sheets: dict[str, pd.DataFrame] = {"findings": table}
-    for vid, part in table.groupby(table["village_id"].fillna("—"), sort=True):
-        name = _text(part["village_name"].iloc[0]) if len(part) else ""
-        sheets[f"村 {vid} {name}".strip()] = part
-    owners = table["owner"].fillna(settings.default_owner)
-    for owner, part in table.groupby(owners, sort=True):
-        sheets[f"责 {owner}"] = part
+def _sheet(frame: pd.DataFrame) -> _Sheet:
+    df = pd.DataFrame(frame).drop(columns=["geometry"], errors="ignore")
+    rows = [[_xlsx_value(v) for v in rec] for rec in df.itertuples(index=False, name=None)]
+    return _Sheet([str(c) for c in df.columns], rows)
+
+
+def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[str, _Sheet]:
+    """All findings, one sheet per village and per owner, the checkpoints and the village summary."""
+    everything = _sheet(table)
+    sheets: dict[str, _Sheet] = {"findings": everything}
+    village_names = dict(zip(table["village_id"], table["village_name"], strict=True))
+    for vid, idx in sorted(table.groupby(table["village_id"].fillna("—").astype(str)).indices.items()):
+        name = _text(village_names.get(vid))
+        sheets[f"村 {vid} {name}".strip()] = _Sheet(everything.columns, [everything.rows[i] for i in idx])
+    owners = table["owner"].fillna(settings.default_owner).astype(str)
+    for owner, idx in sorted(table.groupby(owners).indices.items()):
+        sheets[f"责 {owner}"] = _Sheet(everything.columns, [everything.rows[i] for i in idx])
     checkpoints = _get(assessment, "checkpoints")
     if checkpoints is not None:
-        cp = pd.DataFrame(checkpoints).drop(columns=["geometry"], errors="ignore").map(_cell).map(_defuse)
+        cp = pd.DataFrame(checkpoints).drop(columns=["geometry"], errors="ignore").map(_defuse)
     else:
         cp = pd.DataFrame({"note": ["no must-check points analysed"]})
-    sheets["checkpoints"] = cp
+    sheets["checkpoints"] = _sheet(cp)
     summary = _get(assessment, "summary")
     summ = card.copy()
     if summary is not None:
@@ -638,11 +648,78 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[st
         extra.index = extra.index.astype(str)
         extra = extra.drop(columns=[c for c in extra.columns if c in summ.columns and c != "village_id"])
         summ = summ.merge(extra, left_on="village_id", right_index=True, how="left")
-    sheets["summary"] = summ.map(_cell).map(_defuse)
-    # the workbook lists the "findings" sheet first and "summary" last; village and owner sheets in between
-    order = ["findings", *[k for k in sheets if k.startswith("村 ")], *[k for k in sheets if k.startswith("责 ")],
-             "checkpoints", "summary"]
-    return {k: sheets[k] for k in order}
+    sheets["summary"] = _sheet(summ.map(_defuse))
+    return sheets
+
+
+def _sheet_title(name: str, used: set[str]) -> str:
+    """An Excel sheet name: no [ ] : * ? / or backslash, at most 31 characters, unique ignoring case."""
+    base = "".join("_" if ch in '[]:*?/\\' or ord(ch) < 32 else ch for ch in str(name)).strip("'")[:31] or "sheet"
+    title, k = base, 2
+    while title.casefold() in used:
+        tail = f"~{k}"
+        title, k = base[: 31 - len(tail)] + tail, k + 1
+    used.add(title.casefold())
+    return title
+
+
+def _xlsx_value(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bool, int, dt.date)):
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.replace(tzinfo=None)
+        return value
+    if isinstance(value, (list, tuple, set, dict, np.ndarray)):
+        value = json.dumps(_jsonable(value), ensure_ascii=False)
+    return _ILLEGAL_XLSX.sub("", str(value))
+
+
+def _text_cell(sheet: Any, value: str) -> Any:
+    """A cell that keeps text starting with ``=`` as text (openpyxl would store a formula)."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
+
+
+def _write_workbook(sheets: Mapping[str, _Sheet], path: Path) -> Path:
+    """Write the sheets with openpyxl's streaming writer (time linear in cells, any number of sheets).
+
+    The header row is bold and frozen; text never becomes a formula.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    used: set[str] = set()
+    with io.atomic_path(path) as tmp:
+        book = Workbook(write_only=True)
+        bold = Font(bold=True)
+        for name, content in sheets.items():
+            sheet = book.create_sheet(_sheet_title(name, used))
+            sheet.freeze_panes = "A2"
+            for i, col in enumerate(content.columns):
+                sample = [len(str(r[i])) for r in content.rows[:200] if r[i] is not None]
+                sheet.column_dimensions[get_column_letter(i + 1)].width = min(max([len(col), *sample]) + 2, 60)
+            header = []
+            for col in content.columns:
+                cell = WriteOnlyCell(sheet, value=_xlsx_value(col))
+                cell.data_type = "s"
+                cell.font = bold
+                header.append(cell)
+            sheet.append(header)
+            for record in content.rows:
+                sheet.append([_text_cell(sheet, v) if isinstance(v, str) and v.startswith("=") else v
+                              for v in record])
+        book.save(tmp)
+    return path
 
 
 def _geojson_frame(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> gpd.GeoDataFrame:
@@ -780,23 +857,30 @@ def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]
     return rows
 
 
-def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
+def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool]:
+    """Each owner's open findings, most urgent owner first; compact (counts only) beyond ``MAX_ROWS``."""
     if not len(open_):
-        return []
-    owners = open_["owner"].fillna(settings.default_owner).astype(str)
+        return [], False
+    ordered = sort_findings(open_)
+    owners = ordered["owner"].fillna(settings.default_owner).astype(str).to_numpy()
+    compact = len(ordered) > MAX_ROWS
+    rows = [] if compact else _rows(ordered, names)
+    severity = ordered["severity"].to_numpy()
+    status = ordered["status"].to_numpy()
+    deadline = ordered["deadline"].to_numpy()
     out = []
-    for owner, part in open_.groupby(owners, sort=False):
-        part = sort_findings(part)
+    for owner, idx in pd.Series(owners).groupby(owners, sort=False).indices.items():
+        dates = [d for d in deadline[idx] if d is not None]
         out.append({
             "owner": owner,
-            "count": len(part),
-            "veto": int((part["severity"] == "veto").sum()),
-            "overdue": int((part["status"] == "overdue").sum()),
-            "next_deadline": _text(min((d for d in part["deadline"] if d is not None), default=None)),
-            "table": _listing(part, names),
+            "count": len(idx),
+            "veto": int((severity[idx] == "veto").sum()),
+            "overdue": int((status[idx] == "overdue").sum()),
+            "next_deadline": _text(min(dates) if dates else None),
+            "table": {"rows": [rows[i] for i in idx] if rows else [], "more": 0, "total": len(idx)},
         })
     out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
-    return out
+    return out, compact
 
 
 def _checkpoint_rows(assessment: Any) -> list[dict[str, str]]:
@@ -870,6 +954,7 @@ def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map
     town = _get(assessment, "town")
     totals = dict(_get(assessment, "totals") or {})
     charts = _charts(card, life, history)
+    owners, owners_compact = _owner_lists(open_, names)
     generated = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
     context = {
         "town": _text(_get(town, "name")) or "town",
@@ -889,7 +974,8 @@ def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map
         "scorecard": card.to_dict("records"),
         "weights": SCORE_WEIGHTS,
         "sensitive_kinds": SENSITIVE_KINDS,
-        "owners": _owner_lists(open_, names),
+        "owners": owners,
+        "owners_compact": owners_compact,
         "charts": charts,
         "checkpoints": _checkpoint_rows(assessment),
         "deadline_days": dict(settings.deadline_days),
@@ -951,7 +1037,7 @@ def write_report(
     written = [
         io.atomic_write_text(out / "report.html", built["html"]),
         io.write_csv(table, out / "findings.csv"),
-        io.write_xlsx(_sheets(table, card, assessment), out / "findings.xlsx"),
+        _write_workbook(_sheets(table, card, assessment), out / "findings.xlsx"),
     ]
     geo = _geojson_frame(life, names)
     if geo.crs is None:

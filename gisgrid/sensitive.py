@@ -285,6 +285,7 @@ _MIN_SHARED_M = 1.0  # a finding meets a line footprint when they share this muc
 _TOUCH_M = 1.0  # a piece reaching within this of the town boundary is an entrance
 _ON_BORDER_M = 1.0  # a village border segment this close to the town boundary is the town boundary
 _NEAR_SLACK_M = 1.0  # a river_unassigned this much farther than the nearest reach still reports a checkpoint's reach
+_RUN = 4  # segments per run queried as one box in _Lines.within (targets and lines)
 _LAYER_LABEL = {"roads": "road", "rivers": "river"}
 _CLASS_ZH = {"main": "主干道", "secondary": "次干道", "village": "村道", "lane": "小巷农路"}
 
@@ -605,15 +606,24 @@ class _Lines:
         multi = shapely.get_type_id(merged) == 5
         if multi.any():
             merged[multi] = shapely.line_merge(merged[multi], directed=True)
-        parts, idx = shapely.get_parts(merged, return_index=True)
-        keep = np.isin(shapely.get_type_id(parts), (1, 2)) & (shapely.length(parts) > 0)
-        self.owner = pos[idx[keep]]
-        if keep.any():  # LinearRings become LineStrings
-            xy, at = shapely.get_coordinates(parts[keep], return_index=True)
-            self.parts = shapely.linestrings(xy, indices=at)
+        simple = bool(len(merged)) and bool((shapely.get_type_id(merged) == 1).all()) and not bool(
+            (shapely.has_z(merged) | shapely.has_m(merged)).any())
+        if simple:  # plain 2D LineStrings (the usual case): they are their own parts
+            keep = shapely.length(merged) > 0
+            self.owner = pos[keep]
+            self.parts = merged[keep]
+            coords, vpart = shapely.get_coordinates(self.parts, return_index=True)
         else:
-            self.parts = np.empty(0, dtype=object)
-        coords, vpart = shapely.get_coordinates(self.parts, return_index=True)
+            parts, idx = shapely.get_parts(merged, return_index=True)
+            keep = np.isin(shapely.get_type_id(parts), (1, 2)) & (shapely.length(parts) > 0)
+            self.owner = pos[idx[keep]]
+            if keep.any():  # LinearRings become LineStrings
+                xy, at = shapely.get_coordinates(parts[keep], return_index=True)
+                self.parts = shapely.linestrings(xy, indices=at)
+                coords, vpart = xy, at
+            else:
+                self.parts = np.empty(0, dtype=object)
+                coords, vpart = np.empty((0, 2)), np.empty(0, dtype=np.intp)
         self.vxy = coords
         same = vpart[1:] == vpart[:-1]
         step = np.where(same, np.hypot(*(coords[1:] - coords[:-1]).T), 0.0) if len(coords) else np.empty(0)
@@ -629,15 +639,10 @@ class _Lines:
         self.seg_part = vpart[seg]
         self.seg_ch0 = self.vkey[seg] - self.base[self.seg_part]
         self.seg_len = step[seg]
-        self._tree: STRtree | None = None
         self._part_tree: STRtree | None = None
-
-    @property
-    def tree(self) -> STRtree:
-        """STRtree of the segments (built once)."""
-        if self._tree is None:
-            self._tree = STRtree(shapely.linestrings(np.stack([self.seg_a, self.seg_b], axis=1)))
-        return self._tree
+        self._chunks: tuple[STRtree, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._seg_off: np.ndarray | None = None
+        self._seg_n: np.ndarray | None = None
 
     @property
     def part_tree(self) -> STRtree:
@@ -646,8 +651,59 @@ class _Lines:
             self._part_tree = STRtree(self.parts)
         return self._part_tree
 
+    @property
+    def seg_off(self) -> np.ndarray:
+        """Position of each part's first segment (segments are grouped by part, in part order)."""
+        if self._seg_off is None:
+            self._seg_n = np.bincount(self.seg_part, minlength=len(self.parts))
+            self._seg_off = np.concatenate([[0], np.cumsum(self._seg_n)[:-1]]).astype(np.intp)
+        return self._seg_off
+
+    @property
+    def seg_n(self) -> np.ndarray:
+        """Number of segments of each part."""
+        if self._seg_n is None:
+            _ = self.seg_off
+        return self._seg_n
+
+    def chunks(self) -> tuple[STRtree, np.ndarray, np.ndarray, np.ndarray]:
+        """Runs of at most ``_RUN`` consecutive segments of a part: a tree of their boxes, first segment, count, bounds.
+
+        A part of at most ``_RUN`` segments is one run, indexed by the part itself.
+        """
+        if self._chunks is None:
+            n = self.seg_n
+            k = (n + _RUN - 1) // _RUN
+            if not len(n) or (k <= 1).all():
+                first, count = self.seg_off[n > 0], n[n > 0]
+                chunk_part = np.flatnonzero(n > 0)
+            else:
+                chunk_part = np.repeat(np.arange(len(n)), k)
+                j = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
+                first = self.seg_off[chunk_part] + j * _RUN
+                count = np.minimum(n[chunk_part] - j * _RUN, _RUN)
+            lo = np.minimum(self.seg_a, self.seg_b)
+            hi = np.maximum(self.seg_a, self.seg_b)
+            bounds = np.concatenate([np.minimum.reduceat(lo, first), np.maximum.reduceat(hi, first)], axis=1) \
+                if len(first) else np.empty((0, 4))
+            whole = count == self.seg_n[chunk_part]
+            geoms = np.empty(len(first), dtype=object)
+            geoms[whole] = self.parts[chunk_part[whole]]  # a whole part: its own geometry
+            if (~whole).any():  # a run of a long part: the diagonal of its box
+                geoms[~whole] = shapely.linestrings(bounds[~whole].reshape(-1, 2, 2))
+            tree = self.part_tree if whole.all() and len(first) == len(self.parts) else STRtree(geoms)
+            self._chunks = (tree, first, count, bounds)
+        return self._chunks
+
     def within(self, ca: np.ndarray, cb: np.ndarray, labels: np.ndarray, distance: float) -> pd.DataFrame:
         """Chainage intervals of the parts lying within ``distance`` of the segments ``ca``-``cb``.
+
+        Candidates come from one box query: runs of up to ``_RUN`` connected
+        target segments (a point is a run of its own), their box grown by
+        ``distance``, against runs of up to ``_RUN`` segments of the parts
+        (:meth:`chunks`); expanded to (target segment, line segment) pairs
+        whose boxes come within ``distance``. Each pair's interval is then
+        exact (:func:`_capsule_interval`).
 
         Parameters
         ----------
@@ -666,15 +722,44 @@ class _Lines:
         """
         if not len(ca) or not len(self.seg_a):
             return _no_intervals()
+        ca = np.asarray(ca, dtype=float)
+        cb = np.asarray(cb, dtype=float)
+        n = len(ca)
         degenerate = np.all(ca == cb, axis=1)
-        targets = np.empty(len(ca), dtype=object)
-        if degenerate.any():
-            targets[degenerate] = shapely.points(ca[degenerate])
-        if (~degenerate).any():
-            targets[~degenerate] = shapely.linestrings(np.stack([ca[~degenerate], cb[~degenerate]], axis=1))
-        t_idx, s_idx = self.tree.query(targets, predicate="dwithin", distance=distance)
-        if not len(t_idx):
+        # runs of connected segments (a point is a run of its own), at most _RUN long
+        brk = np.ones(n, dtype=bool)
+        brk[1:] = ~np.all(cb[:-1] == ca[1:], axis=1) | degenerate[1:] | degenerate[:-1]
+        first = np.flatnonzero(brk)
+        k = np.arange(n) - first[np.cumsum(brk) - 1]
+        brk |= k % _RUN == 0
+        first = np.flatnonzero(brk)
+        run_n = np.diff(np.append(first, n))
+        # each run's box grown by the distance, as a diagonal line: the tree compares boxes only
+        lo_run = np.minimum.reduceat(np.minimum(ca, cb), first) - distance
+        hi_run = np.maximum.reduceat(np.maximum(ca, cb), first) + distance
+        targets = shapely.linestrings(np.stack([lo_run, hi_run], axis=1))
+        tree, c_first, c_count, c_bounds = self.chunks()
+        r_idx, c_idx = tree.query(targets)
+        if not len(r_idx):
             return _no_intervals()
+        # (target segment, run of line segments) pairs whose boxes come within the distance
+        cnt = run_n[r_idx]
+        pair = np.repeat(np.arange(len(r_idx)), cnt)
+        t_idx = first[r_idx][pair] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        c_idx = c_idx[pair]
+        cb_ = c_bounds[c_idx]
+        lo_xy, hi_xy = np.minimum(ca[t_idx], cb[t_idx]), np.maximum(ca[t_idx], cb[t_idx])
+        near = ((cb_[:, :2] <= hi_xy + distance) & (lo_xy <= cb_[:, 2:] + distance)).all(1)
+        t_idx, c_idx = t_idx[near], c_idx[near]
+        # (target segment, line segment) pairs likewise
+        cnt = c_count[c_idx]
+        pair = np.repeat(np.arange(len(c_idx)), cnt)
+        s_idx = c_first[c_idx][pair] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        t_idx = t_idx[pair]
+        A, B, C, D = self.seg_a[s_idx], self.seg_b[s_idx], ca[t_idx], cb[t_idx]
+        near = ((np.minimum(A, B) <= np.maximum(C, D) + distance)
+                & (np.minimum(C, D) <= np.maximum(A, B) + distance)).all(1)
+        s_idx, t_idx = s_idx[near], t_idx[near]
         lo, hi = _capsule_interval(self.seg_a[s_idx], self.seg_b[s_idx], ca[t_idx], cb[t_idx], distance)
         ok = np.isfinite(lo) & (hi > lo)
         s_idx, t_idx, lo, hi = s_idx[ok], t_idx[ok], lo[ok], hi[ok]
@@ -727,15 +812,23 @@ class _Lines:
 
 def _join_per_group(gid: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """Sorted unique labels of each group joined with ``','`` (groups numbered 0..n-1, all non-empty)."""
-    lab = pd.DataFrame({"g": gid, "l": pd.Series(labels, dtype=object).astype(str).to_numpy(dtype=object)})
-    lab = lab.drop_duplicates().sort_values(["g", "l"], kind="stable")
-    g = lab["g"].to_numpy()
-    values = lab["l"].to_numpy(dtype=object)
+    codes, uniq = pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=False)
+    # the distinct labels as text, sorted (distinct labels with the same text are one)
+    text = np.asarray(uniq, dtype=object).astype(str)
+    text_code, text_uniq = pd.factorize(text)
+    order = np.argsort(np.asarray(text_uniq, dtype=str), kind="stable")
+    m = max(len(order), 1)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    key = np.unique(np.asarray(gid, dtype=np.int64) * m + rank[text_code[codes]])
+    g = key // m
+    values = np.asarray(text_uniq, dtype=object)[order][key % m]
     counts = np.bincount(g, minlength=n)
     first = np.searchsorted(g, np.arange(n))
     out = values[np.minimum(first, len(values) - 1)].copy()
-    for m in np.flatnonzero(counts > 1):  # few: intervals that several POIs or borders reach
-        out[m] = ",".join(values[first[m]: first[m] + counts[m]])
+    for j in range(1, int(counts.max(initial=1))):  # intervals that several POIs or borders reach
+        more = np.flatnonzero(counts > j)
+        out[more] = out[more] + "," + values[first[more] + j]
     return out
 
 
@@ -842,6 +935,19 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _texts(values: np.ndarray) -> np.ndarray:
+    """:func:`_text` of each value (vectorised when the values are text)."""
+    arr = np.asarray(values, dtype=object)
+    if not len(arr) or pd.api.types.infer_dtype(arr, skipna=True) != "string":
+        return np.array([_text(v) for v in arr], dtype=object)
+    na = pd.isna(arr)
+    out = np.full(len(arr), None, dtype=object)
+    out[~na] = [v.strip() or None for v in arr[~na].tolist()]
+    for i in np.flatnonzero(na):  # None, NaN, NA are None; anything else missing: as _text says
+        out[i] = _text(arr[i])
+    return out
+
+
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     if name in frame.columns:
         return frame[name].to_numpy(dtype=object)
@@ -867,21 +973,37 @@ class _Context:
         self.grid_geoms = _arr(self.grids)
         shapely.prepare(self.grid_geoms)
         self.grid_tree = STRtree(self.grid_geoms)
-        rings, ring_grid = shapely.get_parts(shapely.boundary(self.grid_geoms), return_index=True)
-        xy, at = shapely.get_coordinates(rings, return_index=True)
+        if len(self.grid_geoms) and (shapely.get_type_id(self.grid_geoms) == 3).all() and not (
+                shapely.get_num_interior_rings(self.grid_geoms) > 0).any():
+            # plain polygons (the usual case): their coordinates are their one ring
+            xy, at = shapely.get_coordinates(self.grid_geoms, return_index=True)
+            ring_grid = np.arange(len(self.grid_geoms))
+        else:
+            rings, ring_grid = shapely.get_parts(shapely.boundary(self.grid_geoms), return_index=True)
+            xy, at = shapely.get_coordinates(rings, return_index=True)
         edge = np.flatnonzero(at[1:] == at[:-1])
         self.grid_edge_a, self.grid_edge_b = xy[edge], xy[edge + 1]  # grouped by grid, in grid order
         self.grid_edge_n = np.bincount(ring_grid[at[edge]], minlength=len(self.grid_geoms))
         self.grid_edge_off = np.concatenate([[0], np.cumsum(self.grid_edge_n)[:-1]])
+        self.grid_edge_lo = np.minimum(self.grid_edge_a, self.grid_edge_b)
+        self.grid_edge_hi = np.maximum(self.grid_edge_a, self.grid_edge_b)
+        self.grid_bounds = shapely.bounds(self.grid_geoms).reshape(-1, 4)
         self.village_geoms = _arr(town.villages)
         self.village_tree = STRtree(self.village_geoms)
         self.village_ids = town.villages["village_id"].to_numpy(dtype=object)
         self.village_names = dict(zip(town.villages["village_id"], town.villages["name"], strict=True))
         self.chiefs, self.staffed, self.grid_owner = _staffing(town, responsibility)
+        self.grid_id_str = self.grids["grid_id"].astype(str).to_numpy(dtype=object)
+        self.grid_owner_at = np.array([self.grid_owner.get(g) for g in self.grid_id_str], dtype=object)
+        self.grid_staffed_at = np.array([bool(self.staffed.get(g, False)) for g in self.grid_id_str], dtype=bool)
         self.reaches = _frame(responsibility, "reaches")
         self.cross_sections = _frame(responsibility, "cross_sections")
         self.corridors = _frame(responsibility, "corridors")
         self.boundary_line = shapely.boundary(self.extent)
+        # the town shrunk by 3 * _ON_BORDER_M: whatever lies inside it is farther than _ON_BORDER_M from the
+        # boundary (the buffer's arcs and simplification are off by far less than the 2 m to spare)
+        self.inner_extent = shapely.buffer(self.extent, -3.0 * _ON_BORDER_M)
+        shapely.prepare(self.inner_extent)
         a, b = _segments_of(self.boundary_line)
         self.boundary_tree = STRtree(shapely.linestrings(np.stack([a, b], axis=1)) if len(a)
                                      else np.empty(0, dtype=object))
@@ -929,13 +1051,18 @@ def _staffing(town: Town, responsibility: Any) -> tuple[dict[str, str | None], d
     staffing = _frame(responsibility, "staffing")
     if staffing is not None and "grid_id" in staffing.columns:
         gid = staffing["grid_id"].astype(str).to_numpy(dtype=object)
-        names = [_text(v) for v in _column(staffing, "chief_name")]
+        names = _texts(_column(staffing, "chief_name")).tolist()
         flags = staffing["staffed"].to_numpy() if "staffed" in staffing.columns else np.array(
             [n is not None for n in names])
-        owners = [_text(v) for v in _column(staffing, "owner")]
+        if flags.dtype == bool:
+            flag_values = flags.tolist()
+        else:
+            na = pd.isna(flags.astype(object))
+            flag_values = [False if n else bool(f) for f, n in zip(flags, na, strict=True)]
+        owners = _texts(_column(staffing, "owner")).tolist()
         chiefs = dict(zip(gid, names, strict=True))
-        staffed = {g: bool(f) if not pd.isna(f) else False for g, f in zip(gid, flags, strict=True)}
-        owner = {g: o or c for g, o, c in zip(gid, owners, names, strict=True)}
+        staffed = dict(zip(gid, flag_values, strict=True))
+        owner = dict(zip(gid, [o or c for o, c in zip(owners, names, strict=True)], strict=True))
         return chiefs, staffed, owner
     roster = town.grid_staff
     heads = roster[roster["role"] == "grid_chief"]
@@ -982,9 +1109,18 @@ def _raw(rule: Rule, layer: str, lines: _Lines, iv: pd.DataFrame, detail: Mappin
     part = iv["part"].to_numpy(dtype=np.intp)
     geoms = lines.substrings(part, iv["start"].to_numpy(float), iv["end"].to_numpy(float))
     trig = iv["trigger"].to_numpy(dtype=object)
-    det = np.array([_join_texts(t, detail) for t in trig], dtype=object)
-    miss = np.array([_join_texts(t, missing, ",") for t in trig], dtype=object)
+    det = _per_trigger(trig, lambda t: _join_texts(t, detail))
+    miss = _per_trigger(trig, lambda t: _join_texts(t, missing, ","))
     return _Raw(rule, np.full(len(part), layer, dtype=object), lines.owner[part], geoms, trig, det, miss)
+
+
+def _per_trigger(trigger: np.ndarray, text: Any) -> np.ndarray:
+    """``text(t)`` for each trigger, computed once per distinct trigger."""
+    out = np.full(len(trigger), None, dtype=object)
+    if not len(trigger):
+        return out
+    codes, uniq = pd.factorize(np.asarray(trigger, dtype=object), use_na_sentinel=False)
+    return np.array([text(t) for t in uniq], dtype=object)[codes]
 
 
 def _join_texts(trigger: str, texts: Mapping[str, str] | None, sep: str = "; ") -> str | None:
@@ -1067,7 +1203,10 @@ def _village_border(ctx: _Context, rule: Rule) -> _Raw:
     same = np.flatnonzero(idx[1:] == idx[:-1])
     a, b = coords[same], coords[same + 1]
     owner = villages["village_id"].astype(str).to_numpy(dtype=object)[vidx[idx[same]]]
-    on_town = ctx.boundary_tree.query(shapely.points((a + b) / 2.0), predicate="dwithin", distance=_ON_BORDER_M)[0]
+    mid = (a + b) / 2.0
+    # the middles well inside the town (in the town shrunk by 3 m) are not near its boundary; the others are tested
+    test = np.flatnonzero(~shapely.intersects_xy(ctx.inner_extent, mid[:, 0], mid[:, 1]))
+    on_town = test[ctx.boundary_tree.query(shapely.points(mid[test]), predicate="dwithin", distance=_ON_BORDER_M)[0]]
     keep = np.ones(len(a), dtype=bool)
     keep[on_town] = False
     a, b, owner = a[keep], b[keep], owner[keep]
@@ -1077,9 +1216,8 @@ def _village_border(ctx: _Context, rule: Rule) -> _Raw:
         out.append(_raw(rule, layer, lines, lines.within(a, b, owner, float(rule.distance_m or 0.0))))
     raw = _concat_raw(rule, out)
     if len(raw.geoms):
-        raw.detail = np.array([f"within {rule.distance_m:g} m of the border of villages "
-                               f"{', '.join(ctx.village_label(v) for v in str(t).split(','))}"
-                               for t in raw.trigger], dtype=object)
+        raw.detail = _per_trigger(raw.trigger, lambda t: f"within {rule.distance_m:g} m of the border of villages "
+                                  f"{', '.join(ctx.village_label(v) for v in str(t).split(','))}")
     return raw
 
 
@@ -1215,7 +1353,7 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
     src, geoms, grid_pos = _cut_at_grids(ctx, cat.geoms)
     covered = grid_pos >= 0
     gp = np.maximum(grid_pos, 0)
-    grid_id = np.where(covered, ctx.grids["grid_id"].astype(str).to_numpy(dtype=object)[gp], None)
+    grid_id = np.where(covered, ctx.grid_id_str[gp], None)
     village = np.where(covered, ctx.grids["village_id"].to_numpy(dtype=object)[gp], None)
     if (~covered).any():
         village[~covered] = ctx.village_at(geoms[~covered])
@@ -1230,39 +1368,60 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
             name[mask] = frame_["name"].to_numpy(dtype=object)[pos[mask]]
     if is_road.any():
         road_class[is_road] = ctx.town.roads["road_class"].to_numpy(dtype=object)[pos[is_road]]
-    gseries = pd.Series(grid_id, dtype=object)
-    owner = gseries.map(ctx.grid_owner).to_numpy(dtype=object)
-    staffed = gseries.map(ctx.staffed).fillna(False).to_numpy(dtype=bool)
+    owner = np.where(covered, ctx.grid_owner_at[gp], None)
+    staffed = covered & ctx.grid_staffed_at[gp]
     river_chief = np.full(len(src), None, dtype=object)
     if (~is_road).any() and ctx.river_chief_of:
         river_chief[~is_road] = [ctx.river_chief_of.get((f, str(v))) for f, v in
                                  zip(feature[~is_road], village[~is_road], strict=True)]
-    rules = [raws[i].rule for i in rule_of[src]]
-    df = pd.DataFrame({
-        "rule": pd.Series([r.name for r in rules], dtype=object),
-        "severity": pd.Series([r.effective_severity for r in rules], dtype=object),
-        "trigger": pd.Series(cat.trigger[src], dtype=object),
-        "detail": pd.Series(cat.detail[src], dtype=object),
-        "layer": pd.Series([_LAYER_LABEL[x] for x in layer], dtype=object),
-        "feature_id": pd.Series(feature, dtype=object),
-        "name": pd.Series(name, dtype=object),
-        "road_class": pd.Series(road_class, dtype=object),
-        "village_id": pd.Series(village, dtype=object),
-        "grid_id": pd.Series(grid_id, dtype=object),
-        "owner": pd.Series(owner, dtype=object),
-        "river_chief": pd.Series(river_chief, dtype=object),
-        "covered": covered,
-        "staffed": staffed,
-        "length_m": shapely.length(geoms).astype(float),
-    })
-    df["section_id"] = pd.Series(_section_ids(df, geoms), dtype=object)
-    out = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs=ctx.crs).values, crs=ctx.crs)
-    order = np.lexsort((out["section_id"].to_numpy(dtype=str), out["rule"].to_numpy(dtype=str)))
-    out = out.iloc[order].reset_index(drop=True)
-    for col in SECTION_COLUMNS:
-        if col not in ("geometry", "covered", "staffed", "length_m"):
-            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    rule_names = np.array([r.rule.name for r in raws], dtype=object)[rule_of[src]]
+    severity = np.array([r.rule.effective_severity for r in raws], dtype=object)[rule_of[src]]
+    layer_label = np.where(is_road, _LAYER_LABEL["roads"], None)
+    if (~is_road).any():
+        layer_label[~is_road] = [_LAYER_LABEL[x] for x in layer[~is_road]]
+    section_id = _section_ids(rule_names, feature, grid_id, geoms)
+    order = np.lexsort((_str_rank(section_id), _str_rank(rule_names)))
+    columns = {
+        "section_id": section_id, "rule": rule_names, "severity": severity, "trigger": cat.trigger[src],
+        "detail": cat.detail[src], "layer": layer_label, "feature_id": feature, "name": name,
+        "road_class": road_class, "village_id": village, "grid_id": grid_id, "owner": owner,
+        "river_chief": river_chief,
+    }
+    # columns read from the user's layers may hold NaN or NA: None instead (the others are str or None already)
+    from_input = ("trigger", "detail", "feature_id", "name", "road_class", "village_id", "grid_id")
+    data: dict[str, Any] = {
+        k: pd.Series(_none_for_na(v[order]) if k in from_input else v[order], dtype=object)
+        for k, v in ((k, np.asarray(v, dtype=object)) for k, v in columns.items())}
+    data["covered"] = covered[order]
+    data["staffed"] = staffed[order]
+    data["length_m"] = shapely.length(geoms[order]).astype(float)
+    data["geometry"] = gpd.GeoSeries(geoms[order], crs=ctx.crs).values
+    out = gpd.GeoDataFrame(data, geometry="geometry", crs=ctx.crs)
     return out[list(SECTION_COLUMNS)], cat.missing[src][order]
+
+
+def _none_for_na(values: np.ndarray) -> np.ndarray:
+    """The object array with None for every missing value (None, NaN, NA)."""
+    na = pd.isna(values)
+    if na.any():
+        values = values.copy()
+        values[na] = None
+    return values
+
+
+def _str_rank(values: np.ndarray) -> np.ndarray:
+    """Rank of each value's ``str`` among the distinct ones (equal strings, equal rank): a sort key."""
+    codes, uniq = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    text = np.asarray(uniq, dtype=object).astype(str)
+    order = np.argsort(text, kind="stable")
+    rank = np.empty(len(text), dtype=np.int64)
+    rank[order] = np.arange(len(text))
+    # distinct values with the same str (rare: 1 and "1") share the lowest rank
+    sorted_text = text[order]
+    dup = np.flatnonzero(sorted_text[1:] == sorted_text[:-1]) + 1
+    for i in dup:
+        rank[order[i]] = rank[order[i - 1]]
+    return rank[codes]
 
 
 def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1286,8 +1445,14 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
     """
     lines = _Lines(geoms)
     n_parts = len(lines.parts)
-    p_idx, g_idx = ctx.grid_tree.query(lines.parts, predicate="intersects")
+    # (part, grid) pairs that meet: of the pairs whose boxes meet, the grids covering the part whole
+    # and the others intersecting it (grids are prepared)
+    p_idx, g_idx = ctx.grid_tree.query(lines.parts)
     whole = shapely.covers(ctx.grid_geoms[g_idx], lines.parts[p_idx])
+    meet = whole.copy()
+    rest = np.flatnonzero(~whole)
+    meet[rest] = shapely.intersects(ctx.grid_geoms[g_idx[rest]], lines.parts[p_idx[rest]])
+    p_idx, g_idx, whole = p_idx[meet], g_idx[meet], whole[meet]
     cut = np.zeros(n_parts, dtype=bool)
     cut[p_idx[~whole]] = True
     keep = ~cut[p_idx]
@@ -1296,16 +1461,22 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
     out_geom = [lines.parts[out_part[0]], lines.parts[out_part[1]]]
     if cut.any():
         pp, gg = p_idx[~whole], g_idx[~whole]
-        seg_off = np.searchsorted(lines.seg_part, np.arange(n_parts))
-        seg_n = np.bincount(lines.seg_part, minlength=n_parts)
-        count = seg_n[pp] * ctx.grid_edge_n[gg]
+        # (segment, grid) pairs whose boxes meet, then (segment, edge) pairs likewise
+        count = lines.seg_n[pp]
         pair = np.repeat(np.arange(len(pp)), count)
-        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        n_edge = ctx.grid_edge_n[gg][pair]
-        seg = seg_off[pp][pair] + k // n_edge
-        edge = ctx.grid_edge_off[gg][pair] + k % n_edge
-        a, b, c, d = lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge]
-        near = ((np.minimum(a, b) <= np.maximum(c, d) + 1e-7) & (np.minimum(c, d) <= np.maximum(a, b) + 1e-7)).all(1)
+        seg = lines.seg_off[pp][pair] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count))
+        grid = gg[pair]
+        s_lo = np.minimum(lines.seg_a[seg], lines.seg_b[seg])
+        s_hi = np.maximum(lines.seg_a[seg], lines.seg_b[seg])
+        gb = ctx.grid_bounds[grid]
+        near = ((s_lo <= gb[:, 2:] + 1e-7) & (gb[:, :2] <= s_hi + 1e-7)).all(1)
+        seg, grid, s_lo, s_hi = seg[near], grid[near], s_lo[near], s_hi[near]
+        count = ctx.grid_edge_n[grid]
+        pair = np.repeat(np.arange(len(seg)), count)
+        edge = ctx.grid_edge_off[grid][pair] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count,
+                                                                                         count))
+        seg = seg[pair]
+        near = ((s_lo[pair] <= ctx.grid_edge_hi[edge] + 1e-7) & (ctx.grid_edge_lo[edge] <= s_hi[pair] + 1e-7)).all(1)
         seg, edge = seg[near], edge[near]
         t, at = _segment_hits(lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge])
         seg = seg[at]
@@ -1318,7 +1489,17 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
         part, key = part[order], key[order]
         nxt = np.flatnonzero((part[1:] == part[:-1]) & (key[1:] - key[:-1] > 1e-9))
         iv_part, ks, ke = part[nxt], key[nxt], key[nxt + 1]
-        i_idx, i_grid = ctx.grid_tree.query(shapely.points(_lerp_key(lines, (ks + ke) / 2.0)), predicate="intersects")
+        # the grids holding each interval's middle: of the grids meeting its part
+        by_part = np.argsort(p_idx, kind="stable")
+        grid_of = g_idx[by_part]
+        off = np.searchsorted(p_idx[by_part], np.arange(n_parts))
+        count = np.bincount(p_idx, minlength=n_parts)[iv_part]
+        i_idx = np.repeat(np.arange(len(iv_part)), count)
+        i_grid = grid_of[off[iv_part][i_idx] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count,
+                                                                                        count))]
+        mid = _lerp_key(lines, (ks + ke) / 2.0)
+        inside = shapely.intersects_xy(ctx.grid_geoms[i_grid], mid[i_idx, 0], mid[i_idx, 1])
+        i_idx, i_grid = i_idx[inside], i_grid[inside]
         lost = np.setdiff1d(np.arange(len(iv_part)), i_idx)
         i_all = np.concatenate([i_idx, lost])
         g_all = np.concatenate([i_grid, np.full(len(lost), -1)])
@@ -1376,19 +1557,68 @@ def _lerp_key(lines: _Lines, key: np.ndarray) -> np.ndarray:
     return _lerp(lines.vxy[a - 1], lines.vxy[a], lines.vkey[a - 1], lines.vkey[a], key)
 
 
-def _section_ids(df: pd.DataFrame, geoms: np.ndarray) -> list[str]:
-    mid = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
+def _section_ids(rule: np.ndarray, feature: np.ndarray, grid: np.ndarray, geoms: np.ndarray) -> np.ndarray:
+    mx, my = _midpoints(geoms)
     snap = settings.id_snap_m
-    sx = np.floor(shapely.get_x(mid) / snap + 0.37).astype(np.int64)
-    sy = np.floor(shapely.get_y(mid) / snap + 0.37).astype(np.int64)
-    ids = ["S-" + hashlib.sha1(f"{r}|{f}|{g}|{x}:{y}".encode()).hexdigest()[:10]
-           for r, f, g, x, y in zip(df["rule"].to_numpy(dtype=object), df["feature_id"].to_numpy(dtype=object),
-                                    df["grid_id"].to_numpy(dtype=object), sx.tolist(), sy.tolist(), strict=True)]
+    sx = np.floor(mx / snap + 0.37).astype(np.int64)
+    sy = np.floor(my / snap + 0.37).astype(np.int64)
+    sha1 = hashlib.sha1
+    ids = ["S-" + sha1(f"{r}|{f}|{g}|{x}:{y}".encode()).hexdigest()[:10]
+           for r, f, g, x, y in zip(rule.tolist(), feature.tolist(), grid.tolist(), sx.tolist(), sy.tolist(),
+                                    strict=True)]
     series = pd.Series(ids, dtype=object)
     if not series.duplicated().any():
-        return ids
+        return np.array(ids, dtype=object)
     rank = series.groupby(series, sort=False).cumcount().to_numpy()
-    return [i if k == 0 else f"{i}~{k + 1}" for i, k in zip(ids, rank, strict=True)]
+    return np.array([i if k == 0 else f"{i}~{k + 1}" for i, k in zip(ids, rank, strict=True)], dtype=object)
+
+
+def _midpoints(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of ``shapely.line_interpolate_point(geoms, 0.5, normalized=True)``, without making points.
+
+    For LineStrings this follows GEOS's own arithmetic step by step (the
+    length as a running sum of ``sqrt(dx*dx + dy*dy)``, the first segment
+    whose running sum passes half of it, ``(x1 - x0) * frac + x0``), so the
+    coordinates are the same to the bit; anything else goes to GEOS.
+    """
+    if not len(geoms) or not (shapely.get_type_id(geoms) == 1).all() or shapely.is_empty(geoms).any():
+        mid = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
+        return shapely.get_x(mid), shapely.get_y(mid)
+    xy, idx = shapely.get_coordinates(geoms, return_index=True)
+    n_pts = np.bincount(idx, minlength=len(geoms))
+    start = np.concatenate([[0], np.cumsum(n_pts)[:-1]])
+    n_seg = n_pts - 1
+    mx, my = np.empty(len(geoms)), np.empty(len(geoms))
+    by_size = np.argsort(n_seg, kind="stable")
+    cuts = np.searchsorted(n_seg[by_size], [1 << k for k in range(1, 62)], side="right")
+    for lo, hi in zip(np.concatenate([[0], cuts[:-1]]), cuts, strict=True):  # lines of similar size together
+        rows = by_size[lo:hi]
+        if not len(rows):
+            continue
+        m = int(n_seg[rows].max())
+        j = np.arange(m)
+        valid = j[None, :] < n_seg[rows][:, None]
+        i0 = np.where(valid, start[rows][:, None] + j[None, :], start[rows][:, None])
+        i1 = np.where(valid, i0 + 1, i0)
+        x0, y0, x1, y1 = xy[i0, 0], xy[i0, 1], xy[i1, 0], xy[i1, 1]
+        dx, dy = x1 - x0, y1 - y0
+        run = np.cumsum(np.sqrt(dx * dx + dy * dy), axis=1)  # padding adds 0.0: the sums are GEOS's
+        half = 0.5 * run[:, -1]
+        past = (run > half[:, None]) & valid
+        r = np.arange(len(rows))
+        k = np.argmax(past, axis=1)
+        before = np.where(k > 0, run[r, np.maximum(k - 1, 0)], 0.0)
+        seg_len = np.sqrt(dx[r, k] * dx[r, k] + dy[r, k] * dy[r, k])
+        frac = (half - before) / np.where(seg_len > 0, seg_len, 1.0)
+        px = np.where(frac <= 0.0, x0[r, k], np.where(frac >= 1.0, x1[r, k], dx[r, k] * frac + x0[r, k]))
+        py = np.where(frac <= 0.0, y0[r, k], np.where(frac >= 1.0, y1[r, k], dy[r, k] * frac + y0[r, k]))
+        end = ~past.any(axis=1)  # half the length at or past the end: the last point
+        last = start[rows] + n_pts[rows] - 1
+        px, py = np.where(end, xy[last, 0], px), np.where(end, xy[last, 1], py)
+        first = half <= 0.0  # no length: the first point
+        px, py = np.where(first, xy[start[rows], 0], px), np.where(first, xy[start[rows], 1], py)
+        mx[rows], my[rows] = px, py
+    return mx, my
 
 
 def _empty_sections(crs: Any) -> gpd.GeoDataFrame:
@@ -1624,6 +1854,20 @@ def _union_lines(geoms: np.ndarray, axis: int) -> np.ndarray:
 
 
 # ============================================================================ checkpoints
+def _grids_of_points(ctx: _Context, pois: gpd.GeoDataFrame, pts: np.ndarray) -> np.ndarray:
+    """:func:`gisgrid.coverage.points_in_zones` of the points in the grids, by the grids' tree."""
+    out = np.full(len(pts), None, dtype=object)
+    p_idx, g_idx = ctx.grid_tree.query(pts, predicate="covered_by")
+    counts = np.bincount(p_idx, minlength=len(pts))
+    one = counts[p_idx] == 1
+    out[p_idx[one]] = np.asarray(ctx.grids["grid_id"].tolist(), dtype=object)[g_idx[one]]
+    multi = np.flatnonzero(counts > 1)
+    if len(multi):  # on a shared edge or in an overlap: the ids joined as points_in_zones joins them
+        zones = ctx.grids.iloc[np.unique(g_idx[~one])]
+        out[multi] = coverage.points_in_zones(pois.iloc[multi], zones, id_column="grid_id").to_numpy(dtype=object)
+    return out
+
+
 def _checkpoints(ctx: _Context, kinds: Sequence[str], near_m: float) -> gpd.GeoDataFrame:
     """Grid, grid chief and river chief of every POI of ``kinds``, with its problems (findings linked later)."""
     pois = _rule_pois(ctx, kinds)
@@ -1631,8 +1875,8 @@ def _checkpoints(ctx: _Context, kinds: Sequence[str], near_m: float) -> gpd.GeoD
         return _empty_checkpoints(ctx.crs)
     pts = _arr(pois)
     n = len(pois)
-    grid = coverage.points_in_zones(pois, ctx.grids, id_column="grid_id").to_numpy(dtype=object)
-    gvil = dict(zip(ctx.grids["grid_id"].astype(str), ctx.grids["village_id"], strict=True))
+    grid = _grids_of_points(ctx, pois, pts)
+    gvil = dict(zip(ctx.grid_id_str, ctx.grids["village_id"].to_numpy(dtype=object), strict=True))
     village = np.array([gvil.get(str(g).split(",")[0]) if g is not None else None for g in grid], dtype=object)
     lost = np.array([v is None for v in village], dtype=bool)
     if lost.any():
@@ -1651,7 +1895,8 @@ def _checkpoints(ctx: _Context, kinds: Sequence[str], near_m: float) -> gpd.GeoD
         cg = np.asarray(gpd.GeoSeries(cor["geometry"]).values, dtype=object)
         cg = cg[~(shapely.is_missing(cg) | shapely.is_empty(cg))]
         if len(cg):
-            near[STRtree(cg).query(pts, predicate="intersects")[0]] = True
+            p_idx, c_idx = STRtree(cg).query(pts)
+            near[p_idx[shapely.intersects(cg[c_idx], pts[p_idx])]] = True
         if "half_width_m" in cor.columns and cor["half_width_m"].notna().any():
             radius = max(near_m, float(pd.to_numeric(cor["half_width_m"], errors="coerce").max()) + 1.0)
     # The reach next to the point: the nearest reach centreline; its village chief is the river chief.

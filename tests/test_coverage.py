@@ -247,6 +247,51 @@ def test_road_along_extent_boundary_outside_zones_is_uncovered():
     assert out["length_m"].sum() == pytest.approx(10.0)
 
 
+def test_road_on_town_boundary_in_a_sliver_at_real_coordinates():
+    # grids stop 5 cm short of the town boundary; a road runs exactly along the
+    # boundary and crosses one grid that overshoots it. The plain shapely
+    # expression (road - union) & town drops whole pieces here, because the
+    # computed nodes are a few ulps off the boundary; the extent is closed.
+    x0, y0 = 500_000.0, 3_550_000.0
+    town = Polygon([(x0, y0), (x0 + 300, y0 + 110), (x0 + 300, y0 + 300), (x0, y0 + 300)])
+    over = box(x0 + 37.3, y0 + 37.3 * 110 / 300 - 5, x0 + 47.3, y0 + 37.3 * 110 / 300 + 10)
+    zones = zones_frame([town.buffer(-0.05, join_style="mitre"), over])
+    road = LineString([(x0, y0), (x0 + 300, y0 + 110)])
+    out = uncovered_lines(lines_frame([road]), zones, extent=town)
+    assert out["length_m"].sum() == pytest.approx(road.length - road.intersection(over).length, abs=1e-6)
+    assert len(out) == 2
+
+
+def test_road_on_grid_edge_next_to_an_overlap_is_covered():
+    # From a synthetic county: the road runs along two edges of grid "b"; grid
+    # "a" overlaps "b" and crosses one of those edges. union_all(a, b) puts a
+    # computed node ~1e-11 m off that edge, and road.difference(union) reports
+    # 69.4 m of the road as uncovered. The road is on b's edge: covered.
+    a = shapely.from_wkt(
+        "POLYGON ((490091.4178766078 3379041.2056904747, 490317.03902716836 3378982.1021262323, "
+        "490137.6726535349 3378846.3042641887, 490063.98812413594 3378897.552959266, "
+        "490091.4178766078 3379041.2056904747))"
+    )
+    b = shapely.from_wkt(
+        "POLYGON ((490330.8963874207 3379264.382446381, 490344.19431384956 3379240.2723802635, "
+        "490368.67530561966 3379024.9586462486, 490310.3033483196 3378980.7653738754, "
+        "490093.76262961014 3379037.490234322, 490082.0786715865 3379045.4996657996, "
+        "490138.0288952086 3379171.587225616, 490174.9839519331 3379195.3617582936, "
+        "490330.8963874207 3379264.382446381))"
+    )
+    road = shapely.from_wkt(
+        "LINESTRING (490344.19431384956 3379240.2723802635, 490368.67530561966 3379024.9586462486, "
+        "490310.3033483196 3378980.7653738754)"
+    )
+    zones = zones_frame([a, b])
+    assert uncovered_lines(lines_frame([road]), zones, tolerance_m=0).empty
+    # a genuinely uncovered continuation of the road is still reported
+    longer = LineString([*road.coords, (490300.0, 3378900.0)])
+    out = uncovered_lines(lines_frame([longer]), zones, tolerance_m=0)
+    expected = LineString([(490310.3033483196, 3378980.7653738754), (490300.0, 3378900.0)]).difference(a).length
+    assert out["length_m"].sum() == pytest.approx(expected, abs=1e-6)
+
+
 def test_noise_pieces_dropped_only_when_short_and_near():
     zones = zones_frame([box(0, 0, 10, 10), box(10.01, 0, 20, 10)])  # 1 cm hairline gap
     roads = lines_frame([
@@ -421,6 +466,43 @@ def reference(lines: list, zones: list, extent=None) -> np.ndarray:
     return shapely.length(diff)
 
 
+def sampled(lines: list, zones: list, extent=None, step: float = 1e-3) -> np.ndarray:
+    """Brute-force oracle: uncovered length from the midpoints of ``step``-long bits.
+
+    Point predicates only, no overlay, so it does not share the rounding of
+    computed nodes that trips ``line.difference(union)``. A midpoint within a
+    few ulps of a zone (extent) is in it: closed sets, and the midpoint of a
+    bit lying exactly on an edge is itself rounded. Accurate to ~``step`` per
+    crossing of a zone edge.
+    """
+    geoms = np.array(lines, dtype=object)
+    scale = max(np.abs(shapely.total_bounds(geoms)).max(), 1.0)
+    eps = 128 * float(np.spacing(scale))
+    xy, idx = shapely.get_coordinates(shapely.segmentize(geoms, step), return_index=True)
+    same = idx[1:] == idx[:-1]
+    a, b, owner = xy[:-1][same], xy[1:][same], idx[:-1][same]
+    mids = shapely.points((a + b) / 2)
+    outside = np.ones(mids.size, dtype=bool)
+    if zones:
+        hit, _ = shapely.STRtree(zones).query(mids, predicate="dwithin", distance=eps)
+        outside[hit] = False
+    if extent is not None:
+        outside &= shapely.dwithin(extent, mids, eps)
+    return np.bincount(owner[outside], weights=np.hypot(*(b - a).T)[outside], minlength=geoms.size)
+
+
+def assert_uncovered(got: np.ndarray, expected: np.ndarray, lines: list, zones: list, extent=None) -> None:
+    """``got`` equals the shapely reference per line to 1 mm, or, where the
+    reference itself is off (rounded nodes on an edge a line runs along), the
+    brute-force oracle to 2 cm; and equal in total to 1e-6 elsewhere."""
+    off = np.abs(got - expected) > 1e-3
+    if off.any():
+        oracle = sampled([lines[i] for i in np.flatnonzero(off)], zones, extent)
+        np.testing.assert_allclose(got[off], oracle, rtol=0, atol=0.02)
+    # abs: crossing the extent's edge may add a stub of ~3e-8 m / sin(angle) (on-edge tolerance)
+    assert got[~off].sum() == pytest.approx(expected[~off].sum(), rel=1e-6, abs=1e-5)
+
+
 PROPERTY = settings(
     max_examples=int(os.environ.get("GISGRID_TEST_EXAMPLES", "50")),  # raise it to hunt for counter-examples
     deadline=None,
@@ -450,9 +532,7 @@ def test_property_equals_shapely_reference(data):
         finally:
             cov._BIG_PIECE_VERTICES = old
         got = lengths_by_line(out, roads.index)
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)
-        # abs: crossing the extent's edge may add a stub of ~3e-8 m / sin(angle) (on-edge tolerance)
-        assert got.sum() == pytest.approx(expected.sum(), rel=1e-6, abs=1e-5)
+        assert_uncovered(got, expected, lines, zones, extent)
         assert (shapely.get_type_id(out.geometry.values) == 1).all()  # LineStrings only
         assert (out["length_m"] > 0).all()
 
@@ -471,8 +551,10 @@ def test_property_conservation_and_noise_rule(data):
     geoms = np.array(lines, dtype=object)
     total = shapely.length(shapely.intersection(geoms, extent))
     # clip last, as uncovered_lines does: clipping first moves the cut ends off the zone edges
-    covered = shapely.length(shapely.intersection(shapely.intersection(geoms, shapely.union_all(zones)), extent))
-    np.testing.assert_allclose(covered + lengths_by_line(raw, roads.index), total, atol=1e-3)
+    covered = 0.0
+    if zones:
+        covered = shapely.length(shapely.intersection(shapely.intersection(geoms, shapely.union_all(zones)), extent))
+    assert_uncovered(lengths_by_line(raw, roads.index), total - covered, lines, zones, extent)
     # default tolerance: a subset of the raw pieces; what is dropped is short
     default = uncovered_lines(roads, grids, extent=extent)
     assert len(default) <= len(raw)

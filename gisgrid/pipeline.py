@@ -398,13 +398,13 @@ def run(
         hist = history_mod.History(db_path)
         lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
                                 fingerprints=_fingerprints(cfg), force=force,
-                                deadlines=report_cfg.get("deadlines"))
+                                deadlines=report_cfg.get("deadlines"), totals=assessment.totals)
         tick("report", 3, total)
         folder = reports / as_of.isoformat()
         map_href = "../../maps/command_center.html" if maps else None
         with io.staged_folder(folder) as staging:
             written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
-                                               fail_on=report_cfg.get("fail_on"))
+                                               fail_on=report_cfg.get("fail_on"), as_of=as_of)
             written += _write_layers(staging, assessment)
             tick("task lists", 4, total)
             for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():

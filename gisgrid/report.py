@@ -101,6 +101,9 @@ SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.
 SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")
 #: Rows listed per table of report.html (the CSV and XLSX hold every finding).
 MAX_ROWS = 1000
+#: Most per-village plus per-owner sheets in findings.xlsx (beyond it the owner sheets are left out:
+#: the pipeline's ``owners/*.csv`` hold each owner's list).
+MAX_SHEETS = 500
 
 #: ``fail_on`` keys: counts fail at ``>=`` the value, ``*_below`` ratios below it, ``*_above`` lengths above it.
 THRESHOLD_KEYS: dict[str, str] = {
@@ -225,6 +228,7 @@ def _fresh_lifecycle(findings: gpd.GeoDataFrame, as_of: dt.date) -> gpd.GeoDataF
     out["status"] = "new"
     out["first_seen"] = as_of
     out["last_seen"] = as_of
+    out["opened_on"] = as_of
     out["deadline"] = [as_of + dt.timedelta(days=int(days.get(s, max(days.values())))) for s in out["severity"]]
     out["days_overdue"] = 0
     out["resolved_on"] = None
@@ -384,7 +388,9 @@ def scorecard(assessment: Any, lifecycle: pd.DataFrame | None = None) -> pd.Data
         s["grid_area_m2"] / s["area_m2"] if {"grid_area_m2", "area_m2"} <= set(s.columns) else
         pd.Series(np.nan, index=s.index))
     area = pd.to_numeric(area, errors="coerce").clip(0, 1)
-    if {"road_m", "uncovered_road_m"} <= set(s.columns):
+    if "road_coverage" in s.columns:
+        road = pd.to_numeric(s["road_coverage"], errors="coerce").clip(0, 1)
+    elif {"road_m", "uncovered_road_m"} <= set(s.columns):
         road_m = pd.to_numeric(s["road_m"], errors="coerce")
         road = (1 - pd.to_numeric(s["uncovered_road_m"], errors="coerce") / road_m.where(road_m > 0)).clip(0, 1)
     else:
@@ -632,9 +638,13 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[st
     for vid, idx in sorted(table.groupby(table["village_id"].fillna("—").astype(str)).indices.items()):
         name = _text(village_names.get(vid))
         sheets[f"村 {vid} {name}".strip()] = _Sheet(everything.columns, [everything.rows[i] for i in idx])
-    owners = table["owner"].fillna(settings.default_owner).astype(str)
-    for owner, idx in sorted(table.groupby(owners).indices.items()):
-        sheets[f"责 {owner}"] = _Sheet(everything.columns, [everything.rows[i] for i in idx])
+    owners = sorted(table.groupby(table["owner"].fillna(settings.default_owner).astype(str)).indices.items())
+    if len(sheets) - 1 + len(owners) <= MAX_SHEETS:
+        for owner, idx in owners:
+            sheets[f"责 {owner}"] = _Sheet(everything.columns, [everything.rows[i] for i in idx])
+    else:
+        logger.warning("report: %d owners: findings.xlsx gets no per-owner sheets (more than %d sheets); "
+                       "see the owners/ lists", len(owners), MAX_SHEETS)
     checkpoints = _get(assessment, "checkpoints")
     if checkpoints is not None:
         cp = pd.DataFrame(checkpoints).drop(columns=["geometry"], errors="ignore").map(_defuse)

@@ -285,7 +285,9 @@ _MIN_SHARED_M = 1.0  # a finding meets a line footprint when they share this muc
 _TOUCH_M = 1.0  # a piece reaching within this of the town boundary is an entrance
 _ON_BORDER_M = 1.0  # a village border segment this close to the town boundary is the town boundary
 _NEAR_SLACK_M = 1.0  # a river_unassigned this much farther than the nearest reach still reports a checkpoint's reach
-_RUN = 4  # segments per run queried as one box in _Lines.within (targets and lines)
+_RUN = 4  # connected target segments queried as one box in _Lines.within
+_CHUNK = 16  # consecutive segments of a line indexed as one box (_Lines.chunks)
+_BOX_SLACK_M = 1e-6  # boxes grown by this before they are compared: candidate pairs are never lost to rounding
 _LAYER_LABEL = {"roads": "road", "rivers": "river"}
 _CLASS_ZH = {"main": "主干道", "secondary": "次干道", "village": "村道", "lane": "小巷农路"}
 
@@ -641,6 +643,7 @@ class _Lines:
         self.seg_len = step[seg]
         self._part_tree: STRtree | None = None
         self._chunks: tuple[STRtree, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._seg_box: np.ndarray | None = None
         self._seg_off: np.ndarray | None = None
         self._seg_n: np.ndarray | None = None
 
@@ -650,6 +653,14 @@ class _Lines:
         if self._part_tree is None:
             self._part_tree = STRtree(self.parts)
         return self._part_tree
+
+    @property
+    def seg_box(self) -> np.ndarray:
+        """(xmin, ymin, xmax, ymax) of each segment (computed once)."""
+        if self._seg_box is None:
+            self._seg_box = np.concatenate([np.minimum(self.seg_a, self.seg_b), np.maximum(self.seg_a, self.seg_b)],
+                                           axis=1)
+        return self._seg_box
 
     @property
     def seg_off(self) -> np.ndarray:
@@ -667,25 +678,24 @@ class _Lines:
         return self._seg_n
 
     def chunks(self) -> tuple[STRtree, np.ndarray, np.ndarray, np.ndarray]:
-        """Runs of at most ``_RUN`` consecutive segments of a part: a tree of their boxes, first segment, count, bounds.
+        """Runs of at most ``_CHUNK`` consecutive segments of a part: their boxes' tree, first segment, count, box.
 
-        A part of at most ``_RUN`` segments is one run, indexed by the part itself.
+        A part of at most ``_CHUNK`` segments is one run, indexed by the part itself.
         """
         if self._chunks is None:
             n = self.seg_n
-            k = (n + _RUN - 1) // _RUN
+            k = (n + _CHUNK - 1) // _CHUNK
             if not len(n) or (k <= 1).all():
                 first, count = self.seg_off[n > 0], n[n > 0]
                 chunk_part = np.flatnonzero(n > 0)
             else:
                 chunk_part = np.repeat(np.arange(len(n)), k)
                 j = np.arange(int(k.sum())) - np.repeat(np.cumsum(k) - k, k)
-                first = self.seg_off[chunk_part] + j * _RUN
-                count = np.minimum(n[chunk_part] - j * _RUN, _RUN)
-            lo = np.minimum(self.seg_a, self.seg_b)
-            hi = np.maximum(self.seg_a, self.seg_b)
-            bounds = np.concatenate([np.minimum.reduceat(lo, first), np.maximum.reduceat(hi, first)], axis=1) \
-                if len(first) else np.empty((0, 4))
+                first = self.seg_off[chunk_part] + j * _CHUNK
+                count = np.minimum(n[chunk_part] - j * _CHUNK, _CHUNK)
+            box = self.seg_box
+            bounds = np.concatenate([np.minimum.reduceat(box[:, :2], first), np.maximum.reduceat(box[:, 2:], first)],
+                                    axis=1) if len(first) else np.empty((0, 4))
             whole = count == self.seg_n[chunk_part]
             geoms = np.empty(len(first), dtype=object)
             geoms[whole] = self.parts[chunk_part[whole]]  # a whole part: its own geometry
@@ -700,7 +710,7 @@ class _Lines:
 
         Candidates come from one box query: runs of up to ``_RUN`` connected
         target segments (a point is a run of its own), their box grown by
-        ``distance``, against runs of up to ``_RUN`` segments of the parts
+        ``distance``, against runs of up to ``_CHUNK`` segments of the parts
         (:meth:`chunks`); expanded to (target segment, line segment) pairs
         whose boxes come within ``distance``. Each pair's interval is then
         exact (:func:`_capsule_interval`).
@@ -734,9 +744,12 @@ class _Lines:
         brk |= k % _RUN == 0
         first = np.flatnonzero(brk)
         run_n = np.diff(np.append(first, n))
-        # each run's box grown by the distance, as a diagonal line: the tree compares boxes only
-        lo_run = np.minimum.reduceat(np.minimum(ca, cb), first) - distance
-        hi_run = np.maximum.reduceat(np.maximum(ca, cb), first) + distance
+        # each target's box grown by the distance (and a hair, so that rounding never drops a pair GEOS
+        # would call within the distance); each run's box, as a diagonal line: the tree compares boxes only
+        grow = distance + _BOX_SLACK_M
+        t_box = np.concatenate([np.minimum(ca, cb) - grow, np.maximum(ca, cb) + grow], axis=1)
+        lo_run = np.minimum.reduceat(t_box[:, :2], first)
+        hi_run = np.maximum.reduceat(t_box[:, 2:], first)
         targets = shapely.linestrings(np.stack([lo_run, hi_run], axis=1))
         tree, c_first, c_count, c_bounds = self.chunks()
         r_idx, c_idx = tree.query(targets)
@@ -747,18 +760,16 @@ class _Lines:
         pair = np.repeat(np.arange(len(r_idx)), cnt)
         t_idx = first[r_idx][pair] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
         c_idx = c_idx[pair]
-        cb_ = c_bounds[c_idx]
-        lo_xy, hi_xy = np.minimum(ca[t_idx], cb[t_idx]), np.maximum(ca[t_idx], cb[t_idx])
-        near = ((cb_[:, :2] <= hi_xy + distance) & (lo_xy <= cb_[:, 2:] + distance)).all(1)
+        tb, lb = t_box[t_idx], c_bounds[c_idx]
+        near = ((lb[:, :2] <= tb[:, 2:]) & (tb[:, :2] <= lb[:, 2:])).all(1)
         t_idx, c_idx = t_idx[near], c_idx[near]
         # (target segment, line segment) pairs likewise
         cnt = c_count[c_idx]
         pair = np.repeat(np.arange(len(c_idx)), cnt)
         s_idx = c_first[c_idx][pair] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
         t_idx = t_idx[pair]
-        A, B, C, D = self.seg_a[s_idx], self.seg_b[s_idx], ca[t_idx], cb[t_idx]
-        near = ((np.minimum(A, B) <= np.maximum(C, D) + distance)
-                & (np.minimum(C, D) <= np.maximum(A, B) + distance)).all(1)
+        tb, sb = t_box[t_idx], self.seg_box[s_idx]
+        near = ((sb[:, :2] <= tb[:, 2:]) & (tb[:, :2] <= sb[:, 2:])).all(1)
         s_idx, t_idx = s_idx[near], t_idx[near]
         lo, hi = _capsule_interval(self.seg_a[s_idx], self.seg_b[s_idx], ca[t_idx], cb[t_idx], distance)
         ok = np.isfinite(lo) & (hi > lo)
@@ -857,33 +868,41 @@ def _capsule_interval(A: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray
     interval: the hull of the intervals cut by the discs (a quadratic) and by
     the rectangle (Liang-Barsky). ``lo = inf`` where there is none.
     """
-    AB = B - A
-    a = _dot(AB, AB)
+    ax, ay = A[:, 0], A[:, 1]
+    abx, aby = B[:, 0] - ax, B[:, 1] - ay
+    a = abx * abx + aby * aby
     lo = np.full(len(A), np.inf)
     hi = np.full(len(A), -np.inf)
-    safe_a = np.where(a > 0, a, 1.0)
-    for P in (C, D):
-        f = A - P
-        b = 2.0 * _dot(f, AB)
-        c = _dot(f, f) - d * d
-        disc = b * b - 4.0 * a * c
-        ok = (disc >= 0) & (a > 0)
+    two_a = 2.0 * np.where(a > 0, a, 1.0)
+    point = (C[:, 0] == D[:, 0]) & (C[:, 1] == D[:, 1])
+    for P, rows in ((C, slice(None)), (D, np.flatnonzero(~point))):  # a point target: one disc
+        fx, fy = ax[rows] - P[rows, 0], ay[rows] - P[rows, 1]
+        ab_x, ab_y, a_, two = abx[rows], aby[rows], a[rows], two_a[rows]
+        b = 2.0 * (fx * ab_x + fy * ab_y)
+        c = (fx * fx + fy * fy) - d * d
+        disc = b * b - 4.0 * a_ * c
+        ok = (disc >= 0) & (a_ > 0)
         sq = np.sqrt(np.where(ok, disc, 0.0))
-        t1 = np.maximum((-b - sq) / (2.0 * safe_a), 0.0)
-        t2 = np.minimum((-b + sq) / (2.0 * safe_a), 1.0)
+        t1 = np.maximum((-b - sq) / two, 0.0)
+        t2 = np.minimum((-b + sq) / two, 1.0)
         hit = ok & (t1 <= t2)
-        lo = np.where(hit, np.minimum(lo, t1), lo)
-        hi = np.where(hit, np.maximum(hi, t2), hi)
-    CD = D - C
-    L = np.hypot(CD[:, 0], CD[:, 1])
-    seg = L > 0
-    u = CD / np.where(seg, L, 1.0)[:, None]
-    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
-    AC = A - C
-    u0, du, v0, dv = _dot(AC, u), _dot(AB, u), _dot(AC, v), _dot(AB, v)
-    tlo = np.zeros(len(A))
-    thi = np.ones(len(A))
-    ok = seg.copy()
+        lo[rows] = np.where(hit, np.minimum(lo[rows], t1), lo[rows])
+        hi[rows] = np.where(hit, np.maximum(hi[rows], t2), hi[rows])
+    rows = np.flatnonzero(~point)
+    cdx, cdy = D[rows, 0] - C[rows, 0], D[rows, 1] - C[rows, 1]
+    L = np.hypot(cdx, cdy)
+    rows, cdx, cdy, L = rows[L > 0], cdx[L > 0], cdy[L > 0], L[L > 0]
+    if not len(rows):
+        return lo, hi
+    ux, uy = cdx / L, cdy / L
+    vx, vy = -uy, ux
+    acx, acy = ax[rows] - C[rows, 0], ay[rows] - C[rows, 1]
+    ab_x, ab_y = abx[rows], aby[rows]
+    u0, du = acx * ux + acy * uy, ab_x * ux + ab_y * uy
+    v0, dv = acx * vx + acy * vy, ab_x * vx + ab_y * vy
+    tlo = np.zeros(len(rows))
+    thi = np.ones(len(rows))
+    ok = np.ones(len(rows), dtype=bool)
     for p, q in ((-du, u0), (du, L - u0), (-dv, v0 + d), (dv, d - v0)):
         zero = np.abs(p) < 1e-12
         ok &= ~(zero & (q < 0))
@@ -891,8 +910,8 @@ def _capsule_interval(A: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray
         tlo = np.where(~zero & (p < 0), np.maximum(tlo, r), tlo)
         thi = np.where(~zero & (p > 0), np.minimum(thi, r), thi)
     hit = ok & (tlo <= thi)
-    lo = np.where(hit, np.minimum(lo, tlo), lo)
-    hi = np.where(hit, np.maximum(hi, thi), hi)
+    lo[rows] = np.where(hit, np.minimum(lo[rows], tlo), lo[rows])
+    hi[rows] = np.where(hit, np.maximum(hi[rows], thi), hi[rows])
     return lo, hi
 
 
@@ -985,8 +1004,8 @@ class _Context:
         self.grid_edge_a, self.grid_edge_b = xy[edge], xy[edge + 1]  # grouped by grid, in grid order
         self.grid_edge_n = np.bincount(ring_grid[at[edge]], minlength=len(self.grid_geoms))
         self.grid_edge_off = np.concatenate([[0], np.cumsum(self.grid_edge_n)[:-1]])
-        self.grid_edge_lo = np.minimum(self.grid_edge_a, self.grid_edge_b)
-        self.grid_edge_hi = np.maximum(self.grid_edge_a, self.grid_edge_b)
+        self.grid_edge_box = np.concatenate([np.minimum(self.grid_edge_a, self.grid_edge_b),
+                                             np.maximum(self.grid_edge_a, self.grid_edge_b)], axis=1)
         self.grid_bounds = shapely.bounds(self.grid_geoms).reshape(-1, 4)
         self.village_geoms = _arr(town.villages)
         self.village_tree = STRtree(self.village_geoms)
@@ -994,8 +1013,8 @@ class _Context:
         self.village_names = dict(zip(town.villages["village_id"], town.villages["name"], strict=True))
         self.chiefs, self.staffed, self.grid_owner = _staffing(town, responsibility)
         self.grid_id_str = self.grids["grid_id"].astype(str).to_numpy(dtype=object)
-        self.grid_owner_at = np.array([self.grid_owner.get(g) for g in self.grid_id_str], dtype=object)
-        self.grid_staffed_at = np.array([bool(self.staffed.get(g, False)) for g in self.grid_id_str], dtype=bool)
+        self.grid_owner_at = _lookup(self.grid_owner, self.grid_id_str, None)
+        self.grid_staffed_at = _lookup(self.staffed, self.grid_id_str, False).astype(bool)
         self.reaches = _frame(responsibility, "reaches")
         self.cross_sections = _frame(responsibility, "cross_sections")
         self.corridors = _frame(responsibility, "corridors")
@@ -1043,6 +1062,17 @@ class _Context:
             return "no village"
         name = self.village_names.get(vid)
         return f"{name} ({vid})" if name and name != vid else str(vid)
+
+
+def _lookup(table: Mapping[Any, Any], keys: np.ndarray, default: Any) -> np.ndarray:
+    """``table.get(key, default)`` for each key, as an object array."""
+    out = np.full(len(keys), default, dtype=object)
+    if not table or not len(keys):
+        return out
+    at = pd.Index(np.fromiter(table, dtype=object, count=len(table))).get_indexer(np.asarray(keys, dtype=object))
+    found = at >= 0
+    out[found] = np.fromiter(table.values(), dtype=object, count=len(table))[at[found]]
+    return out
 
 
 def _staffing(town: Town, responsibility: Any) -> tuple[dict[str, str | None], dict[str, bool],
@@ -1379,8 +1409,8 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
     layer_label = np.where(is_road, _LAYER_LABEL["roads"], None)
     if (~is_road).any():
         layer_label[~is_road] = [_LAYER_LABEL[x] for x in layer[~is_road]]
-    section_id = _section_ids(rule_names, feature, grid_id, geoms)
-    order = np.lexsort((_str_rank(section_id), _str_rank(rule_names)))
+    section_id, id_key = _section_ids(rule_names, feature, grid_id, geoms)
+    order = np.lexsort((id_key if id_key is not None else _str_rank(section_id), _str_rank(rule_names)))
     columns = {
         "section_id": section_id, "rule": rule_names, "severity": severity, "trigger": cat.trigger[src],
         "detail": cat.detail[src], "layer": layer_label, "feature_id": feature, "name": name,
@@ -1456,7 +1486,9 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
     cut = np.zeros(n_parts, dtype=bool)
     cut[p_idx[~whole]] = True
     keep = ~cut[p_idx]
-    out_part = [p_idx[keep], np.setdiff1d(np.arange(n_parts), p_idx)]
+    met = np.zeros(n_parts, dtype=bool)
+    met[p_idx] = True
+    out_part = [p_idx[keep], np.flatnonzero(~met)]
     out_grid = [g_idx[keep], np.full(len(out_part[1]), -1)]
     out_geom = [lines.parts[out_part[0]], lines.parts[out_part[1]]]
     if cut.any():
@@ -1466,17 +1498,17 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
         pair = np.repeat(np.arange(len(pp)), count)
         seg = lines.seg_off[pp][pair] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count))
         grid = gg[pair]
-        s_lo = np.minimum(lines.seg_a[seg], lines.seg_b[seg])
-        s_hi = np.maximum(lines.seg_a[seg], lines.seg_b[seg])
+        sb = lines.seg_box[seg]  # (xmin, ymin, xmax, ymax) of each segment
         gb = ctx.grid_bounds[grid]
-        near = ((s_lo <= gb[:, 2:] + 1e-7) & (gb[:, :2] <= s_hi + 1e-7)).all(1)
-        seg, grid, s_lo, s_hi = seg[near], grid[near], s_lo[near], s_hi[near]
+        near = ((sb[:, :2] <= gb[:, 2:] + 1e-7) & (gb[:, :2] <= sb[:, 2:] + 1e-7)).all(1)
+        seg, grid = seg[near], grid[near]
         count = ctx.grid_edge_n[grid]
         pair = np.repeat(np.arange(len(seg)), count)
         edge = ctx.grid_edge_off[grid][pair] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count,
                                                                                          count))
         seg = seg[pair]
-        near = ((s_lo[pair] <= ctx.grid_edge_hi[edge] + 1e-7) & (ctx.grid_edge_lo[edge] <= s_hi[pair] + 1e-7)).all(1)
+        sb, eb = lines.seg_box[seg], ctx.grid_edge_box[edge]
+        near = ((sb[:, :2] <= eb[:, 2:] + 1e-7) & (eb[:, :2] <= sb[:, 2:] + 1e-7)).all(1)
         seg, edge = seg[near], edge[near]
         t, at = _segment_hits(lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge])
         seg = seg[at]
@@ -1500,7 +1532,9 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
         mid = _lerp_key(lines, (ks + ke) / 2.0)
         inside = shapely.intersects_xy(ctx.grid_geoms[i_grid], mid[i_idx, 0], mid[i_idx, 1])
         i_idx, i_grid = i_idx[inside], i_grid[inside]
-        lost = np.setdiff1d(np.arange(len(iv_part)), i_idx)
+        held = np.zeros(len(iv_part), dtype=bool)
+        held[i_idx] = True
+        lost = np.flatnonzero(~held)
         i_all = np.concatenate([i_idx, lost])
         g_all = np.concatenate([i_grid, np.full(len(lost), -1)])
         p_all = iv_part[i_all]
@@ -1557,24 +1591,39 @@ def _lerp_key(lines: _Lines, key: np.ndarray) -> np.ndarray:
     return _lerp(lines.vxy[a - 1], lines.vxy[a], lines.vkey[a - 1], lines.vkey[a], key)
 
 
-def _section_ids(rule: np.ndarray, feature: np.ndarray, grid: np.ndarray, geoms: np.ndarray) -> np.ndarray:
+def _section_ids(rule: np.ndarray, feature: np.ndarray, grid: np.ndarray,
+                 geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stable section ids (``S-`` and 10 hex digits of a SHA-1; ``~2``, ``~3`` ... on repeats).
+
+    Also a sort key in the order of the ids' text (the digits as a number), or None when some id repeats.
+    """
     mx, my = _midpoints(geoms)
     snap = settings.id_snap_m
     sx = np.floor(mx / snap + 0.37).astype(np.int64)
     sy = np.floor(my / snap + 0.37).astype(np.int64)
     sha1 = hashlib.sha1
-    ids = ["S-" + sha1(f"{r}|{f}|{g}|{x}:{y}".encode()).hexdigest()[:10]
-           for r, f, g, x, y in zip(rule.tolist(), feature.tolist(), grid.tolist(), sx.tolist(), sy.tolist(),
-                                    strict=True)]
+    digest = b"".join([sha1(f"{r}|{f}|{g}|{x}:{y}".encode()).digest()[:5]
+                       for r, f, g, x, y in zip(rule.tolist(), feature.tolist(), grid.tolist(), sx.tolist(),
+                                                sy.tolist(), strict=True)])
+    raw = np.frombuffer(digest, dtype=np.uint8).reshape(-1, 5)
+    text = np.empty((len(raw), 12), dtype=np.uint8)
+    text[:, 0], text[:, 1] = ord("S"), ord("-")
+    text[:, 2::2] = _HEX[raw >> 4]
+    text[:, 3::2] = _HEX[raw & 15]
+    ids = text.view("S12").ravel().astype("U12").astype(object)
+    key = (raw.astype(np.int64) << np.array([32, 24, 16, 8, 0])).sum(axis=1)
+    if len(np.unique(key)) == len(key):
+        return ids, key
     series = pd.Series(ids, dtype=object)
-    if not series.duplicated().any():
-        return np.array(ids, dtype=object)
     rank = series.groupby(series, sort=False).cumcount().to_numpy()
-    return np.array([i if k == 0 else f"{i}~{k + 1}" for i, k in zip(ids, rank, strict=True)], dtype=object)
+    return np.array([i if k == 0 else f"{i}~{k + 1}" for i, k in zip(ids, rank, strict=True)], dtype=object), None
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def _midpoints(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of ``shapely.line_interpolate_point(geoms, 0.5, normalized=True)``, without making points.
+    """The x and y of ``shapely.line_interpolate_point(geoms, 0.5, normalized=True)``, without making points.
 
     For LineStrings this follows GEOS's own arithmetic step by step (the
     length as a running sum of ``sqrt(dx*dx + dy*dy)``, the first segment
@@ -1589,8 +1638,12 @@ def _midpoints(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     start = np.concatenate([[0], np.cumsum(n_pts)[:-1]])
     n_seg = n_pts - 1
     mx, my = np.empty(len(geoms)), np.empty(len(geoms))
-    by_size = np.argsort(n_seg, kind="stable")
-    cuts = np.searchsorted(n_seg[by_size], [1 << k for k in range(1, 62)], side="right")
+    one = np.flatnonzero(n_seg == 1)  # one segment: half of it is exactly frac 0.5 along it
+    x0, y0, x1, y1 = xy[start[one], 0], xy[start[one], 1], xy[start[one] + 1, 0], xy[start[one] + 1, 1]
+    mx[one], my[one] = (x1 - x0) * 0.5 + x0, (y1 - y0) * 0.5 + y0
+    by_size = np.flatnonzero(n_seg > 1)
+    by_size = by_size[np.argsort(n_seg[by_size], kind="stable")]
+    cuts = np.searchsorted(n_seg[by_size], [1 << k for k in range(2, 62)], side="right")
     for lo, hi in zip(np.concatenate([[0], cuts[:-1]]), cuts, strict=True):  # lines of similar size together
         rows = by_size[lo:hi]
         if not len(rows):
@@ -2033,9 +2086,11 @@ def _checkpoint_findings(ctx: _Context, cp: gpd.GeoDataFrame, findings: gpd.GeoD
     rows: list[dict[str, Any]] = []
     at: list[int] = []
     cpg = _arr(cp)
+    all_problems = cp["_problems"].to_numpy(dtype=object)
+    all_kinds = cp["kind"].to_numpy(dtype=object)
     for i in range(len(cp)):
-        problems = cp["_problems"].iat[i]
-        kind = cp["kind"].iat[i]
+        problems = all_problems[i]
+        kind = all_kinds[i]
         rule = veto if kind in veto_kinds else (check if kind in check_kinds else None)
         if not problems or rule is None:
             continue

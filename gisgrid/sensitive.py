@@ -167,9 +167,12 @@ along the line's chainage and cut out as a substring, so a lane 150 m from a
 school has a 200 m section of length ``2 * sqrt(200**2 - 150**2)``. Sections
 are cut at grid borders the same way: at the chainages where their segments
 meet grid edges, each part then placed by its middle point. Candidate pairs
-come from ``STRtree`` queries (one tree of line segments per layer); there is
-no loop over features. A county (~20k grids, ~50k roads) takes a few seconds:
-see ``benchmarks/bench_sensitive.py``.
+come from box queries of one ``STRtree`` per layer (of its parts, or runs of
+up to 16 segments of long ones), narrowed by comparing boxes in numpy before the exact
+tests; there is no loop over features, and text (details, messages) is made
+once per distinct trigger or only for the rows that become findings. A county
+(~20k grids, ~50k roads) takes about as long as the coverage engine, well
+under a second: see ``benchmarks/bench_sensitive.py``.
 """
 
 from __future__ import annotations
@@ -610,10 +613,13 @@ class _Lines:
             merged[multi] = shapely.line_merge(merged[multi], directed=True)
         simple = bool(len(merged)) and bool((shapely.get_type_id(merged) == 1).all()) and not bool(
             (shapely.has_z(merged) | shapely.has_m(merged)).any())
+        part_len = None
         if simple:  # plain 2D LineStrings (the usual case): they are their own parts
-            keep = shapely.length(merged) > 0
+            length = shapely.length(merged)
+            keep = length > 0
             self.owner = pos[keep]
             self.parts = merged[keep]
+            part_len = length[keep]
             coords, vpart = shapely.get_coordinates(self.parts, return_index=True)
         else:
             parts, idx = shapely.get_parts(merged, return_index=True)
@@ -634,7 +640,7 @@ class _Lines:
         self.vkey = cum + vpart
         first = np.flatnonzero(np.concatenate([[True], ~same])) if len(coords) else np.empty(0, np.intp)
         self.base = self.vkey[first]
-        self.part_len = shapely.length(self.parts).astype(float)
+        self.part_len = (part_len if part_len is not None else shapely.length(self.parts)).astype(float)
         seg = np.flatnonzero(same & (step > 0))
         self.seg_a = coords[seg]
         self.seg_b = coords[seg + 1]
@@ -705,7 +711,25 @@ class _Lines:
             self._chunks = (tree, first, count, bounds)
         return self._chunks
 
-    def within(self, ca: np.ndarray, cb: np.ndarray, labels: np.ndarray, distance: float) -> pd.DataFrame:
+    def near_pairs(self, pts: np.ndarray, distance: float) -> tuple[np.ndarray, np.ndarray]:
+        """(point, part) pairs, sorted, whose boxes come within ``distance``: candidates for a GEOS test.
+
+        Every part within ``distance`` of a point is among them (the boxes are
+        those of runs of segments, grown by a hair).
+        """
+        if not len(pts) or not len(self.seg_a):
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+        ok = np.flatnonzero(~(shapely.is_missing(pts) | shapely.is_empty(pts)))  # the others have no pairs
+        x, y = shapely.get_x(pts[ok]), shapely.get_y(pts[ok])
+        grow = distance + _BOX_SLACK_M
+        tree, c_first, _, _ = self.chunks()
+        boxes = shapely.linestrings(np.stack([np.c_[x - grow, y - grow], np.c_[x + grow, y + grow]], axis=1))
+        p_idx, c_idx = tree.query(boxes)
+        p_idx = ok[p_idx]
+        key = np.unique(p_idx.astype(np.int64) * len(self.parts) + self.seg_part[c_first[c_idx]])
+        return (key // len(self.parts)).astype(np.intp), (key % len(self.parts)).astype(np.intp)
+
+    def within(self, ca: np.ndarray, cb: np.ndarray, labels: np.ndarray, distance: float) -> _Intervals:
         """Chainage intervals of the parts lying within ``distance`` of the segments ``ca``-``cb``.
 
         Candidates come from one box query: runs of up to ``_RUN`` connected
@@ -726,9 +750,9 @@ class _Lines:
 
         Returns
         -------
-        DataFrame
+        _Intervals
             ``part``, ``start``, ``end``, ``trigger`` (sorted unique labels joined with ``','``),
-            one row per maximal interval.
+            one per maximal interval.
         """
         if not len(ca) or not len(self.seg_a):
             return _no_intervals()
@@ -756,21 +780,18 @@ class _Lines:
         if not len(r_idx):
             return _no_intervals()
         # (target segment, run of line segments) pairs whose boxes come within the distance
-        cnt = run_n[r_idx]
-        pair = np.repeat(np.arange(len(r_idx)), cnt)
-        t_idx = first[r_idx][pair] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-        c_idx = c_idx[pair]
+        t_idx, which = _ranges(first[r_idx], run_n[r_idx])
+        c_idx = c_idx[which]
         tb, lb = t_box[t_idx], c_bounds[c_idx]
-        near = ((lb[:, :2] <= tb[:, 2:]) & (tb[:, :2] <= lb[:, 2:])).all(1)
-        t_idx, c_idx = t_idx[near], c_idx[near]
+        near = (lb[:, 0] <= tb[:, 2]) & (lb[:, 1] <= tb[:, 3]) & (tb[:, 0] <= lb[:, 2]) & (tb[:, 1] <= lb[:, 3])
+        t_idx, c_idx, tb = t_idx[near], c_idx[near], tb[near]
         # (target segment, line segment) pairs likewise
         cnt = c_count[c_idx]
-        pair = np.repeat(np.arange(len(c_idx)), cnt)
-        s_idx = c_first[c_idx][pair] + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-        t_idx = t_idx[pair]
-        tb, sb = t_box[t_idx], self.seg_box[s_idx]
-        near = ((sb[:, :2] <= tb[:, 2:]) & (tb[:, :2] <= sb[:, 2:])).all(1)
-        s_idx, t_idx = s_idx[near], t_idx[near]
+        s_idx, which = _ranges(c_first[c_idx], cnt)
+        sb = self.seg_box[s_idx]
+        near = ((sb[:, 0] <= np.repeat(tb[:, 2], cnt)) & (sb[:, 1] <= np.repeat(tb[:, 3], cnt))
+                & (np.repeat(tb[:, 0], cnt) <= sb[:, 2]) & (np.repeat(tb[:, 1], cnt) <= sb[:, 3]))
+        s_idx, t_idx = s_idx[near], t_idx[which[near]]
         lo, hi = _capsule_interval(self.seg_a[s_idx], self.seg_b[s_idx], ca[t_idx], cb[t_idx], distance)
         ok = np.isfinite(lo) & (hi > lo)
         s_idx, t_idx, lo, hi = s_idx[ok], t_idx[ok], lo[ok], hi[ok]
@@ -778,7 +799,7 @@ class _Lines:
         end = self.seg_ch0[s_idx] + hi * self.seg_len[s_idx]
         return self.merge(self.seg_part[s_idx], start, end, np.asarray(labels, dtype=object)[t_idx])
 
-    def merge(self, part: np.ndarray, start: np.ndarray, end: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    def merge(self, part: np.ndarray, start: np.ndarray, end: np.ndarray, labels: np.ndarray) -> _Intervals:
         """Merge overlapping or touching intervals per part and join their labels."""
         if not len(part):
             return _no_intervals()
@@ -793,10 +814,11 @@ class _Lines:
         starts = np.flatnonzero(new)
         g_end = np.maximum.reduceat(ke, starts)
         p0 = part[starts]
-        out = pd.DataFrame({"part": p0, "start": np.maximum(ks[starts] - self.base[p0], 0.0),
-                            "end": np.minimum(g_end - self.base[p0], self.part_len[p0]),
-                            "trigger": _join_per_group(gid, labels, len(starts))})
-        return out[(out["end"] - out["start"]) > 1e-6].reset_index(drop=True)
+        start = np.maximum(ks[starts] - self.base[p0], 0.0)
+        end = np.minimum(g_end - self.base[p0], self.part_len[p0])
+        trigger = _join_per_group(gid, labels, len(starts))
+        keep = (end - start) > 1e-6
+        return _Intervals(p0[keep], start[keep], end[keep], trigger[keep])
 
     def substrings(self, part: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """The pieces of ``parts[part]`` between chainages ``start`` < ``end`` (exact, vectorised)."""
@@ -821,6 +843,12 @@ class _Lines:
         return shapely.linestrings(out, indices=np.repeat(np.arange(len(part)), n))
 
 
+def _ranges(first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges ``first[i], first[i] + 1, ... first[i] + count[i] - 1`` one after another, and the ``i`` of each."""
+    which = np.repeat(np.arange(len(count)), count)
+    return np.arange(len(which)) + np.repeat(first - (np.cumsum(count) - count), count), which
+
+
 def _join_per_group(gid: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """Sorted unique labels of each group joined with ``','`` (groups numbered 0..n-1, all non-empty)."""
     codes, uniq = pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=False)
@@ -843,9 +871,21 @@ def _join_per_group(gid: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _no_intervals() -> pd.DataFrame:
-    return pd.DataFrame({"part": pd.Series([], dtype=np.intp), "start": pd.Series([], dtype=float),
-                         "end": pd.Series([], dtype=float), "trigger": pd.Series([], dtype=object)})
+@dataclass
+class _Intervals:
+    """Chainage intervals ``[start, end]`` of line parts, with the trigger (labels) of each."""
+
+    part: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    trigger: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.part)
+
+
+def _no_intervals() -> _Intervals:
+    return _Intervals(np.empty(0, dtype=np.intp), np.empty(0), np.empty(0), np.empty(0, dtype=object))
 
 
 def _lerp(p0: np.ndarray, p1: np.ndarray, k0: np.ndarray, k1: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -962,8 +1002,10 @@ def _texts(values: np.ndarray) -> np.ndarray:
     na = pd.isna(arr)
     out = np.full(len(arr), None, dtype=object)
     out[~na] = [v.strip() or None for v in arr[~na].tolist()]
-    for i in np.flatnonzero(na):  # None, NaN, NA are None; anything else missing: as _text says
-        out[i] = _text(arr[i])
+    for i in np.flatnonzero(na):  # None, NaN, NA are None already; anything else missing: as _text says
+        v = arr[i]
+        if not (v is None or v is pd.NA or isinstance(v, float)):
+            out[i] = _text(v)
     return out
 
 
@@ -988,6 +1030,7 @@ class _Context:
         self.extent = town.extent
         shapely.prepare(self.extent)
         self._lines: dict[str, _Lines] = {}
+        self.pois_of: dict[tuple[str, ...], gpd.GeoDataFrame] = {}
         self.grids = town.grids.reset_index(drop=True)
         self.grid_geoms = _arr(self.grids)
         shapely.prepare(self.grid_geoms)
@@ -1004,8 +1047,8 @@ class _Context:
         self.grid_edge_a, self.grid_edge_b = xy[edge], xy[edge + 1]  # grouped by grid, in grid order
         self.grid_edge_n = np.bincount(ring_grid[at[edge]], minlength=len(self.grid_geoms))
         self.grid_edge_off = np.concatenate([[0], np.cumsum(self.grid_edge_n)[:-1]])
-        self.grid_edge_box = np.concatenate([np.minimum(self.grid_edge_a, self.grid_edge_b),
-                                             np.maximum(self.grid_edge_a, self.grid_edge_b)], axis=1)
+        self.grid_edge_box_grown = np.concatenate([np.minimum(self.grid_edge_a, self.grid_edge_b),
+                                                   np.maximum(self.grid_edge_a, self.grid_edge_b) + 1e-7], axis=1)
         self.grid_bounds = shapely.bounds(self.grid_geoms).reshape(-1, 4)
         self.village_geoms = _arr(town.villages)
         self.village_tree = STRtree(self.village_geoms)
@@ -1132,23 +1175,23 @@ def _concat_raw(rule: Rule, parts: list[_Raw]) -> _Raw:
     return _Raw(rule, *(np.concatenate([getattr(p, f) for p in parts]) for f in _Raw._FIELDS))
 
 
-def _raw(rule: Rule, layer: str, lines: _Lines, iv: pd.DataFrame, detail: Mapping[str, str] | None = None,
+def _raw(rule: Rule, layer: str, lines: _Lines, iv: _Intervals, detail: Mapping[str, str] | None = None,
          missing: Mapping[str, str] | None = None) -> _Raw:
     if not len(iv):
         return _empty_raw(rule)
-    part = iv["part"].to_numpy(dtype=np.intp)
-    geoms = lines.substrings(part, iv["start"].to_numpy(float), iv["end"].to_numpy(float))
-    trig = iv["trigger"].to_numpy(dtype=object)
-    det = _per_trigger(trig, lambda t: _join_texts(t, detail))
-    miss = _per_trigger(trig, lambda t: _join_texts(t, missing, ","))
+    part = np.asarray(iv.part, dtype=np.intp)
+    geoms = lines.substrings(part, np.asarray(iv.start, dtype=float), np.asarray(iv.end, dtype=float))
+    trig = np.asarray(iv.trigger, dtype=object)
+    codes, uniq = pd.factorize(trig, use_na_sentinel=False)
+    det = np.array([_join_texts(t, detail) for t in uniq], dtype=object)[codes]
+    miss = np.array([_join_texts(t, missing, ",") for t in uniq], dtype=object)[codes]
     return _Raw(rule, np.full(len(part), layer, dtype=object), lines.owner[part], geoms, trig, det, miss)
 
 
 def _per_trigger(trigger: np.ndarray, text: Any) -> np.ndarray:
     """``text(t)`` for each trigger, computed once per distinct trigger."""
-    out = np.full(len(trigger), None, dtype=object)
     if not len(trigger):
-        return out
+        return np.empty(0, dtype=object)
     codes, uniq = pd.factorize(np.asarray(trigger, dtype=object), use_na_sentinel=False)
     return np.array([text(t) for t in uniq], dtype=object)[codes]
 
@@ -1166,8 +1209,12 @@ def _poi_texts(pois: gpd.GeoDataFrame) -> dict[str, str]:
 
 
 def _rule_pois(ctx: _Context, kinds: Sequence[str]) -> gpd.GeoDataFrame:
-    pois = ctx.town.pois
-    return pois[pois["kind"].isin(list(kinds))].reset_index(drop=True)
+    """The POIs of these kinds (computed once per set of kinds; not to be modified)."""
+    key = tuple(kinds)
+    if key not in ctx.pois_of:
+        pois = ctx.town.pois
+        ctx.pois_of[key] = pois[pois["kind"].isin(list(kinds))].reset_index(drop=True)
+    return ctx.pois_of[key]
 
 
 def _proximity(ctx: _Context, rule: Rule) -> _Raw:
@@ -1280,7 +1327,9 @@ def _cross_boundary(ctx: _Context, rule: Rule) -> _Raw:
     sid = np.array([str(s) if s is not None else f"X{i}" for i, s in enumerate(sid)], dtype=object)
     rid = np.array([str(r) for r in _column(cs, "river_id")], dtype=object)
     # the part of the same river nearest the crossing
-    q_idx, part = lines.part_tree.query(pts, predicate="dwithin", distance=5.0)
+    q_idx, part = lines.near_pairs(pts, 5.0)
+    close = shapely.dwithin(lines.parts[part], pts[q_idx], 5.0)
+    q_idx, part = q_idx[close], part[close]
     river_of_part = ctx.town.rivers["river_id"].astype(str).to_numpy(dtype=object)[lines.owner[part]]
     same = river_of_part == rid[pos][q_idx]
     dist = shapely.distance(lines.parts[part], pts[q_idx])
@@ -1318,7 +1367,7 @@ def _road_class(ctx: _Context, rule: Rule) -> _Raw:
         return _empty_raw(rule)
     cls = ctx.town.roads["road_class"].to_numpy(dtype=object)[lines.owner]
     sel = np.flatnonzero(np.isin(cls, list(rule.classes)))
-    iv = pd.DataFrame({"part": sel, "start": 0.0, "end": lines.part_len[sel], "trigger": cls[sel].astype(object)})
+    iv = _Intervals(sel, np.zeros(len(sel)), lines.part_len[sel], cls[sel].astype(object))
     texts = {c: f"on a {c} road ({_CLASS_ZH.get(c, c)})" for c in rule.classes}
     return _raw(rule, "roads", lines, iv, texts)
 
@@ -1417,8 +1466,9 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
         "road_class": road_class, "village_id": village, "grid_id": grid_id, "owner": owner,
         "river_chief": river_chief,
     }
-    # columns read from the user's layers may hold NaN or NA: None instead (the others are str or None already)
-    from_input = ("trigger", "detail", "feature_id", "name", "road_class", "village_id", "grid_id")
+    # columns read from the user's layers may hold NaN or NA: None instead (triggers and details are text, or
+    # None, by construction)
+    from_input = ("feature_id", "name", "road_class", "village_id", "grid_id")
     data: dict[str, Any] = {
         k: pd.Series(_none_for_na(v[order]) if k in from_input else v[order], dtype=object)
         for k, v in ((k, np.asarray(v, dtype=object)) for k, v in columns.items())}
@@ -1494,22 +1544,18 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
     if cut.any():
         pp, gg = p_idx[~whole], g_idx[~whole]
         # (segment, grid) pairs whose boxes meet, then (segment, edge) pairs likewise
-        count = lines.seg_n[pp]
-        pair = np.repeat(np.arange(len(pp)), count)
-        seg = lines.seg_off[pp][pair] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count))
+        seg, pair = _ranges(lines.seg_off[pp], lines.seg_n[pp])
         grid = gg[pair]
         sb = lines.seg_box[seg]  # (xmin, ymin, xmax, ymax) of each segment
         gb = ctx.grid_bounds[grid]
         near = ((sb[:, :2] <= gb[:, 2:] + 1e-7) & (gb[:, :2] <= sb[:, 2:] + 1e-7)).all(1)
-        seg, grid = seg[near], grid[near]
+        seg, grid, sb = seg[near], grid[near], sb[near]
         count = ctx.grid_edge_n[grid]
-        pair = np.repeat(np.arange(len(seg)), count)
-        edge = ctx.grid_edge_off[grid][pair] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count,
-                                                                                         count))
-        seg = seg[pair]
-        sb, eb = lines.seg_box[seg], ctx.grid_edge_box[edge]
-        near = ((sb[:, :2] <= eb[:, 2:] + 1e-7) & (eb[:, :2] <= sb[:, 2:] + 1e-7)).all(1)
-        seg, edge = seg[near], edge[near]
+        edge, _ = _ranges(ctx.grid_edge_off[grid], count)
+        eb = ctx.grid_edge_box_grown[edge]  # the edges' boxes, their high sides grown by 1e-7
+        near = ((np.repeat(sb[:, 0], count) <= eb[:, 2]) & (np.repeat(sb[:, 1], count) <= eb[:, 3])
+                & (eb[:, 0] <= np.repeat(sb[:, 2] + 1e-7, count)) & (eb[:, 1] <= np.repeat(sb[:, 3] + 1e-7, count)))
+        seg, edge = np.repeat(seg, count)[near], edge[near]
         t, at = _segment_hits(lines.seg_a[seg], lines.seg_b[seg], ctx.grid_edge_a[edge], ctx.grid_edge_b[edge])
         seg = seg[at]
         parts = np.flatnonzero(cut)
@@ -1525,12 +1571,13 @@ def _cut_at_grids(ctx: _Context, geoms: np.ndarray) -> tuple[np.ndarray, np.ndar
         by_part = np.argsort(p_idx, kind="stable")
         grid_of = g_idx[by_part]
         off = np.searchsorted(p_idx[by_part], np.arange(n_parts))
-        count = np.bincount(p_idx, minlength=n_parts)[iv_part]
-        i_idx = np.repeat(np.arange(len(iv_part)), count)
-        i_grid = grid_of[off[iv_part][i_idx] + (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count,
-                                                                                        count))]
+        at, i_idx = _ranges(off[iv_part], np.bincount(p_idx, minlength=n_parts)[iv_part])
+        i_grid = grid_of[at]
         mid = _lerp_key(lines, (ks + ke) / 2.0)
-        inside = shapely.intersects_xy(ctx.grid_geoms[i_grid], mid[i_idx, 0], mid[i_idx, 1])
+        gb, mx, my = ctx.grid_bounds[i_grid], mid[i_idx, 0], mid[i_idx, 1]
+        box = (gb[:, 0] <= mx) & (mx <= gb[:, 2]) & (gb[:, 1] <= my) & (my <= gb[:, 3])
+        i_idx, i_grid, mx, my = i_idx[box], i_grid[box], mx[box], my[box]
+        inside = shapely.intersects_xy(ctx.grid_geoms[i_grid], mx, my)
         i_idx, i_grid = i_idx[inside], i_grid[inside]
         held = np.zeros(len(iv_part), dtype=bool)
         held[i_idx] = True
@@ -1940,14 +1987,16 @@ def _checkpoints(ctx: _Context, kinds: Sequence[str], near_m: float) -> gpd.GeoD
     near = np.zeros(n, dtype=bool)
     rivers = ctx.town.rivers
     if len(rivers):
-        p_idx = STRtree(_arr(rivers)).query(pts, predicate="dwithin", distance=near_m)[0]
-        near[p_idx] = True
+        lines = ctx.lines("rivers")
+        p_idx, part = lines.near_pairs(pts, near_m)
+        near[p_idx[shapely.dwithin(_arr(rivers)[lines.owner[part]], pts[p_idx], near_m)]] = True
     cor = ctx.corridors
     radius = near_m
     if cor is not None and len(cor) and "geometry" in cor.columns:
         cg = np.asarray(gpd.GeoSeries(cor["geometry"]).values, dtype=object)
         cg = cg[~(shapely.is_missing(cg) | shapely.is_empty(cg))]
         if len(cg):
+            shapely.prepare(cg)
             p_idx, c_idx = STRtree(cg).query(pts)
             near[p_idx[shapely.intersects(cg[c_idx], pts[p_idx])]] = True
         if "half_width_m" in cor.columns and cor["half_width_m"].notna().any():

@@ -602,3 +602,45 @@ def test_ids_do_not_move_when_severity_changes(demo_run):
 
 def test_result_repr(demo_run):
     assert re.match(r"<SensitiveResult: \d+ sections, \d+ findings raised, 1 veto", repr(demo_run[3]))
+
+
+# ---------------------------------------------------------------------------- fast paths stay exact
+def test_section_id_midpoints_are_the_ones_geos_computes():
+    """Section ids hash the middle point; it is computed without GEOS, so it must match GEOS to the bit."""
+    rng = np.random.default_rng(3)
+    origin = np.array([X0, Y0])
+    lines = [shapely.linestrings(rng.normal(size=(300, n, 2)).cumsum(axis=1) * rng.uniform(1e-3, 1e3, (300, 1, 1))
+                                 + origin) for n in (2, 3, 5, 40)]
+    lines.append(np.array([ln((0, 0), (0, 0), (10, 0)), ln((0, 0), (3, 4), (3, 4), (3, 4)),
+                           ln((0, 0), (1e-9, 0))], dtype=object))  # repeated points, a tiny segment
+    geoms = np.concatenate(lines)
+    mid = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
+    x, y = sensitive._midpoints(geoms)
+    assert np.array_equal(x, shapely.get_x(mid))
+    assert np.array_equal(y, shapely.get_y(mid))
+
+
+@pytest.mark.parametrize("points", [True, False])
+def test_box_candidates_lose_no_pair(points):
+    """``_Lines.within`` narrows the pairs by boxes first; every pair still counts, exactly."""
+    rng = np.random.default_rng(4)
+    xs = np.arange(0.0, 1001.0, 50.0)  # a lattice of lanes at exact distances, plus random long lines
+    lattice = [ln((0, v), (1000, v)) for v in xs] + [ln((v, 0), (v, 1000)) for v in xs]
+    origin = np.array([X0, Y0])
+    walks = list(shapely.linestrings(rng.normal(scale=30.0, size=(20, 60, 2)).cumsum(axis=1) + origin + 500.0))
+    lines = sensitive._Lines(np.array(lattice + walks, dtype=object))
+    ca = rng.uniform(0, 1000, (200, 2)) + origin
+    ca[::2] = ca[::2].round(-1)  # half of them at exact distances from the lattice
+    cb = ca.copy() if points else ca + rng.normal(scale=80.0, size=(200, 2)).round()
+    labels = np.array([f"T{i}" for i in range(len(ca))], dtype=object)
+    got = lines.within(ca, cb, labels, 50.0)
+    s_idx = np.repeat(np.arange(len(lines.seg_a)), len(ca))  # every (segment, target) pair
+    t_idx = np.tile(np.arange(len(ca)), len(lines.seg_a))
+    lo, hi = sensitive._capsule_interval(lines.seg_a[s_idx], lines.seg_b[s_idx], ca[t_idx], cb[t_idx], 50.0)
+    ok = np.isfinite(lo) & (hi > lo)
+    s_idx, t_idx, lo, hi = s_idx[ok], t_idx[ok], lo[ok], hi[ok]
+    want = lines.merge(lines.seg_part[s_idx], lines.seg_ch0[s_idx] + lo * lines.seg_len[s_idx],
+                       lines.seg_ch0[s_idx] + hi * lines.seg_len[s_idx], labels[t_idx])
+    assert len(want) > 20
+    for field_ in ("part", "start", "end", "trigger"):
+        assert np.array_equal(getattr(got, field_), getattr(want, field_))

@@ -133,7 +133,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for _, rep in town.repairs.iterrows():
         print(f"repaired {rep['layer']} {rep['feature_id']}: {rep['detail']}")
     for _, iss in town.issues.iterrows():
-        print(f"issue {iss['source']} row {iss['row']}: {iss['column']}={iss['value']!r}: {iss['problem']}")
+        path = str((town.sources.get(iss["source"]) or {}).get("path") or "")
+        # Same numbering as the errors: file lines for tables (header is line 1), feature numbers for layers.
+        where = (f"line {int(iss['row']) + 2}" if path.lower().endswith((".csv", ".txt", ".xlsx", ".xlsm"))
+                 else f"feature {iss['row']}")
+        print(f"issue {iss['source']} {where}: {iss['column']}={iss['value']!r}: {iss['problem']}")
     print("usable: yes")
     return 0
 

@@ -428,3 +428,19 @@ def test_cli_check_repairs_are_listed(tmp_path, town_frames):
     assert res.returncode == 0, res.stderr
     assert "repaired grids G1" in res.stdout
     assert "make_valid" in res.stdout
+
+
+def test_cli_check_names_the_file_line_of_a_roster_issue(tmp_path):
+    from gisgrid.pipeline import write_demo
+
+    write_demo(tmp_path)
+    staff = pd.read_csv(tmp_path / "grid_staff.csv", encoding="gbk", dtype=str)
+    grid_col = staff.columns[-1]
+    staff.loc[4, grid_col] = "NO-SUCH-GRID"
+    staff.to_csv(tmp_path / "grid_staff.csv", index=False, encoding="gbk")
+    res = subprocess.run([sys.executable, "-m", "gisgrid", "check", str(tmp_path / "gisgrid.toml")],
+                         capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if "NO-SUCH-GRID" in ln)
+    assert "line 6" in line  # header is line 1, data row 4 is line 6

@@ -1487,7 +1487,8 @@ def _index_html(town: str, entries: Sequence[tuple[str, str, str]]) -> str:
     """The maps folder's index page: (section, label, href) rows, all escaped."""
     sections: dict[str, list[str]] = {}
     for section, label, href in entries:
-        sections.setdefault(section, []).append(f'<li><a href="{esc(quote(href))}">{esc(label)}</a></li>')
+        item = f'<a href="{esc(quote(href))}">{esc(label)}</a>' if href else esc(label)
+        sections.setdefault(section, []).append(f"<li>{item}</li>")
     body = "".join(f"<h2>{esc(s)}</h2><ul>{''.join(items)}</ul>" for s, items in sections.items())
     return (
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
@@ -1496,6 +1497,10 @@ def _index_html(town: str, entries: Sequence[tuple[str, str, str]]) -> str:
         "ul{columns:3 18em;}li{margin:.2em 0;}</style></head>"
         f"<body><h1>{esc(town)} 网格化管理地图 maps</h1>{body}</body></html>\n"
     )
+
+
+#: Above this many owners, ``write_maps`` skips the per-owner maps unless asked for them.
+MAX_OWNER_MAPS = 500
 
 
 def write_maps(
@@ -1508,6 +1513,7 @@ def write_maps(
     owner: str | None = None,
     tiles_url: str | None = None,
     tianditu_key: str | None = None,
+    per_owner: bool | None = None,
 ) -> list[Path]:
     """Write the command-center, per-village and per-owner maps and their index under ``out_dir/maps``.
 
@@ -1521,6 +1527,10 @@ def write_maps(
         As for :func:`command_center_map`. Phones are always masked in files.
     village, owner
         Write only that village's (or owner's) map, plus the index.
+    per_owner
+        Write one map per owner. None: only while there are at most
+        ``MAX_OWNER_MAPS`` owners (a county has thousands of chiefs; each can
+        get theirs with ``gisgrid map --owner NAME``).
 
     Returns
     -------
@@ -1550,6 +1560,10 @@ def write_maps(
         written.append(draw(_village_scope(model, assessment, vid), name))
         entries.append(("村居 villages", f"{model.village_names.get(vid, vid)} ({vid})", name))
     owners = [str(owner)] if owner is not None else ([] if village is not None else model.owners)
+    if owner is None and owners and (per_owner is False or (per_owner is None and len(owners) > MAX_OWNER_MAPS)):
+        logger.info("maps: %d owners; per-owner maps not written (gisgrid map --owner NAME writes one)", len(owners))
+        entries.append(("责任人 owners", f"{len(owners)} 个责任人: gisgrid map --owner NAME", ""))
+        owners = []
     ofile = _unique_names(owners)
     for who in owners:
         name = f"owner_{ofile[who]}.html"

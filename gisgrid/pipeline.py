@@ -416,7 +416,7 @@ def run(
         mcfg = cfg.section("maps")
         written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir,
                                        basemap=mcfg.get("basemap", "osm"), assets=mcfg.get("assets", "cdn"),
-                                       tiles_url=mcfg.get("tiles_url"))
+                                       tiles_url=mcfg.get("tiles_url"), per_owner=mcfg.get("per_owner"))
     tick("done", total, total)
     code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,

@@ -507,3 +507,13 @@ def test_geometry_collections_are_drawn_as_their_parts(small_assessment):
     a = type(small_assessment)(**{**small_assessment.__dict__, "findings": f})
     geoms = layer_data(_render(a))["gaps"]["geoms"]
     assert [g["type"] for g in geoms] == ["Polygon"]
+
+
+def test_write_maps_can_skip_per_owner_maps(small_assessment, tmp_path):
+    files = maps.write_maps(small_assessment, tmp_path, per_owner=False)
+    assert not [p for p in files if p.name.startswith("owner_")]
+    assert [p for p in files if p.name.startswith("village_")]
+    index = (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
+    assert "gisgrid map --owner" in index
+    every = maps.write_maps(small_assessment, tmp_path / "all", per_owner=True)
+    assert [p for p in every if p.name.startswith("owner_")]

@@ -166,22 +166,13 @@ def _arr(gdf: gpd.GeoDataFrame) -> np.ndarray:
 
 
 def _locate(geoms: np.ndarray, zones: gpd.GeoDataFrame, id_column: str) -> np.ndarray:
-    """Id of the zone holding each geometry's representative point (None when none)."""
-    out = np.full(len(geoms), None, dtype=object)
+    """Id of the zone holding each geometry's representative point (None when none; the lowest id on a shared edge)."""
     if not len(geoms) or not len(zones):
-        return out
+        return np.full(len(geoms), None, dtype=object)
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    pts = shapely.point_on_surface(np.where(ok, geoms, shapely.Point(0, 0)))
-    tree = shapely.STRtree(_arr(zones))
-    src, tgt = tree.query(pts, predicate="intersects")
-    ids = zones[id_column].to_numpy(dtype=object)
-    # first hit per geometry, deterministic by zone order
-    order = np.lexsort((tgt, src))
-    src, tgt = src[order], tgt[order]
-    first = np.unique(src, return_index=True)[1]
-    out[src[first]] = ids[tgt[first]]
-    out[~ok] = None
-    return out
+    pts = np.where(ok, shapely.point_on_surface(np.where(ok, geoms, shapely.Point(0, 0))), None)
+    ids = coverage.points_in_zones(gpd.GeoDataFrame(geometry=pts, crs=zones.crs), zones, id_column=id_column)
+    return np.array([None if v is None else str(v).split(",")[0] for v in ids], dtype=object)
 
 
 def _names(frame: pd.DataFrame, id_col: str) -> dict[str, str]:

@@ -312,6 +312,16 @@ def _clip_to(
     return _explode(geoms[order], owner[order], keep)
 
 
+def _check_id_column(zones: pd.DataFrame, id_column: str | None) -> None:
+    if id_column is not None and id_column not in zones.columns:
+        raise SchemaError(
+            f"zones have no column {id_column!r}.",
+            layer="zones",
+            column=id_column,
+            fix=f"pass one of {list(zones.columns)} or None to use the index.",
+        )
+
+
 def _id_array(zones: pd.DataFrame, id_column: str | None, pos: np.ndarray) -> np.ndarray:
     """Zone ids (``id_column`` or the index) at ``pos`` as Python objects."""
     values = zones[id_column] if id_column is not None else zones.index.to_series()
@@ -735,13 +745,7 @@ def partition_defects(
     """
     crs = _check_crs({"zones": zones, "extent": extent})
     min_area = settings.sliver_area_m2 if min_area_m2 is None else float(min_area_m2)
-    if id_column is not None and id_column not in zones.columns:
-        raise SchemaError(
-            f"zones have no column {id_column!r}.",
-            layer="zones",
-            column=id_column,
-            fix=f"pass one of {list(zones.columns)} or None to use the index.",
-        )
+    _check_id_column(zones, id_column)
     geoms, pos = _polygons(zones)
     ids = _id_array(zones, id_column, pos)
     ext = _extent(extent)
@@ -829,13 +833,7 @@ def points_in_zones(
         ``id_column`` is not a column of ``zones``.
     """
     _check_crs({"points": points, "zones": zones})
-    if id_column is not None and id_column not in zones.columns:
-        raise SchemaError(
-            f"zones have no column {id_column!r}.",
-            layer="zones",
-            column=id_column,
-            fix=f"pass one of {list(zones.columns)} or None to use the index.",
-        )
+    _check_id_column(zones, id_column)
     zone_geoms, zpos = _polygons(zones)
     ids = _id_array(zones, id_column, zpos)
     pts = _geometry_values(points)

@@ -430,22 +430,24 @@ def _text(series: pd.Series | Sequence[Any]) -> list[str | None]:
     return [done[c] if c >= 0 else None for c in codes.tolist()]
 
 
-def _fmt_num(value: Any, digits: int = 0, unit: str = "") -> str | None:
+def _as_float(value: Any) -> float | None:
     try:
         x = float(value)
     except (TypeError, ValueError):
         return None
-    if math.isnan(x):
+    return None if math.isnan(x) else x
+
+
+def _fmt_num(value: Any, digits: int = 0, unit: str = "") -> str | None:
+    x = _as_float(value)
+    if x is None:
         return None
     return f"{x:,.{digits}f}{(' ' + unit) if unit else ''}"
 
 
 def _fmt_pct(value: Any) -> str | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(x):
+    x = _as_float(value)
+    if x is None:
         return None
     pct = x * 100 if x <= 1.0 else x
     # Never round a shortfall up to 100%: 99.98% must not read as full coverage.

@@ -398,8 +398,7 @@ def _names(name: str, key: str, value: Any, allowed: Sequence[str] | None, what:
     if allowed is not None:
         bad = [v for v in value if v not in allowed]
         if bad:
-            hints = [h for v in bad for h in difflib.get_close_matches(v, list(allowed), n=1)]
-            hint = f" (did you mean {hints[0]!r}?)" if hints else ""
+            hint = _did_you_mean(bad, allowed)
             extra = " or list a kind of your own under [rules.must_check] kinds" if what == "POI kind" else ""
             raise _fail(name, f"unknown {what} {bad} in {key}{hint}.", f"use any of {sorted(allowed)}{extra}")
     return tuple(dict.fromkeys(value))
@@ -440,20 +439,27 @@ def _parse_polygon(name: str, spec: Mapping[str, Any]) -> tuple[str | None, tupl
     return None, None
 
 
+def _did_you_mean(values: Any, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the first of ``values`` close to one of ``choices``; '' when none is."""
+    for value in [values] if isinstance(values, str) else values:
+        close = difflib.get_close_matches(str(value), list(choices), n=1)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
+
+
 def _parse_one(name: str, spec: Mapping[str, Any], known_kinds: Sequence[str]) -> Rule:
     rtype = spec.get("type")
     if rtype is None:
         raise _fail(name, "has no type.", f'add type = "proximity" (or one of {sorted(RULE_TYPES)})')
     if rtype not in RULE_TYPES:
-        hints = difflib.get_close_matches(str(rtype), list(RULE_TYPES), n=1)
-        hint = f" (did you mean {hints[0]!r}?)" if hints else ""
+        hint = _did_you_mean(str(rtype), list(RULE_TYPES))
         raise _fail(name, f"has unknown type {rtype!r}{hint}.", f"use one of {sorted(RULE_TYPES)}")
     accepted, required = RULE_TYPES[rtype]
     unknown = sorted(set(spec) - set(_COMMON_KEYS) - set(accepted))
     if unknown:
         allowed = [*_COMMON_KEYS, *accepted]
-        hints = [h for k in unknown for h in difflib.get_close_matches(k, allowed, n=1)]
-        hint = f" (did you mean {hints[0]!r}?)" if hints else ""
+        hint = _did_you_mean(unknown, allowed)
         raise _fail(name, f"has unknown key(s) {unknown} for a {rtype} rule{hint}.", f"use only {allowed}")
     missing = [k for k in required if k not in spec]
     if missing:
@@ -463,8 +469,7 @@ def _parse_one(name: str, spec: Mapping[str, Any], known_kinds: Sequence[str]) -
     if severity is None:
         raise _fail(name, "has no severity.", f'add severity = "high" (one of {list(settings.severities)})')
     if severity not in SEVERITY_RANK:
-        hints = difflib.get_close_matches(str(severity), list(SEVERITY_RANK), n=1)
-        hint = f" (did you mean {hints[0]!r}?)" if hints else ""
+        hint = _did_you_mean(str(severity), list(SEVERITY_RANK))
         raise _fail(name, f"has unknown severity {severity!r}{hint}.", f"use one of {list(settings.severities)}")
     if rtype == "veto" and severity != "veto":
         raise _fail(name, f"is a veto rule but has severity {severity!r}.", 'remove severity (it is always "veto")')

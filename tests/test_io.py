@@ -520,3 +520,31 @@ def test_errors_are_builtin_value_errors():
         assert issubclass(cls, ValueError)
     exc = InputError("bad.", path="a.gpkg", layer="grids", column="grid_id", row=3, fix="do it")
     assert str(exc) == "file a.gpkg, layer 'grids', column 'grid_id', row 3: bad. Fix: do it"
+
+
+def test_file_lock_held_too_long_is_a_clear_error(tmp_path):
+    import threading
+
+    from gisgrid.io import file_lock
+
+    lock = tmp_path / "reports" / ".gisgrid.lock"
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with file_lock(lock):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(InputError, match="another gisgrid run") as err, file_lock(lock, timeout_s=0.3):
+            pass
+        assert str(lock) in str(err.value)
+        assert "Fix:" in str(err.value)
+    finally:
+        release.set()
+        t.join()
+    with file_lock(lock, timeout_s=1):  # free again once the holder is done
+        pass

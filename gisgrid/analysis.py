@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid import assign, coverage, sensitive, settings
+from gisgrid import assign, coverage, sensitive, settings, tolerance
 from gisgrid.findings import concat_findings, empty_findings, make_findings, severity_rank
 from gisgrid.model import Town
 
-__all__ = ["Assessment", "analyze", "coverage_findings"]
+__all__ = ["Assessment", "analyze", "coverage_findings", "grid_hygiene"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ class Assessment:
         The options the analysis ran with.
     as_of : date or None
         The date the data describes (set by ``gisgrid run``; maps and reports show it).
+    hygiene : DataFrame or None
+        Per grid, the slivers the digitising tolerance absorbed (:func:`grid_hygiene`):
+        which grids the data clerk should redraw first.
+    defects : GeoDataFrame or None
+        Every gap and overlap piece of the grids, real ones and slivers
+        (:func:`gisgrid.coverage.partition_defects`).
     """
 
     town: Town
@@ -67,6 +73,8 @@ class Assessment:
     checkpoints: gpd.GeoDataFrame | None = None
     options: dict[str, Any] = field(default_factory=dict)
     as_of: dt.date | None = None
+    hygiene: pd.DataFrame | None = None
+    defects: gpd.GeoDataFrame | None = None
 
     @property
     def workload(self) -> pd.DataFrame | None:
@@ -188,8 +196,14 @@ def _label(ids: Any, names: dict[str, str]) -> str:
     return ", ".join(f"{names.get(p, p)} ({p})" if names.get(p) and names.get(p) != p else p for p in parts)
 
 
+def _metres(value: float) -> str:
+    """A length for a message: never "0 m" for something that is there."""
+    return f"{value:,.0f} m" if value >= 1 else f"{value:.1f} m"
+
+
 # ----------------------------------------------------------------------------- coverage
-def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolerance_m: float | None = None,
+                      workers: int | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Area gaps and overlaps, uncovered roads and must-check points, and input repairs.
 
     Parameters
@@ -199,24 +213,35 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
     sliver_area_m2
         Gaps and overlaps smaller than this are counted, not reported
         (default ``settings.sliver_area_m2``).
+    tolerance_m
+        Digitising tolerance (default ``settings.tolerance_m``; 0: exact
+        geometry). Gaps and overlaps narrower than this are slivers, counted
+        per grid and village but not reported; roads and points in slivers
+        are covered.
+    workers
+        Threads for the geometry engine.
 
     Returns
     -------
     findings : GeoDataFrame
         Findings (owner not yet filled).
     stats : dict
-        Intermediate layers the summary needs: ``gaps`` (every grid gap piece,
-        slivers included), ``uncovered`` (uncovered road pieces), ``poi_grid``.
+        Intermediate layers the summary needs: ``grid_defects`` and
+        ``village_defects`` (every gap and overlap piece, slivers included),
+        ``uncovered`` (uncovered road pieces), ``poi_grid``, ``crumbs``.
     """
     min_area = settings.sliver_area_m2 if sliver_area_m2 is None else sliver_area_m2
+    tol = settings.tolerance_m if tolerance_m is None else float(tolerance_m)
     crs = town.crs
     extent = town.extent
     vnames = _names(town.villages, "village_id")
     parts: list[gpd.GeoDataFrame] = []
+    opts = {"min_area_m2": min_area, "tolerance_m": tol, "workers": workers}
 
-    # Areas: the town in villages, the villages in grids.
-    vdef = coverage.partition_defects(town.villages, extent=extent, id_column="village_id", min_area_m2=min_area)
-    gdef = coverage.partition_defects(town.grids, extent=extent, id_column="grid_id", min_area_m2=min_area)
+    # Areas: the town in villages, the villages in grids (with a tolerance: village by village).
+    vdef = coverage.partition_defects(town.villages, extent=extent, id_column="village_id", **opts)
+    gdef = coverage.partition_defects(town.grids, extent=town.villages if tol > 0 else extent, id_column="grid_id",
+                                      extent_id_column="village_id", **opts)
     v_gaps = vdef[(vdef["kind"] == "gap") & ~vdef["sliver"]]
     no_village = shapely.union_all(_arr(v_gaps)) if len(v_gaps) else None
     rows: list[dict[str, Any]] = []
@@ -229,13 +254,19 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
         keys.append("no_village")
     g_gaps = gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]]
     g_geoms = _arr(g_gaps)
-    if no_village is not None and len(g_geoms):
-        g_geoms = shapely.difference(g_geoms, no_village)
-    g_area = shapely.area(g_geoms) if len(g_geoms) else np.array([])
-    keep = g_area >= min_area
-    g_geoms, g_area = g_geoms[keep], g_area[keep]
-    g_vill = _locate(g_geoms, town.villages, "village_id")
-    for geom, area, vid, touching in zip(g_geoms, g_area, g_vill, g_gaps["zone_ids"].to_numpy()[keep], strict=True):
+    if tol > 0:  # already split by village
+        g_vill = g_gaps["extent_id"].to_numpy(dtype=object)
+        g_area = g_gaps["area_m2"].to_numpy(dtype=float)
+        g_touch = g_gaps["zone_ids"].to_numpy(dtype=object)
+    else:
+        if no_village is not None and len(g_geoms):
+            g_geoms = shapely.difference(g_geoms, no_village)
+        g_area = shapely.area(g_geoms) if len(g_geoms) else np.array([])
+        keep = g_area >= min_area
+        g_geoms, g_area = g_geoms[keep], g_area[keep]
+        g_vill = _locate(g_geoms, town.villages, "village_id")
+        g_touch = g_gaps["zone_ids"].to_numpy(dtype=object)[keep]
+    for geom, area, vid, touching in zip(g_geoms, g_area, g_vill, g_touch, strict=True):
         rows.append({"kind": "area_gap", "severity": "high", "rule": "no_grid", "village_id": vid, "grid_id": None,
                      "measure": float(area), "unit": "m2", "geometry": geom,
                      "message": f"{float(area):,.0f} m² in village {_label(vid, vnames)} lies in no grid "
@@ -245,8 +276,12 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
         ov = frame[(frame["kind"] == "overlap") & ~frame["sliver"]]
         if not len(ov):
             continue
-        vids = (_locate(_arr(ov), town.villages, "village_id") if what == "grids"
-                else ov["zone_ids"].to_numpy(dtype=object))
+        if what == "villages":
+            vids = ov["zone_ids"].to_numpy(dtype=object)
+        elif tol > 0:
+            vids = ov["extent_id"].to_numpy(dtype=object)
+        else:
+            vids = _locate(_arr(ov), town.villages, "village_id")
         for geom, area, ids, vid in zip(_arr(ov), ov["area_m2"], ov["zone_ids"], vids, strict=True):
             rows.append({"kind": "area_overlap", "severity": "high", "rule": rule, "village_id": vid,
                          "grid_id": ids if what == "grids" else None, "measure": area, "unit": "m2",
@@ -257,8 +292,19 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
     if rows:
         parts.append(make_findings(pd.DataFrame(rows), crs=crs, key=keys))
 
-    # Roads: the parts inside the town that lie in no grid.
-    uncovered = coverage.uncovered_lines(town.roads, town.grids, extent=extent)
+    # Roads: the parts inside the town that lie in no grid (with a tolerance: in a real gap).
+    if tol > 0:
+        regions = _arr(gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]])
+        if no_village is not None:  # land in no village: its real gaps between grids too
+            regions = np.concatenate([regions, tolerance.gap_regions(_arr(town.grids), no_village, tol)])
+        found = coverage.lines_in(town.roads, gpd.GeoSeries(regions, crs=crs)) if len(regions) else \
+            town.roads.iloc[:0].assign(length_m=np.empty(0))
+    else:
+        regions = np.empty(0, dtype=object)
+        found = coverage.uncovered_lines(town.roads, town.grids, extent=extent, tolerance_m=0)
+    crumb = found["length_m"].to_numpy(dtype=float) < settings.sliver_length_m
+    crumbs = {"pieces": int(crumb.sum()), "length_m": float(found.loc[crumb, "length_m"].sum())}
+    uncovered = found[~crumb]
     if len(uncovered):
         ug = _arr(uncovered)
         vids = _locate(ug, town.villages, "village_id")
@@ -268,7 +314,7 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
         length = uncovered["length_m"].to_numpy(dtype=float)
         msgs = [
             f"{_CLASS_LABEL.get(c, c)} ({_CLASS_ZH.get(c, c)}) "
-            f"{repr(n) + ' ' if n else ''}({r}) has {m:,.0f} m outside any grid in village {_label(v, vnames)}; "
+            f"{repr(n) + ' ' if n else ''}({r}) has {_metres(m)} outside any grid in village {_label(v, vnames)}; "
             "extend a grid over it."
             for c, n, r, m, v in zip(cls, names, rids, length, vids, strict=True)
         ]
@@ -279,11 +325,40 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
         })
         parts.append(make_findings(frame, crs=crs, key=[f"road:{r}" for r in rids]))
 
-    # Points: every POI must be in a grid.
+    # Points: every POI must be in a grid; with a tolerance one in a sliver belongs to the nearest grid.
     poi_grid = coverage.points_in_zones(town.pois, town.grids, id_column="grid_id") if len(town.pois) else pd.Series(
         [], dtype=object)
     if len(town.pois):
-        lost = town.pois[poi_grid.isna().to_numpy()]
+        lost_mask = poi_grid.isna().to_numpy()
+        snapped = np.zeros(len(town.pois), dtype=bool)
+        if tol > 0 and lost_mask.any():
+            lost_pos = np.flatnonzero(lost_mask)
+            pts = _arr(town.pois)[lost_pos]
+            in_gap = np.zeros(len(lost_pos), dtype=bool)
+            if len(regions):
+                in_gap[np.unique(shapely.STRtree(regions).query(pts, predicate="intersects")[0])] = True
+            near = coverage.nearest_zones(town.pois.iloc[lost_pos], town.grids, id_column="grid_id",
+                                          max_distance_m=tol)
+            ok = ~in_gap & near["zone_id"].notna().to_numpy()
+            snapped[lost_pos[ok]] = True
+            poi_grid = poi_grid.copy()
+            poi_grid.iloc[lost_pos[ok]] = near["zone_id"].to_numpy(dtype=object)[ok]
+            if ok.any():
+                sp = town.pois.iloc[lost_pos[ok]]
+                sg = near["zone_id"].to_numpy(dtype=object)[ok]
+                sd = near["distance_m"].to_numpy(dtype=float)[ok]
+                frame = pd.DataFrame({
+                    "kind": "input_repaired", "severity": "low", "rule": "poi_in_sliver",
+                    "village_id": _locate(_arr(sp), town.villages, "village_id"), "grid_id": sg,
+                    "measure": sd, "unit": "m", "geometry": _arr(sp), "poi_id": sp["poi_id"].to_numpy(dtype=object),
+                    "poi_kind": sp["kind"].to_numpy(dtype=object),
+                    "message": [f"{k} {repr(n) + ' ' if n else ''}({p}) lies in a sliver between hand-drawn grids, "
+                                f"{d:.1f} m outside grid {g}; counted in the nearest grid {g} — redraw the border "
+                                "so that the grid contains it."
+                                for k, n, p, g, d in zip(sp["kind"], sp["name"], sp["poi_id"], sg, sd, strict=True)],
+                })
+                parts.append(make_findings(frame, crs=crs, key=[f"poi_sliver:{p}" for p in sp["poi_id"]]))
+        lost = town.pois[lost_mask & ~snapped]
         if len(lost):
             lg = _arr(lost)
             vids = _locate(lg, town.villages, "village_id")
@@ -334,8 +409,49 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None) -> tup
         parts.append(make_findings(frame, crs=crs, key=[f"ref:{n}" for n in refs["name"]]))
 
     findings = concat_findings(parts, crs=crs) if parts else empty_findings(crs)
-    stats = {"grid_defects": gdef, "village_defects": vdef, "uncovered": uncovered, "poi_grid": poi_grid}
+    stats = {"grid_defects": gdef, "village_defects": vdef, "uncovered": uncovered, "poi_grid": poi_grid,
+             "crumbs": crumbs, "tolerance_m": tol}
     return findings, stats
+
+
+# ----------------------------------------------------------------------------- data hygiene
+def grid_hygiene(town: Town, grid_defects: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Per grid, the slivers along its borders: what the digitising tolerance absorbed.
+
+    A sliver between two grids (a thin gap touching both, or a thin overlap
+    of the two) counts for each of them: it is on both borders, and either
+    data clerk may redraw it.
+
+    Parameters
+    ----------
+    town
+        The town.
+    grid_defects
+        :func:`gisgrid.coverage.partition_defects` of the grids (sliver rows used).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per grid (``grid_id``, ``village_id``, ``name``, ``slivers``,
+        ``gap_sliver_m2``, ``overlap_sliver_m2``, ``sliver_m2``), the grids
+        with the most sliver area first.
+    """
+    grids = town.grids
+    out = pd.DataFrame({"grid_id": grids["grid_id"].to_numpy(dtype=object),
+                        "village_id": grids["village_id"].to_numpy(dtype=object),
+                        "name": grids["name"].to_numpy(dtype=object) if "name" in grids.columns else None})
+    sl = grid_defects[grid_defects["sliver"]]
+    table = pd.DataFrame({"grid_id": sl["zone_ids"].astype(str).str.split(","), "kind": sl["kind"].to_numpy(),
+                          "area": sl["area_m2"].to_numpy(dtype=float)}).explode("grid_id")
+    table = table[table["grid_id"].astype(bool)]
+    count = table.groupby("grid_id").size()
+    area = table.pivot_table(index="grid_id", columns="kind", values="area", aggfunc="sum", fill_value=0.0)
+    key = out["grid_id"].astype(str)
+    out["slivers"] = key.map(count).fillna(0).astype(np.int64).to_numpy()
+    for kind, col in (("gap", "gap_sliver_m2"), ("overlap", "overlap_sliver_m2")):
+        out[col] = key.map(area[kind]).fillna(0.0).to_numpy(dtype=float) if kind in area.columns else 0.0
+    out["sliver_m2"] = out["gap_sliver_m2"] + out["overlap_sliver_m2"]
+    return out.sort_values(["sliver_m2", "grid_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -383,11 +499,19 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     s["area_m2"] = varea
     gdef = stats["grid_defects"]
     gaps = gdef[gdef["kind"] == "gap"]
-    gap_area = _area_by_village(_arr(gaps), villages)
-    s["grid_area_m2"] = (s["area_m2"] - gap_area).clip(lower=0.0)
+    if stats.get("tolerance_m", 0) > 0:  # slivers are absorbed; real gaps are already split by village
+        real = gaps[~gaps["sliver"]]
+        gap_area = real.groupby("extent_id")["area_m2"].sum().reindex(vid, fill_value=0.0)
+        gap_area.index.name = "village_id"
+    else:
+        gap_area = _area_by_village(_arr(gaps), villages)
+    s["grid_area_m2"] = (s["area_m2"] - gap_area.to_numpy()).clip(lower=0.0)
     s["area_coverage"] = np.where(s["area_m2"] > 0, s["grid_area_m2"] / s["area_m2"], 1.0)
     slivers = gdef[gdef["sliver"]]
-    sv = _locate(_arr(slivers), villages, "village_id")
+    if stats.get("tolerance_m", 0) > 0:
+        sv = slivers["extent_id"].to_numpy(dtype=object)
+    else:
+        sv = _locate(_arr(slivers), villages, "village_id")
     s["slivers"] = pd.Series(1, index=range(len(slivers))).groupby(sv).sum().reindex(vid, fill_value=0).to_numpy() \
         if len(slivers) else 0
     s["sliver_area_m2"] = pd.Series(slivers["area_m2"].to_numpy()).groupby(sv).sum().reindex(
@@ -467,6 +591,14 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
         "uncovered_lane_m": float(s["uncovered_m_lane"].sum()),
         "slivers": int(gdef["sliver"].sum()),
         "sliver_area_m2": float(gdef.loc[gdef["sliver"], "area_m2"].sum()),
+        "sliver_gap_area_m2": float(gdef.loc[gdef["sliver"] & (gdef["kind"] == "gap"), "area_m2"].sum()),
+        "sliver_overlap_area_m2": float(gdef.loc[gdef["sliver"] & (gdef["kind"] == "overlap"), "area_m2"].sum()),
+        "village_slivers": int(stats["village_defects"]["sliver"].sum()),
+        "village_sliver_area_m2": float(stats["village_defects"].loc[stats["village_defects"]["sliver"],
+                                                                     "area_m2"].sum()),
+        "tolerance_m": float(stats.get("tolerance_m", 0.0)),
+        "road_crumbs": int(stats.get("crumbs", {}).get("pieces", 0)),
+        "road_crumb_m": float(stats.get("crumbs", {}).get("length_m", 0.0)),
         "villages": len(villages),
         "grids": len(town.grids),
         "grids_unstaffed": len(unstaffed_ids),
@@ -485,6 +617,8 @@ def analyze(
     rules: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     sliver_area_m2: float | None = None,
+    tolerance_m: float | None = None,
+    workers: int | None = None,
     as_of: dt.date | None = None,
 ) -> Assessment:
     """Run every check on ``town`` and gather one findings table and the summary.
@@ -500,6 +634,12 @@ def analyze(
         workload limits, default owner).
     sliver_area_m2
         Gaps and overlaps below this area are counted, not reported.
+    tolerance_m
+        The digitising tolerance in metres (default ``settings.tolerance_m``;
+        0 for exact geometry): gaps and overlaps narrower than this are
+        slivers, counted per grid (``Assessment.hygiene``) but not reported.
+    workers
+        Threads for the geometry engine (default ``settings.workers``).
     as_of
         The date the data describes, shown on maps and reports.
 
@@ -509,13 +649,16 @@ def analyze(
     """
     opts = dict(options or {})
     logger.info("coverage: %s", town.name)
-    found, stats = coverage_findings(town, sliver_area_m2=sliver_area_m2)
+    found, stats = coverage_findings(town, sliver_area_m2=sliver_area_m2, tolerance_m=tolerance_m, workers=workers)
     logger.info("responsibility: staffing, river chiefs, owners")
     resp = assign.analyze_responsibility(town, options=opts)
     allf = concat_findings([found, resp.findings], crs=town.crs)
     allf = assign.assign_owners(allf, town, resp, default_owner=opts.get("default_owner"))
     logger.info("sensitive sections and must-check points")
-    sres = sensitive.analyze_sensitive(town, allf, resp, rules=rules)
+    gdef = stats["grid_defects"]
+    gaps = _arr(gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]]) if stats["tolerance_m"] > 0 else None
+    sres = sensitive.analyze_sensitive(town, allf, resp, rules=rules, tolerance_m=stats["tolerance_m"], gaps=gaps,
+                                       poi_grid=stats["poi_grid"])
     # New rows from the rules (e.g. an incomplete checkpoint) get their owner like every other finding.
     findings = assign.assign_owners(sres.findings, town, resp, default_owner=opts.get("default_owner"))
     order = np.lexsort((findings["finding_id"].astype(str).to_numpy(),
@@ -526,5 +669,7 @@ def analyze(
     summary, totals = _summary(town, findings, stats, resp, sections)
     return Assessment(town=town, findings=findings, summary=summary, totals=totals, responsibility=resp,
                       sensitive=sres.sections, checkpoints=sres.checkpoints,
-                      options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2},
-                      as_of=as_of)
+                      options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2,
+                               "tolerance_m": stats["tolerance_m"]},
+                      as_of=as_of, hygiene=grid_hygiene(town, stats["grid_defects"]),
+                      defects=stats["grid_defects"])

@@ -72,6 +72,7 @@ polygonizing the noded boundaries of only the zones in overlapping pairs.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -84,8 +85,9 @@ from shapely import STRtree
 
 from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
+from gisgrid.tolerance import gap_regions, gaps_by_extent, grouped_union, opening, overlap_pairs, polygon_parts
 
-__all__ = ["partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
+__all__ = ["lines_in", "nearest_zones", "partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
 
 logger = logging.getLogger(__name__)
 
@@ -252,39 +254,6 @@ def _extent(extent: Any) -> shapely.Geometry | None:
 # --------------------------------------------------------------------------- #
 # small vectorised helpers
 # --------------------------------------------------------------------------- #
-
-
-def _grouped_union(geoms: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Union of ``geoms`` per group, vectorised by group size.
-
-    Parameters
-    ----------
-    geoms
-        Geometries, one per member.
-    groups
-        Group number (``0 <= g < n_groups``) of each member.
-    n_groups
-        Number of groups.
-
-    Returns
-    -------
-    numpy.ndarray
-        One geometry per group; empty groups get an empty collection.
-    """
-    out = np.full(n_groups, _EMPTY, dtype=object)
-    if geoms.size == 0:
-        return out
-    order = np.argsort(groups, kind="stable")
-    items = geoms[order]
-    counts = np.bincount(groups, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    single = np.flatnonzero(counts == 1)
-    out[single] = items[starts[single]]
-    for k in np.unique(counts[counts > 1]):
-        members = np.flatnonzero(counts == k)
-        take = starts[members][:, None] + np.arange(k)[None, :]
-        out[members] = shapely.union_all(items[take], axis=1)
-    return out
 
 
 def _explode(geoms: np.ndarray, owner: np.ndarray, keep: str) -> tuple[np.ndarray, np.ndarray]:
@@ -467,7 +436,7 @@ def _line_minus_union(
     if fallback.size:
         ztree = STRtree(zones)
         f_idx, z_idx = ztree.query(lines[fallback], predicate="intersects")
-        local = _grouped_union(zones[z_idx], f_idx, fallback.size)
+        local = grouped_union(zones[z_idx], f_idx, fallback.size)
         parts_fallback = shapely.difference(lines[fallback], local)
     else:
         parts_fallback = np.empty(0, dtype=object)
@@ -533,20 +502,115 @@ def _on_zone_edges(pieces: np.ndarray, zones: np.ndarray) -> np.ndarray:
     return result
 
 
+def _tolerance(tolerance_m: float | None) -> float:
+    """The digitising tolerance to use (``settings.tolerance_m`` for None), checked."""
+    tol = settings.tolerance_m if tolerance_m is None else tolerance_m
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        tol = float("nan")
+    if not np.isfinite(tol) or tol < 0:
+        raise InputError(
+            f"tolerance_m must be a finite number of metres >= 0, not {tolerance_m!r}.",
+            fix="pass the digitising tolerance in metres (e.g. 2.0), 0 for exact geometry, "
+            "or None for settings.tolerance_m.",
+        )
+    return tol
+
+
+def _workers(workers: int | None) -> int:
+    n = settings.workers if workers is None else workers
+    return max(1, int(n or os.cpu_count() or 1))
+
+
+def _exact_uncovered(line_geoms: np.ndarray, zone_geoms: np.ndarray, ext: shapely.Geometry | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``line - union(zones)`` (clipped to the extent), exactly, minus rounding artefacts."""
+    union = _union_and_flags(zone_geoms)[0]
+    parts, owner = _line_minus_union(line_geoms, zone_geoms, union)
+    if ext is not None:
+        # The extent is closed: a road along its edge is inside. The parts
+        # carry computed nodes a few ulps off that edge, so clip with the
+        # extent grown by _ON_EDGE_ULPS ulps instead of the extent itself.
+        magnitude = float(np.abs(np.asarray(ext.bounds)).max())
+        grown = shapely.buffer(ext, _ON_EDGE_ULPS * np.spacing(magnitude), join_style="mitre")
+        parts, owner = _clip_to(parts, owner, grown, "LineString")
+    pieces, owner = _merge(parts, owner)
+    if pieces.size:
+        drop = _on_zone_edges(pieces, zone_geoms)
+        if drop.any():
+            logger.debug("uncovered_lines: %d pieces lie on zone edges (rounding): covered", int(drop.sum()))
+        pieces, owner = pieces[~drop], owner[~drop]
+    return pieces, owner
+
+
+def _in_regions(line_geoms: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of each line inside the regions, merged per line: pieces and line positions."""
+    if line_geoms.size == 0 or regions.size == 0:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
+    l_idx, r_idx = STRtree(regions).query(line_geoms, predicate="intersects")
+    if l_idx.size == 0:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
+    parts = shapely.intersection(line_geoms[l_idx], regions[r_idx])
+    order = np.argsort(l_idx, kind="stable")
+    parts, owner = _explode(parts[order], l_idx[order], "LineString")
+    return _merge(parts, owner)
+
+
+def _line_frame(lines: gpd.GeoDataFrame, line_pos: np.ndarray, pieces: np.ndarray, owner: np.ndarray
+                ) -> gpd.GeoDataFrame:
+    src = line_pos[owner] if owner.size else np.empty(0, dtype=np.intp)
+    out = lines.iloc[src].copy()
+    out[lines.geometry.name] = gpd.GeoSeries(pieces, crs=lines.crs).array
+    out["length_m"] = shapely.length(pieces).astype(float) if pieces.size else np.empty(0)
+    return out
+
+
+def lines_in(lines: gpd.GeoDataFrame, regions: Any) -> gpd.GeoDataFrame:
+    """The parts of each line inside some region (e.g. inside the real gaps).
+
+    Parameters
+    ----------
+    lines
+        LineString/MultiLineString layer in a metric CRS.
+    regions
+        Polygons (GeoDataFrame, GeoSeries or array) in the same CRS; they may
+        touch but should not overlap.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per connected piece, as :func:`uncovered_lines` returns them.
+    """
+    _check_crs({"lines": lines, "regions": regions})
+    line_geoms, line_pos = _lines(lines)
+    region_geoms, _ = _polygons(regions, "regions")
+    pieces, owner = _in_regions(line_geoms, region_geoms)
+    return _line_frame(lines, line_pos, pieces, owner)
+
+
 def uncovered_lines(
     lines: gpd.GeoDataFrame,
     zones: gpd.GeoDataFrame,
     *,
     extent: Any = None,
     tolerance_m: float | None = None,
+    workers: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Parts of each line that lie outside every zone.
 
-    Same result as ``line.difference(shapely.union_all(zones))`` (then
-    intersected with ``extent``), line by line, minus noise (see
-    ``tolerance_m``) and rounding artefacts (see the module notes). Zones are closed: a line lying exactly along a zone
-    edge, shared or outer, is covered. The extent is closed too: a line along
-    its edge is inside (see the module notes on floating point).
+    With ``tolerance_m = 0`` (exact mode) the result is
+    ``line.difference(shapely.union_all(zones))`` (then intersected with
+    ``extent``), line by line, minus rounding artefacts (see the module
+    notes). Zones are closed: a line lying exactly along a zone edge, shared
+    or outer, is covered. The extent is closed too.
+
+    With a digitising tolerance (the default, ``settings.tolerance_m``) only
+    the parts inside *real* gaps count: gaps at least ``tolerance_m`` wide
+    (see :mod:`gisgrid.tolerance`). A line crossing a sliver between two
+    hand-drawn grids, or running along their border inside the tolerance, is
+    covered; a line through a real gap is uncovered over its exact length in
+    the gap.
 
     Parameters
     ----------
@@ -560,11 +624,10 @@ def uncovered_lines(
         Optional shapely (Multi)Polygon, GeoSeries or GeoDataFrame (its union
         is used): only the uncovered parts inside it are reported.
     tolerance_m
-        Uncovered pieces shorter than this that lie everywhere within
-        :data:`gisgrid.settings.border_tolerance_m` of a zone are noise and
-        dropped. Default :data:`gisgrid.settings.sliver_length_m`; 0 keeps
-        them. (Pieces lying on zone edges to machine precision are always
-        covered; see the module notes.)
+        Digitising tolerance in metres; 0 for exact geometry. Default
+        :data:`gisgrid.settings.tolerance_m`.
+    workers
+        Threads (default :data:`gisgrid.settings.workers`).
 
     Returns
     -------
@@ -581,15 +644,10 @@ def uncovered_lines(
     CRSError
         A CRS is geographic, or the layers' CRSs differ.
     InputError
-        Wrong geometry types or invalid zone polygons.
+        Wrong geometry types, invalid zone polygons or a bad tolerance.
     """
     _check_crs({"lines": lines, "zones": zones, "extent": extent})
-    tol = settings.sliver_length_m if tolerance_m is None else float(tolerance_m)
-    if not np.isfinite(tol) or tol < 0:
-        raise InputError(
-            f"tolerance_m must be a finite number >= 0, not {tolerance_m!r}.",
-            fix="pass a length in metres, or None for settings.sliver_length_m.",
-        )
+    tol = _tolerance(tolerance_m)
     line_geoms, line_pos = _lines(lines)
     zone_geoms, _ = _polygons(zones)
     ext = _extent(extent)
@@ -599,42 +657,28 @@ def uncovered_lines(
         keep.sort()
         line_geoms, line_pos = line_geoms[keep], line_pos[keep]
 
-    if line_geoms.size:
-        union = _union_and_flags(zone_geoms)[0]
-        parts, owner = _line_minus_union(line_geoms, zone_geoms, union)
-        if ext is not None:
-            # The extent is closed: a road along its edge is inside. The parts
-            # carry computed nodes a few ulps off that edge, so clip with the
-            # extent grown by _ON_EDGE_ULPS ulps instead of the extent itself.
-            magnitude = float(np.abs(np.asarray(ext.bounds)).max())
-            grown = shapely.buffer(ext, _ON_EDGE_ULPS * np.spacing(magnitude), join_style="mitre")
-            parts, owner = _clip_to(parts, owner, grown, "LineString")
-        pieces, owner = _merge(parts, owner)
-    else:
-        pieces, owner = np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
+    pieces, owner = np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
+    if line_geoms.size and tol == 0:
+        pieces, owner = _exact_uncovered(line_geoms, zone_geoms, ext)
+    elif line_geoms.size:
+        region = ext
+        if region is None:  # everywhere near the lines: a box well beyond them and the zones
+            bounds = [shapely.total_bounds(line_geoms)]
+            if zone_geoms.size:
+                bounds.append(shapely.total_bounds(zone_geoms))
+            (x0, y0, x1, y1), margin = _bounds_box(*bounds)
+            margin += 2 * tol
+            region = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
+        regions = gap_regions(zone_geoms, region, tol, workers=_workers(workers))
+        pieces, owner = _in_regions(line_geoms, regions)
 
-    if pieces.size:
-        drop = _on_zone_edges(pieces, zone_geoms)
-        if drop.any():
-            logger.debug("uncovered_lines: %d pieces lie on zone edges (rounding): covered", int(drop.sum()))
-        if tol > 0:
-            short = np.flatnonzero(~drop & (shapely.length(pieces) < tol))
-            border = settings.border_tolerance_m
-            noise = short[_all_within(pieces[short], zone_geoms, border, border / 4.0)]
-            logger.debug("uncovered_lines: dropped %d noise pieces (< %g m)", noise.size, tol)
-            drop[noise] = True
-        pieces, owner = pieces[~drop], owner[~drop]
-
-    src = line_pos[owner] if owner.size else np.empty(0, dtype=np.intp)
-    out = lines.iloc[src].copy()
-    geom_col = lines.geometry.name
-    out[geom_col] = gpd.GeoSeries(pieces, crs=lines.crs).array
-    out["length_m"] = shapely.length(pieces).astype(float) if pieces.size else np.empty(0)
+    out = _line_frame(lines, line_pos, pieces, owner)
     logger.debug(
-        "uncovered_lines: %d uncovered pieces on %d lines, %.1f m",
+        "uncovered_lines: %d uncovered pieces on %d lines, %.1f m (tolerance %g m)",
         len(out),
-        np.unique(src).size,
+        np.unique(owner).size,
         float(out["length_m"].sum()),
+        tol,
     )
     return out
 
@@ -693,7 +737,7 @@ def _overlap_faces(geoms: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, li
         return empty
     keys = [tuple(split[i]) for i in over]
     key_codes, key_ids = np.unique(np.array([",".join(map(str, k)) for k in keys]), return_inverse=True)
-    merged = _grouped_union(faces[over], key_ids, key_codes.size)
+    merged = grouped_union(faces[over], key_ids, key_codes.size)
     first = np.zeros(key_codes.size, dtype=np.intp)
     first[key_ids[::-1]] = np.arange(key_ids.size)[::-1]
     pieces, owner = _explode(merged, np.arange(key_codes.size), "Polygon")
@@ -707,22 +751,45 @@ def partition_defects(
     extent: Any = None,
     id_column: str | None = None,
     min_area_m2: float | None = None,
+    tolerance_m: float | None = None,
+    extent_id_column: str | None = None,
+    workers: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Gaps between and overlaps of zones within an extent.
+
+    With ``tolerance_m = 0`` (exact mode) every gap and overlap piece is
+    reported with its exact shape; pieces under ``min_area_m2`` are flagged
+    ``sliver``.
+
+    With a digitising tolerance (the default, ``settings.tolerance_m``) a
+    piece is judged by its width (:mod:`gisgrid.tolerance`): the part of it at
+    least ``tolerance_m`` wide is a real gap or overlap, reported with that
+    shape (its sliver tails cut off); everything narrower is a sliver row
+    (``sliver`` True), kept so that the noise can be counted and located.
 
     Parameters
     ----------
     zones
         Polygon/MultiPolygon layer in a metric CRS.
     extent
-        Shapely (Multi)Polygon, GeoSeries or GeoDataFrame (its union) that the
-        zones should tile. Default: the union of the zones, so only holes
-        enclosed by zones count as gaps.
+        Shapely (Multi)Polygon, GeoSeries or GeoDataFrame that the zones
+        should tile. Default: the outline of the zones, so only holes enclosed
+        by zones count as gaps. With a tolerance, the rows of a GeoDataFrame
+        or GeoSeries are taken one by one (e.g. villages for their grids):
+        gaps are split at their borders and the work runs per row.
     id_column
         Column with the zone ids to report; default the index.
     min_area_m2
         Pieces smaller than this are flagged ``sliver``. Default
         :data:`gisgrid.settings.sliver_area_m2`.
+    tolerance_m
+        Digitising tolerance in metres; 0 for exact geometry. Default
+        :data:`gisgrid.settings.tolerance_m`.
+    extent_id_column
+        Column of an extent GeoDataFrame naming each row (default its index);
+        reported as ``extent_id``.
+    workers
+        Threads (default :data:`gisgrid.settings.workers`).
 
     Returns
     -------
@@ -731,8 +798,11 @@ def partition_defects(
         (``'gap'``/``'overlap'``), ``zone_ids`` (overlap: sorted ids of the
         zones covering the piece; gap: ids of the zones touching it; joined
         with ``','``), ``n_zones`` (zones over the piece, 0 for gaps),
-        ``area_m2``, ``sliver`` and ``geometry``. A region covered by three
-        zones is its own piece with three ids. Sorted by kind, ids, area.
+        ``area_m2``, ``sliver``, ``extent_id`` (the extent row a piece lies
+        in; None without a tolerance or a frame extent) and ``geometry``. In
+        exact mode a region covered by three zones is its own piece with
+        three ids; with a tolerance overlaps are reported per pair of zones.
+        Sorted by kind, ids, area.
 
     Raises
     ------
@@ -741,13 +811,17 @@ def partition_defects(
     SchemaError
         ``id_column`` is not a column of ``zones``.
     InputError
-        Wrong geometry types or invalid zone polygons.
+        Wrong geometry types, invalid zone polygons or a bad tolerance.
     """
     crs = _check_crs({"zones": zones, "extent": extent})
     min_area = settings.sliver_area_m2 if min_area_m2 is None else float(min_area_m2)
+    tol = _tolerance(tolerance_m)
     _check_id_column(zones, id_column)
     geoms, pos = _polygons(zones)
     ids = _id_array(zones, id_column, pos)
+    if tol > 0:
+        frame = _tolerant_defects(geoms, ids, extent, extent_id_column, tol, min_area, _workers(workers))
+        return _defect_frame(frame, crs)
     ext = _extent(extent)
     union, flags = _union_and_flags(geoms)
 
@@ -785,18 +859,153 @@ def partition_defects(
             "n_zones": np.concatenate([np.zeros(gaps.size, np.int64), n_over]),
             "area_m2": area,
             "sliver": area < min_area,
+            "extent_id": pd.Series([None] * geometry.size, dtype=object),
+            "geometry": geometry,
         }
     )
+    return _defect_frame(frame, crs)
+
+
+def _defect_frame(frame: pd.DataFrame, crs: Any) -> gpd.GeoDataFrame:
+    geometry = frame.pop("geometry").to_numpy(dtype=object)
     out = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, crs=crs).array, crs=crs)
-    out = out.sort_values(["kind", "zone_ids", "area_m2"], ascending=[True, True, False])
+    out = out.sort_values(["kind", "zone_ids", "area_m2"], ascending=[True, True, False], kind="stable")
     out = out.reset_index(drop=True)
+    real = ~out["sliver"].to_numpy(dtype=bool)
+    gap = (out["kind"] == "gap").to_numpy()
     logger.debug(
-        "partition_defects: %d gaps (%.1f m2), %d overlap pieces (%.1f m2)",
-        gaps.size,
-        float(area[: gaps.size].sum()),
-        over.size,
-        float(area[gaps.size :].sum()),
+        "partition_defects: %d gaps (%.1f m2), %d overlap pieces (%.1f m2), %d slivers (%.1f m2)",
+        int((gap & real).sum()),
+        float(out.loc[gap & real, "area_m2"].sum()),
+        int((~gap & real).sum()),
+        float(out.loc[~gap & real, "area_m2"].sum()),
+        int((~real).sum()),
+        float(out.loc[~real, "area_m2"].sum()),
     )
+    return out
+
+
+def _extent_rows(extent: Any, id_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The extent as polygons (one per frame row) and their ids."""
+    if isinstance(extent, gpd.GeoDataFrame | gpd.GeoSeries):
+        geoms = _geometry_values(extent)
+        ok = _present(geoms)
+        if isinstance(extent, gpd.GeoDataFrame) and id_column is not None:
+            if id_column not in extent.columns:
+                raise SchemaError(f"the extent has no column {id_column!r}.", layer="extent", column=id_column,
+                                  fix=f"pass one of {list(extent.columns)} or None to use the index.")
+            labels = extent[id_column].to_numpy(dtype=object)
+        else:
+            labels = extent.index.to_numpy(dtype=object)
+        geoms, labels = geoms[ok], labels[ok]
+        if geoms.size:
+            _check_types(geoms, None, _POLYGONAL, "extent", "Polygon/MultiPolygon")
+            bad = np.flatnonzero(~shapely.is_valid(geoms))
+            if bad.size:
+                raise InputError(f"the extent polygon {labels[bad[0]]} is invalid: "
+                                 f"{shapely.is_valid_reason(geoms[bad[0]])}.", layer="extent",
+                                 fix="repair it with shapely.make_valid.")
+        return geoms, labels
+    ext = _extent(extent)
+    return np.array([ext], dtype=object), np.array([None], dtype=object)
+
+
+def _outline(geoms: np.ndarray, tol: float) -> shapely.Geometry:
+    """The zones' outline with slivers closed: shells of the union of the zones grown by tol / 2, shrunk back."""
+    r = tol / 2.0
+    grown = shapely.union_all(shapely.buffer(geoms, r, quad_segs=8))
+    parts = shapely.get_parts(grown)
+    shells = shapely.polygons(shapely.get_exterior_ring(parts))
+    return shapely.buffer(shapely.union_all(shells), -r, quad_segs=8)
+
+
+def _touching(pieces: np.ndarray, zones: np.ndarray, ids: np.ndarray, distance: float = 0.0) -> list[str]:
+    """Ids of the zones touching (or within ``distance`` of) each piece, joined."""
+    if pieces.size == 0 or zones.size == 0:
+        return [""] * pieces.size
+    if distance > 0:
+        p_idx, z_idx = STRtree(zones).query(pieces, predicate="dwithin", distance=distance)
+    else:
+        p_idx, z_idx = STRtree(zones).query(pieces, predicate="intersects")
+    order = np.lexsort((z_idx, p_idx))
+    p_idx, z_idx = p_idx[order], z_idx[order]
+    split = np.split(z_idx, np.cumsum(np.bincount(p_idx, minlength=pieces.size))[:-1])
+    return [_join_ids(ids[s]) for s in split]
+
+
+def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, extent_id_column: str | None,
+                      tol: float, min_area: float, workers: int) -> pd.DataFrame:
+    """Real gaps and overlaps (at least ``tol`` wide) and the slivers, one row per piece."""
+    if extent is None:
+        ext_geoms = np.array([_outline(geoms, tol)], dtype=object) if geoms.size else np.empty(0, dtype=object)
+        ext_ids = np.array([None] * ext_geoms.size, dtype=object)
+    else:
+        ext_geoms, ext_ids = _extent_rows(extent, extent_id_column)
+    rows: list[pd.DataFrame] = []
+
+    def add(kind: str, pieces: np.ndarray, zone_ids: list[str], n_zones: Any, sliver: Any,
+            extent_ids: np.ndarray) -> None:
+        area = shapely.area(pieces) if pieces.size else np.empty(0)
+        rows.append(pd.DataFrame({
+            "kind": kind, "zone_ids": pd.Series(zone_ids, dtype=object), "n_zones": n_zones,
+            "area_m2": area.astype(float), "sliver": sliver,
+            "extent_id": pd.Series(list(extent_ids), dtype=object), "geometry": pieces,
+        }))
+
+    # gaps, extent by extent
+    pieces, e_pos = gaps_by_extent(geoms, ext_geoms, workers=workers)
+    real = opening(pieces, tol)
+    has = ~shapely.is_empty(real)
+    noise = np.flatnonzero(~has)
+    add("gap", pieces[noise], _touching(pieces[noise], geoms, ids), 0, True, ext_ids[e_pos[noise]])
+    if has.any():
+        hit = np.flatnonzero(has)
+        parts, owner = polygon_parts(real[hit], hit)
+        add("gap", parts, _touching(parts, geoms, ids, tol), 0, shapely.area(parts) < min_area,
+            ext_ids[e_pos[owner]])
+        tails, t_owner = polygon_parts(shapely.difference(pieces[hit], real[hit]), hit)
+        add("gap", tails, _touching(tails, geoms, ids), 0, True, ext_ids[e_pos[t_owner]])
+
+    # overlaps, pair by pair
+    pieces, a, b = overlap_pairs(geoms, workers=workers)
+    if pieces.size:
+        pair_ids = [_join_ids(ids[[i, j]]) for i, j in zip(a, b, strict=True)]
+        real = opening(pieces, tol)
+        has = ~shapely.is_empty(real)
+        where = _extent_of(pieces, ext_geoms, ext_ids)
+        noise = np.flatnonzero(~has)
+        add("overlap", pieces[noise], [pair_ids[i] for i in noise], 2, True, where[noise])
+        if has.any():
+            hit = np.flatnonzero(has)
+            tails, t_owner = polygon_parts(shapely.difference(pieces[hit], real[hit]), hit)
+            add("overlap", tails, [pair_ids[i] for i in t_owner], 2, True, where[t_owner])
+            # one piece per pair and connected part; clipped to the extent
+            codes, pair_of = np.unique(np.array([pair_ids[i] for i in hit], dtype=object), return_inverse=True)
+            merged = grouped_union(real[hit], pair_of, codes.size)
+            if extent is not None:
+                merged = shapely.intersection(merged, shapely.union_all(ext_geoms))
+            parts, owner = polygon_parts(merged)
+            add("overlap", parts, [str(codes[k]) for k in owner], 2, shapely.area(parts) < min_area,
+                _extent_of(parts, ext_geoms, ext_ids))
+    if not rows:
+        add("gap", np.empty(0, dtype=object), [], 0, True, np.empty(0, dtype=object))
+    out = pd.concat(rows, ignore_index=True)
+    out["n_zones"] = out["n_zones"].astype(np.int64)
+    out["sliver"] = out["sliver"].astype(bool)
+    return out
+
+
+def _extent_of(pieces: np.ndarray, ext_geoms: np.ndarray, ext_ids: np.ndarray) -> np.ndarray:
+    """Id of the extent row holding each piece's representative point (None outside all)."""
+    out = np.full(pieces.size, None, dtype=object)
+    if pieces.size == 0 or ext_geoms.size == 0:
+        return out
+    if ext_geoms.size == 1:
+        out[:] = ext_ids[0]
+        return out
+    p_idx, e_idx = STRtree(ext_geoms).query(shapely.point_on_surface(pieces), predicate="intersects")
+    first = np.unique(p_idx, return_index=True)[1]
+    out[p_idx[first]] = ext_ids[e_idx[first]]
     return out
 
 
@@ -851,3 +1060,51 @@ def points_in_zones(
         for i in np.flatnonzero(counts > 1):
             result[present[i]] = _join_ids(ids[z_sorted[first[i] : first[i] + counts[i]]])
     return pd.Series(result, index=points.index, dtype=object, name=id_column or "zone_id")
+
+
+def nearest_zones(
+    points: gpd.GeoDataFrame,
+    zones: gpd.GeoDataFrame,
+    *,
+    id_column: str | None = None,
+    max_distance_m: float,
+) -> pd.DataFrame:
+    """The nearest zone of each point, within a distance.
+
+    For points that fall in a sliver between hand-drawn zones: such a point
+    belongs to the nearest zone (ties: the lowest id).
+
+    Parameters
+    ----------
+    points
+        Point layer in a metric CRS.
+    zones
+        Polygon/MultiPolygon layer in the same CRS.
+    id_column
+        Column of ``zones`` with the ids to report; default the index.
+    max_distance_m
+        Zones farther than this are not considered.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``points``: ``zone_id`` (None when no zone is near
+        enough or the geometry is missing) and ``distance_m``.
+    """
+    _check_crs({"points": points, "zones": zones})
+    _check_id_column(zones, id_column)
+    zone_geoms, zpos = _polygons(zones)
+    ids = _id_array(zones, id_column, zpos)
+    pts = _geometry_values(points)
+    zone = np.full(pts.size, None, dtype=object)
+    dist = np.full(pts.size, np.nan)
+    present = _present(pts)
+    if present.size and zone_geoms.size:
+        (p_idx, z_idx), d = STRtree(zone_geoms).query_nearest(
+            pts[present], max_distance=max_distance_m, return_distance=True, all_matches=True)
+        order = np.lexsort((ids[z_idx].astype(str), d, p_idx))
+        p_idx, z_idx, d = p_idx[order], z_idx[order], d[order]
+        first = np.unique(p_idx, return_index=True)[1]
+        zone[present[p_idx[first]]] = ids[z_idx[first]]
+        dist[present[p_idx[first]]] = d[first]
+    return pd.DataFrame({"zone_id": pd.Series(zone, dtype=object), "distance_m": dist}, index=points.index)

@@ -285,7 +285,7 @@ class DemoData:
         )
 
 
-def make_demo(*, scale: str = "town", seed: int = 20261129) -> DemoData:
+def make_demo(*, scale: str = "town", seed: int = 20261129, hand_drawn: bool = True) -> DemoData:
     """Build the synthetic town (or county) with its planted defects.
 
     Parameters
@@ -295,6 +295,14 @@ def make_demo(*, scale: str = "town", seed: int = 20261129) -> DemoData:
         (~300 villages, ~20k grids, ~50k road segments).
     seed
         Seed of :func:`numpy.random.default_rng`; the same seed gives identical frames.
+    hand_drawn
+        Draw every grid, village and the town boundary on its own, as a township
+        data clerk does (the default): borders densified to a vertex every
+        :data:`HAND_STEP_M` and each vertex off by a few decimetres, so that
+        neighbours' borders never coincide. ``False`` gives the exact partition
+        (shared borders identical to the centimetre) that exact-geometry tests
+        need. The ids, attributes, rosters and the planted defects are the
+        same in both forms.
 
     Returns
     -------
@@ -305,7 +313,7 @@ def make_demo(*, scale: str = "town", seed: int = 20261129) -> DemoData:
     ConfigError
         If ``scale`` is not one of :data:`SCALES`.
     """
-    built = _generate(scale, seed)
+    built = _generate(scale, seed, hand_drawn=hand_drawn)
     layers = {key: built.layers[key].to_crs(DELIVERY_CRS) for key in LAYER_KEYS}
     return DemoData(name=built.name, layers=layers, rosters=built.rosters, truth=built.truth)
 
@@ -366,8 +374,12 @@ class _Roads:
                 self.names.append(name)
 
 
-def _generate(scale: str, seed: int) -> _Built:
-    """Build the demo in EPSG:4549; the steps consume ``rng`` in a fixed order."""
+def _generate(scale: str, seed: int, *, hand_drawn: bool = True) -> _Built:
+    """Build the demo in EPSG:4549; the steps consume ``rng`` in a fixed order.
+
+    The hand drawing takes its noise from a separate stream, so the clean and
+    the hand-drawn demo differ in their polygons' vertices only.
+    """
     if scale not in SCALES:
         msg = f"unknown demo scale {scale!r}; valid choices are {sorted(SCALES)}."
         raise ConfigError(msg, fix=f"use one of {', '.join(sorted(SCALES))}")
@@ -426,6 +438,14 @@ def _generate(scale: str, seed: int) -> _Built:
     road_frame, lane_road_ids = _road_frame(road_lines, n_planted=len(lane_rows),
                                             n_edge=len(edge_rows))
 
+    # Planting and placing work on the exact partition; only the delivered polygons are hand-drawn.
+    drawn_villages, drawn_boundary = village_polys, boundary
+    if hand_drawn:
+        pen = np.random.default_rng([seed, 1])
+        plant.cells = hand_draw(plant.cells, pen)
+        drawn_villages = hand_draw(village_polys, pen)
+        drawn_boundary = hand_draw(np.array([boundary], dtype=object), pen)[0]
+    cells = plant.cells
     spikes = plant.spikes()
     unstaffed = plant.unstaffed()
 
@@ -462,11 +482,11 @@ def _generate(scale: str, seed: int) -> _Built:
             "households": village_hh,
             "population": np.rint(village_hh * ratio).astype(np.int64),
         },
-        geometry=list(village_polys),
+        geometry=list(drawn_villages),
         crs=ANALYSIS_CRS,
     )
     boundary_frame = gpd.GeoDataFrame(
-        {"name": [spec.name], "town_id": [spec.area_id]}, geometry=[boundary], crs=ANALYSIS_CRS
+        {"name": [spec.name], "town_id": [spec.area_id]}, geometry=[drawn_boundary], crs=ANALYSIS_CRS
     )
     river_ids = [f"H{i + 1:0{_width(len(rivers), 2)}d}" for i in range(len(rivers))]
     river_frame = gpd.GeoDataFrame(
@@ -510,6 +530,64 @@ def _generate(scale: str, seed: int) -> _Built:
         truth=truth,
         clean_grids=clean_grids,
     )
+
+
+#: Vertex spacing of hand-drawn borders, metres.
+HAND_STEP_M = 10.0
+#: Typical and largest offset of a hand-drawn vertex from the true border, metres:
+#: two neighbours' borders are at most 2 x HAND_MAX_M apart, inside the default tolerance.
+HAND_SIGMA_M = 0.25
+HAND_MAX_M = 0.6
+
+
+def hand_draw(polygons: np.ndarray, rng: np.random.Generator, *, step_m: float = HAND_STEP_M,
+              sigma_m: float = HAND_SIGMA_M, max_m: float = HAND_MAX_M) -> np.ndarray:
+    """Redraw each polygon on its own, as a data clerk tracing imagery would.
+
+    Every exterior ring is densified to a vertex every ``step_m`` and each
+    vertex is moved by a smooth random offset (a running mean of white noise
+    over 7 vertices, scaled to ``sigma_m``) plus a little white noise, clipped
+    to ``max_m``. A polygon that the noise would make invalid is drawn again
+    with half the noise, and kept densified but unmoved if that fails too.
+
+    Parameters
+    ----------
+    polygons
+        Polygons without holes (object array), in metres.
+    rng
+        The noise stream.
+    step_m, sigma_m, max_m
+        Vertex spacing, typical and largest offset.
+
+    Returns
+    -------
+    numpy.ndarray
+        New polygons, coordinates rounded to the centimetre.
+    """
+    dense = shapely.segmentize(np.asarray(polygons, dtype=object), step_m)
+    xy, idx = shapely.get_coordinates(shapely.get_exterior_ring(dense), return_index=True)
+    closing = np.r_[idx[1:] != idx[:-1], True]
+    xy, idx = xy[~closing], idx[~closing]
+    n = len(xy)
+    white = rng.normal(0.0, 1.0, size=(n, 2))
+    csum = np.vstack([np.zeros((1, 2)), np.cumsum(white, axis=0)])
+    lo, hi = np.clip(np.arange(n) - 3, 0, n), np.clip(np.arange(n) + 4, 0, n)
+    smooth = (csum[hi] - csum[lo]) / (hi - lo)[:, None]
+    smooth *= sigma_m / max(float(smooth.std()), 1e-12)
+    offset = smooth + rng.normal(0.0, sigma_m / 3.0, size=(n, 2))
+    out = dense.copy()
+    todo = np.ones(len(dense), dtype=bool)
+    for scale in (1.0, 0.5):
+        rows = todo[idx]
+        moved = np.round(xy[rows] + np.clip(offset[rows] * scale, -max_m, max_m), 2)
+        which, ring_of = np.unique(idx[rows], return_inverse=True)
+        drawn = shapely.polygons(shapely.linearrings(moved, indices=ring_of))
+        ok = shapely.is_valid(drawn) & (shapely.get_num_interior_rings(dense[which]) == 0)
+        out[which[ok]] = drawn[ok]
+        todo[which[ok]] = False
+        if not todo.any():
+            break
+    return out
 
 
 def _centre_xy() -> tuple[float, float]:

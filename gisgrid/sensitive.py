@@ -1089,6 +1089,24 @@ class _Context:
             self._lines[layer] = _Lines(_arr(getattr(self.town, layer)))
         return self._lines[layer]
 
+    tolerance_m: float = 0.0
+    gaps: np.ndarray = np.empty(0, dtype=object)
+    poi_grid: dict[str, Any] = {}  # noqa: RUF012 (replaced per call, never mutated)
+
+    def absorb_slivers(self, geoms: np.ndarray, grid_pos: np.ndarray) -> np.ndarray:
+        """Parts in no grid but not in a real gap lie in slivers: give each the nearest grid within the tolerance."""
+        lost = np.flatnonzero(grid_pos < 0)
+        if self.tolerance_m <= 0 or not lost.size or not len(self.grid_geoms):
+            return grid_pos
+        in_gap = np.zeros(lost.size, dtype=bool)
+        if self.gaps.size:
+            in_gap[np.unique(STRtree(self.gaps).query(geoms[lost], predicate="intersects")[0])] = True
+        cand = lost[~in_gap]
+        i, g = self.grid_tree.query_nearest(geoms[cand], max_distance=self.tolerance_m, all_matches=False)
+        out = grid_pos.copy()
+        out[cand[i]] = g
+        return out
+
     def village_at(self, geoms: np.ndarray) -> np.ndarray:
         """Village id at each geometry's middle (lines) or representative point."""
         out = np.full(len(geoms), None, dtype=object)
@@ -1435,6 +1453,7 @@ def _sections(ctx: _Context, raws: list[_Raw]) -> tuple[gpd.GeoDataFrame, np.nda
     rule_of = np.concatenate([np.full(len(r.geoms), i) for i, r in enumerate(raws)])
     cat = _concat_raw(raws[0].rule, raws)
     src, geoms, grid_pos = _cut_at_grids(ctx, cat.geoms)
+    grid_pos = ctx.absorb_slivers(geoms, grid_pos)
     covered = grid_pos >= 0
     gp = np.maximum(grid_pos, 0)
     grid_id = np.where(covered, ctx.grid_id_str[gp], None)
@@ -1970,6 +1989,9 @@ def _grids_of_points(ctx: _Context, pois: gpd.GeoDataFrame, pts: np.ndarray) -> 
     if len(multi):  # on a shared edge or in an overlap: the ids joined as points_in_zones joins them
         zones = ctx.grids.iloc[np.unique(g_idx[~one])]
         out[multi] = coverage.points_in_zones(pois.iloc[multi], zones, id_column="grid_id").to_numpy(dtype=object)
+    if ctx.poi_grid:  # in a sliver: the grid the coverage check gave it
+        none = np.flatnonzero(pd.isna(out))
+        out[none] = [ctx.poi_grid.get(str(p)) for p in pois["poi_id"].to_numpy(dtype=object)[none]]
     return out
 
 
@@ -2210,6 +2232,9 @@ def analyze_sensitive(
     responsibility: Any,
     *,
     rules: Mapping[str, Any] | Sequence[Rule] | None = None,
+    tolerance_m: float = 0.0,
+    gaps: np.ndarray | None = None,
+    poi_grid: pd.Series | None = None,
 ) -> SensitiveResult:
     """Apply the sensitive-section rules and the must-check points to a town's findings.
 
@@ -2227,6 +2252,16 @@ def analyze_sensitive(
         from ``town.grid_staff``, and no river chief is checked.
     rules
         The ``[rules]`` config table, or parsed rules; None for :data:`DEFAULT_RULES`.
+    tolerance_m
+        The digitising tolerance: a section part in no grid but not in one of
+        the real ``gaps`` lies in a sliver between hand-drawn grids and belongs
+        to the nearest grid within this distance. 0: exact geometry.
+    gaps
+        The real gaps (polygons) of the grids.
+    poi_grid
+        The grid of each POI as the coverage check decided it (index like
+        ``town.pois``; a POI in a sliver has its nearest grid): used where a
+        POI lies in no grid.
 
     Returns
     -------
@@ -2245,6 +2280,11 @@ def analyze_sensitive(
     active = [r for r in parsed if r.enabled]
     order = {r.name: (i, r) for i, r in enumerate(parsed)}
     ctx = _Context(town, responsibility)
+    ctx.tolerance_m = float(tolerance_m)
+    ctx.gaps = np.empty(0, dtype=object) if gaps is None else np.asarray(gaps, dtype=object)
+    if poi_grid is not None and len(poi_grid):
+        ctx.poi_grid = {str(p): g for p, g in zip(town.pois["poi_id"], poi_grid.to_numpy(dtype=object), strict=True)
+                        if g is not None}
     clock.lap("context: grids, staffing, reaches")
     crs = town.crs
     fin = findings.copy() if findings is not None and len(findings) else empty_findings(crs)

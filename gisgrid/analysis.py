@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from gisgrid import assign, coverage, sensitive, settings, tolerance
 from gisgrid.findings import concat_findings, empty_findings, make_findings, severity_rank
 from gisgrid.model import Town
 
-__all__ = ["Assessment", "analyze", "coverage_findings", "grid_hygiene"]
+__all__ = ["Assessment", "analyze", "border_mismatch", "cleaned_grids", "coverage_findings", "grid_hygiene"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +241,8 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
 
     # Areas: the town in villages, the villages in grids (with a tolerance: village by village).
     vdef = coverage.partition_defects(town.villages, extent=extent, id_column="village_id", **opts)
-    gdef = coverage.partition_defects(town.grids, extent=town.villages if tol > 0 else extent, id_column="grid_id",
-                                      extent_id_column="village_id", **opts)
+    gdef = coverage.partition_defects(town.grids, extent=extent, id_column="grid_id", split_by=town.villages,
+                                      split_id_column="village_id", **opts)
     v_gaps = vdef[(vdef["kind"] == "gap") & ~vdef["sliver"]]
     no_village = shapely.union_all(_arr(v_gaps)) if len(v_gaps) else None
     rows: list[dict[str, Any]] = []
@@ -253,9 +254,11 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
                                 "assign it to a village and a grid."})
         keys.append("no_village")
     g_gaps = gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]]
+    if tol > 0:  # already split by village; land in no village is the village check's finding
+        g_gaps = g_gaps[g_gaps["split_id"].notna()]
     g_geoms = _arr(g_gaps)
-    if tol > 0:  # already split by village
-        g_vill = g_gaps["extent_id"].to_numpy(dtype=object)
+    if tol > 0:
+        g_vill = g_gaps["split_id"].to_numpy(dtype=object)
         g_area = g_gaps["area_m2"].to_numpy(dtype=float)
         g_touch = g_gaps["zone_ids"].to_numpy(dtype=object)
     else:
@@ -279,7 +282,7 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
         if what == "villages":
             vids = ov["zone_ids"].to_numpy(dtype=object)
         elif tol > 0:
-            vids = ov["extent_id"].to_numpy(dtype=object)
+            vids = ov["split_id"].to_numpy(dtype=object)
         else:
             vids = _locate(_arr(ov), town.villages, "village_id")
         for geom, area, ids, vid in zip(_arr(ov), ov["area_m2"], ov["zone_ids"], vids, strict=True):
@@ -454,6 +457,114 @@ def grid_hygiene(town: Town, grid_defects: gpd.GeoDataFrame) -> pd.DataFrame:
     return out.sort_values(["sliver_m2", "grid_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def cleaned_grids(assessment: Assessment, *, workers: int | None = None) -> gpd.GeoDataFrame:
+    """A proposal for the grids with matched borders (the town may adopt it as its corrected layer).
+
+    ``shapely.coverage_clean`` village by village: overlap slivers go to the
+    neighbour with the longest shared border, gaps narrower than the tolerance
+    are filled the same way. Real gaps stay open and real overlaps stay
+    claimed by both grids: they are findings, for people to decide.
+
+    Parameters
+    ----------
+    assessment
+        An assessment made with a digitising tolerance.
+    workers
+        Threads (default ``settings.workers``).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The grids' columns and cleaned geometry, plus ``area_m2`` (as drawn),
+        ``cleaned_area_m2`` and ``area_change_m2``.
+    """
+    town = assessment.town
+    tol = float(assessment.totals.get("tolerance_m") or settings.tolerance_m)
+    grids = town.grids.reset_index(drop=True)
+    geoms = _arr(grids)
+    keep: list[tuple[int, shapely.Geometry]] = []
+    defects = assessment.defects
+    if defects is not None and len(defects):
+        over = defects[(defects["kind"] == "overlap") & ~defects["sliver"]]
+        pos = {str(g): i for i, g in enumerate(grids["grid_id"])}
+        for ids, geom in zip(over["zone_ids"], _arr(over), strict=True):
+            keep += [(pos[g], geom) for g in str(ids).split(",") if g in pos]
+    n = settings.workers if workers is None else workers
+    cleaned = tolerance.clean_coverage(geoms, grids["village_id"].astype(str).to_numpy(), tol, keep=keep,
+                                       workers=max(1, int(n or os.cpu_count() or 1)))
+    out = grids.copy()
+    out["area_m2"] = shapely.area(geoms)
+    out["cleaned_area_m2"] = shapely.area(cleaned)
+    out["area_change_m2"] = out["cleaned_area_m2"] - out["area_m2"]
+    out = out.set_geometry(gpd.GeoSeries(cleaned, crs=town.crs).array)
+    return out
+
+
+def border_mismatch(town: Town, *, tolerance_m: float | None = None, workers: int | None = None,
+                    sample: int = 20_000, widest: int = 5) -> dict[str, Any]:
+    """How well hand-drawn grids fit together: the distribution of the widths of their mismatches.
+
+    Every gap and overlap piece between the grids is measured (its width is
+    twice the radius of its largest inscribed circle); above ``sample``
+    pieces the percentiles come from a fixed random sample, and the widest
+    pieces are searched among the likeliest candidates.
+
+    Parameters
+    ----------
+    town
+        The town.
+    tolerance_m
+        The tolerance to judge (default ``settings.tolerance_m``; 0 is judged against the default).
+    workers
+        Threads.
+    sample
+        Most pieces measured for the percentiles.
+    widest
+        How many of the widest slivers to name.
+
+    Returns
+    -------
+    dict
+        ``tolerance_m``, ``pieces``, ``measured``, ``median_m``, ``p95_m``,
+        ``p99_m``, ``share_within`` (of the pieces narrower than the
+        tolerance), ``real`` (pieces wider: reported as gaps or overlaps),
+        ``widest`` (the widest slivers: kind, grid ids, width and area) and
+        ``verdict`` (a sentence).
+    """
+    tol = settings.tolerance_m if tolerance_m is None else float(tolerance_m)
+    judged = tol if tol > 0 else settings.tolerance_m
+    d = coverage.partition_defects(town.grids, extent=town.extent, id_column="grid_id", tolerance_m=judged,
+                                   workers=workers)
+    pieces = d[d["sliver"]]
+    real = d[~d["sliver"]]
+    geoms = _arr(pieces)
+    n = len(geoms)
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(n, size=sample, replace=False)) if n > sample else np.arange(n)
+    w = tolerance.widths(geoms[pick], precision_m=0.02) if n else np.empty(0)
+    # the widest: exact widths of the pieces whose upper bound (bounding box, area) is largest
+    b = shapely.bounds(geoms) if n else np.empty((0, 4))
+    bound = np.minimum(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]),
+                       2 * np.sqrt(shapely.area(geoms) / np.pi)) if n else np.empty(0)
+    top = np.argsort(-bound, kind="stable")[: max(widest * 40, 200)]
+    wt = tolerance.widths(geoms[top], precision_m=0.02) if top.size else np.empty(0)
+    order = np.argsort(-wt, kind="stable")[:widest]
+    widest_rows = [{"kind": str(pieces["kind"].iat[top[i]]), "grid_ids": str(pieces["zone_ids"].iat[top[i]]),
+                    "width_m": round(float(wt[i]), 2), "area_m2": round(float(pieces["area_m2"].iat[top[i]]), 1)}
+                   for i in order]
+    q = np.quantile(w, [0.5, 0.95, 0.99]) if w.size else np.zeros(3)
+    within = float((w < judged).mean()) if w.size else 1.0
+    verdict = (f"95% of border mismatches are under {q[1]:.2f} m; tolerance_m = {judged:g} absorbs "
+               f"{within:.1%} of the {n:,} slivers; {len(real)} piece(s) wider than {judged:g} m are reported as "
+               "real gaps or overlaps.")
+    if q[2] > 0.8 * judged:
+        verdict += (f" 1% of the mismatches are {q[2]:.2f} m or wider, close to the tolerance: check the widest "
+                    "slivers below, and raise tolerance_m if they are digitising noise.")
+    return {"tolerance_m": judged, "pieces": n, "measured": int(w.size), "median_m": float(q[0]),
+            "p95_m": float(q[1]), "p99_m": float(q[2]), "share_within": within, "real": len(real),
+            "widest": widest_rows, "verdict": verdict}
+
+
 # ----------------------------------------------------------------------------- summary
 def _area_by_village(geoms: np.ndarray, villages: gpd.GeoDataFrame) -> pd.Series:
     """Area of ``geoms`` inside each village (vectorised over intersecting pairs)."""
@@ -501,7 +612,7 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     gaps = gdef[gdef["kind"] == "gap"]
     if stats.get("tolerance_m", 0) > 0:  # slivers are absorbed; real gaps are already split by village
         real = gaps[~gaps["sliver"]]
-        gap_area = real.groupby("extent_id")["area_m2"].sum().reindex(vid, fill_value=0.0)
+        gap_area = real.groupby("split_id")["area_m2"].sum().reindex(vid, fill_value=0.0)
         gap_area.index.name = "village_id"
     else:
         gap_area = _area_by_village(_arr(gaps), villages)
@@ -509,7 +620,7 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     s["area_coverage"] = np.where(s["area_m2"] > 0, s["grid_area_m2"] / s["area_m2"], 1.0)
     slivers = gdef[gdef["sliver"]]
     if stats.get("tolerance_m", 0) > 0:
-        sv = slivers["extent_id"].to_numpy(dtype=object)
+        sv = slivers["split_id"].to_numpy(dtype=object)
     else:
         sv = _locate(_arr(slivers), villages, "village_id")
     s["slivers"] = pd.Series(1, index=range(len(slivers))).groupby(sv).sum().reindex(vid, fill_value=0).to_numpy() \
@@ -651,7 +762,7 @@ def analyze(
     logger.info("coverage: %s", town.name)
     found, stats = coverage_findings(town, sliver_area_m2=sliver_area_m2, tolerance_m=tolerance_m, workers=workers)
     logger.info("responsibility: staffing, river chiefs, owners")
-    resp = assign.analyze_responsibility(town, options=opts)
+    resp = assign.analyze_responsibility(town, options=opts, tolerance_m=stats["tolerance_m"])
     allf = concat_findings([found, resp.findings], crs=town.crs)
     allf = assign.assign_owners(allf, town, resp, default_owner=opts.get("default_owner"))
     logger.info("sensitive sections and must-check points")

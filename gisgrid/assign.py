@@ -490,7 +490,7 @@ def _river_chiefs(town: Town, labels: Mapping[str, str]) -> _Chiefs:
     return _Chiefs(town=dict(tc.items()), village=dict(vc.items()), placed=placed)
 
 
-def _reaches(town: Town, merged: np.ndarray, chiefs: _Chiefs) -> gpd.GeoDataFrame:
+def _reaches(town: Town, merged: np.ndarray, chiefs: _Chiefs, tol: float) -> gpd.GeoDataFrame:
     rivers = town.rivers
     villages = town.villages
     vgeoms = _geoms(villages)
@@ -503,7 +503,8 @@ def _reaches(town: Town, merged: np.ndarray, chiefs: _Chiefs) -> gpd.GeoDataFram
     pieces = _only(shapely.intersection(merged[ri], vgeoms[vi]), 1)
     pieces = shapely.line_merge(pieces, directed=True)
     parts, pidx = shapely.get_parts(pieces, return_index=True)
-    keep = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) >= settings.sliver_length_m)
+    # a bit of river in the sliver where two hand-drawn villages overlap is no reach
+    keep = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) >= max(settings.sliver_length_m, tol))
     parts, pidx = parts[keep], pidx[keep]
     r, v = ri[pidx], vi[pidx]
     line = merged[r]
@@ -534,7 +535,7 @@ def _comma(owner: str | None) -> str | None:
 
 
 def _cross_sections(town: Town, merged: np.ndarray, reaches: gpd.GeoDataFrame, chiefs: _Chiefs,
-                    section_m: float) -> gpd.GeoDataFrame:
+                    section_m: float, tol: float) -> gpd.GeoDataFrame:
     empty = _gdf({}, [], town.crs, _SECTION_COLUMNS)
     if not len(reaches):
         return empty
@@ -548,7 +549,8 @@ def _cross_sections(town: Town, merged: np.ndarray, reaches: gpd.GeoDataFrame, c
     cand = cand[(cand["c"] > _SIDE_STEP_M) & (cand["c"] < cand["L"] - _SIDE_STEP_M)]
     cand = cand.sort_values(["river_id", "c"], kind="stable")
     gap = cand.groupby("river_id")["c"].diff()
-    cand = cand[gap.isna() | (gap > 0.01)].reset_index(drop=True)
+    # hand-drawn villages: one reach ends and the next starts up to two tolerances apart
+    cand = cand[gap.isna() | (gap > max(0.01, 2 * tol))].reset_index(drop=True)
     if not len(cand):
         return empty
     lines = merged[cand["r"].to_numpy()]
@@ -685,16 +687,28 @@ def _along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float,
     return pairs[:, 0], pairs[:, 1]
 
 
-def _border_roads(town: Town, rule: str, min_m: float) -> gpd.GeoDataFrame:
-    """Road parts lying on the shared edge of two grids, and which grid owns each."""
+def _border_roads(town: Town, rule: str, min_m: float, band_m: float) -> gpd.GeoDataFrame:
+    """Road parts lying on the shared edge of two grids (within ``band_m`` of both), and which grid owns each."""
     roads, grids = town.roads, town.grids
     empty = _gdf({}, [], town.crs, _BORDER_COLUMNS)
     if not len(roads) or len(grids) < 2:
         return empty
-    tol = float(settings.border_tolerance_m)
+    tol = float(band_m)
     rgeoms, ggeoms = _geoms(roads), _geoms(grids)
     min_m = max(min_m, settings.sliver_length_m)
-    ri, gi = _along_pairs(rgeoms, ggeoms, tolerance_m=2 * tol, min_length_m=min_m / 2)
+    # A road inside a grid and farther than the band from its edge runs along no border.
+    tree = shapely.STRtree(ggeoms)
+    r_in, g_in = tree.query(rgeoms, predicate="covered_by")
+    deep = shapely.distance(rgeoms[r_in], shapely.boundary(ggeoms[g_in])) > 2 * tol
+    cand = np.setdiff1d(np.arange(len(rgeoms)), r_in[deep])
+    near = np.unique(tree.query(rgeoms[cand], predicate="dwithin", distance=2 * tol)[1])
+    if not len(cand) or len(near) < 2:
+        return empty
+    ri, gi = _along_pairs(rgeoms[cand], ggeoms[near], tolerance_m=tol if tol > 0.5 else 2 * tol,
+                          min_length_m=min_m / 2)
+    ri, gi = cand[ri], near[gi]
+    two = np.bincount(ri, minlength=len(rgeoms))[ri] >= 2  # a border has two sides
+    ri, gi = ri[two], gi[two]
     if not len(ri):
         return empty
     edge = shapely.buffer(shapely.boundary(ggeoms[np.unique(gi)]), tol, quad_segs=2)
@@ -726,13 +740,12 @@ def _border_roads(town: Town, rule: str, min_m: float) -> gpd.GeoDataFrame:
         frame["owner_grid"] = None
         frame["decided_by"] = "flag"
     else:
-        left = _left_grid(parts, rgeoms[r], ggeoms[a], ggeoms[b])
+        left = _left_grid(parts, rgeoms[r], ggeoms[a], ggeoms[b], step_m=max(_SIDE_STEP_M, 2 * tol + 0.5))
         owner = np.where(left, gids[a], gids[b]).astype(object)
         decided = np.full(len(frame), "left", dtype=object)
         if rule == "longer":
-            grown = shapely.buffer(ggeoms, tol, quad_segs=2)
-            share_a = shapely.length(shapely.intersection(rgeoms[r], grown[a]))
-            share_b = shapely.length(shapely.intersection(rgeoms[r], grown[b]))
+            share_a = shapely.length(shapely.intersection(rgeoms[r], shapely.buffer(ggeoms[a], tol, quad_segs=2)))
+            share_b = shapely.length(shapely.intersection(rgeoms[r], shapely.buffer(ggeoms[b], tol, quad_segs=2)))
             clear = np.abs(share_a - share_b) > tol
             owner = np.where(clear, np.where(share_a > share_b, gids[a], gids[b]), owner).astype(object)
             decided = np.where(clear, "longer", "longer (tie: left)").astype(object)
@@ -745,8 +758,12 @@ def _border_roads(town: Town, rule: str, min_m: float) -> gpd.GeoDataFrame:
     return _gdf(frame, frame["_g"].to_numpy(), town.crs, _BORDER_COLUMNS)
 
 
-def _left_grid(parts: np.ndarray, roads: np.ndarray, grid_a: np.ndarray, grid_b: np.ndarray) -> np.ndarray:
-    """True where grid_a is on the road's left at the middle of the border part (else grid_b)."""
+def _left_grid(parts: np.ndarray, roads: np.ndarray, grid_a: np.ndarray, grid_b: np.ndarray, *,
+               step_m: float = _SIDE_STEP_M) -> np.ndarray:
+    """True where grid_a is on the road's left at the middle of the border part (else grid_b).
+
+    The probe stands ``step_m`` to the left of the road: beyond the wobble of hand-drawn borders.
+    """
     mid = shapely.line_interpolate_point(parts, 0.5, normalized=True)
     at = shapely.line_locate_point(roads, mid)
     length = shapely.length(roads)
@@ -757,8 +774,8 @@ def _left_grid(parts: np.ndarray, roads: np.ndarray, grid_a: np.ndarray, grid_b:
     dy = shapely.get_y(p1) - shapely.get_y(p0)
     norm = np.hypot(dx, dy)
     norm[norm == 0] = 1.0
-    lx = shapely.get_x(mid) - dy / norm * _SIDE_STEP_M
-    ly = shapely.get_y(mid) + dx / norm * _SIDE_STEP_M
+    lx = shapely.get_x(mid) - dy / norm * step_m
+    ly = shapely.get_y(mid) + dx / norm * step_m
     in_a = shapely.contains_xy(grid_a, lx, ly)
     in_b = shapely.contains_xy(grid_b, lx, ly)
     probe = shapely.points(lx, ly)
@@ -986,7 +1003,8 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
 
 
 # --------------------------------------------------------------------------- main entry
-def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = None) -> Responsibility:
+def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = None,
+                           tolerance_m: float | None = None) -> Responsibility:
     """Join the rosters onto grids and river reaches and report what is missing.
 
     Parameters
@@ -1016,10 +1034,12 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
     staffing = _staffing(town, labels, vowner)
     merged = shapely.line_merge(_geoms(town.rivers), directed=True) if len(town.rivers) else np.array([], dtype=object)
     chiefs = _river_chiefs(town, labels)
-    reaches = _reaches(town, merged, chiefs)
-    sections = _cross_sections(town, merged, reaches, chiefs, opts["section_m"])
+    tol = settings.tolerance_m if tolerance_m is None else float(tolerance_m)
+    reaches = _reaches(town, merged, chiefs, tol)
+    sections = _cross_sections(town, merged, reaches, chiefs, opts["section_m"], tol)
     corridors = _corridors(town, merged, chiefs, opts)
-    border = _border_roads(town, opts["border_rule"], opts["border_min_m"])
+    band = tol if tol > 0 else settings.border_tolerance_m
+    border = _border_roads(town, opts["border_rule"], opts["border_min_m"], band)
     workload, zones = _workload(town, labels, border)
 
     grid_rows = pd.DataFrame({"layer": "grid", "zone_id": staffing["grid_id"], "village_id": staffing["village_id"],

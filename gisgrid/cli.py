@@ -138,6 +138,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         where = (f"line {int(iss['row']) + 2}" if path.lower().endswith((".csv", ".txt", ".xlsx", ".xlsm"))
                  else f"feature {iss['row']}")
         print(f"issue {iss['source']} {where}: {iss['column']}={iss['value']!r}: {iss['problem']}")
+    fit = pipeline.border_mismatch(args.config, town=town)
+    print(f"border mismatch: {fit['verdict']}")
+    print(f"  widths of {fit['measured']:,} of {fit['pieces']:,} slivers: median {fit['median_m']:.2f} m, "
+          f"95% {fit['p95_m']:.2f} m, 99% {fit['p99_m']:.2f} m")
+    for row in fit["widest"]:
+        print(f"  widest: {row['kind']} {row['width_m']:.2f} m wide, {row['area_m2']:,.1f} m², grids {row['grid_ids']}")
     print("usable: yes")
     return 0
 

@@ -85,7 +85,7 @@ from shapely import STRtree
 
 from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
-from gisgrid.tolerance import gap_regions, gaps_by_extent, grouped_union, opening, overlap_pairs, polygon_parts
+from gisgrid.tolerance import Clock, gap_regions, gaps_by_extent, gaps_by_tiles, grouped_union, opening, overlap_pairs, polygon_parts
 
 __all__ = ["lines_in", "nearest_zones", "partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
 
@@ -752,7 +752,8 @@ def partition_defects(
     id_column: str | None = None,
     min_area_m2: float | None = None,
     tolerance_m: float | None = None,
-    extent_id_column: str | None = None,
+    split_by: Any = None,
+    split_id_column: str | None = None,
     workers: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Gaps between and overlaps of zones within an extent.
@@ -772,11 +773,9 @@ def partition_defects(
     zones
         Polygon/MultiPolygon layer in a metric CRS.
     extent
-        Shapely (Multi)Polygon, GeoSeries or GeoDataFrame that the zones
-        should tile. Default: the outline of the zones, so only holes enclosed
-        by zones count as gaps. With a tolerance, the rows of a GeoDataFrame
-        or GeoSeries are taken one by one (e.g. villages for their grids):
-        gaps are split at their borders and the work runs per row.
+        Shapely (Multi)Polygon, GeoSeries or GeoDataFrame (its union) that the
+        zones should tile. Default: the outline of the zones, so only holes
+        enclosed by zones count as gaps.
     id_column
         Column with the zone ids to report; default the index.
     min_area_m2
@@ -785,24 +784,29 @@ def partition_defects(
     tolerance_m
         Digitising tolerance in metres; 0 for exact geometry. Default
         :data:`gisgrid.settings.tolerance_m`.
-    extent_id_column
-        Column of an extent GeoDataFrame naming each row (default its index);
-        reported as ``extent_id``.
+    split_by
+        Optional polygons (GeoDataFrame or GeoSeries, e.g. the villages): with
+        a tolerance, real gaps and overlaps are split at their borders (a part
+        narrower than the tolerance stays with the largest part) and every row
+        says which polygon it lies in (``split_id``).
+    split_id_column
+        Column of ``split_by`` naming each polygon (default its index).
     workers
         Threads (default :data:`gisgrid.settings.workers`).
 
     Returns
     -------
     geopandas.GeoDataFrame
-        One row per connected gap or overlap piece, columns ``kind``
+        One row per connected gap or overlap piece (the slivers last), columns ``kind``
         (``'gap'``/``'overlap'``), ``zone_ids`` (overlap: sorted ids of the
         zones covering the piece; gap: ids of the zones touching it; joined
         with ``','``), ``n_zones`` (zones over the piece, 0 for gaps),
-        ``area_m2``, ``sliver``, ``extent_id`` (the extent row a piece lies
-        in; None without a tolerance or a frame extent) and ``geometry``. In
+        ``area_m2``, ``sliver``, ``split_id`` (the ``split_by`` polygon a
+        piece lies in; None outside them or without ``split_by``) and
+        ``geometry``. In
         exact mode a region covered by three zones is its own piece with
         three ids; with a tolerance overlaps are reported per pair of zones.
-        Sorted by kind, ids, area.
+        Sorted by kind, ids, area (slivers: by kind).
 
     Raises
     ------
@@ -820,7 +824,7 @@ def partition_defects(
     geoms, pos = _polygons(zones)
     ids = _id_array(zones, id_column, pos)
     if tol > 0:
-        frame = _tolerant_defects(geoms, ids, extent, extent_id_column, tol, min_area, _workers(workers))
+        frame = _tolerant_defects(geoms, ids, extent, (split_by, split_id_column), tol, min_area, _workers(workers))
         return _defect_frame(frame, crs)
     ext = _extent(extent)
     union, flags = _union_and_flags(geoms)
@@ -859,7 +863,7 @@ def partition_defects(
             "n_zones": np.concatenate([np.zeros(gaps.size, np.int64), n_over]),
             "area_m2": area,
             "sliver": area < min_area,
-            "extent_id": pd.Series([None] * geometry.size, dtype=object),
+            "split_id": _split_of(geometry, *_split_rows(split_by, split_id_column)),
             "geometry": geometry,
         }
     )
@@ -867,10 +871,13 @@ def partition_defects(
 
 
 def _defect_frame(frame: pd.DataFrame, crs: Any) -> gpd.GeoDataFrame:
+    # real pieces by kind, ids and size; the (many) slivers after them, by kind, in the order found
+    real = ~frame["sliver"].to_numpy(dtype=bool)
+    head = frame[real].sort_values(["kind", "zone_ids", "area_m2"], ascending=[True, True, False], kind="stable")
+    tail = frame[~real].sort_values("kind", kind="stable")
+    frame = pd.concat([head, tail], ignore_index=True)
     geometry = frame.pop("geometry").to_numpy(dtype=object)
     out = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, crs=crs).array, crs=crs)
-    out = out.sort_values(["kind", "zone_ids", "area_m2"], ascending=[True, True, False], kind="stable")
-    out = out.reset_index(drop=True)
     real = ~out["sliver"].to_numpy(dtype=bool)
     gap = (out["kind"] == "gap").to_numpy()
     logger.debug(
@@ -885,29 +892,74 @@ def _defect_frame(frame: pd.DataFrame, crs: Any) -> gpd.GeoDataFrame:
     return out
 
 
-def _extent_rows(extent: Any, id_column: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The extent as polygons (one per frame row) and their ids."""
-    if isinstance(extent, gpd.GeoDataFrame | gpd.GeoSeries):
-        geoms = _geometry_values(extent)
-        ok = _present(geoms)
-        if isinstance(extent, gpd.GeoDataFrame) and id_column is not None:
-            if id_column not in extent.columns:
-                raise SchemaError(f"the extent has no column {id_column!r}.", layer="extent", column=id_column,
-                                  fix=f"pass one of {list(extent.columns)} or None to use the index.")
-            labels = extent[id_column].to_numpy(dtype=object)
-        else:
-            labels = extent.index.to_numpy(dtype=object)
-        geoms, labels = geoms[ok], labels[ok]
-        if geoms.size:
-            _check_types(geoms, None, _POLYGONAL, "extent", "Polygon/MultiPolygon")
-            bad = np.flatnonzero(~shapely.is_valid(geoms))
-            if bad.size:
-                raise InputError(f"the extent polygon {labels[bad[0]]} is invalid: "
-                                 f"{shapely.is_valid_reason(geoms[bad[0]])}.", layer="extent",
-                                 fix="repair it with shapely.make_valid.")
-        return geoms, labels
-    ext = _extent(extent)
-    return np.array([ext], dtype=object), np.array([None], dtype=object)
+def _split_rows(split_by: Any, id_column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``split_by`` polygons and their ids (none when not given)."""
+    if split_by is None:
+        return np.empty(0, dtype=object), np.empty(0, dtype=object)
+    geoms = _geometry_values(split_by)
+    ok = _present(geoms)
+    if isinstance(split_by, gpd.GeoDataFrame) and id_column is not None:
+        if id_column not in split_by.columns:
+            raise SchemaError(f"split_by has no column {id_column!r}.", layer="split_by", column=id_column,
+                              fix=f"pass one of {list(split_by.columns)} or None to use the index.")
+        labels = split_by[id_column].to_numpy(dtype=object)
+    elif isinstance(split_by, pd.Series | pd.DataFrame):
+        labels = split_by.index.to_numpy(dtype=object)
+    else:
+        labels = np.arange(geoms.size).astype(object)
+    geoms, labels = geoms[ok], labels[ok]
+    if geoms.size:
+        _check_types(geoms, None, _POLYGONAL, "split_by", "Polygon/MultiPolygon")
+        bad = np.flatnonzero(~shapely.is_valid(geoms))
+        if bad.size:
+            raise InputError(f"split_by polygon {labels[bad[0]]} is invalid: "
+                             f"{shapely.is_valid_reason(geoms[bad[0]])}.", layer="split_by",
+                             fix="repair it with shapely.make_valid.")
+    return geoms, labels
+
+
+def _split(parts: np.ndarray, owner: np.ndarray, geoms: np.ndarray, labels: np.ndarray, tol: float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut pieces at the borders of the split polygons; a part narrower than ``tol`` joins its piece's largest part.
+
+    Returns
+    -------
+    parts, owner, split_id
+        The parts (the part of a piece outside every polygon keeps ``split_id`` None).
+    """
+    if parts.size == 0 or geoms.size == 0:
+        return parts, owner, np.full(parts.size, None, dtype=object)
+    p_idx, g_idx = STRtree(geoms).query(parts, predicate="intersects")
+    inside = shapely.covered_by(parts[p_idx], geoms[g_idx])
+    whole = np.zeros(parts.size, dtype=bool)
+    whole[p_idx[inside]] = True
+    label = np.full(parts.size, None, dtype=object)
+    label[p_idx[inside]] = labels[g_idx[inside]]
+    cut = ~whole[p_idx]
+    cp, cg = p_idx[cut], g_idx[cut]
+    out_parts, out_owner, out_label = [parts[whole]], [owner[whole]], [label[whole]]
+    todo = np.flatnonzero(~whole)
+    if todo.size:
+        sub, s_idx = polygon_parts(shapely.intersection(parts[cp], geoms[cg]))
+        s_piece, s_label = cp[s_idx], labels[cg[s_idx]]
+        rest, r_piece = polygon_parts(shapely.difference(parts[todo], grouped_union(
+            geoms[cg], np.searchsorted(todo, cp), todo.size)), todo)
+        sub = np.concatenate([sub, rest])
+        s_piece = np.concatenate([s_piece, r_piece])
+        s_label = np.concatenate([s_label, np.full(rest.size, None, dtype=object)])
+        thin = shapely.is_empty(opening(sub, tol))
+        # the largest part of each piece takes its thin parts
+        area = shapely.area(sub)
+        order = np.lexsort((-area, s_piece))
+        biggest = np.full(parts.size, -1)
+        biggest[s_piece[order][::-1]] = order[::-1]
+        host = np.where(thin, biggest[s_piece], np.arange(sub.size))
+        keep = np.unique(host)
+        merged = grouped_union(sub, np.searchsorted(keep, host), keep.size)
+        out_parts.append(merged)
+        out_owner.append(owner[s_piece[keep]])
+        out_label.append(s_label[keep])
+    return np.concatenate(out_parts), np.concatenate(out_owner), np.concatenate(out_label)
 
 
 def _outline(geoms: np.ndarray, tol: float) -> shapely.Geometry:
@@ -919,7 +971,30 @@ def _outline(geoms: np.ndarray, tol: float) -> shapely.Geometry:
     return shapely.buffer(shapely.union_all(shells), -r, quad_segs=8)
 
 
-def _touching(pieces: np.ndarray, zones: np.ndarray, ids: np.ndarray, distance: float = 0.0) -> list[str]:
+def _id_ranks(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids as text and each one's rank in :func:`_join_ids` order (numbers numerically, then text)."""
+    text = np.array([str(v) for v in ids], dtype=object)
+    keys = [_sort_key(v) for v in ids]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    return text, rank
+
+
+def _joined(groups: np.ndarray, members: np.ndarray, n: int, text: np.ndarray, rank: np.ndarray) -> list[str]:
+    """Per group 0..n-1, the distinct member ids joined with ',' in :func:`_join_ids` order."""
+    order = np.lexsort((rank[members], groups))
+    groups, members = groups[order], members[order]
+    keep = np.ones(groups.size, dtype=bool)
+    keep[1:] = (groups[1:] != groups[:-1]) | (members[1:] != members[:-1])
+    groups, members = groups[keep], members[keep]
+    names = text[members].tolist()
+    bounds = np.searchsorted(groups, np.arange(n + 1)).tolist()
+    return [",".join(names[bounds[i]:bounds[i + 1]]) for i in range(n)]
+
+
+def _touching(pieces: np.ndarray, zones: np.ndarray, ranked: tuple[np.ndarray, np.ndarray],
+              distance: float = 0.0) -> list[str]:
     """Ids of the zones touching (or within ``distance`` of) each piece, joined."""
     if pieces.size == 0 or zones.size == 0:
         return [""] * pieces.size
@@ -927,21 +1002,20 @@ def _touching(pieces: np.ndarray, zones: np.ndarray, ids: np.ndarray, distance: 
         p_idx, z_idx = STRtree(zones).query(pieces, predicate="dwithin", distance=distance)
     else:
         p_idx, z_idx = STRtree(zones).query(pieces, predicate="intersects")
-    order = np.lexsort((z_idx, p_idx))
-    p_idx, z_idx = p_idx[order], z_idx[order]
-    split = np.split(z_idx, np.cumsum(np.bincount(p_idx, minlength=pieces.size))[:-1])
-    return [_join_ids(ids[s]) for s in split]
+    return _joined(p_idx, z_idx, pieces.size, *ranked)
 
 
-def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, extent_id_column: str | None,
+def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tuple[Any, str | None],
                       tol: float, min_area: float, workers: int) -> pd.DataFrame:
     """Real gaps and overlaps (at least ``tol`` wide) and the slivers, one row per piece."""
     if extent is None:
-        ext_geoms = np.array([_outline(geoms, tol)], dtype=object) if geoms.size else np.empty(0, dtype=object)
-        ext_ids = np.array([None] * ext_geoms.size, dtype=object)
+        ext = _outline(geoms, tol) if geoms.size else shapely.MultiPolygon()
     else:
-        ext_geoms, ext_ids = _extent_rows(extent, extent_id_column)
+        ext = _extent(extent)
+    split_geoms, split_ids = _split_rows(*split)
     rows: list[pd.DataFrame] = []
+    ranked = _id_ranks(ids)
+    clock = Clock(logger)
 
     def add(kind: str, pieces: np.ndarray, zone_ids: list[str], n_zones: Any, sliver: Any,
             extent_ids: np.ndarray) -> None:
@@ -949,61 +1023,74 @@ def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, extent_id
         rows.append(pd.DataFrame({
             "kind": kind, "zone_ids": pd.Series(zone_ids, dtype=object), "n_zones": n_zones,
             "area_m2": area.astype(float), "sliver": sliver,
-            "extent_id": pd.Series(list(extent_ids), dtype=object), "geometry": pieces,
+            "split_id": pd.Series(list(extent_ids), dtype=object), "geometry": pieces,
         }))
 
-    # gaps, extent by extent
-    pieces, e_pos = gaps_by_extent(geoms, ext_geoms, workers=workers)
+    def where(pieces: np.ndarray) -> np.ndarray:
+        return _split_of(pieces, split_geoms, split_ids)
+
+    # gaps, tile by tile
+    pieces = gaps_by_tiles(geoms, ext, workers=workers)
+    clock.lap(f"partition_defects: {pieces.size} gap pieces")
     real = opening(pieces, tol)
+    clock.lap("partition_defects: gaps opened")
     has = ~shapely.is_empty(real)
     noise = np.flatnonzero(~has)
-    add("gap", pieces[noise], _touching(pieces[noise], geoms, ids), 0, True, ext_ids[e_pos[noise]])
+    add("gap", pieces[noise], _touching(pieces[noise], geoms, ranked), 0, True, where(pieces[noise]))
     if has.any():
         hit = np.flatnonzero(has)
         parts, owner = polygon_parts(real[hit], hit)
-        add("gap", parts, _touching(parts, geoms, ids, tol), 0, shapely.area(parts) < min_area,
-            ext_ids[e_pos[owner]])
-        tails, t_owner = polygon_parts(shapely.difference(pieces[hit], real[hit]), hit)
-        add("gap", tails, _touching(tails, geoms, ids), 0, True, ext_ids[e_pos[t_owner]])
+        parts, owner, label = _split(parts, owner, split_geoms, split_ids, tol)
+        add("gap", parts, _touching(parts, geoms, ranked, tol), 0, shapely.area(parts) < min_area, label)
+        tails, _ = polygon_parts(shapely.difference(pieces[hit], real[hit]))
+        add("gap", tails, _touching(tails, geoms, ranked), 0, True, where(tails))
+    clock.lap("partition_defects: gaps described")
 
     # overlaps, pair by pair
     pieces, a, b = overlap_pairs(geoms, workers=workers)
+    clock.lap(f"partition_defects: {pieces.size} overlap pieces")
     if pieces.size:
-        pair_ids = [_join_ids(ids[[i, j]]) for i, j in zip(a, b, strict=True)]
+        text, rank = ranked
+        first = np.where(rank[a] <= rank[b], a, b)
+        second = np.where(rank[a] <= rank[b], b, a)
+        pair_ids = list(text[first] + "," + text[second])
         real = opening(pieces, tol)
+        clock.lap("partition_defects: overlaps opened")
         has = ~shapely.is_empty(real)
-        where = _extent_of(pieces, ext_geoms, ext_ids)
         noise = np.flatnonzero(~has)
-        add("overlap", pieces[noise], [pair_ids[i] for i in noise], 2, True, where[noise])
+        add("overlap", pieces[noise], [pair_ids[i] for i in noise], 2, True, where(pieces[noise]))
         if has.any():
             hit = np.flatnonzero(has)
             tails, t_owner = polygon_parts(shapely.difference(pieces[hit], real[hit]), hit)
-            add("overlap", tails, [pair_ids[i] for i in t_owner], 2, True, where[t_owner])
-            # one piece per pair and connected part; clipped to the extent
+            add("overlap", tails, [pair_ids[i] for i in t_owner], 2, True, where(tails))
+            # one piece per pair and connected part, inside the extent, split like the gaps
             codes, pair_of = np.unique(np.array([pair_ids[i] for i in hit], dtype=object), return_inverse=True)
-            merged = grouped_union(real[hit], pair_of, codes.size)
-            if extent is not None:
-                merged = shapely.intersection(merged, shapely.union_all(ext_geoms))
+            merged = shapely.intersection(grouped_union(real[hit], pair_of, codes.size), ext)
             parts, owner = polygon_parts(merged)
-            add("overlap", parts, [str(codes[k]) for k in owner], 2, shapely.area(parts) < min_area,
-                _extent_of(parts, ext_geoms, ext_ids))
+            parts, owner, label = _split(parts, owner, split_geoms, split_ids, tol)
+            add("overlap", parts, [str(codes[k]) for k in owner], 2, shapely.area(parts) < min_area, label)
     if not rows:
         add("gap", np.empty(0, dtype=object), [], 0, True, np.empty(0, dtype=object))
+    clock.lap("partition_defects: overlaps described")
     out = pd.concat(rows, ignore_index=True)
     out["n_zones"] = out["n_zones"].astype(np.int64)
     out["sliver"] = out["sliver"].astype(bool)
     return out
 
 
-def _extent_of(pieces: np.ndarray, ext_geoms: np.ndarray, ext_ids: np.ndarray) -> np.ndarray:
-    """Id of the extent row holding each piece's representative point (None outside all)."""
+def _split_of(pieces: np.ndarray, ext_geoms: np.ndarray, ext_ids: np.ndarray) -> np.ndarray:
+    """Id of the split polygon holding each piece's representative point (None outside all)."""
     out = np.full(pieces.size, None, dtype=object)
     if pieces.size == 0 or ext_geoms.size == 0:
         return out
-    if ext_geoms.size == 1:
-        out[:] = ext_ids[0]
-        return out
-    p_idx, e_idx = STRtree(ext_geoms).query(shapely.point_on_surface(pieces), predicate="intersects")
+    # a point of the piece's outline is enough to place a sliver; a real piece gets a point on its surface
+    small = shapely.area(pieces) < 100.0
+    probes = np.empty(pieces.size, dtype=object)
+    probes[small] = shapely.get_point(shapely.get_exterior_ring(pieces[small]), 0)
+    probes[~small] = shapely.point_on_surface(pieces[~small])
+    e_idx, p_idx = STRtree(probes).query(ext_geoms, predicate="intersects")  # the extents prepared
+    order = np.lexsort((e_idx, p_idx))
+    p_idx, e_idx = p_idx[order], e_idx[order]
     first = np.unique(p_idx, return_index=True)[1]
     out[p_idx[first]] = ext_ids[e_idx[first]]
     return out

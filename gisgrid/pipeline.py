@@ -8,7 +8,10 @@ canonical layer names, or nothing: the embedded demo town) into a validated
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import difflib
+import math
 import logging
 import os
 from collections.abc import Callable
@@ -28,7 +31,9 @@ __all__ = ["Config", "RunResult", "analyse_config", "check", "load_config", "loa
 logger = logging.getLogger(__name__)
 
 _SOURCE_KEYS = {"path", "layer", "crs", "encoding", "fields", "values", "sheet"}
-_TOP_KEYS = {"town", "sources", "rules", "report", "owners", "history", "assign", "maps"}
+_TOP_KEYS = {"town", "sources", "coverage", "rules", "report", "owners", "history", "assign", "maps"}
+#: ``[coverage]`` keys and their defaults (None: the value in gisgrid.settings).
+COVERAGE_KEYS: dict[str, Any] = {"tolerance_m": None, "cleaned_grids": True, "workers": None}
 SOURCE_NAMES = (*LAYERS, *ROSTERS)
 
 
@@ -223,8 +228,32 @@ def check(source: str | os.PathLike[str] | Config | None = None) -> tuple[Town, 
     """Load and validate only (data and sensitive-section rules); return the town and its per-layer table."""
     cfg = source if isinstance(source, Config) else load_config(source)
     _validate_rules(cfg)
+    coverage_options(cfg)
     town = load_town(cfg)
     return town, town.layer_table()
+
+
+def border_mismatch(source: str | os.PathLike[str] | Config | None = None, *, town: Town | None = None
+                    ) -> dict[str, Any]:
+    """Measure how well the hand-drawn grids fit: the widths of their border mismatches (``gisgrid check``).
+
+    Parameters
+    ----------
+    source
+        The config (path or :class:`Config`; None: the demo town).
+    town
+        The town, when already loaded from ``source``.
+
+    Returns
+    -------
+    dict
+        See :func:`gisgrid.analysis.border_mismatch`.
+    """
+    from gisgrid.analysis import border_mismatch as measure
+
+    cfg = source if isinstance(source, Config) else load_config(source)
+    cov = coverage_options(cfg)
+    return measure(load_town(cfg) if town is None else town, tolerance_m=cov["tolerance_m"], workers=cov["workers"])
 
 
 def write_demo(out: str | os.PathLike[str], *, scale: str = "town") -> list[Path]:
@@ -326,14 +355,49 @@ def _config_hash(cfg: Config) -> str:
     return io.file_digest(cfg.path)
 
 
+def coverage_options(cfg: Config) -> dict[str, Any]:
+    """The ``[coverage]`` table, checked: ``tolerance_m``, ``cleaned_grids``, ``workers``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key (with the nearest known one) or a bad value.
+    """
+    given = cfg.section("coverage")
+    where = cfg.path
+    unknown = sorted(set(given) - set(COVERAGE_KEYS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(COVERAGE_KEYS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        msg = f"[coverage] has unknown key(s) {unknown}."
+        raise ConfigError(msg, path=where, fix=f"{hint}use only {sorted(COVERAGE_KEYS)}")
+    out = dict(COVERAGE_KEYS)
+    out.update(given)
+    tol = out["tolerance_m"]
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol)
+                            or tol < 0):
+        msg = f"[coverage] tolerance_m must be a number of metres >= 0, not {tol!r}."
+        raise ConfigError(msg, path=where, fix="write tolerance_m = 2.0 (0 for exact geometry: no digitising noise)")
+    if not isinstance(out["cleaned_grids"], bool):
+        msg = f"[coverage] cleaned_grids must be true or false, not {out['cleaned_grids']!r}."
+        raise ConfigError(msg, path=where, fix="write cleaned_grids = false to skip the cleaned-grids proposal")
+    workers = out["workers"]
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        msg = f"[coverage] workers must be a whole number >= 1, not {workers!r}."
+        raise ConfigError(msg, path=where, fix="write workers = 2, or leave it out for one thread per CPU")
+    return out
+
+
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
     """Load (unless given) and analyse the town of ``cfg`` with its rules and options."""
     from gisgrid.analysis import analyze
 
     town = load_town(cfg) if town is None else town
     report_cfg = cfg.section("report")
+    cov = coverage_options(cfg)
     return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
-                   sliver_area_m2=report_cfg.get("sliver_area_m2"), as_of=as_of or dt.date.today())
+                   sliver_area_m2=report_cfg.get("sliver_area_m2"), tolerance_m=cov["tolerance_m"],
+                   workers=cov["workers"], as_of=as_of or dt.date.today())
 
 
 def run(
@@ -380,12 +444,21 @@ def run(
     as_of = as_of or dt.date.today()
     cfg = source if isinstance(source, Config) else load_config(source)
     _validate_rules(cfg)
+    cov = coverage_options(cfg)
     out_dir = Path(out)
     reports = out_dir / "reports"
     tick("load", 0, total)
     town = load_town(cfg)
     tick("analyse", 1, total)
     assessment = analyse_config(cfg, town, as_of=as_of)
+    cleaned = None
+    if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
+        from gisgrid.analysis import cleaned_grids
+
+        cleaned = cleaned_grids(assessment, workers=cov["workers"])
+        change = cleaned.set_index("grid_id")["area_change_m2"]
+        hygiene = assessment.hygiene.assign(area_change_m2=assessment.hygiene["grid_id"].map(change))
+        assessment = dataclasses.replace(assessment, hygiene=hygiene)
     hist_cfg = cfg.section("history")
     db_path = Path(hist_cfg["path"]) if "path" in hist_cfg else reports / "history.sqlite"
     if cfg.path is not None and not db_path.is_absolute() and "path" in hist_cfg:
@@ -406,6 +479,8 @@ def run(
             written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
                                                fail_on=report_cfg.get("fail_on"), as_of=as_of)
             written += _write_layers(staging, assessment)
+            if cleaned is not None:
+                written.append(io.write_layers({"cleaned_grids": cleaned}, staging / "cleaned_grids.gpkg"))
             tick("task lists", 4, total)
             for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
                 written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))

@@ -651,6 +651,9 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[st
     else:
         cp = pd.DataFrame({"note": ["no must-check points analysed"]})
     sheets["checkpoints"] = _sheet(cp)
+    hygiene = _get(assessment, "hygiene")
+    if hygiene is not None and float((_get(assessment, "totals") or {}).get("tolerance_m") or 0) > 0:
+        sheets["hygiene 数据质量"] = _sheet(pd.DataFrame(hygiene).map(_defuse))
     summary = _get(assessment, "summary")
     summ = card.copy()
     if summary is not None:
@@ -993,10 +996,41 @@ def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map
         "severity_labels": SEVERITY_LABELS,
         "totals": totals,
         "default_owner": settings.default_owner,
+        "hygiene": _hygiene_context(assessment, totals),
     }
     html = _environment().get_template("report.html.j2").render(**context)
     return {"html": html, "life": life, "names": names, "code": code, "reason": reason, "card": card,
             "previous": previous, "day": day, "totals": totals, "town": context["town"]}
+
+
+def _hygiene_context(assessment: Any, totals: Mapping[str, Any], top: int = 15) -> dict[str, Any] | None:
+    """The data-hygiene section: what the digitising tolerance absorbed, and the grids to redraw first."""
+    tol = float(totals.get("tolerance_m") or 0.0)
+    table = _get(assessment, "hygiene")
+    if tol <= 0 or table is None:
+        return None
+    names = _village_names(assessment)
+    worst = table[table["sliver_m2"] > 0].head(top)
+    has_change = "area_change_m2" in worst.columns
+    return {
+        "tolerance_m": f"{tol:g}",
+        "slivers": f"{int(totals.get('slivers', 0)):,}",
+        "sliver_area": f"{float(totals.get('sliver_area_m2', 0.0)):,.0f}",
+        "gap_area": f"{float(totals.get('sliver_gap_area_m2', 0.0)):,.0f}",
+        "overlap_area": f"{float(totals.get('sliver_overlap_area_m2', 0.0)):,.0f}",
+        "village_slivers": f"{int(totals.get('village_slivers', 0)):,}",
+        "village_sliver_area": f"{float(totals.get('village_sliver_area_m2', 0.0)):,.0f}",
+        "crumbs": int(totals.get("road_crumbs", 0)),
+        "crumb_m": f"{float(totals.get('road_crumb_m', 0.0)):,.1f}",
+        "crumb_min": f"{settings.sliver_length_m:g}",
+        "has_change": has_change,
+        "grids": [{
+            "grid": _text(r["grid_id"]), "village": f"{names.get(str(r['village_id']), '')} ({_text(r['village_id'])})",
+            "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}", "overlap": f"{r['overlap_sliver_m2']:,.1f}",
+            "total": f"{r['sliver_m2']:,.1f}",
+            "change": f"{r['area_change_m2']:+,.1f}" if has_change and pd.notna(r["area_change_m2"]) else "",
+        } for r in worst.to_dict("records")],
+    }
 
 
 # --------------------------------------------------------------------------- the folder
@@ -1049,6 +1083,9 @@ def write_report(
         io.write_csv(table, out / "findings.csv"),
         _write_workbook(_sheets(table, card, assessment), out / "findings.xlsx"),
     ]
+    hygiene = _get(assessment, "hygiene")
+    if hygiene is not None and float(built["totals"].get("tolerance_m") or 0) > 0:
+        written.append(io.write_csv(pd.DataFrame(hygiene).map(_defuse), out / "hygiene.csv"))
     geo = _geojson_frame(life, names)
     if geo.crs is None:
         logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")
@@ -1093,6 +1130,9 @@ def _summary(built: dict[str, Any], life: pd.DataFrame, card: pd.DataFrame, fail
                                          "uncovered_lane_m") if k in totals},
             "villages": villages,
         },
+        "hygiene": {k: totals.get(k) for k in (
+            "tolerance_m", "slivers", "sliver_area_m2", "sliver_gap_area_m2", "sliver_overlap_area_m2",
+            "village_slivers", "village_sliver_area_m2", "road_crumbs", "road_crumb_m") if k in totals},
         "flags": {
             "red": [r["village_id"] for r in card.to_dict("records") if r["flag"] == "red"],
             "yellow": [r["village_id"] for r in card.to_dict("records") if r["flag"] == "yellow"],

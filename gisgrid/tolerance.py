@@ -29,6 +29,7 @@ pairs) runs in threads: shapely releases the GIL.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -38,9 +39,11 @@ import shapely
 from shapely import STRtree
 
 __all__ = [
+    "Clock",
     "clean_coverage",
     "gap_regions",
     "gaps_by_extent",
+    "gaps_by_tiles",
     "grouped_union",
     "opening",
     "overlap_pairs",
@@ -61,6 +64,20 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
+class Clock:
+    """Debug-log how long each stage took (where the time goes, for the benchmarks)."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.t = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        """Log ``what`` with the seconds since the last lap."""
+        now = time.perf_counter()
+        self.log.debug("%s (%.2f s)", what, now - self.t)
+        self.t = now
+
+
 def parallel_chunks(fn: Callable[[np.ndarray], T], n: int, *, workers: int = 1,
                     chunks_per_worker: int = 4) -> list[T]:
     """Run ``fn`` on consecutive chunks of ``range(n)``, in threads when ``workers > 1``.
@@ -215,8 +232,8 @@ def gaps_by_extent(zones: np.ndarray, extents: np.ndarray, *, workers: int = 1
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Exact gaps: the parts of each extent polygon in no zone.
 
-    Each extent is differenced with the union of only the zones that meet it,
-    so the work splits by extent (one village at a time) and runs in threads.
+    Each extent is differenced with the union of the zones that meet it, so
+    the work splits by extent and runs in threads.
 
     Parameters
     ----------
@@ -237,9 +254,8 @@ def gaps_by_extent(zones: np.ndarray, extents: np.ndarray, *, workers: int = 1
     if zones.size == 0:
         return polygon_parts(extents)
     e_idx, z_idx = STRtree(zones).query(extents, predicate="intersects")
-    # balance the chunks: many zones first, round robin
     load = np.bincount(e_idx, minlength=extents.size)
-    order = np.argsort(-load, kind="stable")
+    order = np.argsort(-load, kind="stable")  # balance the chunks: many zones first
 
     def run(pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mine = order[pos]
@@ -254,6 +270,73 @@ def gaps_by_extent(zones: np.ndarray, extents: np.ndarray, *, workers: int = 1
     owner = np.concatenate([d[1] for d in done])
     order = np.argsort(owner, kind="stable")
     return pieces[order], owner[order]
+
+
+def gaps_by_tiles(zones: np.ndarray, extent: shapely.Geometry, *, zones_per_tile: int = 64,
+                  workers: int = 1) -> np.ndarray:
+    """Exact gaps of one large extent: ``extent - ∪zones``, tile by tile.
+
+    The extent's bounding box is cut into tiles holding about
+    ``zones_per_tile`` zones each; each tile's gaps are its part of the
+    extent minus the union of the zones clipped to the tile (in threads), and
+    the pieces cut by tile edges are joined again. No union ever spans the
+    whole town, which on hand-drawn borders is slow.
+
+    Parameters
+    ----------
+    zones
+        Valid polygons.
+    extent
+        A valid polygonal geometry.
+    zones_per_tile
+        The tile size, in zones.
+    workers
+        Threads.
+
+    Returns
+    -------
+    numpy.ndarray
+        The connected gap polygons.
+    """
+    zones = np.asarray(zones, dtype=object)
+    if shapely.is_empty(extent):
+        return np.empty(0, dtype=object)
+    n = max(1, int(np.ceil(np.sqrt(zones.size / max(zones_per_tile, 1)))))
+    if n == 1:
+        return gaps_by_extent(zones, np.array([extent], dtype=object), workers=workers)[0]
+    x0, y0, x1, y1 = extent.bounds
+    xs, ys = np.linspace(x0, x1, n + 1), np.linspace(y0, y1, n + 1)
+    gx, gy = np.meshgrid(np.arange(n), np.arange(n))
+    gx, gy = gx.ravel(), gy.ravel()
+    tiles = shapely.box(xs[gx], ys[gy], xs[gx + 1], ys[gy + 1])
+    t_idx, z_idx = STRtree(zones).query(tiles, predicate="intersects")
+    t_ext, _ = STRtree(np.array([extent], dtype=object)).query(tiles, predicate="intersects")
+    shapely.prepare(tiles)
+    inside = shapely.contains_properly(tiles[t_idx], zones[z_idx])
+
+    def run(pos: np.ndarray) -> np.ndarray:
+        mine = np.intersect1d(pos, t_ext)
+        local = np.full(tiles.size, -1)
+        local[mine] = np.arange(mine.size)
+        sel = local[t_idx] >= 0
+        parts = zones[z_idx[sel]].copy()
+        cut = ~inside[sel]
+        parts[cut] = shapely.intersection(parts[cut], tiles[t_idx[sel][cut]])
+        unions = grouped_union(parts, local[t_idx[sel]], mine.size)
+        area = shapely.intersection(tiles[mine], extent)
+        return polygon_parts(shapely.difference(area, unions))[0]
+
+    pieces = np.concatenate(parallel_chunks(run, tiles.size, workers=workers))
+    # join the pieces the tile edges cut
+    b = shapely.bounds(pieces)
+    edge = np.zeros(pieces.size, dtype=bool)
+    for cuts, lo, hi in ((xs[1:-1], b[:, 0], b[:, 2]), (ys[1:-1], b[:, 1], b[:, 3])):
+        first = np.searchsorted(cuts, lo, side="left")
+        edge |= (first < cuts.size) & (cuts[np.minimum(first, cuts.size - 1)] <= hi)
+    if edge.any():
+        joined = polygon_parts(np.array([shapely.union_all(pieces[edge])], dtype=object))[0]
+        pieces = np.concatenate([pieces[~edge], joined])
+    return pieces
 
 
 def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, workers: int = 1
@@ -338,12 +421,15 @@ def overlap_pairs(zones: np.ndarray, *, workers: int = 1) -> tuple[np.ndarray, n
 def clean_coverage(zones: np.ndarray, groups: np.ndarray, width_m: float, *,
                    keep: Sequence[tuple[int, shapely.Geometry]] = (), workers: int = 1,
                    snapping_m: float | None = None) -> np.ndarray:
-    """A proposal for matched borders: ``shapely.coverage_clean`` per group.
+    """A proposal for matched borders: ``shapely.coverage_clean`` group by group, then across groups.
 
     Overlap slivers go to the neighbour with the longest shared border and
     gaps narrower than ``width_m`` are filled the same way; wider gaps stay
     open. ``coverage_clean`` is superlinear in the number of polygons, so it
-    runs on each group (one village's grids) on its own, in threads.
+    runs on each group (one village's grids) on its own, in threads; then,
+    for each pair of neighbouring groups, on just the zones along their
+    common border (without snapping, so the borders already matched inside
+    each group stay as they are).
 
     Parameters
     ----------
@@ -360,7 +446,7 @@ def clean_coverage(zones: np.ndarray, groups: np.ndarray, width_m: float, *,
     workers
         Threads.
     snapping_m
-        Vertex snapping distance (default a quarter of ``width_m``).
+        Vertex snapping distance inside a group (default a quarter of ``width_m``).
 
     Returns
     -------
@@ -372,34 +458,42 @@ def clean_coverage(zones: np.ndarray, groups: np.ndarray, width_m: float, *,
     if zones.size == 0:
         return out
     snap = width_m / 4.0 if snapping_m is None else snapping_m
-    _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    members = np.split(np.argsort(inverse, kind="stable"),
-                       np.cumsum(np.bincount(inverse))[:-1])
+    _, label = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
     members.sort(key=len, reverse=True)
 
-    def run(pos: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        done = []
-        for i in pos:
-            m = members[int(i)]
-            done.append((m, shapely.coverage_clean(zones[m], gap_width=width_m, snapping_distance=snap)))
-        return done
+    def clean(batch: list[np.ndarray], snapping: float) -> None:
+        def run(pos: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [(batch[int(i)], shapely.coverage_clean(out[batch[int(i)]], gap_width=width_m,
+                                                           snapping_distance=snapping)) for i in pos]
 
-    for chunk in parallel_chunks(run, len(members), workers=workers):
-        for m, cleaned in chunk:
-            out[m] = cleaned
+        for chunk in parallel_chunks(run, len(batch), workers=workers):
+            for m, cleaned in chunk:
+                out[m] = cleaned
+
+    clean(members, snap)
+    # across groups: the zones of two neighbouring groups that meet, pair by pair; pairs sharing no
+    # zone run side by side
+    a, b = STRtree(out).query(out, predicate="intersects")
+    cross = label[a] < label[b]
+    a, b = a[cross], b[cross]
+    if a.size:
+        key = label[a].astype(np.int64) * (label.max() + 1) + label[b]
+        pairs = [np.unique(np.concatenate([a[key == k], b[key == k]])) for k in np.unique(key)]
+        pairs.sort(key=len, reverse=True)
+        while pairs:
+            used = np.zeros(zones.size, dtype=bool)
+            batch, later = [], []
+            for m in pairs:
+                if used[m].any():
+                    later.append(m)
+                else:
+                    used[m] = True
+                    batch.append(m)
+            clean(batch, 0.0)
+            pairs = later
     for pos, region in keep:
         out[pos] = shapely.union(out[pos], region)
     bad = shapely.is_empty(out) | ~shapely.is_valid(out)
     out[bad] = zones[bad]  # never propose less than the input
     return out
-
-
-def as_array(frame: Any) -> np.ndarray:
-    """Geometries of a GeoDataFrame, GeoSeries, geometry or sequence as an object array."""
-    if hasattr(frame, "geometry") and hasattr(frame.geometry, "array"):
-        return np.asarray(frame.geometry.array, dtype=object)
-    if hasattr(frame, "array"):
-        return np.asarray(frame.array, dtype=object)
-    if isinstance(frame, shapely.Geometry):
-        return np.array([frame], dtype=object)
-    return np.asarray(list(frame), dtype=object)

@@ -188,8 +188,11 @@ def widths(geoms: np.ndarray, *, precision_m: float = 0.01) -> np.ndarray:
 def opening(pieces: np.ndarray, width_m: float) -> np.ndarray:
     """The part of each polygon that is at least ``width_m`` wide.
 
-    The morphological opening with a disc of radius ``width_m / 2``,
-    intersected with the piece (so nothing outside it is ever added).
+    The morphological opening with a disc of radius ``r = width_m / 2``,
+    with the corners it rounds off given back: the part of the piece within
+    ``r`` of the opening (so a rectangle keeps its exact area, and a sliver
+    tail keeps just ``r`` of its root). Nothing outside the piece is ever
+    added.
 
     Parameters
     ----------
@@ -217,7 +220,9 @@ def opening(pieces: np.ndarray, width_m: float) -> np.ndarray:
     alive = ~shapely.is_empty(core)
     cand, core = cand[alive], core[alive]
     if cand.size:
-        grown = shapely.buffer(core, r, quad_segs=QUAD_SEGS)
+        # dilate by 2r, not r: the opening rounds off every corner, and the piece within r of the
+        # opening gives the corners back (a square gap keeps its area; a sliver tail keeps only r of its root)
+        grown = shapely.buffer(core, 2 * r, quad_segs=QUAD_SEGS)
         real = shapely.intersection(grown, pieces[cand])
         parts, owner = polygon_parts(real, cand)
         if parts.size:
@@ -343,9 +348,10 @@ def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, 
                 ) -> np.ndarray:
     """The real gaps of ``extent - ∪zones``: the opening, without the union of the zones.
 
-    ``open(E - ∪Z) = ((E ⊖ r) - ∪(Z ⊕ r)) ⊕ r``, then intersected with the
-    extent and cut by the few zones near each result, so the regions are
-    exactly in no zone.
+    ``open(E - ∪Z) = ((E ⊖ r) - ∪(Z ⊕ r)) ⊕ r``; like :func:`opening` the
+    corners come back (dilate by ``2r``), then the result is intersected
+    with the extent and cut by the few zones near each region, so the
+    regions are exactly in no zone.
 
     Parameters
     ----------
@@ -376,7 +382,7 @@ def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, 
     cores, _ = polygon_parts(np.array([core], dtype=object))
     if cores.size == 0:
         return cores
-    regions = shapely.intersection(shapely.buffer(cores, r, quad_segs=QUAD_SEGS), extent)
+    regions = shapely.intersection(shapely.buffer(cores, 2 * r, quad_segs=QUAD_SEGS), extent)  # see opening()
     if zones.size:
         c_idx, z_idx = STRtree(zones).query(regions, predicate="intersects")
         if c_idx.size:

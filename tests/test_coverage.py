@@ -13,11 +13,17 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shapely import LineString, MultiPolygon, Point, Polygon, box
 
-from gisgrid import CRSError, InputError, SchemaError
+from gisgrid import CRSError, InputError, SchemaError, settings
 from gisgrid import coverage as cov
 from gisgrid.coverage import partition_defects, points_in_zones, uncovered_lines, union_zones
 
 CRS = "EPSG:4549"
+
+@pytest.fixture(autouse=True)
+def _exact_mode(monkeypatch):
+    """These tests pin the exact engine (tolerance 0): test_tolerance.py covers the digitising tolerance."""
+    monkeypatch.setattr(settings, "tolerance_m", 0.0)
+
 
 
 def zones_frame(geoms, ids=None, **kw) -> gpd.GeoDataFrame:

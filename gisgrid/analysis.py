@@ -299,9 +299,8 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
     if tol > 0:
         regions = _arr(gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]])
         if no_village is not None:  # land in no village: its real gaps between grids too
-            regions = np.concatenate([regions, tolerance.gap_regions(_arr(town.grids), no_village, tol)])
-        found = coverage.lines_in(town.roads, gpd.GeoSeries(regions, crs=crs)) if len(regions) else \
-            town.roads.iloc[:0].assign(length_m=np.empty(0))
+            regions = np.concatenate([regions, tolerance.gap_regions(_arr(town.grids), no_village, tol)[0]])
+        found = coverage.lines_in_gaps(town.roads, town.grids, gpd.GeoSeries(regions, crs=crs), tolerance_m=tol)
     else:
         regions = np.empty(0, dtype=object)
         found = coverage.uncovered_lines(town.roads, town.grids, extent=extent, tolerance_m=0)

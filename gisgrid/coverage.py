@@ -87,7 +87,7 @@ from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
 from gisgrid.tolerance import Clock, gap_regions, gaps_by_extent, gaps_by_tiles, grouped_union, opening, overlap_pairs, polygon_parts
 
-__all__ = ["lines_in", "nearest_zones", "partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
+__all__ = ["lines_in", "lines_in_gaps", "nearest_zones", "partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
 
 logger = logging.getLogger(__name__)
 
@@ -544,17 +544,100 @@ def _exact_uncovered(line_geoms: np.ndarray, zone_geoms: np.ndarray, ext: shapel
     return pieces, owner
 
 
+def _tiled(regions: np.ndarray, most: int = 2000) -> np.ndarray:
+    """Regions with more than ``most`` vertices cut into tiles (a line meets a tile's few vertices, not all)."""
+    n = shapely.get_num_coordinates(regions)
+    big = n > most
+    if not big.any():
+        return regions
+    out = [regions[~big]]
+    for region, count in zip(regions[big], n[big], strict=True):
+        k = int(np.ceil(np.sqrt(count / (most / 4))))
+        x0, y0, x1, y1 = region.bounds
+        xs, ys = np.linspace(x0, x1, k + 1), np.linspace(y0, y1, k + 1)
+        gx, gy = (a.ravel() for a in np.meshgrid(np.arange(k), np.arange(k)))
+        out.append(polygon_parts(shapely.intersection(region, shapely.box(xs[gx], ys[gy], xs[gx + 1],
+                                                                           ys[gy + 1])))[0])
+    return np.concatenate(out)
+
+
 def _in_regions(line_geoms: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The parts of each line inside the regions, merged per line: pieces and line positions."""
     if line_geoms.size == 0 or regions.size == 0:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
-    l_idx, r_idx = STRtree(regions).query(line_geoms, predicate="intersects")
+    regions = _tiled(regions)
+    r_idx, l_idx = STRtree(line_geoms).query(regions, predicate="intersects")  # the regions prepared
     if l_idx.size == 0:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.intp)
     parts = shapely.intersection(line_geoms[l_idx], regions[r_idx])
     order = np.argsort(l_idx, kind="stable")
     parts, owner = _explode(parts[order], l_idx[order], "LineString")
     return _merge(parts, owner)
+
+
+def _along_edges(pieces: np.ndarray, zones: np.ndarray, radius: float) -> np.ndarray:
+    """Whether each piece lies everywhere within ``radius`` of some zone: it runs along a zone's edge.
+
+    The middle of each piece first, then vertices and midpoints; the pieces
+    passing both are sampled every ``radius / 2``.
+    """
+    result = np.zeros(pieces.size, dtype=bool)
+    middle = shapely.line_interpolate_point(pieces, 0.5, normalized=True)
+    result[np.unique(STRtree(zones).query(middle, predicate="dwithin", distance=radius)[0])] = True
+    maybe = np.flatnonzero(result)
+    if maybe.size:
+        result[maybe] = _all_within(pieces[maybe], zones, radius, np.inf)
+    maybe = np.flatnonzero(result)
+    if maybe.size:
+        result[maybe] = _all_within(pieces[maybe], zones, radius, radius / 2)
+    return result
+
+
+def _minus_zones(pieces: np.ndarray, owner: np.ndarray, zones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Line pieces less the zones they meet (one zone at a time: no union), exploded and merged per owner."""
+    p_idx, z_idx = STRtree(zones).query(pieces, predicate="intersects")
+    if p_idx.size == 0:
+        return pieces, owner
+    order = np.argsort(p_idx, kind="stable")
+    p_idx, z_idx = p_idx[order], z_idx[order]
+    first = np.searchsorted(p_idx, p_idx, side="left")
+    rank = np.arange(p_idx.size) - first
+    pieces = pieces.copy()
+    for k in range(int(rank.max()) + 1):
+        sel = rank == k
+        pieces[p_idx[sel]] = shapely.difference(pieces[p_idx[sel]], zones[z_idx[sel]])
+    order = np.argsort(owner, kind="stable")
+    parts, part_owner = _explode(pieces[order], owner[order], "LineString")
+    return _merge(parts, part_owner)
+
+
+def _real_pieces(line_geoms: np.ndarray, zone_geoms: np.ndarray, regions: np.ndarray, tol: float, *,
+                 cut: bool = False, grown: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Line pieces inside the real gaps, less those running along a zone's edge within ``tol / 2``.
+
+    A road on the edge of a hand-drawn grid wobbles in and out of it: the bits
+    outside, even beside a real gap, are covered. A road crossing a real gap
+    keeps its whole length in the gap. ``cut``: the regions may reach into
+    the zones, so cut the zones out of the pieces. ``grown``: the zones
+    grown by ``tol / 2``, when known (a piece their union covers runs along
+    an edge).
+    """
+    pieces, owner = _in_regions(line_geoms, regions)
+    if cut and pieces.size and zone_geoms.size:
+        pieces, owner = _minus_zones(pieces, owner, zone_geoms)
+    if pieces.size and zone_geoms.size:
+        if grown is not None:
+            edge = np.zeros(pieces.size, dtype=bool)
+            tree = STRtree(grown)
+            middle = shapely.line_interpolate_point(pieces, 0.5, normalized=True)
+            cand = np.unique(tree.query(middle, predicate="intersects")[0])
+            if cand.size:
+                c_i, g_i = tree.query(pieces[cand], predicate="intersects")
+                edge[cand] = shapely.covered_by(pieces[cand], grouped_union(grown[g_i], c_i, cand.size))
+        else:
+            edge = _along_edges(pieces, zone_geoms, tol / 2)
+        pieces, owner = pieces[~edge], owner[~edge]
+    return pieces, owner
 
 
 def _line_frame(lines: gpd.GeoDataFrame, line_pos: np.ndarray, pieces: np.ndarray, owner: np.ndarray
@@ -564,6 +647,38 @@ def _line_frame(lines: gpd.GeoDataFrame, line_pos: np.ndarray, pieces: np.ndarra
     out[lines.geometry.name] = gpd.GeoSeries(pieces, crs=lines.crs).array
     out["length_m"] = shapely.length(pieces).astype(float) if pieces.size else np.empty(0)
     return out
+
+
+def lines_in_gaps(lines: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, gaps: Any, *,
+                  tolerance_m: float | None = None) -> gpd.GeoDataFrame:
+    """The uncovered parts of lines, given the real gaps (e.g. from :func:`partition_defects`).
+
+    The parts inside the gaps, less those running along a zone's edge within
+    half the tolerance (see :func:`uncovered_lines`).
+
+    Parameters
+    ----------
+    lines
+        LineString/MultiLineString layer in a metric CRS.
+    zones
+        The zones (grids), same CRS.
+    gaps
+        The real gaps: polygons in no zone.
+    tolerance_m
+        The digitising tolerance (default ``settings.tolerance_m``).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        As :func:`uncovered_lines` returns it.
+    """
+    _check_crs({"lines": lines, "zones": zones, "gaps": gaps})
+    tol = _tolerance(tolerance_m)
+    line_geoms, line_pos = _lines(lines)
+    zone_geoms, _ = _polygons(zones)
+    gap_geoms, _ = _polygons(gaps, "gaps")
+    pieces, owner = _real_pieces(line_geoms, zone_geoms, gap_geoms, tol)
+    return _line_frame(lines, line_pos, pieces, owner)
 
 
 def lines_in(lines: gpd.GeoDataFrame, regions: Any) -> gpd.GeoDataFrame:
@@ -669,8 +784,8 @@ def uncovered_lines(
             (x0, y0, x1, y1), margin = _bounds_box(*bounds)
             margin += 2 * tol
             region = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
-        regions = gap_regions(zone_geoms, region, tol, workers=_workers(workers))
-        pieces, owner = _in_regions(line_geoms, regions)
+        regions, grown = gap_regions(zone_geoms, region, tol, workers=_workers(workers), cut=False)
+        pieces, owner = _real_pieces(line_geoms, zone_geoms, regions, tol, cut=True, grown=grown)
 
     out = _line_frame(lines, line_pos, pieces, owner)
     logger.debug(

@@ -48,6 +48,7 @@ __all__ = [
     "opening",
     "overlap_pairs",
     "parallel_chunks",
+    "parallel_union",
     "polygon_parts",
     "widths",
 ]
@@ -159,6 +160,18 @@ def grouped_union(geoms: np.ndarray, groups: np.ndarray, n_groups: int) -> np.nd
         take = starts[members][:, None] + np.arange(k)[None, :]
         out[members] = shapely.union_all(items[take], axis=1)
     return out
+
+
+def parallel_union(geoms: np.ndarray, *, workers: int = 1) -> shapely.Geometry:
+    """``union_all`` of many polygons: one spatial strip per thread, then the strips together."""
+    geoms = np.asarray(geoms, dtype=object)
+    if workers <= 1 or geoms.size < 64:
+        return shapely.union_all(geoms)
+    xy = shapely.get_coordinates(shapely.centroid(geoms))
+    order = np.argsort(xy[:, 0], kind="stable")
+    parts = parallel_chunks(lambda pos: shapely.union_all(geoms[order[pos]]), geoms.size, workers=workers,
+                            chunks_per_worker=1)
+    return shapely.union_all(np.array(parts, dtype=object))
 
 
 # --------------------------------------------------------------------------- width
@@ -344,8 +357,8 @@ def gaps_by_tiles(zones: np.ndarray, extent: shapely.Geometry, *, zones_per_tile
     return pieces
 
 
-def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, workers: int = 1
-                ) -> np.ndarray:
+def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, workers: int = 1,
+                cut: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The real gaps of ``extent - ∪zones``: the opening, without the union of the zones.
 
     ``open(E - ∪Z) = ((E ⊖ r) - ∪(Z ⊕ r)) ⊕ r``; like :func:`opening` the
@@ -363,33 +376,39 @@ def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, 
         The tolerance (> 0).
     workers
         Threads for the dilation.
+    cut
+        Cut the zones out of the regions (without: the regions reach up to
+        ``width_m / 2`` into the zones beside them, which a caller that cuts
+        lines by the zones anyway need not pay for).
 
     Returns
     -------
-    numpy.ndarray
+    regions : numpy.ndarray
         Polygons: the connected real gaps.
+    grown : numpy.ndarray
+        The zones (those meeting the extent) grown by ``width_m / 2``.
     """
     zones = np.asarray(zones, dtype=object)
     r = width_m / 2.0
     core = shapely.buffer(extent, -r, quad_segs=QUAD_SEGS)
-    if shapely.is_empty(core):
-        return np.empty(0, dtype=object)
+    grown = np.empty(0, dtype=object)
     if zones.size:
         near = zones[STRtree(zones).query(extent, predicate="intersects")]
         grown = np.concatenate(parallel_chunks(
             lambda pos: shapely.buffer(near[pos], r, quad_segs=QUAD_SEGS), near.size, workers=workers))
-        core = shapely.difference(core, shapely.union_all(grown)) if grown.size else core
+        if grown.size:
+            core = shapely.difference(core, parallel_union(grown, workers=workers))
     cores, _ = polygon_parts(np.array([core], dtype=object))
     if cores.size == 0:
-        return cores
+        return cores, grown
     regions = shapely.intersection(shapely.buffer(cores, 2 * r, quad_segs=QUAD_SEGS), extent)  # see opening()
-    if zones.size:
+    if zones.size and cut:
         c_idx, z_idx = STRtree(zones).query(regions, predicate="intersects")
         if c_idx.size:
             local = grouped_union(zones[z_idx], c_idx, regions.size)
             regions = shapely.difference(regions, local)
     parts, _ = polygon_parts(regions)
-    return parts
+    return parts, grown
 
 
 # --------------------------------------------------------------------------- overlaps

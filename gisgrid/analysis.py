@@ -495,8 +495,7 @@ def cleaned_grids(assessment: Assessment, *, workers: int | None = None) -> gpd.
     out["area_m2"] = shapely.area(geoms)
     out["cleaned_area_m2"] = shapely.area(cleaned)
     out["area_change_m2"] = out["cleaned_area_m2"] - out["area_m2"]
-    out = out.set_geometry(gpd.GeoSeries(cleaned, crs=town.crs).array)
-    return out
+    return out.set_geometry(gpd.GeoSeries(cleaned, crs=town.crs).array)
 
 
 def border_mismatch(town: Town, *, tolerance_m: float | None = None, workers: int | None = None,

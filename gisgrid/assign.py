@@ -695,7 +695,9 @@ def _border_roads(town: Town, rule: str, min_m: float, band_m: float) -> gpd.Geo
         return empty
     tol = float(band_m)
     rgeoms, ggeoms = _geoms(roads), _geoms(grids)
-    min_m = max(min_m, settings.sliver_length_m)
+    # a road crossing a border at an angle a runs 2 x band / sin(a) within the band: with a wide band
+    # (hand-drawn borders) only a run ten bands long is along the border, not across it
+    min_m = max(min_m, settings.sliver_length_m, 10 * tol if tol > settings.border_tolerance_m else 0.0)
     # A road inside a grid and farther than the band from its edge runs along no border.
     tree = shapely.STRtree(ggeoms)
     r_in, g_in = tree.query(rgeoms, predicate="covered_by")

@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", parents=[common], help="(re)make the synthetic demo data set")
     d.add_argument("--scale", choices=["town", "county"], default="town")
     d.add_argument("--out", default="data/geo", help="folder to write (default data/geo)")
+    d.add_argument("--clean", action="store_true",
+                   help="exact borders: neighbours share them to the centimetre (default: hand-drawn, each grid "
+                        "drawn on its own)")
 
     c = sub.add_parser("check", parents=[common], help="validate the input data only")
     c.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
@@ -114,7 +117,7 @@ def _print_table(rows: Any) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
-    written = pipeline.write_demo(args.out, scale=args.scale)
+    written = pipeline.write_demo(args.out, scale=args.scale, hand_drawn=not args.clean)
     if not args.quiet:
         for path in written:
             print(f"wrote {path}")

@@ -85,9 +85,25 @@ from shapely import STRtree
 
 from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
-from gisgrid.tolerance import Clock, gap_regions, gaps_by_extent, gaps_by_tiles, grouped_union, opening, overlap_pairs, polygon_parts
+from gisgrid.tolerance import (
+    Clock,
+    gap_regions,
+    gaps_by_tiles,
+    grouped_union,
+    opening,
+    overlap_pairs,
+    polygon_parts,
+)
 
-__all__ = ["lines_in", "lines_in_gaps", "nearest_zones", "partition_defects", "points_in_zones", "uncovered_lines", "union_zones"]
+__all__ = [
+    "lines_in",
+    "lines_in_gaps",
+    "nearest_zones",
+    "partition_defects",
+    "points_in_zones",
+    "uncovered_lines",
+    "union_zones",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -1123,10 +1139,7 @@ def _touching(pieces: np.ndarray, zones: np.ndarray, ranked: tuple[np.ndarray, n
 def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tuple[Any, str | None],
                       tol: float, min_area: float, workers: int) -> pd.DataFrame:
     """Real gaps and overlaps (at least ``tol`` wide) and the slivers, one row per piece."""
-    if extent is None:
-        ext = _outline(geoms, tol) if geoms.size else shapely.MultiPolygon()
-    else:
-        ext = _extent(extent)
+    ext = (_outline(geoms, tol) if geoms.size else shapely.MultiPolygon()) if extent is None else _extent(extent)
     split_geoms, split_ids = _split_rows(*split)
     rows: list[pd.DataFrame] = []
     ranked = _id_ranks(ids)

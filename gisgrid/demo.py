@@ -249,7 +249,8 @@ class DemoData:
         str
             TOML text loadable with :mod:`tomllib`.
         """
-        lines = ["[town]", f"name = {_toml_str(self.name)}", 'crs = "auto"', ""]
+        lines = ["[town]", f"name = {_toml_str(self.name)}", 'crs = "auto"', "",
+                 "[coverage]", "tolerance_m = 2.0  # gaps and overlaps narrower than this are digitising noise", ""]
         for key in (*LAYER_KEYS, *ROSTER_KEYS):
             lines.append(f"[sources.{key}]")
             if key in LAYER_KEYS:

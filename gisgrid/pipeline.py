@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
-import math
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -256,11 +256,14 @@ def border_mismatch(source: str | os.PathLike[str] | Config | None = None, *, to
     return measure(load_town(cfg) if town is None else town, tolerance_m=cov["tolerance_m"], workers=cov["workers"])
 
 
-def write_demo(out: str | os.PathLike[str], *, scale: str = "town") -> list[Path]:
-    """Write the synthetic demo data set (GeoPackage, GBK CSV and XLSX rosters, gisgrid.toml) to ``out``."""
+def write_demo(out: str | os.PathLike[str], *, scale: str = "town", hand_drawn: bool = True) -> list[Path]:
+    """Write the synthetic demo data set (GeoPackage, GBK CSV and XLSX rosters, gisgrid.toml) to ``out``.
+
+    ``hand_drawn=False`` writes the exact partition (see :func:`gisgrid.demo.make_demo`).
+    """
     from gisgrid.demo import make_demo
 
-    demo = make_demo(scale=scale)
+    demo = make_demo(scale=scale, hand_drawn=hand_drawn)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     layers = demo.source_layers()

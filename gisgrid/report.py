@@ -1026,7 +1026,8 @@ def _hygiene_context(assessment: Any, totals: Mapping[str, Any], top: int = 15) 
         "has_change": has_change,
         "grids": [{
             "grid": _text(r["grid_id"]), "village": f"{names.get(str(r['village_id']), '')} ({_text(r['village_id'])})",
-            "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}", "overlap": f"{r['overlap_sliver_m2']:,.1f}",
+            "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}",
+            "overlap": f"{r['overlap_sliver_m2']:,.1f}",
             "total": f"{r['sliver_m2']:,.1f}",
             "change": f"{r['area_change_m2']:+,.1f}" if has_change and pd.notna(r["area_change_m2"]) else "",
         } for r in worst.to_dict("records")],
@@ -1072,7 +1073,9 @@ def write_report(
     -------
     list of Path
         ``report.html``, ``findings.csv``, ``findings.xlsx``,
-        ``findings.geojson``, ``summary.json``; each written atomically.
+        ``findings.geojson``, ``hygiene.csv`` (with a digitising tolerance:
+        per grid, the slivers it absorbed), ``summary.json``; each written
+        atomically.
     """
     out = Path(folder)
     built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of)
@@ -1083,13 +1086,13 @@ def write_report(
         io.write_csv(table, out / "findings.csv"),
         _write_workbook(_sheets(table, card, assessment), out / "findings.xlsx"),
     ]
-    hygiene = _get(assessment, "hygiene")
-    if hygiene is not None and float(built["totals"].get("tolerance_m") or 0) > 0:
-        written.append(io.write_csv(pd.DataFrame(hygiene).map(_defuse), out / "hygiene.csv"))
     geo = _geojson_frame(life, names)
     if geo.crs is None:
         logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")
     written.append(io.write_geojson(geo, out / "findings.geojson"))
+    hygiene = _get(assessment, "hygiene")
+    if hygiene is not None and float(built["totals"].get("tolerance_m") or 0) > 0:
+        written.append(io.write_csv(pd.DataFrame(hygiene).map(_defuse), out / "hygiene.csv"))
     summary = _summary(built, life, card, fail_on, map_href, [p.name for p in written] + ["summary.json"])
     written.append(io.atomic_write_text(out / "summary.json",
                                         json.dumps(_jsonable(summary), ensure_ascii=False, indent=2) + "\n"))

@@ -124,3 +124,70 @@ def test_map_command_for_one_village(demo_dir, tmp_path):
     bad = gisgrid("map", demo_dir / "gisgrid.toml", "--out", tmp_path, "--village", "NOPE", cwd=tmp_path,
                   check_code=2)
     assert "NOPE" in bad.stderr
+
+
+def test_run_records_what_the_tolerance_absorbed(default_run):
+    work, _ = default_run
+    folder = work / "reports" / "2026-11-01"
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    hygiene = summary["hygiene"]
+    assert hygiene["tolerance_m"] == 2.0
+    assert hygiene["slivers"] > 1000
+    assert hygiene["sliver_area_m2"] > 0
+    table = pd.read_csv(folder / "hygiene.csv", encoding="utf-8-sig", dtype={"grid_id": str})
+    assert {"grid_id", "village_id", "slivers", "gap_sliver_m2", "overlap_sliver_m2", "sliver_m2",
+            "area_change_m2"} <= set(table.columns)
+    assert table["sliver_m2"].is_monotonic_decreasing
+    assert table["sliver_m2"].sum() >= hygiene["sliver_area_m2"]  # a sliver counts for both its grids
+    cleaned = pyogrio.read_dataframe(folder / "cleaned_grids.gpkg", layer="cleaned_grids")
+    assert len(cleaned) == len(table)
+    assert (cleaned["area_change_m2"] - (cleaned["cleaned_area_m2"] - cleaned["area_m2"])).abs().max() < 1e-6
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "数据质量 Data hygiene" in html
+    assert table["grid_id"].iloc[0] in html
+    import openpyxl
+
+    book = openpyxl.load_workbook(folder / "findings.xlsx", read_only=True)
+    assert "hygiene 数据质量" in book.sheetnames
+
+
+def test_check_measures_how_the_borders_fit(demo_dir, tmp_path):
+    res = gisgrid("check", demo_dir / "gisgrid.toml", cwd=tmp_path, check_code=0)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("border mismatch:"))
+    assert "95% of border mismatches are under" in line
+    assert "tolerance_m = 2" in line
+    assert "3 piece(s) wider than 2 m" in line  # the two planted gaps and the planted overlap
+    assert "widest:" in res.stdout
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ("[coverage]\ntolerance_m = -1\n", "tolerance_m"),
+    ("[coverage]\ntolerence_m = 2\n", "did you mean 'tolerance_m'"),
+    ('[coverage]\ncleaned_grids = "no"\n', "cleaned_grids"),
+])
+def test_bad_coverage_options_exit_2_in_check_and_run_before_anything_is_written(demo_dir, tmp_path, table, words):
+    cfg = (demo_dir / "gisgrid.toml").read_text(encoding="utf-8").replace(
+        "[coverage]\ntolerance_m = 2.0  # gaps and overlaps narrower than this are digitising noise\n", table)
+    assert table in cfg
+    bad = demo_dir / f"bad_{abs(hash(table))}.toml"
+    bad.write_text(cfg, encoding="utf-8")
+    for cmd in (["check", bad], ["run", bad, "--out", tmp_path, "--no-maps"]):
+        res = gisgrid(*cmd, cwd=tmp_path, check_code=2)
+        assert words in res.stderr
+        assert "Traceback" not in res.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_demo_clean_writes_exact_borders(tmp_path):
+    import numpy as np
+    import shapely
+
+    gisgrid("demo", "--clean", "--out", tmp_path / "clean", cwd=tmp_path, check_code=0)
+    gisgrid("demo", "--out", tmp_path / "hand", cwd=tmp_path, check_code=0)
+    clean = pyogrio.read_dataframe(tmp_path / "clean" / "town.gpkg", layer="grids").to_crs(4549)
+    hand = pyogrio.read_dataframe(tmp_path / "hand" / "town.gpkg", layer="grids").to_crs(4549)
+    g = np.asarray(clean.geometry.values)
+    g = g[shapely.is_valid(g)]
+    assert (~shapely.is_empty(shapely.coverage_invalid_edges(g, gap_width=0.0))).mean() < 0.05  # the planted few
+    assert shapely.get_num_coordinates(np.asarray(hand.geometry.values)).mean() > 5 * \
+        shapely.get_num_coordinates(np.asarray(clean.geometry.values)).mean()

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shapely import LineString, MultiPolygon, Point, Polygon, box
 
-from gisgrid import CRSError, InputError, SchemaError, settings
+from gisgrid import CRSError, InputError, SchemaError
 from gisgrid import coverage as cov
+from gisgrid import settings as gg_settings
 from gisgrid.coverage import partition_defects, points_in_zones, uncovered_lines, union_zones
 
 CRS = "EPSG:4549"
@@ -22,7 +23,7 @@ CRS = "EPSG:4549"
 @pytest.fixture(autouse=True)
 def _exact_mode(monkeypatch):
     """These tests pin the exact engine (tolerance 0): test_tolerance.py covers the digitising tolerance."""
-    monkeypatch.setattr(settings, "tolerance_m", 0.0)
+    monkeypatch.setattr(gg_settings, "tolerance_m", 0.0)
 
 
 
@@ -123,7 +124,7 @@ def test_partition_clean_coverage_is_empty_with_columns():
     zones = zones_frame([box(0, 0, 10, 10), box(10, 0, 20, 10)])
     out = partition_defects(zones)
     assert out.empty
-    assert list(out.columns) == ["kind", "zone_ids", "n_zones", "area_m2", "sliver", "geometry"]
+    assert list(out.columns) == ["kind", "zone_ids", "n_zones", "area_m2", "sliver", "split_id", "geometry"]
     assert out.crs == zones.crs
 
 
@@ -298,20 +299,20 @@ def test_road_on_grid_edge_next_to_an_overlap_is_covered():
     assert out["length_m"].sum() == pytest.approx(expected, abs=1e-6)
 
 
-def test_noise_pieces_dropped_only_when_short_and_near():
+def test_tolerance_absorbs_only_what_lies_within_it_of_the_zones():
     zones = zones_frame([box(0, 0, 10, 10), box(10.01, 0, 20, 10)])  # 1 cm hairline gap
     roads = lines_frame([
         LineString([(5, 5), (15, 5)]),  # crosses the hairline: 1 cm of noise
-        LineString([(19.7, 5), (20.3, 5)]),  # pokes 0.3 m out of the zones: kept
+        LineString([(19.7, 5), (20.3, 5)]),  # pokes 0.3 m out of the zones: within the tolerance
         LineString([(9, 20), (9.4, 20)]),  # short but far from every zone: kept
     ])
-    out = uncovered_lines(roads, zones)
-    assert sorted(out.index) == [1, 2]
-    assert out["length_m"].to_numpy() == pytest.approx([0.3, 0.4])
-    raw = uncovered_lines(roads, zones, tolerance_m=0)
+    out = uncovered_lines(roads, zones, tolerance_m=2.0)
+    assert sorted(out.index) == [2]
+    assert out["length_m"].to_numpy() == pytest.approx([0.4])
+    raw = uncovered_lines(roads, zones)  # exact mode (this module's default)
     assert lengths_by_line(raw, roads.index) == pytest.approx([0.01, 0.3, 0.4])
-    strict = uncovered_lines(roads, zones, tolerance_m=0.35)
-    assert sorted(strict.index) == [1, 2]  # 0.3 m piece is 0.3 m from the zones, not 5 cm
+    tight = uncovered_lines(roads, zones, tolerance_m=0.4)  # 0.3 m out is more than half of 0.4 m
+    assert sorted(tight.index) == [1, 2]
 
 
 def test_fallback_for_big_pieces_matches(ring_of_eight, monkeypatch):

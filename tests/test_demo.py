@@ -34,7 +34,8 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 @pytest.fixture(scope="module")
 def town(seed: int) -> DemoData:
-    return make_demo(seed=seed)
+    """The exact partition: these tests pin the generator's geometry (test_hand_drawn_* the drawing)."""
+    return make_demo(seed=seed, hand_drawn=False)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,7 @@ def test_villages_are_irregular_and_tile_the_town(town: DemoData,
 
 
 def test_clean_grids_are_an_exact_coverage_also_after_round_trip(seed: int) -> None:
-    built = demo_module._generate("town", seed)
+    built = demo_module._generate("town", seed, hand_drawn=False)
     clean = built.clean_grids
     geoms = np.asarray(clean.geometry.values)
     assert bool(shapely.coverage_is_valid(geoms))
@@ -412,7 +413,7 @@ def test_one_invalid_grid_that_repairs_to_the_intended_shape(town: DemoData, see
     fixed_m = shapely.make_valid(bad_m, method="structure")
     assert abs(fixed_m.area - row.geometry.area) < 1e-3
     assert shapely.symmetric_difference(fixed_m, row.geometry).area < 0.01
-    built = demo_module._generate("town", seed)
+    built = demo_module._generate("town", seed, hand_drawn=False)
     raw = built.layers["grids"].set_index("grid_id").geometry[row["grid_id"]]
     assert not raw.is_valid
     exact = shapely.make_valid(raw, method="structure")
@@ -525,3 +526,34 @@ def test_county_scale_counts_and_defects() -> None:
     assert 50_000 <= x1 - x0 <= 70_000
     assert 40_000 <= y1 - y0 <= 60_000
     assert elapsed < 60  # ~3 s on the 2-core dev box; generous for CI
+
+
+# --------------------------------------------------------------------------- the hand drawing
+@pytest.fixture(scope="module")
+def drawn(seed: int) -> DemoData:
+    return make_demo(seed=seed)
+
+
+def test_hand_drawn_differs_from_the_exact_one_only_in_vertices(town: DemoData, drawn: DemoData) -> None:
+    for key in ("villages", "grids", "roads", "rivers", "pois", "boundary"):
+        a, b = town.layers[key], drawn.layers[key]
+        assert list(a.columns) == list(b.columns)
+        pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"))
+    for key in ("grid_staff", "river_chiefs"):
+        pd.testing.assert_frame_equal(town.rosters[key], drawn.rosters[key])
+    assert list(town.truth["kind"]) == list(drawn.truth["kind"])
+
+
+def test_hand_drawn_borders_wobble_within_the_noise(town: DemoData, drawn: DemoData) -> None:
+    for key in ("grids", "villages", "boundary"):
+        exact = np.asarray(town.layers[key].to_crs(METRIC).geometry.values)
+        hand = np.asarray(drawn.layers[key].to_crs(METRIC).geometry.values)
+        ok = shapely.is_valid(exact) & shapely.is_valid(hand)
+        dist = shapely.hausdorff_distance(exact[ok], hand[ok])
+        assert dist.max() <= demo_module.HAND_MAX_M * np.sqrt(2) + 0.02, key
+        assert (dist > 0.05).mean() > 0.9, key  # drawn again, not copied
+    grids = np.asarray(drawn.layers["grids"].to_crs(METRIC).geometry.values)
+    assert np.median(shapely.get_num_coordinates(grids)) >= 100  # hundreds of vertices, not seven
+    # no two neighbours share their border exactly
+    bad = ~shapely.is_empty(shapely.coverage_invalid_edges(grids[shapely.is_valid(grids)]))
+    assert bad.mean() > 0.95

@@ -22,10 +22,11 @@ ALLOWED = {
     "io": {"_errors", "crs"},
     "model": {"_errors", "crs", "settings"},
     "findings": {"_errors", "settings"},
-    "coverage": {"_errors", "settings", "model"},
+    "tolerance": set(),  # pure geometry: shapely and numpy only
+    "coverage": {"_errors", "settings", "model", "tolerance"},
     "assign": {"_errors", "settings", "model", "findings", "coverage"},
     "sensitive": {"_errors", "settings", "model", "findings", "coverage"},
-    "analysis": {"_errors", "settings", "model", "findings", "coverage", "assign", "sensitive"},
+    "analysis": {"_errors", "settings", "model", "findings", "coverage", "tolerance", "assign", "sensitive"},
     "compare": {"_errors", "settings", "findings", "analysis"},
     "maps": {"_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"_errors", "settings", "findings", "io", "__init__"},

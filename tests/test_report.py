@@ -144,7 +144,7 @@ def test_report_folder(tmp_path: Path, three_runs: tuple[Any, gpd.GeoDataFrame, 
     written = report.write_report(folder, a, life, history=hist, map_href="../../maps/command_center.html",
                                   fail_on={"overdue": 1, "area_coverage_below": 0.999})
     assert [p.name for p in written] == ["report.html", "findings.csv", "findings.xlsx", "findings.geojson",
-                                         "summary.json"]
+                                         "hygiene.csv", "summary.json"]
     assert all(p.parent == folder and p.stat().st_size > 0 for p in written)
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary files left
 

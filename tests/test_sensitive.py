@@ -73,8 +73,8 @@ def real_findings(town):
     """The findings and responsibility the other engines produce for ``town``."""
     from gisgrid import analysis, assign
 
-    cov, _ = analysis.coverage_findings(town)
-    resp = assign.analyze_responsibility(town)
+    cov, _ = analysis.coverage_findings(town, tolerance_m=0)  # exact borders: the exact engine
+    resp = assign.analyze_responsibility(town, tolerance_m=0)
     found = assign.assign_owners(concat_findings([cov, resp.findings], crs=town.crs), town, resp)
     return found, resp
 
@@ -540,9 +540,10 @@ def test_inputs_are_not_changed():
 # ------------------------------------------------------------------------------------------- the demo town
 @pytest.fixture(scope="module")
 def demo():
+    """The exact partition (the hand-drawn demo goes through analyze(), which passes the tolerance on)."""
     from gisgrid.demo import make_demo
 
-    return make_demo()
+    return make_demo(hand_drawn=False)
 
 
 @pytest.fixture(scope="module")

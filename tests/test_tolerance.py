@@ -6,6 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from conftest import X0, Y0, box, line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,8 +14,6 @@ from gisgrid import coverage, tolerance
 from gisgrid.analysis import analyze, cleaned_grids
 from gisgrid.demo import hand_draw
 from gisgrid.model import Town
-
-from conftest import X0, Y0, box, line
 
 CRS = "EPSG:4549"
 
@@ -69,7 +68,8 @@ def test_partition_defects_reports_the_field_with_its_real_shape_and_counts_the_
     # the strip (200 m x 1 m) minus the stretch beside the field (and r of each root) is counted, never reported
     assert slivers["area_m2"].sum() == pytest.approx(200 - 30 - 2 * 1.0, abs=2.0)
     exact = coverage.partition_defects(grids, extent=extent, id_column="grid_id", tolerance_m=0)
-    assert len(exact[~exact["sliver"]]) == 1 and exact["area_m2"].max() == pytest.approx(200 + 600, abs=1e-6)
+    assert len(exact[~exact["sliver"]]) == 1
+    assert exact["area_m2"].max() == pytest.approx(200 + 600, abs=1e-6)
 
 
 def test_real_overlap_found_and_sliver_overlap_counted():
@@ -170,7 +170,8 @@ def test_school_in_a_sliver_belongs_to_the_nearest_grid_and_in_a_field_is_a_veto
                           plant_school=shapely.Point(X0 + 50, Y0 + 40))
     f = analyze(gap_town).findings
     school = f[f["kind"] == "poi_uncovered"]
-    assert len(school) == 1 and school["severity"].iloc[0] == "veto"
+    assert len(school) == 1
+    assert school["severity"].iloc[0] == "veto"
 
 
 def test_hand_drawn_town_reports_only_what_is_wrong(town_frames):
@@ -185,7 +186,8 @@ def test_hand_drawn_town_reports_only_what_is_wrong(town_frames):
     assert kinds == expected, a.findings[["kind", "message"]].to_string()
     gap = a.findings[a.findings["kind"] == "area_gap"].iloc[0]
     assert gap["measure"] == pytest.approx(40 * 60, rel=0.03)
-    assert a.totals["slivers"] > 0 and a.totals["sliver_area_m2"] > 0
+    assert a.totals["slivers"] > 0
+    assert a.totals["sliver_area_m2"] > 0
     hy = a.hygiene
     assert set(hy["grid_id"]) == {"G1", "G2", "G3", "G4"}
     assert (hy["sliver_m2"] > 0).all()
@@ -222,7 +224,8 @@ def test_cleaned_grids_match_borders_and_keep_real_defects(town_frames):
     # the real gap stays a gap (a hole in the grids); every sliver between grids is gone
     holes = coverage.partition_defects(c, id_column="grid_id", tolerance_m=0)
     gap = a.findings[a.findings["kind"] == "area_gap"]
-    assert len(holes) == 1 and holes["area_m2"].iloc[0] == pytest.approx(gap["measure"].iloc[0], rel=0.02)
+    assert len(holes) == 1
+    assert holes["area_m2"].iloc[0] == pytest.approx(gap["measure"].iloc[0], rel=0.02)
     real = coverage.partition_defects(c, extent=a.town.extent, id_column="grid_id", tolerance_m=2.0)
     assert len(real[~real["sliver"]]) == 1
     assert np.allclose(c["area_change_m2"], c["cleaned_area_m2"] - c["area_m2"])

@@ -651,9 +651,6 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[st
     else:
         cp = pd.DataFrame({"note": ["no must-check points analysed"]})
     sheets["checkpoints"] = _sheet(cp)
-    hygiene = _get(assessment, "hygiene")
-    if hygiene is not None and float((_get(assessment, "totals") or {}).get("tolerance_m") or 0) > 0:
-        sheets["hygiene 数据质量"] = _sheet(pd.DataFrame(hygiene).map(_defuse))
     summary = _get(assessment, "summary")
     summ = card.copy()
     if summary is not None:
@@ -662,6 +659,9 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[st
         extra = extra.drop(columns=[c for c in extra.columns if c in summ.columns and c != "village_id"])
         summ = summ.merge(extra, left_on="village_id", right_index=True, how="left")
     sheets["summary"] = _sheet(summ.map(_defuse))
+    hygiene = _get(assessment, "hygiene")
+    if hygiene is not None and float((_get(assessment, "totals") or {}).get("tolerance_m") or 0) > 0:
+        sheets["hygiene 数据质量"] = _sheet(pd.DataFrame(hygiene).map(_defuse))
     return sheets
 
 

@@ -162,7 +162,7 @@ def test_report_folder(tmp_path: Path, three_runs: tuple[Any, gpd.GeoDataFrame, 
     book = openpyxl.load_workbook(folder / "findings.xlsx", read_only=True)
     names = book.sheetnames
     assert names[0] == "findings"
-    assert names[-2:] == ["checkpoints", "summary"]
+    assert names[-3:] == ["checkpoints", "summary", "hygiene 数据质量"]
     assert any(n.startswith("村 V1") for n in names)
     assert any(n.startswith("责 ") for n in names)
     rows = list(book["findings"].iter_rows(values_only=True))

@@ -698,8 +698,12 @@ def _prepare(assessment: Any, *, gcj: bool, show_phones: bool) -> _Model:
         "f": [_fmt_num(v) for v in _col(srow, "findings")],
         "x": [_fmt_num(v) for v in _col(srow, "veto")],
     }
+    # coverage_simplify keeps shared edges shared, but hand-drawn borders share none: simplify each polygon
+    totals = getattr(assessment, "totals", None) or {}
+    exact_villages = not totals.get("village_slivers")
+    exact_grids = not totals.get("slivers")
     layers["villages"] = _build_layer("villages", vil, vcols, crs=crs, gcj=gcj, simplify=_tolerance(len(town.grids)),
-                                      coverage=True, label_points=True,
+                                      coverage=exact_villages, label_points=True,
                                       attrs=pd.DataFrame({"village_id": vil["village_id"].astype(str)}))
 
     # Grids, coloured, with staffing.
@@ -717,7 +721,7 @@ def _prepare(assessment: Any, *, gcj: bool, show_phones: bool) -> _Model:
                            "grid_id": grids["grid_id"].astype(str).to_numpy(),
                            "owner": st["owner"].astype(object).to_numpy()})
     layers["grids"] = _build_layer("grids", grids, gcols, crs=crs, gcj=gcj, simplify=_tolerance(len(grids)),
-                                   coverage=True, attrs=gattrs)
+                                   coverage=exact_grids, attrs=gattrs)
 
     # Roads, one layer per class.
     roads = town.roads.reset_index(drop=True)

@@ -8,13 +8,13 @@ canonical layer names, or nothing: the embedded demo town) into a validated
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import difflib
 import logging
 import math
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -454,47 +454,51 @@ def run(
     town = load_town(cfg)
     tick("analyse", 1, total)
     assessment = analyse_config(cfg, town, as_of=as_of)
-    cleaned = None
-    if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
-        from gisgrid.analysis import cleaned_grids
-
-        cleaned = cleaned_grids(assessment, workers=cov["workers"])
-        change = cleaned.set_index("grid_id")["area_change_m2"]
-        hygiene = assessment.hygiene.assign(area_change_m2=assessment.hygiene["grid_id"].map(change))
-        assessment = dataclasses.replace(assessment, hygiene=hygiene)
     hist_cfg = cfg.section("history")
     db_path = Path(hist_cfg["path"]) if "path" in hist_cfg else reports / "history.sqlite"
     if cfg.path is not None and not db_path.is_absolute() and "path" in hist_cfg:
         db_path = cfg.path.parent / db_path
     report_cfg = cfg.section("report")
     written: list[Path] = []
-    with io.file_lock(reports / ".gisgrid.lock"):
-        io.remove_stale_staging(reports)
-        tick("history", 2, total)
-        hist = history_mod.History(db_path)
-        lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
-                                fingerprints=_fingerprints(cfg), force=force,
-                                deadlines=report_cfg.get("deadlines"), totals=assessment.totals)
-        tick("report", 3, total)
-        folder = reports / as_of.isoformat()
-        map_href = "../../maps/command_center.html" if maps else None
-        with io.staged_folder(folder) as staging:
-            written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
-                                               fail_on=report_cfg.get("fail_on"), as_of=as_of)
-            written += _write_layers(staging, assessment)
-            if cleaned is not None:
-                written.append(io.write_layers({"cleaned_grids": cleaned}, staging / "cleaned_grids.gpkg"))
-            tick("task lists", 4, total)
-            for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
-                written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
-        written = [folder / p.relative_to(staging) for p in written]
-    if maps:
-        tick("maps", 5, total)
-        # Maps show each finding's status and first-seen date from the history.
-        mcfg = cfg.section("maps")
-        written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir,
-                                       basemap=mcfg.get("basemap", "osm"), assets=mcfg.get("assets", "cdn"),
-                                       tiles_url=mcfg.get("tiles_url"), per_owner=mcfg.get("per_owner"))
+    folder = reports / as_of.isoformat()
+    # The cleaned-grids proposal is GEOS work (the GIL is released): it runs beside the history, the
+    # report and the maps, which are Python work, and lands in the report folder last.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisgrid-clean")
+    cleaning = None
+    if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
+        from gisgrid.analysis import cleaned_grids
+
+        cleaning = pool.submit(cleaned_grids, assessment, workers=cov["workers"])
+    try:
+        with io.file_lock(reports / ".gisgrid.lock"):
+            io.remove_stale_staging(reports)
+            tick("history", 2, total)
+            hist = history_mod.History(db_path)
+            lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
+                                    fingerprints=_fingerprints(cfg), force=force,
+                                    deadlines=report_cfg.get("deadlines"), totals=assessment.totals)
+            tick("report", 3, total)
+            map_href = "../../maps/command_center.html" if maps else None
+            with io.staged_folder(folder) as staging:
+                written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
+                                                   fail_on=report_cfg.get("fail_on"), as_of=as_of)
+                written += _write_layers(staging, assessment)
+                tick("task lists", 4, total)
+                for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
+                    written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
+            written = [folder / p.relative_to(staging) for p in written]
+        if maps:
+            tick("maps", 5, total)
+            # Maps show each finding's status and first-seen date from the history.
+            mcfg = cfg.section("maps")
+            written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir,
+                                           basemap=mcfg.get("basemap", "osm"), assets=mcfg.get("assets", "cdn"),
+                                           tiles_url=mcfg.get("tiles_url"), per_owner=mcfg.get("per_owner"))
+        if cleaning is not None:
+            tick("cleaned grids", total, total)
+            written.append(io.write_layers({"cleaned_grids": cleaning.result()}, folder / "cleaned_grids.gpkg"))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     tick("done", total, total)
     code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,

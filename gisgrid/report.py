@@ -1011,7 +1011,6 @@ def _hygiene_context(assessment: Any, totals: Mapping[str, Any], top: int = 15) 
         return None
     names = _village_names(assessment)
     worst = table[table["sliver_m2"] > 0].head(top)
-    has_change = "area_change_m2" in worst.columns
     return {
         "tolerance_m": f"{tol:g}",
         "slivers": f"{int(totals.get('slivers', 0)):,}",
@@ -1023,13 +1022,11 @@ def _hygiene_context(assessment: Any, totals: Mapping[str, Any], top: int = 15) 
         "crumbs": int(totals.get("road_crumbs", 0)),
         "crumb_m": f"{float(totals.get('road_crumb_m', 0.0)):,.1f}",
         "crumb_min": f"{settings.sliver_length_m:g}",
-        "has_change": has_change,
         "grids": [{
             "grid": _text(r["grid_id"]), "village": f"{names.get(str(r['village_id']), '')} ({_text(r['village_id'])})",
             "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}",
             "overlap": f"{r['overlap_sliver_m2']:,.1f}",
             "total": f"{r['sliver_m2']:,.1f}",
-            "change": f"{r['area_change_m2']:+,.1f}" if has_change and pd.notna(r["area_change_m2"]) else "",
         } for r in worst.to_dict("records")],
     }
 

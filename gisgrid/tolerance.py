@@ -471,7 +471,7 @@ def clean_coverage(zones: np.ndarray, groups: np.ndarray, width_m: float, *,
     workers
         Threads.
     snapping_m
-        Vertex snapping distance inside a group (default a quarter of ``width_m``).
+        Vertex snapping distance inside a group (default half of ``width_m``).
 
     Returns
     -------
@@ -482,7 +482,7 @@ def clean_coverage(zones: np.ndarray, groups: np.ndarray, width_m: float, *,
     out = zones.copy()
     if zones.size == 0:
         return out
-    snap = width_m / 4.0 if snapping_m is None else snapping_m
+    snap = width_m / 2.0 if snapping_m is None else snapping_m
     _, label = np.unique(np.asarray(groups).astype(str), return_inverse=True)
     members = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
     members.sort(key=len, reverse=True)
@@ -496,27 +496,31 @@ def clean_coverage(zones: np.ndarray, groups: np.ndarray, width_m: float, *,
             for m, cleaned in chunk:
                 out[m] = cleaned
 
+    clock = Clock(logger)
     clean(members, snap)
-    # across groups: the zones of two neighbouring groups that meet, pair by pair; pairs sharing no
-    # zone run side by side
+    clock.lap(f"clean_coverage: {len(members)} groups cleaned")
+    # across groups: for each group, its zones on a border with other groups and the foreign zones they
+    # meet, in one call (so a junction of three groups is cleaned as one); groups sharing no zone run
+    # side by side
     a, b = STRtree(out).query(out, predicate="intersects")
-    cross = label[a] < label[b]
+    cross = label[a] != label[b]
     a, b = a[cross], b[cross]
     if a.size:
-        key = label[a].astype(np.int64) * (label.max() + 1) + label[b]
-        pairs = [np.unique(np.concatenate([a[key == k], b[key == k]])) for k in np.unique(key)]
-        pairs.sort(key=len, reverse=True)
-        while pairs:
+        borders = [np.unique(np.concatenate([a[label[a] == g], b[label[a] == g]])) for g in np.unique(label[a])]
+        borders.sort(key=len, reverse=True)
+        n_groups = len(borders)
+        while borders:
             used = np.zeros(zones.size, dtype=bool)
             batch, later = [], []
-            for m in pairs:
+            for m in borders:
                 if used[m].any():
                     later.append(m)
                 else:
                     used[m] = True
                     batch.append(m)
             clean(batch, 0.0)
-            pairs = later
+            borders = later
+        clock.lap(f"clean_coverage: the borders of {n_groups} groups cleaned")
     for pos, region in keep:
         out[pos] = shapely.union(out[pos], region)
     bad = shapely.is_empty(out) | ~shapely.is_valid(out)

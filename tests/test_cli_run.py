@@ -135,8 +135,7 @@ def test_run_records_what_the_tolerance_absorbed(default_run):
     assert hygiene["slivers"] > 1000
     assert hygiene["sliver_area_m2"] > 0
     table = pd.read_csv(folder / "hygiene.csv", encoding="utf-8-sig", dtype={"grid_id": str})
-    assert {"grid_id", "village_id", "slivers", "gap_sliver_m2", "overlap_sliver_m2", "sliver_m2",
-            "area_change_m2"} <= set(table.columns)
+    assert {"grid_id", "village_id", "slivers", "gap_sliver_m2", "overlap_sliver_m2", "sliver_m2"} <= set(table.columns)
     assert table["sliver_m2"].is_monotonic_decreasing
     assert table["sliver_m2"].sum() >= hygiene["sliver_area_m2"]  # a sliver counts for both its grids
     cleaned = pyogrio.read_dataframe(folder / "cleaned_grids.gpkg", layer="cleaned_grids")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +60,9 @@ class Assessment:
         Per grid, the slivers the digitising tolerance absorbed (:func:`grid_hygiene`):
         which grids the data clerk should redraw first.
     defects : GeoDataFrame or None
-        Every gap and overlap piece of the grids, real ones and slivers
-        (:func:`gisgrid.coverage.partition_defects`).
+        The real gap and overlap pieces of the grids
+        (:func:`gisgrid.coverage.partition_defects`; the slivers are summed
+        up in ``hygiene`` and ``totals``).
     """
 
     town: Town
@@ -488,9 +488,8 @@ def cleaned_grids(assessment: Assessment, *, workers: int | None = None) -> gpd.
         pos = {str(g): i for i, g in enumerate(grids["grid_id"])}
         for ids, geom in zip(over["zone_ids"], _arr(over), strict=True):
             keep += [(pos[g], geom) for g in str(ids).split(",") if g in pos]
-    n = settings.workers if workers is None else workers
     cleaned = tolerance.clean_coverage(geoms, grids["village_id"].astype(str).to_numpy(), tol, keep=keep,
-                                       workers=max(1, int(n or os.cpu_count() or 1)))
+                                       workers=settings.thread_count(workers))
     out = grids.copy()
     out["area_m2"] = shapely.area(geoms)
     out["cleaned_area_m2"] = shapely.area(cleaned)
@@ -589,7 +588,10 @@ def _length_by_village(lines: gpd.GeoDataFrame, villages: gpd.GeoDataFrame) -> p
     length = np.where(inside, shapely.length(lg[li]), 0.0)
     cut = ~inside
     if cut.any():
-        length[cut] = shapely.length(shapely.intersection(lg[li][cut], vg[vi][cut]))
+        a, b = lg[li][cut], vg[vi][cut]
+        length[cut] = np.concatenate(tolerance.parallel_chunks(
+            lambda pos: shapely.length(shapely.intersection(a[pos], b[pos])), a.size,
+            workers=settings.thread_count()))
     cls = lines["road_class"].to_numpy(dtype=object)[li]
     table = pd.DataFrame({"village_id": vid[vi], "road_class": cls, "m": length})
     piv = table.pivot_table(index="village_id", columns="road_class", values="m", aggfunc="sum", fill_value=0.0)
@@ -780,5 +782,5 @@ def analyze(
                       sensitive=sres.sections, checkpoints=sres.checkpoints,
                       options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2,
                                "tolerance_m": stats["tolerance_m"]},
-                      as_of=as_of, hygiene=grid_hygiene(town, stats["grid_defects"]),
-                      defects=stats["grid_defects"])
+                      as_of=as_of, hygiene=grid_hygiene(town, gdef),
+                      defects=gdef[~gdef["sliver"]].reset_index(drop=True))

@@ -653,37 +653,50 @@ def _interval(a: np.ndarray, b: np.ndarray, lo: float | np.ndarray, hi: float | 
     return start, end
 
 
-def _along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float, min_length_m: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float, min_length_m: float,
+                 chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
     """Return (line, polygon) index pairs where a line may run along the polygon's edge.
 
     A pair is kept when a segment of the line lies within ``tolerance_m`` of
     an edge of the polygon for at least ``min_length_m``: segment against
-    segment in numpy, a cheap superset of the exact (buffer) test.
+    segment in numpy, a cheap superset of the exact (buffer) test. The
+    (segment, polygon) pairs whose boxes meet are expanded to the polygon's
+    edges ``chunk`` pairs at a time, so memory stays bounded however many
+    vertices hand-drawn polygons have.
     """
     rseg, rown = _segments(lines)
     eseg, eown = _segments(shapely.boundary(polygons))
     length_e = np.hypot(eseg[:, 2] - eseg[:, 0], eseg[:, 3] - eseg[:, 1])
     ok = length_e > 0
     eseg, eown, length_e = eseg[ok], eown[ok], length_e[ok]
+    e_lo, e_hi = np.minimum(eseg[:, :2], eseg[:, 2:]), np.maximum(eseg[:, :2], eseg[:, 2:])
+    e_off = np.searchsorted(eown, np.arange(len(polygons)))
+    e_cnt = np.bincount(eown, minlength=len(polygons))
     t = tolerance_m
-    ebox = shapely.box(np.minimum(eseg[:, 0], eseg[:, 2]) - t, np.minimum(eseg[:, 1], eseg[:, 3]) - t,
-                       np.maximum(eseg[:, 0], eseg[:, 2]) + t, np.maximum(eseg[:, 1], eseg[:, 3]) + t)
-    rbox = shapely.box(np.minimum(rseg[:, 0], rseg[:, 2]), np.minimum(rseg[:, 1], rseg[:, 3]),
-                       np.maximum(rseg[:, 0], rseg[:, 2]), np.maximum(rseg[:, 1], rseg[:, 3]))
-    si, ei = shapely.STRtree(ebox).query(rbox)
-    p0, p1 = rseg[si, :2], rseg[si, 2:]
-    q0 = eseg[ei, :2]
-    u = (eseg[ei, 2:] - q0) / length_e[ei, None]
-    n = np.column_stack([-u[:, 1], u[:, 0]])
-    rel, step = p0 - q0, p1 - p0
-    d_lo, d_hi = _interval((n * rel).sum(1), (n * step).sum(1), -t, t)
-    s_lo, s_hi = _interval((u * rel).sum(1), (u * step).sum(1), -t, length_e[ei] + t)
-    lo = np.maximum.reduce([np.zeros(len(si)), d_lo, s_lo])
-    hi = np.minimum.reduce([np.ones(len(si)), d_hi, s_hi])
-    along = np.clip(hi - lo, 0.0, None) * np.hypot(step[:, 0], step[:, 1])
-    keep = along >= min_length_m
-    pairs = np.unique(np.column_stack([rown[si[keep]], eown[ei[keep]]]), axis=0)
+    r_lo, r_hi = np.minimum(rseg[:, :2], rseg[:, 2:]), np.maximum(rseg[:, :2], rseg[:, 2:])
+    rbox = shapely.box(r_lo[:, 0] - t, r_lo[:, 1] - t, r_hi[:, 0] + t, r_hi[:, 1] + t)
+    s_all, p_all = shapely.STRtree(polygons).query(rbox)
+    found: list[np.ndarray] = []
+    for at in range(0, len(s_all), chunk):
+        seg_i, poly = s_all[at:at + chunk], p_all[at:at + chunk]
+        cnt = e_cnt[poly]
+        si = np.repeat(seg_i, cnt)
+        ei = np.repeat(e_off[poly] - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) + np.arange(cnt.sum())
+        near = ((r_lo[si] <= e_hi[ei] + t) & (e_lo[ei] - t <= r_hi[si])).all(1)
+        si, ei = si[near], ei[near]
+        p0, p1 = rseg[si, :2], rseg[si, 2:]
+        q0 = eseg[ei, :2]
+        u = (eseg[ei, 2:] - q0) / length_e[ei, None]
+        n = np.column_stack([-u[:, 1], u[:, 0]])
+        rel, step = p0 - q0, p1 - p0
+        d_lo, d_hi = _interval((n * rel).sum(1), (n * step).sum(1), -t, t)
+        s_lo, s_hi = _interval((u * rel).sum(1), (u * step).sum(1), -t, length_e[ei] + t)
+        lo = np.maximum.reduce([np.zeros(len(si)), d_lo, s_lo])
+        hi = np.minimum.reduce([np.ones(len(si)), d_hi, s_hi])
+        along = np.clip(hi - lo, 0.0, None) * np.hypot(step[:, 0], step[:, 1])
+        keep = along >= min_length_m
+        found.append(np.column_stack([rown[si[keep]], eown[ei[keep]]]))
+    pairs = np.unique(np.concatenate(found), axis=0) if found else np.empty((0, 2), dtype=np.intp)
     return pairs[:, 0], pairs[:, 1]
 
 

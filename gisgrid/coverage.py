@@ -72,7 +72,6 @@ polygonizing the noded boundaries of only the zones in overlapping pairs.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -535,8 +534,7 @@ def _tolerance(tolerance_m: float | None) -> float:
 
 
 def _workers(workers: int | None) -> int:
-    n = settings.workers if workers is None else workers
-    return max(1, int(n or os.cpu_count() or 1))
+    return settings.thread_count(workers)
 
 
 def _exact_uncovered(line_geoms: np.ndarray, zone_geoms: np.ndarray, ext: shapely.Geometry | None
@@ -1160,7 +1158,7 @@ def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tu
     # gaps, tile by tile
     pieces = gaps_by_tiles(geoms, ext, workers=workers)
     clock.lap(f"partition_defects: {pieces.size} gap pieces")
-    real = opening(pieces, tol)
+    real = opening(pieces, tol, workers=workers)
     clock.lap("partition_defects: gaps opened")
     has = ~shapely.is_empty(real)
     noise = np.flatnonzero(~has)
@@ -1182,7 +1180,7 @@ def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tu
         first = np.where(rank[a] <= rank[b], a, b)
         second = np.where(rank[a] <= rank[b], b, a)
         pair_ids = list(text[first] + "," + text[second])
-        real = opening(pieces, tol)
+        real = opening(pieces, tol, workers=workers)
         clock.lap("partition_defects: overlaps opened")
         has = ~shapely.is_empty(real)
         noise = np.flatnonzero(~has)

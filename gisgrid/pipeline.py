@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from gisgrid import io
+from gisgrid import io, settings
 from gisgrid._errors import ConfigError, SchemaError
 from gisgrid.model import LAYERS, ROSTERS, Town
 
@@ -468,7 +468,8 @@ def run(
     if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
         from gisgrid.analysis import cleaned_grids
 
-        cleaning = pool.submit(cleaned_grids, assessment, workers=cov["workers"])
+        # one core fewer than the analysis had: the maps hold the other
+        cleaning = pool.submit(cleaned_grids, assessment, workers=max(1, settings.thread_count(cov["workers"]) - 1))
     try:
         with io.file_lock(reports / ".gisgrid.lock"):
             io.remove_stale_staging(reports)

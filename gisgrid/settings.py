@@ -41,6 +41,8 @@ must_check_kinds : tuple of str
 
 from __future__ import annotations
 
+import os
+
 analysis_crs: str = "auto"
 tolerance_m: float = 2.0
 workers: int | None = None
@@ -66,3 +68,9 @@ must_check_kinds: tuple[str, ...] = (
     "water_intake",
     "town_entrance",
 )
+
+
+def thread_count(workers: int | None = None) -> int:
+    """Threads to use: ``workers``, else :data:`workers`, else one per CPU."""
+    n = workers if workers is not None else globals()["workers"]
+    return max(1, int(n or os.cpu_count() or 1))

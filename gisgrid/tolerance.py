@@ -198,7 +198,7 @@ def widths(geoms: np.ndarray, *, precision_m: float = 0.01) -> np.ndarray:
     return out
 
 
-def opening(pieces: np.ndarray, width_m: float) -> np.ndarray:
+def opening(pieces: np.ndarray, width_m: float, *, workers: int = 1) -> np.ndarray:
     """The part of each polygon that is at least ``width_m`` wide.
 
     The morphological opening with a disc of radius ``r = width_m / 2``,
@@ -213,6 +213,8 @@ def opening(pieces: np.ndarray, width_m: float) -> np.ndarray:
         Polygons (object array).
     width_m
         The tolerance; 0 returns the pieces unchanged.
+    workers
+        Threads for the erosion.
 
     Returns
     -------
@@ -229,7 +231,8 @@ def opening(pieces: np.ndarray, width_m: float) -> np.ndarray:
     cand = np.flatnonzero(shapely.area(pieces) >= 0.99 * np.pi * r * r)
     if cand.size == 0:
         return out
-    core = shapely.buffer(pieces[cand], -r, quad_segs=QUAD_SEGS)
+    core = np.concatenate(parallel_chunks(lambda pos: shapely.buffer(pieces[cand[pos]], -r, quad_segs=QUAD_SEGS),
+                                          cand.size, workers=workers))
     alive = ~shapely.is_empty(core)
     cand, core = cand[alive], core[alive]
     if cand.size:

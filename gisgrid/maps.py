@@ -1507,6 +1507,9 @@ def _index_html(town: str, entries: Sequence[tuple[str, str, str]]) -> str:
 
 #: Above this many owners, ``write_maps`` skips the per-owner maps unless asked for them.
 MAX_OWNER_MAPS = 500
+#: Above this many villages only the villages with findings get a map of their own (the rest are on the
+#: command-center map, and ``gisgrid map --village ID`` writes any one).
+MAX_VILLAGE_MAPS = 100
 
 
 def write_maps(
@@ -1520,6 +1523,7 @@ def write_maps(
     tiles_url: str | None = None,
     tianditu_key: str | None = None,
     per_owner: bool | None = None,
+    per_village: bool | None = None,
 ) -> list[Path]:
     """Write the command-center, per-village and per-owner maps and their index under ``out_dir/maps``.
 
@@ -1537,6 +1541,12 @@ def write_maps(
         Write one map per owner. None: only while there are at most
         ``MAX_OWNER_MAPS`` owners (a county has thousands of chiefs; each can
         get theirs with ``gisgrid map --owner NAME``).
+
+    per_village
+        Write one map per village. None: every village while there are at
+        most ``MAX_VILLAGE_MAPS``; above that only the villages with
+        findings (a county has hundreds; the command-center map shows them
+        all). False: only the villages with findings.
 
     Returns
     -------
@@ -1560,6 +1570,16 @@ def write_maps(
         entries.append(("指挥中心 command center", f"{town} 指挥中心 command center", "command_center.html"))
     villages = [str(village)] if village is not None else (
         [] if owner is not None else assessment.town.villages["village_id"].astype(str).tolist())
+    if village is None and owner is None and (per_village is False or (
+            per_village is None and len(villages) > MAX_VILLAGE_MAPS)):
+        with_findings = set(assessment.findings["village_id"].dropna().astype(str))
+        quiet = [v for v in villages if v not in with_findings]
+        villages = [v for v in villages if v in with_findings]
+        if quiet:
+            logger.info("maps: %d villages without findings get no map of their own (gisgrid map --village ID "
+                        "writes one)", len(quiet))
+            entries.append(("村居 villages", f"另有 {len(quiet)} 个村居无问题 {len(quiet)} more villages with nothing "
+                            "to fix: see the command-center map, or gisgrid map --village ID", ""))
     vfile = _unique_names(villages)
     for vid in villages:
         name = f"village_{vfile[vid]}.html"

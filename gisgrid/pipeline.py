@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from gisgrid import io, settings
+from gisgrid import io
 from gisgrid._errors import ConfigError, SchemaError
 from gisgrid.model import LAYERS, ROSTERS, Town
 
@@ -468,8 +468,7 @@ def run(
     if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
         from gisgrid.analysis import cleaned_grids
 
-        # one core fewer than the analysis had: the maps hold the other
-        cleaning = pool.submit(cleaned_grids, assessment, workers=max(1, settings.thread_count(cov["workers"]) - 1))
+        cleaning = pool.submit(cleaned_grids, assessment, workers=cov["workers"])
     try:
         with io.file_lock(reports / ".gisgrid.lock"):
             io.remove_stale_staging(reports)
@@ -494,7 +493,8 @@ def run(
             mcfg = cfg.section("maps")
             written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir,
                                            basemap=mcfg.get("basemap", "osm"), assets=mcfg.get("assets", "cdn"),
-                                           tiles_url=mcfg.get("tiles_url"), per_owner=mcfg.get("per_owner"))
+                                           tiles_url=mcfg.get("tiles_url"), per_owner=mcfg.get("per_owner"),
+                                           per_village=mcfg.get("per_village"))
         if cleaning is not None:
             tick("cleaned grids", total, total)
             written.append(io.write_layers({"cleaned_grids": cleaning.result()}, folder / "cleaned_grids.gpkg"))

@@ -101,6 +101,8 @@ SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.
 SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")
 #: Rows listed per table of report.html (the CSV and XLSX hold every finding).
 MAX_ROWS = 1000
+#: Most rows of the data-hygiene sheet in findings.xlsx (the grids with the most sliver area; hygiene.csv has all).
+MAX_HYGIENE_ROWS = 1000
 #: Most per-village plus per-owner sheets in findings.xlsx (beyond it the owner sheets are left out:
 #: the pipeline's ``owners/*.csv`` hold each owner's list).
 MAX_SHEETS = 500
@@ -661,7 +663,12 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Any) -> dict[st
     sheets["summary"] = _sheet(summ.map(_defuse))
     hygiene = _get(assessment, "hygiene")
     if hygiene is not None and float((_get(assessment, "totals") or {}).get("tolerance_m") or 0) > 0:
-        sheets["hygiene 数据质量"] = _sheet(pd.DataFrame(hygiene).map(_defuse))
+        table = pd.DataFrame(hygiene)
+        if len(table) > MAX_HYGIENE_ROWS:  # the worst first; every grid is in hygiene.csv
+            rest = len(table) - MAX_HYGIENE_ROWS
+            table = pd.concat([table.head(MAX_HYGIENE_ROWS), pd.DataFrame(
+                {"grid_id": [f"… {rest} more grids in hygiene.csv 另有 {rest} 个网格见 hygiene.csv"]})])
+        sheets["hygiene 数据质量"] = _sheet(table.map(_defuse))
     return sheets
 
 

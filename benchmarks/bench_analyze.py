@@ -1,22 +1,31 @@
-"""Where the time of ``gisgrid.analyze`` goes, stage by stage, on the demo town or county.
+"""Where the time of ``gisgrid.analyze`` and ``gisgrid run`` goes, stage by stage, on the demo town or county.
 
 Usage::
 
-    python benchmarks/bench_analyze.py [--scale town|county] [--repeat 1]
+    python benchmarks/bench_analyze.py [--scale town|county] [--clean] [--repeat 1] [--run] [--stages]
 
 Prints one row per stage (build the synthetic data, validate into a Town,
 coverage findings, responsibility, owners, sensitive rules, summary) and the
-whole ``analyze`` call, in seconds.
+whole ``analyze`` call, in seconds. The demo is hand-drawn (every grid drawn
+on its own) unless ``--clean`` asks for the exact partition, analysed with
+tolerance 0. ``--run`` also writes the demo to a temporary folder and times
+``gisgrid run`` on it stage by stage (load, analyse, history, report, task
+lists, maps, the cleaned-grids proposal), with the peak memory of the
+process; ``--stages`` logs the coverage engine's own stages.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import logging
+import resource
+import tempfile
 import time
 
 import pandas as pd
 
-from gisgrid import analysis, assign, sensitive
+from gisgrid import analysis, assign, pipeline, sensitive, settings
 from gisgrid.demo import make_demo
 from gisgrid.findings import concat_findings
 
@@ -28,30 +37,59 @@ def _timed(rows: list[dict], stage: str, fn, *args, **kwargs):
     return out
 
 
+def _run(scale: str, hand_drawn: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline.write_demo(f"{tmp}/data", scale=scale, hand_drawn=hand_drawn)
+        marks: list[tuple[str, float]] = []
+        t0 = time.perf_counter()
+        result = pipeline.run(f"{tmp}/data/gisgrid.toml", out=f"{tmp}/out",
+                              progress=lambda step, done, total: marks.append((step, time.perf_counter())))
+        total = time.perf_counter() - t0
+    rows = [{"stage": step, "seconds": end - start}
+            for (step, start), (_, end) in itertools.pairwise(marks) if step != "done"]
+    print(f"\ngisgrid run ({scale}{'' if hand_drawn else ', exact'}): {total:.1f} s, exit {result.exit_code}, "
+          f"{len(result.written)} files, peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:8.2f}"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", choices=["town", "county"], default="county")
+    p.add_argument("--clean", action="store_true", help="the exact partition, tolerance 0")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--run", action="store_true", help="also time `gisgrid run` on the demo written to files")
+    p.add_argument("--stages", action="store_true", help="log the coverage engine's stages")
     args = p.parse_args()
+    if args.stages:
+        logging.basicConfig(level=logging.WARNING, format="    %(message)s")
+        for name in ("gisgrid.coverage", "gisgrid.tolerance"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    tol = 0.0 if args.clean else settings.tolerance_m
     for _ in range(args.repeat):
         rows: list[dict] = []
-        demo = _timed(rows, "make_demo (synthetic data)", make_demo, scale=args.scale)
+        demo = _timed(rows, "make_demo (synthetic data)", make_demo, scale=args.scale, hand_drawn=not args.clean)
         town = _timed(rows, "Town.from_frames (validate, reproject, repair)", demo.town)
         found, stats = _timed(rows, "coverage_findings (gaps, overlaps, roads, points)",
-                              analysis.coverage_findings, town)
+                              analysis.coverage_findings, town, tolerance_m=tol)
         resp = _timed(rows, "analyze_responsibility (staff, reaches, corridors)", assign.analyze_responsibility,
-                      town)
+                      town, tolerance_m=tol)
         allf = concat_findings([found, resp.findings], crs=town.crs)
         allf = _timed(rows, "assign_owners", assign.assign_owners, allf, town, resp)
-        sres = _timed(rows, "analyze_sensitive (default rules)", sensitive.analyze_sensitive, town, allf, resp)
+        sres = _timed(rows, "analyze_sensitive (default rules)", sensitive.analyze_sensitive, town, allf, resp,
+                      tolerance_m=tol, poi_grid=stats["poi_grid"])
         sections = sensitive.summarise_sections(sres, town)
         _timed(rows, "summary", analysis._summary, town, sres.findings, stats, resp, sections)
-        a = _timed(rows, "analyze (all of the above after Town)", analysis.analyze, town)
+        _timed(rows, "grid_hygiene", analysis.grid_hygiene, town, stats["grid_defects"])
+        a = _timed(rows, "analyze (all of the above after Town)", analysis.analyze, town, tolerance_m=tol)
+        if tol > 0:
+            _timed(rows, "cleaned_grids (the proposal)", analysis.cleaned_grids, a)
         table = pd.DataFrame(rows)
-        print(f"\nscale={args.scale}: {len(town.villages)} villages, {len(town.grids)} grids, "
-              f"{len(town.roads)} roads, {len(town.rivers)} rivers, {len(town.pois)} POIs, "
-              f"{len(a.findings)} findings")
+        print(f"\nscale={args.scale}{'' if not args.clean else ' (exact)'}: {len(town.villages)} villages, "
+              f"{len(town.grids)} grids, {len(town.roads)} roads, {len(town.rivers)} rivers, {len(town.pois)} POIs, "
+              f"{len(a.findings)} findings, {a.totals.get('slivers', 0):,} slivers absorbed")
         print(table.to_string(index=False, float_format=lambda v: f"{v:8.2f}"))
+        if args.run:
+            _run(args.scale, not args.clean)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CASES = [
     ("bench_coverage.py", ["--scale", "small", "--source", "synthetic"], "speed-up"),
-    ("bench_analyze.py", ["--scale", "town"], "analyze"),
+    ("bench_analyze.py", ["--scale", "town", "--run"], "gisgrid run"),
+    ("bench_tolerance.py", ["--grids", "300", "--roads", "1500", "--repeat", "1"], "hand-drawn"),
     ("bench_sensitive.py", ["--scale", "town"], "analyze_sensitive"),
 ]
 

@@ -517,3 +517,31 @@ def test_write_maps_can_skip_per_owner_maps(small_assessment, tmp_path):
     assert "gisgrid map --owner" in index
     every = maps.write_maps(small_assessment, tmp_path / "all", per_owner=True)
     assert [p for p in every if p.name.startswith("owner_")]
+
+
+def test_village_maps_above_the_limit_only_where_something_is_wrong(demo_assessment, tmp_path, monkeypatch):
+    with_findings = set(demo_assessment.findings["village_id"].dropna().astype(str))
+    quiet = set(demo_assessment.town.villages["village_id"].astype(str)) - with_findings
+    assert with_findings
+    assert quiet
+    monkeypatch.setattr(maps, "MAX_VILLAGE_MAPS", 3)
+    files = maps.write_maps(demo_assessment, tmp_path, basemap="none")
+    drawn = {p.name[len("village_"):-len(".html")] for p in files if p.name.startswith("village_")}
+    assert drawn == with_findings
+    index = (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
+    assert f"{len(quiet)} more villages with nothing to fix" in index
+    every = maps.write_maps(demo_assessment, tmp_path / "all", basemap="none", per_village=True)
+    assert sum(p.name.startswith("village_") for p in every) == len(with_findings | quiet)
+
+
+def test_hand_drawn_grids_are_simplified_one_by_one_and_stay_valid(demo_assessment):
+    # the demo is hand-drawn: no shared edges for coverage_simplify to keep, so each polygon on its own
+    assert demo_assessment.totals["slivers"] > 0
+    grids = np.asarray(demo_assessment.town.grids.geometry.values, dtype=object)
+    simple = maps._simplify(grids, 0.5, coverage=False)
+    assert shapely.is_valid(simple).all()
+    assert not shapely.is_empty(simple).any()
+    assert shapely.get_num_coordinates(simple).sum() < shapely.get_num_coordinates(grids).sum()
+    assert shapely.hausdorff_distance(simple, grids).max() <= 0.5 + 1e-9
+    model = maps._prepare(demo_assessment, gcj=False, show_phones=False)
+    assert len(model.layers["grids"]) == len(grids)

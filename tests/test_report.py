@@ -350,3 +350,24 @@ def test_report_in_headless_chromium(tmp_path: Path, three_runs: tuple[Any, gpd.
         assert pdf.read_bytes().startswith(b"%PDF")
     finally:
         driver.quit()
+
+
+def test_hygiene_sheet_keeps_the_worst_grids_and_points_to_the_csv(tmp_path, monkeypatch):
+    from gisgrid.analysis import analyze
+    from gisgrid.demo import make_demo
+
+    a = analyze(make_demo().town())
+    monkeypatch.setattr(report, "MAX_HYGIENE_ROWS", 5)
+    report.write_report(tmp_path, a, None)
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(tmp_path / "findings.xlsx", read_only=True)["hygiene 数据质量"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert [r[0] for r in rows[1:6]] == list(a.hygiene["grid_id"].head(5))
+    assert "hygiene.csv" in str(rows[6][0])
+    assert len(rows) == 7
+    csv = pd.read_csv(tmp_path / "hygiene.csv", encoding="utf-8-sig")
+    assert len(csv) == len(a.town.grids)
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Data hygiene" in html
+    assert f"{a.totals['slivers']:,}" in html

@@ -47,8 +47,9 @@ def _run(scale: str, hand_drawn: bool) -> None:
         total = time.perf_counter() - t0
     rows = [{"stage": step, "seconds": end - start}
             for (step, start), (_, end) in itertools.pairwise(marks) if step != "done"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\ngisgrid run ({scale}{'' if hand_drawn else ', exact'}): {total:.1f} s, exit {result.exit_code}, "
-          f"{len(result.written)} files, peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+          f"{len(result.written)} files, peak memory {peak:,.0f} MB (this process, analysis included)")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:8.2f}"))
 
 

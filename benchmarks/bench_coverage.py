@@ -4,8 +4,10 @@ Usage::
 
     python benchmarks/bench_coverage.py [--scale town|county|small] [--source auto|demo|synthetic]
 
-Builds roads, grids and a boundary (the demo town/county from
-:func:`gisgrid.demo.make_demo` reprojected to EPSG:4549, or a built-in
+The exact engine (tolerance 0) on exact partitions; ``bench_tolerance.py``
+measures hand-drawn grids. Builds roads, grids and a boundary (the demo
+town/county from :func:`gisgrid.demo.make_demo` with ``hand_drawn=False``,
+reprojected to EPSG:4549, or a built-in
 synthetic generator: Voronoi grids clipped to a wobbly boundary, with grids
 removed, shrunk and grown to make gaps and overlaps, random roads and roads
 drawn along grid edges) and times, on the same data:
@@ -126,7 +128,7 @@ def demo(scale: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFra
     """The demo data set reprojected to EPSG:4549 (invalid grids repaired)."""
     from gisgrid.demo import make_demo
 
-    layers = {k: v.to_crs(CRS) for k, v in make_demo(scale=scale).layers.items()}
+    layers = {k: v.to_crs(CRS) for k, v in make_demo(scale=scale, hand_drawn=False).layers.items()}
     grids = layers["grids"]
     bad = ~grids.is_valid
     if bad.any():
@@ -200,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     extent_geom = boundary.union_all()
     rows = []
     for label, extent in (("roads - grids", None), ("roads - grids, in boundary", boundary)):
-        ours, t_ours, c_ours = timed(lambda extent=extent: uncovered_lines(roads, grids, extent=extent), args.repeat)
+        ours, t_ours, c_ours = timed(lambda extent=extent: uncovered_lines(roads, grids, extent=extent,
+                                                                           tolerance_m=0), args.repeat)
         raw = uncovered_lines(roads, grids, extent=extent, tolerance_m=0)
         row: dict[str, Any] = {
             "question": label,
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             row["speed-up (cpu)"] = row["overlay cpu s"] / c_ours
         rows.append(row)
 
-    defects, t_def, c_def = timed(lambda: partition_defects(grids, extent=boundary), args.repeat)
+    defects, t_def, c_def = timed(lambda: partition_defects(grids, extent=boundary, tolerance_m=0), args.repeat)
     rows.append(
         {
             "question": "partition_defects(grids, boundary)",

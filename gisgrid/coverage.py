@@ -37,16 +37,19 @@ themselves, because the gaps are small while the zones are everywhere:
 Geometry calls are vectorised shapely array functions over the candidate
 (line, piece) pairs; the only Python loops run over distinct group sizes.
 
+Hand-drawn borders: the digitising tolerance
+--------------------------------------------
+Everything above is the *exact* engine (``tolerance_m=0``). By default
+(``settings.tolerance_m``, 2 m) the functions judge by width instead, as
+:mod:`gisgrid.tolerance` explains: only the parts of lines inside real gaps
+(at least ``tolerance_m`` wide) are uncovered, and a line running along a
+zone's edge within half the tolerance is covered even beside a real gap;
+gaps and overlaps narrower than the tolerance are slivers.
+
 Floating-point noise
 --------------------
-An uncovered piece shorter than ``tolerance_m`` (default
-:data:`gisgrid.settings.sliver_length_m`) that lies everywhere within
-:data:`gisgrid.settings.border_tolerance_m` of some zone is digitising or
-floating-point noise -- e.g. a road crossing a hairline gap between two grids
--- and is dropped. Everything else is kept; ``tolerance_m=0`` turns this off.
-
-Independently of ``tolerance_m``, a piece of any length lying everywhere
-within ``_ON_EDGE_ULPS`` ulps (~3e-8 m at Gauss-Kruger coordinates) of some
+In the exact engine a piece of any length lying everywhere within
+``_ON_EDGE_ULPS`` ulps (~3e-8 m at Gauss-Kruger coordinates) of some
 zone is on that zone's edge and so covered. This happens where zones overlap:
 the union puts a computed node, a few ulps off the original edge, on the edge
 a road runs along, and ``line.difference(union)`` then reports tens of metres
@@ -95,7 +98,6 @@ from gisgrid.tolerance import (
 )
 
 __all__ = [
-    "lines_in",
     "lines_in_gaps",
     "nearest_zones",
     "partition_defects",
@@ -695,29 +697,6 @@ def lines_in_gaps(lines: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, gaps: Any, *
     return _line_frame(lines, line_pos, pieces, owner)
 
 
-def lines_in(lines: gpd.GeoDataFrame, regions: Any) -> gpd.GeoDataFrame:
-    """The parts of each line inside some region (e.g. inside the real gaps).
-
-    Parameters
-    ----------
-    lines
-        LineString/MultiLineString layer in a metric CRS.
-    regions
-        Polygons (GeoDataFrame, GeoSeries or array) in the same CRS; they may
-        touch but should not overlap.
-
-    Returns
-    -------
-    geopandas.GeoDataFrame
-        One row per connected piece, as :func:`uncovered_lines` returns them.
-    """
-    _check_crs({"lines": lines, "regions": regions})
-    line_geoms, line_pos = _lines(lines)
-    region_geoms, _ = _polygons(regions, "regions")
-    pieces, owner = _in_regions(line_geoms, region_geoms)
-    return _line_frame(lines, line_pos, pieces, owner)
-
-
 def uncovered_lines(
     lines: gpd.GeoDataFrame,
     zones: gpd.GeoDataFrame,
@@ -1222,6 +1201,16 @@ def _split_of(pieces: np.ndarray, ext_geoms: np.ndarray, ext_ids: np.ndarray) ->
     return out
 
 
+def _point_inputs(points: gpd.GeoDataFrame, zones: gpd.GeoDataFrame, id_column: str | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked inputs of the point functions: zone polygons, their ids, the points, the present points."""
+    _check_crs({"points": points, "zones": zones})
+    _check_id_column(zones, id_column)
+    zone_geoms, zpos = _polygons(zones)
+    pts = _geometry_values(points)
+    return zone_geoms, _id_array(zones, id_column, zpos), pts, _present(pts)
+
+
 def points_in_zones(
     points: gpd.GeoDataFrame,
     zones: gpd.GeoDataFrame,
@@ -1254,13 +1243,8 @@ def points_in_zones(
     SchemaError
         ``id_column`` is not a column of ``zones``.
     """
-    _check_crs({"points": points, "zones": zones})
-    _check_id_column(zones, id_column)
-    zone_geoms, zpos = _polygons(zones)
-    ids = _id_array(zones, id_column, zpos)
-    pts = _geometry_values(points)
+    zone_geoms, ids, pts, present = _point_inputs(points, zones, id_column)
     result = np.full(pts.size, None, dtype=object)
-    present = _present(pts)
     if present.size and zone_geoms.size:
         p_idx, z_idx = STRtree(zone_geoms).query(pts[present], predicate="covered_by")
         counts = np.bincount(p_idx, minlength=present.size)
@@ -1304,14 +1288,9 @@ def nearest_zones(
         Indexed like ``points``: ``zone_id`` (None when no zone is near
         enough or the geometry is missing) and ``distance_m``.
     """
-    _check_crs({"points": points, "zones": zones})
-    _check_id_column(zones, id_column)
-    zone_geoms, zpos = _polygons(zones)
-    ids = _id_array(zones, id_column, zpos)
-    pts = _geometry_values(points)
+    zone_geoms, ids, pts, present = _point_inputs(points, zones, id_column)
     zone = np.full(pts.size, None, dtype=object)
     dist = np.full(pts.size, np.nan)
-    present = _present(pts)
     if present.size and zone_geoms.size:
         (p_idx, z_idx), d = STRtree(zone_geoms).query_nearest(
             pts[present], max_distance=max_distance_m, return_distance=True, all_matches=True)

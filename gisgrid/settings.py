@@ -20,9 +20,11 @@ workers : int or None
 sliver_area_m2 : float
     Gaps and overlaps smaller than this are counted in the summary, not reported.
 sliver_length_m : float
-    Uncovered road pieces shorter than this are digitising noise, not findings.
+    Uncovered road pieces shorter than this are crumbs: counted in the summary, not listed; river
+    pieces shorter than this are no reach.
 border_tolerance_m : float
-    A road within this distance of grid polygons is treated as lying on their border.
+    With exact geometry (``tolerance_m = 0``): a road within this distance of two grids' edges lies on
+    their border. With a tolerance, ``tolerance_m`` is that distance.
 id_snap_m : float
     Finding locations are snapped to a grid of this size before hashing the id.
 severities : tuple of str

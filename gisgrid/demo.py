@@ -53,6 +53,7 @@ import pandas as pd
 import shapely
 from shapely import LineString, Point, Polygon
 
+from gisgrid import settings
 from gisgrid._errors import ConfigError
 
 if TYPE_CHECKING:
@@ -250,7 +251,8 @@ class DemoData:
             TOML text loadable with :mod:`tomllib`.
         """
         lines = ["[town]", f"name = {_toml_str(self.name)}", 'crs = "auto"', "",
-                 "[coverage]", "tolerance_m = 2.0  # gaps and overlaps narrower than this are digitising noise", ""]
+                 "[coverage]", f"tolerance_m = {float(settings.tolerance_m)!r}  # gaps and overlaps narrower than this are "
+                 "digitising noise", ""]
         for key in (*LAYER_KEYS, *ROSTER_KEYS):
             lines.append(f"[sources.{key}]")
             if key in LAYER_KEYS:

@@ -198,6 +198,22 @@ def widths(geoms: np.ndarray, *, precision_m: float = 0.01) -> np.ndarray:
     return out
 
 
+def _substantial(core: np.ndarray, owner: np.ndarray, width_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of the cores (the centres of the discs that fit) covering at least ``width_m²``, per owner.
+
+    A piece wider than the tolerance at a single spot -- one vertex of a
+    hand-drawn border thrown off further than the rest -- has a core of a
+    few square decimetres; a real gap at least twice the tolerance wide has
+    a core of at least ``width_m²`` (its core is more than ``width_m`` wide
+    both ways), and so has a long strip barely wider than the tolerance.
+    """
+    parts, idx = polygon_parts(core, owner)
+    keep = shapely.area(parts) >= width_m * width_m
+    parts, idx = parts[keep], idx[keep]
+    owners = np.unique(idx)
+    return grouped_union(parts, np.searchsorted(owners, idx), owners.size), owners
+
+
 def opening(pieces: np.ndarray, width_m: float, *, workers: int = 1) -> np.ndarray:
     """The part of each polygon that is at least ``width_m`` wide.
 
@@ -205,7 +221,8 @@ def opening(pieces: np.ndarray, width_m: float, *, workers: int = 1) -> np.ndarr
     with the corners it rounds off given back: the part of the piece within
     ``r`` of the opening (so a rectangle keeps its exact area, and a sliver
     tail keeps just ``r`` of its root). Nothing outside the piece is ever
-    added.
+    added. A part whose disc centres cover less than ``width_m²`` is a
+    single wide spot of a sliver, not a defect (see :func:`_substantial`).
 
     Parameters
     ----------
@@ -233,8 +250,7 @@ def opening(pieces: np.ndarray, width_m: float, *, workers: int = 1) -> np.ndarr
         return out
     core = np.concatenate(parallel_chunks(lambda pos: shapely.buffer(pieces[cand[pos]], -r, quad_segs=QUAD_SEGS),
                                           cand.size, workers=workers))
-    alive = ~shapely.is_empty(core)
-    cand, core = cand[alive], core[alive]
+    core, cand = _substantial(core, cand, width_m)
     if cand.size:
         # dilate by 2r, not r: the opening rounds off every corner, and the piece within r of the
         # opening gives the corners back (a square gap keeps its area; a sliver tail keeps only r of its root)
@@ -402,6 +418,7 @@ def gap_regions(zones: np.ndarray, extent: shapely.Geometry, width_m: float, *, 
         if grown.size:
             core = shapely.difference(core, parallel_union(grown, workers=workers))
     cores, _ = polygon_parts(np.array([core], dtype=object))
+    cores = cores[shapely.area(cores) >= width_m * width_m]  # see _substantial()
     if cores.size == 0:
         return cores, grown
     regions = shapely.intersection(shapely.buffer(cores, 2 * r, quad_segs=QUAD_SEGS), extent)  # see opening()

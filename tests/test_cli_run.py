@@ -12,6 +12,8 @@ import pandas as pd
 import pyogrio
 import pytest
 
+from gisgrid import settings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -131,7 +133,7 @@ def test_run_records_what_the_tolerance_absorbed(default_run):
     folder = work / "reports" / "2026-11-01"
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     hygiene = summary["hygiene"]
-    assert hygiene["tolerance_m"] == 2.0
+    assert hygiene["tolerance_m"] == settings.tolerance_m
     assert hygiene["slivers"] > 1000
     assert hygiene["sliver_area_m2"] > 0
     table = pd.read_csv(folder / "hygiene.csv", encoding="utf-8-sig", dtype={"grid_id": str})
@@ -154,8 +156,8 @@ def test_check_measures_how_the_borders_fit(demo_dir, tmp_path):
     res = gisgrid("check", demo_dir / "gisgrid.toml", cwd=tmp_path, check_code=0)
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("border mismatch:"))
     assert "95% of border mismatches are under" in line
-    assert "tolerance_m = 2" in line
-    assert "3 piece(s) wider than 2 m" in line  # the two planted gaps and the planted overlap
+    assert f"tolerance_m = {settings.tolerance_m:g}" in line
+    assert f"3 piece(s) wider than {settings.tolerance_m:g} m" in line  # the planted gaps and overlap
     assert "widest:" in res.stdout
 
 
@@ -166,7 +168,8 @@ def test_check_measures_how_the_borders_fit(demo_dir, tmp_path):
 ])
 def test_bad_coverage_options_exit_2_in_check_and_run_before_anything_is_written(demo_dir, tmp_path, table, words):
     cfg = (demo_dir / "gisgrid.toml").read_text(encoding="utf-8").replace(
-        "[coverage]\ntolerance_m = 2.0  # gaps and overlaps narrower than this are digitising noise\n", table)
+        f"[coverage]\ntolerance_m = {float(settings.tolerance_m)!r}  # gaps and overlaps narrower than this are digitising "
+        "noise\n", table)
     assert table in cfg
     bad = demo_dir / f"bad_{abs(hash(table))}.toml"
     bad.write_text(cfg, encoding="utf-8")

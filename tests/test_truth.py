@@ -111,3 +111,35 @@ def test_hand_drawn_demo_is_hand_drawn(demo, assessment, drawn):
     assert np.median(vertices) >= 100  # hundreds of vertices, not seven
     assert assessment.totals["slivers"] > 1000  # no two neighbours share a border
     assert assessment.totals["tolerance_m"] == settings.tolerance_m
+
+
+def _white_noise(frame, rng, draw):
+    """Each polygon drawn again: a vertex every 10 m, each vertex moved on its own (no smoothing)."""
+    out = []
+    for geom in np.asarray(frame.geometry.values, dtype=object):
+        if not geom.is_valid or geom.geom_type != "Polygon":  # the planted invalid grid stays as stored
+            out.append(geom)
+            continue
+        ring = np.asarray(shapely.segmentize(geom, 10.0).exterior.coords)[:-1]
+        moved = shapely.Polygon(np.round(ring + draw(rng, ring.shape), 2))
+        out.append(moved if moved.is_valid else geom)
+    return frame.set_geometry(out)
+
+
+@pytest.mark.parametrize("noise", [
+    pytest.param(lambda rng, shape: rng.normal(0.0, 0.5, shape), id="each-vertex-about-0.5m"),
+    pytest.param(lambda rng, shape: rng.uniform(-1.5, 1.5, shape), id="each-border-off-up-to-1.5m"),
+])
+def test_independently_jittered_vertices_raise_nothing_new(noise):
+    """The trial of the issue: the demo redrawn grid by grid, every vertex off on its own."""
+    from gisgrid.demo import _generate
+    from gisgrid.model import Town
+
+    built = _generate("town", 20261129, hand_drawn=False)
+    rng = np.random.default_rng(17)
+    layers = dict(built.layers)
+    for key in ("grids", "villages", "boundary"):
+        layers[key] = _white_noise(layers[key], rng, noise)
+    town = Town.from_frames(**layers, **built.rosters, name=built.name, crs="EPSG:4549")
+    found = analyze(town).findings
+    assert sorted(found["kind"]) == sorted(built.truth["kind"]), found[["kind", "measure", "message"]].to_string()

@@ -251,7 +251,8 @@ class DemoData:
             TOML text loadable with :mod:`tomllib`.
         """
         lines = ["[town]", f"name = {_toml_str(self.name)}", 'crs = "auto"', "",
-                 "[coverage]", f"tolerance_m = {float(settings.tolerance_m)!r}  # gaps and overlaps narrower than this are "
+                 "[coverage]",
+                 f"tolerance_m = {float(settings.tolerance_m)!r}  # gaps and overlaps narrower than this are "
                  "digitising noise", ""]
         for key in (*LAYER_KEYS, *ROSTER_KEYS):
             lines.append(f"[sources.{key}]")

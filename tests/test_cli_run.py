@@ -168,8 +168,8 @@ def test_check_measures_how_the_borders_fit(demo_dir, tmp_path):
 ])
 def test_bad_coverage_options_exit_2_in_check_and_run_before_anything_is_written(demo_dir, tmp_path, table, words):
     cfg = (demo_dir / "gisgrid.toml").read_text(encoding="utf-8").replace(
-        f"[coverage]\ntolerance_m = {float(settings.tolerance_m)!r}  # gaps and overlaps narrower than this are digitising "
-        "noise\n", table)
+        f"[coverage]\ntolerance_m = {float(settings.tolerance_m)!r}  # gaps and overlaps narrower than this are "
+        "digitising noise\n", table)
     assert table in cfg
     bad = demo_dir / f"bad_{abs(hash(table))}.toml"
     bad.write_text(cfg, encoding="utf-8")

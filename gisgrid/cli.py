@@ -2,12 +2,14 @@
 
 Exit codes: 0 done and within thresholds; 1 done but a veto item or a
 configured threshold was hit; 2 bad input or configuration (the message says
-what and where; ``--debug`` adds the traceback).
+what and where; ``--debug`` adds the traceback); 3 an unexpected failure (one
+line, the traceback in a log file); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import sys
@@ -17,7 +19,10 @@ from typing import Any
 from gisgrid import __version__
 from gisgrid._errors import GisgridError
 
-__all__ = ["main"]
+__all__ = ["EXIT_CRASH", "main"]
+
+#: Exit code of an unexpected failure (0 done, 1 veto or threshold hit, 2 bad input, 130 interrupted).
+EXIT_CRASH = 3
 
 logger = logging.getLogger("gisgrid.cli")
 
@@ -193,6 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gisgrid {args.command}: interrupted; earlier reports are unchanged", file=sys.stderr)
         return 130
+    except Exception as exc:  # a crash must not look like "report written, veto hit" (exit 1)
+        if args.debug:
+            raise
+        from gisgrid import pipeline
+
+        where = "no log could be written"
+        with contextlib.suppress(OSError):
+            where = f"the traceback is in {pipeline.write_crash_log(args.command, exc, getattr(args, 'out', None))}"
+        print(f"gisgrid {args.command}: unexpected error: {type(exc).__name__}: {exc}; {where}. Nothing new was "
+              f"published; please report it (exit {EXIT_CRASH}).", file=sys.stderr)
+        return EXIT_CRASH
 
 
 if __name__ == "__main__":  # pragma: no cover

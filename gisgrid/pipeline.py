@@ -442,7 +442,12 @@ def run(
     from gisgrid import report as report_mod
     from gisgrid.assign import task_lists
 
-    tick = progress or _noop
+    report_progress = progress or _noop
+
+    def tick(step: str, done: int, total: int) -> None:
+        _fault(step)
+        report_progress(step, done, total)
+
     total = 6 if maps else 5
     as_of = as_of or dt.date.today()
     cfg = source if isinstance(source, Config) else load_config(source)
@@ -504,6 +509,37 @@ def run(
     code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
+
+
+#: Environment variable naming a stage of ``run`` (load, analyse, history, report, task lists, maps,
+#: cleaned grids, done) at whose start an exception is raised: the crash and recovery tests use it.
+FAULT_ENV = "GISGRID_FAULT"
+
+
+def _fault(step: str) -> None:
+    if os.environ.get(FAULT_ENV) == step:
+        msg = f"fault injected at the start of stage {step!r} ({FAULT_ENV})"
+        raise RuntimeError(msg)
+
+
+def write_crash_log(command: str, exc: BaseException, folder: str | os.PathLike[str] | None) -> Path:
+    """Write the traceback of an unexpected error where the operator will look, and return the file.
+
+    ``folder`` (the run's ``--out``) when it can be written, else the system's temporary folder.
+    """
+    import tempfile
+    import traceback
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (f"gisgrid {command}: unexpected error at {dt.datetime.now().isoformat(timespec='seconds')}\n"
+            + "".join(traceback.format_exception(exc)))
+    for base in ([Path(folder)] if folder is not None else []) + [Path(tempfile.gettempdir())]:
+        try:
+            return io.atomic_write_text(base / f"gisgrid-error-{stamp}.log", text)
+        except OSError:
+            continue
+    msg = "no folder to write the crash log to"
+    raise OSError(msg) from exc
 
 
 def _write_layers(folder: Path, assessment: Any) -> list[Path]:

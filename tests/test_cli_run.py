@@ -193,3 +193,17 @@ def test_demo_clean_writes_exact_borders(tmp_path):
     assert (~shapely.is_empty(shapely.coverage_invalid_edges(g, gap_width=0.0))).mean() < 0.05  # the planted few
     assert shapely.get_num_coordinates(np.asarray(hand.geometry.values)).mean() > 5 * \
         shapely.get_num_coordinates(np.asarray(clean.geometry.values)).mean()
+
+
+@pytest.mark.parametrize("stage", ["analyse", "report", "maps"])
+def test_a_crash_exits_3_with_one_line_and_a_log_never_1(demo_dir, tmp_path, stage, monkeypatch):
+    monkeypatch.setenv("GISGRID_FAULT", stage)
+    res = gisgrid("run", demo_dir, "--out", tmp_path, "--as-of", "2026-11-03", cwd=tmp_path, check_code=3)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "unexpected error" in lines[0] and f"stage '{stage}'" in lines[0]
+    assert "Traceback" not in res.stderr
+    logs = list(tmp_path.glob("gisgrid-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in lines[0]
+    assert "Traceback" in logs[0].read_text(encoding="utf-8")
+    assert not (tmp_path / "reports" / "2026-11-03").exists() or stage == "maps"

@@ -77,6 +77,9 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+_CONFIG_HELP = "gisgrid.toml, a folder with one, or a GeoPackage (default: ./gisgrid.toml, else the demo town)"
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -97,17 +100,17 @@ def _parser() -> argparse.ArgumentParser:
                         "drawn on its own)")
 
     c = sub.add_parser("check", parents=[common], help="validate the input data only")
-    c.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
+    c.add_argument("config", nargs="?", help=_CONFIG_HELP)
 
     r = sub.add_parser("run", parents=[common], help="analyse, map, report and record history")
-    r.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
+    r.add_argument("config", nargs="?", help=_CONFIG_HELP)
     r.add_argument("--out", default=".", help="folder for maps/ and reports/ (default: current folder)")
     r.add_argument("--as-of", type=_date, default=None, help="date of the run, YYYY-MM-DD (default: today)")
     r.add_argument("--force", action="store_true", help="allow a run dated before the last recorded run")
     r.add_argument("--no-maps", action="store_true", help="skip the HTML maps")
 
     m = sub.add_parser("map", parents=[common], help="write the command-center maps only")
-    m.add_argument("config", nargs="?", help="gisgrid.toml, a folder with one, or a GeoPackage (default: demo town)")
+    m.add_argument("config", nargs="?", help=_CONFIG_HELP)
     m.add_argument("--out", default=".", help="folder for maps/ (default: current folder)")
     m.add_argument("--village", default=None, help="only this village's map (village id)")
     m.add_argument("--owner", default=None, help="only this owner's map (name)")
@@ -132,6 +135,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
+    if not args.quiet:
+        print(pipeline.describe_config(args.config))
     town, table = pipeline.check(args.config)
     if args.quiet:
         print(f"OK {town.name}: {len(town.grids)} grids, {len(town.repairs)} repairs, {len(town.issues)} issues")
@@ -159,6 +164,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
+    if not args.quiet:
+        print(pipeline.describe_config(args.config), flush=True)
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     try:
         result = pipeline.run(args.config, out=args.out, as_of=args.as_of, force=args.force,
@@ -175,6 +182,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_map(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
+    if not args.quiet:
+        print(pipeline.describe_config(args.config))
     written = pipeline.make_maps(args.config, out=args.out, village=args.village, owner=args.owner,
                                  basemap=args.basemap)
     if not args.quiet:

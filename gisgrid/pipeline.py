@@ -104,6 +104,24 @@ def _parse_config(data: dict[str, Any]) -> Config:
     return Config(path=path, town=town, sources=sources, sections=sections)
 
 
+def find_config() -> Path | None:
+    """``gisgrid.toml`` in the current folder, when there is one."""
+    cand = Path.cwd() / "gisgrid.toml"
+    return cand.resolve() if cand.is_file() else None
+
+
+def describe_config(source: str | os.PathLike[str] | None) -> str:
+    """One line naming the config a command will use (the first line of ``check``, ``run`` and ``map``)."""
+    if source is not None:
+        return f"config: {Path(source).resolve()}"
+    found = find_config()
+    if found is not None:
+        return f"config: {found} (found in the current folder)"
+    return ("config: none given and no gisgrid.toml here: this is the embedded demo town (东社镇). To run your own "
+            "data, write a gisgrid.toml (see `gisgrid demo --out DIR` for an example) and pass its path, or run "
+            "from its folder.")
+
+
 def load_config(source: str | os.PathLike[str] | None = None) -> Config:
     """Read a config file, a folder holding ``gisgrid.toml``, a GeoPackage, or nothing (the demo town).
 
@@ -111,14 +129,18 @@ def load_config(source: str | os.PathLike[str] | None = None) -> Config:
     ----------
     source
         Path of a ``.toml`` config, a folder with a ``gisgrid.toml``, a
-        ``.gpkg`` with the canonical layer names, or None.
+        ``.gpkg`` with the canonical layer names, or None: ``./gisgrid.toml``
+        when there is one (as ruff and pytest find theirs), else the demo.
 
     Returns
     -------
     Config
     """
     if source is None:
-        return Config(demo=True)
+        found = find_config()
+        if found is None:
+            return Config(demo=True)
+        source = found
     p = Path(source)
     if p.is_dir():
         cand = p / "gisgrid.toml"

@@ -201,9 +201,31 @@ def test_a_crash_exits_3_with_one_line_and_a_log_never_1(demo_dir, tmp_path, sta
     res = gisgrid("run", demo_dir, "--out", tmp_path, "--as-of", "2026-11-03", cwd=tmp_path, check_code=3)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr
-    assert "unexpected error" in lines[0] and f"stage '{stage}'" in lines[0]
+    assert "unexpected error" in lines[0]
+    assert f"stage '{stage}'" in lines[0]
     assert "Traceback" not in res.stderr
     logs = list(tmp_path.glob("gisgrid-error-*.log"))
-    assert len(logs) == 1 and str(logs[0]) in lines[0]
+    assert len(logs) == 1
+    assert str(logs[0]) in lines[0]
     assert "Traceback" in logs[0].read_text(encoding="utf-8")
     assert not (tmp_path / "reports" / "2026-11-03").exists() or stage == "maps"
+
+
+def test_a_gisgrid_toml_in_the_current_folder_is_used_and_named(demo_dir, tmp_path):
+    import shutil
+
+    work = tmp_path / "town"
+    shutil.copytree(demo_dir, work)
+    (work / "gisgrid.toml").write_text((work / "gisgrid.toml").read_text(encoding="utf-8").replace(
+        'name = "东社镇"', 'name = "自己的镇"'), encoding="utf-8")
+    res = gisgrid("check", cwd=work, check_code=0)
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("config: ")
+    assert str((work / "gisgrid.toml").resolve()) in first
+    assert "自己的镇" in res.stdout
+    run = gisgrid("run", "--no-maps", "--as-of", "2026-11-04", cwd=work, check_code=1)
+    assert str((work / "gisgrid.toml").resolve()) in run.stdout.splitlines()[0]
+    summary = json.loads((work / "reports" / "2026-11-04" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["town"] == "自己的镇"
+    demo = gisgrid("check", cwd=tmp_path, check_code=0)
+    assert "embedded demo town" in demo.stdout.splitlines()[0]

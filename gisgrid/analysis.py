@@ -22,6 +22,7 @@ import shapely
 from gisgrid import assign, coverage, sensitive, settings, tolerance
 from gisgrid.findings import concat_findings, empty_findings, make_findings, severity_rank
 from gisgrid.model import Town
+from gisgrid.vocab import percent
 
 __all__ = ["Assessment", "analyze", "border_mismatch", "cleaned_grids", "coverage_findings", "grid_hygiene"]
 
@@ -93,23 +94,15 @@ class Assessment:
         return assign.task_lists(self)
 
     def __repr__(self) -> str:
-        def _pct(value: Any) -> str:  # a shortfall never rounds up to 100%
-            v = float(value)
-            return ">99.99%" if v < 1 and round(v * 100, 2) >= 100 else f"{v:.2%}"
-
         t = self.totals
         sev = t.get("by_severity", {})
         extra = f", {sev['high']} high" if sev.get("high") else ""
-        return (f"<Assessment {self.town.name!r}: area coverage {_pct(t['area_coverage'])}, "
-                f"roads {_pct(t.get('road_coverage', 1.0))}, {len(self.findings)} findings "
+        return (f"<Assessment {self.town.name!r}: area coverage {percent(t['area_coverage'])}, "
+                f"roads {percent(t.get('road_coverage', 1.0))}, {len(self.findings)} findings "
                 f"({t['veto']} veto{extra}), {t.get('grids_unstaffed', 0)} grid(s) without a chief, "
                 f"uncovered lanes {t['uncovered_lane_m']:,.0f} m>")
 
     def _repr_html_(self) -> str:
-        def _pct(value: Any) -> str:  # a shortfall never rounds up to 100%
-            v = float(value)
-            return ">99.99%" if v < 1 and round(v * 100, 2) >= 100 else f"{v:.2%}"
-
         esc = html.escape
         t = self.totals
         f = self.findings
@@ -123,9 +116,9 @@ class Assessment:
             banner = (f"<p style='color:#fff;background:#8b0000;padding:4px 8px'><b>一票否决 veto: {t['veto']} "
                       "item(s) fail the whole assessment</b> — fix these first.</p>")
         rows = [
-            ("area in a grid 网格覆盖", _pct(t["area_coverage"])),
-            ("area under a grid chief 有网格长", _pct(t["effective_coverage"])),
-            ("roads in a grid 道路覆盖", f"{_pct(t['road_coverage'])} of {t.get('road_m', 0) / 1000:,.1f} km"),
+            ("area in a grid 网格覆盖", percent(t["area_coverage"])),
+            ("area under a grid chief 有网格长", percent(t["effective_coverage"])),
+            ("roads in a grid 道路覆盖", f"{percent(t['road_coverage'])} of {t.get('road_m', 0) / 1000:,.1f} km"),
             ("uncovered lanes 未覆盖小巷农路", f"{t['uncovered_lane_m']:,.0f} m"),
             ("grids without a chief 无网格长", f"{t.get('grids_unstaffed', 0)} of {t.get('grids', 0)}"),
             ("reaches without a chief 无河长河段", str(kinds.get("river_unassigned", 0))),
@@ -151,7 +144,7 @@ class Assessment:
             table = pd.DataFrame(worst[cols]).copy()
             for c in ("area_coverage", "effective_coverage", "road_coverage"):
                 if c in table.columns:
-                    table[c] = [_pct(v) for v in table[c]]
+                    table[c] = [percent(v) for v in table[c]]
             parts.append("<p><b>Villages with the most to fix 问题最多的村居</b></p>")
             parts.append(table.rename_axis(None).to_html(escape=True, na_rep=""))
         if len(f):
@@ -552,8 +545,8 @@ def border_mismatch(town: Town, *, tolerance_m: float | None = None, workers: in
     q = np.quantile(w, [0.5, 0.95, 0.99]) if w.size else np.zeros(3)
     within = float((w < judged).mean()) if w.size else 1.0
     verdict = (f"95% of border mismatches are under {q[1]:.2f} m; tolerance_m = {judged:g} absorbs "
-               f"{within:.1%} of the {n:,} slivers; {len(real)} piece(s) wider than {judged:g} m are reported as "
-               "real gaps or overlaps.")
+               f"{percent(within, 1)} of the {n:,} slivers; {len(real)} piece(s) wider than {judged:g} m are "
+               "reported as real gaps or overlaps.")
     if q[2] > 0.8 * judged:
         verdict += (f" 1% of the mismatches are {q[2]:.2f} m or wider, close to the tolerance: check the widest "
                     "slivers below, and raise tolerance_m if they are digitising noise.")

@@ -36,6 +36,7 @@ import pandas as pd
 from gisgrid import settings
 from gisgrid._errors import SchemaError
 from gisgrid.findings import sort_findings
+from gisgrid.vocab import percent
 
 __all__ = ["CHANGES", "Comparison", "compare"]
 
@@ -219,7 +220,7 @@ def _fmt(metric: str, value: Any, *, signed: bool = False) -> str:
         if signed:
             pp = v * 100
             return f"{sign}{pp:.2f} pp" if pp == 0 or abs(pp) >= 0.005 else f"{sign}{pp:.4f} pp"
-        return ">99.99%" if v < 1 and round(v * 100, 2) >= 100 else f"{v:.2%}"
+        return percent(v)
     if metric.endswith("_m2"):
         return f"{sign}{v:,.0f} m²"
     if metric.endswith("_m"):

@@ -95,6 +95,7 @@ from gisgrid._errors import ConfigError
 from gisgrid.crs import wgs84_to_gcj02
 from gisgrid.findings import KINDS
 from gisgrid.io import atomic_write_text
+from gisgrid.vocab import percent
 
 __all__ = [
     "ASSETS",
@@ -449,9 +450,7 @@ def _fmt_pct(value: Any) -> str | None:
     x = _as_float(value)
     if x is None:
         return None
-    pct = x * 100 if x <= 1.0 else x
-    # Never round a shortfall up to 100%: 99.98% must not read as full coverage.
-    return f"{math.floor(pct * 100) / 100:.2f}%"
+    return percent(x if x <= 1.0 else x / 100)
 
 
 def _fmt_measure(measure: Any, unit: Any) -> str | None:

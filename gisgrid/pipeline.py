@@ -24,6 +24,7 @@ import pandas as pd
 from gisgrid import io
 from gisgrid._errors import ConfigError, SchemaError
 from gisgrid.model import LAYERS, ROSTERS, Town
+from gisgrid.vocab import percent
 
 __all__ = ["Config", "RunResult", "analyse_config", "check", "load_config", "load_town", "make_maps", "run",
            "write_demo"]
@@ -344,7 +345,7 @@ class RunResult:
         st = ", ".join(f"{k} {v}" for k, v in self.counts().items()) or "no findings"
         flag = "FAIL" if self.exit_code else "OK"
         return (f"gisgrid {flag} {self.assessment.town.name} {self.as_of.isoformat()}: "
-                f"area {t['area_coverage']:.2%}, lanes uncovered {t['uncovered_lane_m']:,.0f} m, "
+                f"area {percent(t['area_coverage'])}, lanes uncovered {t['uncovered_lane_m']:,.0f} m, "
                 f"veto {t['veto']}; {st}; {self.reason}; report {self.report_dir}")
 
     def describe(self) -> str:
@@ -352,8 +353,8 @@ class RunResult:
         t = self.assessment.totals
         lines = [
             f"{self.assessment.town.name} — coverage report {self.as_of.isoformat()}",
-            f"  area in a grid     {t['area_coverage']:.3%} (staffed {t['effective_coverage']:.3%})",
-            f"  roads in a grid    {t['road_coverage']:.3%}; uncovered lanes {t['uncovered_lane_m']:,.0f} m",
+            f"  area in a grid     {percent(t['area_coverage'], 3)} (staffed {percent(t['effective_coverage'], 3)})",
+            f"  roads in a grid    {percent(t['road_coverage'], 3)}; uncovered lanes {t['uncovered_lane_m']:,.0f} m",
             f"  findings           {len(self.assessment.findings)}: "
             + ", ".join(f"{k} {v}" for k, v in t["by_severity"].items()),
             "  status             " + (", ".join(f"{k} {v}" for k, v in self.counts().items()) or "-"),

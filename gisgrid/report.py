@@ -49,6 +49,7 @@ import pandas as pd
 from gisgrid import __version__, io, settings
 from gisgrid._errors import ConfigError
 from gisgrid.findings import COLUMNS, KINDS, SEVERITY_RANK, sort_findings
+from gisgrid.vocab import percent
 
 __all__ = [
     "KIND_LABELS",
@@ -346,7 +347,7 @@ def evaluate_thresholds(
             if value is None:
                 logger.warning("fail_on.%s: the assessment has no %s; threshold not checked", key, name)
             elif limit is not None and value < limit:
-                hits.append(f"{name.replace('_', ' ')} {value:.2%} < {limit:.2%}")
+                hits.append(f"{name.replace('_', ' ')} {percent(value)} < {percent(limit)}")
     if "uncovered_lane_m_above" in rules:
         limit = _threshold_value("uncovered_lane_m_above", rules["uncovered_lane_m_above"])
         value = _num(totals.get("uncovered_lane_m"))
@@ -812,7 +813,7 @@ def _fmt(value: float | None, fmt: str) -> str:
     if value is None:
         return "—"
     if fmt == "pct":
-        return f"{value:.2%}"
+        return percent(value)
     if fmt == "m":
         return f"{value:,.0f}"
     return f"{int(value):,d}"
@@ -925,7 +926,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda v: "—" if _num(v) is None else f"{float(v):.1%}"
+    env.filters["pct"] = lambda v: "—" if _num(v) is None else percent(v, 1)
     env.filters["num"] = lambda v, d=1: "—" if _num(v) is None else f"{float(v):,.{d}f}"
     return env
 

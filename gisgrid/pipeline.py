@@ -490,7 +490,7 @@ def run(
     written: list[Path] = []
     folder = reports / as_of.isoformat()
     # The cleaned-grids proposal is GEOS work (the GIL is released): it runs beside the history, the
-    # report and the maps, which are Python work, and lands in the report folder last.
+    # maps and the report, which are Python work, and goes into the staged report folder last.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisgrid-clean")
     cleaning = None
     if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
@@ -505,27 +505,28 @@ def run(
             lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
                                     fingerprints=_fingerprints(cfg), force=force,
                                     deadlines=report_cfg.get("deadlines"), totals=assessment.totals)
-            tick("report", 3, total)
+            maps_written: list[Path] = []
+            if maps:  # before the report: the proposal is still being computed beside them
+                tick("maps", 3, total)
+                # Maps show each finding's status and first-seen date from the history.
+                mcfg = cfg.section("maps")
+                maps_written = maps_mod.write_maps(
+                    _with_lifecycle(assessment, lifecycle), out_dir, basemap=mcfg.get("basemap", "osm"),
+                    assets=mcfg.get("assets", "cdn"), tiles_url=mcfg.get("tiles_url"),
+                    per_owner=mcfg.get("per_owner"), per_village=mcfg.get("per_village"))
+            tick("report", total - 2, total)
             map_href = "../../maps/command_center.html" if maps else None
-            with io.staged_folder(folder) as staging:
+            with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
                 written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
                                                    fail_on=report_cfg.get("fail_on"), as_of=as_of)
                 written += _write_layers(staging, assessment)
-                tick("task lists", 4, total)
                 for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
                     written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
-            written = [folder / p.relative_to(staging) for p in written]
-        if maps:
-            tick("maps", 5, total)
-            # Maps show each finding's status and first-seen date from the history.
-            mcfg = cfg.section("maps")
-            written += maps_mod.write_maps(_with_lifecycle(assessment, lifecycle), out_dir,
-                                           basemap=mcfg.get("basemap", "osm"), assets=mcfg.get("assets", "cdn"),
-                                           tiles_url=mcfg.get("tiles_url"), per_owner=mcfg.get("per_owner"),
-                                           per_village=mcfg.get("per_village"))
-        if cleaning is not None:
-            tick("cleaned grids", total, total)
-            written.append(io.write_layers({"cleaned_grids": cleaning.result()}, folder / "cleaned_grids.gpkg"))
+                if cleaning is not None:
+                    tick("cleaned grids", total - 1, total)
+                    written.append(io.write_layers({"cleaned_grids": cleaning.result()},
+                                                   staging / "cleaned_grids.gpkg"))
+            written = [folder / p.relative_to(staging) for p in written] + maps_written
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     tick("done", total, total)
@@ -534,8 +535,8 @@ def run(
                      report_dir=folder, as_of=as_of, written=written)
 
 
-#: Environment variable naming a stage of ``run`` (load, analyse, history, report, task lists, maps,
-#: cleaned grids, done) at whose start an exception is raised: the crash and recovery tests use it.
+#: Environment variable naming a stage of ``run`` (load, analyse, history, maps, report, cleaned grids,
+#: done) at whose start an exception is raised: the crash and recovery tests use it.
 FAULT_ENV = "GISGRID_FAULT"
 
 

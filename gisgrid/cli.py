@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import datetime as dt
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,25 @@ __all__ = ["EXIT_CRASH", "main"]
 EXIT_CRASH = 3
 
 logger = logging.getLogger("gisgrid.cli")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _safe(text: object) -> str:
+    """Text for a terminal or a cron mail: control characters (escape sequences from data) shown, not obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def _say(text: object, *, file: Any = None, flush: bool = False) -> None:
+    print(_safe(text), file=file or sys.stdout, flush=flush)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines with control characters shown, not obeyed (names in the data may carry escape sequences)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _safe(super().format(record))
 
 
 class _Progress:
@@ -62,7 +82,7 @@ def _configure_logging(verbose: int, quiet: bool, debug: bool) -> None:
     if quiet:
         level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("gisgrid")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -119,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_table(rows: Any) -> None:
-    print(rows.to_string(index=False))
+    _say(rows.to_string(index=False))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -128,7 +148,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     written = pipeline.write_demo(args.out, scale=args.scale, hand_drawn=not args.clean)
     if not args.quiet:
         for path in written:
-            print(f"wrote {path}")
+            _say(f"wrote {path}")
     return 0
 
 
@@ -136,28 +156,28 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
     if not args.quiet:
-        print(pipeline.describe_config(args.config))
+        _say(pipeline.describe_config(args.config))
     town, table = pipeline.check(args.config)
     if args.quiet:
-        print(f"OK {town.name}: {len(town.grids)} grids, {len(town.repairs)} repairs, {len(town.issues)} issues")
+        _say(f"OK {town.name}: {len(town.grids)} grids, {len(town.repairs)} repairs, {len(town.issues)} issues")
         return 0
-    print(f"{town.name} — analysis CRS {town.crs.to_string()} ({town.crs.name}), area {town.area_m2 / 1e6:,.2f} km²")
+    _say(f"{town.name} — analysis CRS {town.crs.to_string()} ({town.crs.name}), area {town.area_m2 / 1e6:,.2f} km²")
     _print_table(table)
     for _, rep in town.repairs.iterrows():
-        print(f"repaired {rep['layer']} {rep['feature_id']}: {rep['detail']}")
+        _say(f"repaired {rep['layer']} {rep['feature_id']}: {rep['detail']}")
     for _, iss in town.issues.iterrows():
         path = str((town.sources.get(iss["source"]) or {}).get("path") or "")
         # Same numbering as the errors: file lines for tables (header is line 1), feature numbers for layers.
         where = (f"line {int(iss['row']) + 2}" if path.lower().endswith((".csv", ".txt", ".xlsx", ".xlsm"))
                  else f"feature {iss['row']}")
-        print(f"issue {iss['source']} {where}: {iss['column']}={iss['value']!r}: {iss['problem']}")
+        _say(f"issue {iss['source']} {where}: {iss['column']}={iss['value']!r}: {iss['problem']}")
     fit = pipeline.border_mismatch(args.config, town=town)
-    print(f"border mismatch: {fit['verdict']}")
-    print(f"  widths of {fit['measured']:,} of {fit['pieces']:,} slivers: median {fit['median_m']:.2f} m, "
+    _say(f"border mismatch: {fit['verdict']}")
+    _say(f"  widths of {fit['measured']:,} of {fit['pieces']:,} slivers: median {fit['median_m']:.2f} m, "
           f"95% {fit['p95_m']:.2f} m, 99% {fit['p99_m']:.2f} m")
     for row in fit["widest"]:
-        print(f"  widest: {row['kind']} {row['width_m']:.2f} m wide, {row['area_m2']:,.1f} m², grids {row['grid_ids']}")
-    print("usable: yes")
+        _say(f"  widest: {row['kind']} {row['width_m']:.2f} m wide, {row['area_m2']:,.1f} m², grids {row['grid_ids']}")
+    _say("usable: yes")
     return 0
 
 
@@ -165,7 +185,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
     if not args.quiet:
-        print(pipeline.describe_config(args.config), flush=True)
+        _say(pipeline.describe_config(args.config), flush=True)
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     try:
         result = pipeline.run(args.config, out=args.out, as_of=args.as_of, force=args.force,
@@ -173,9 +193,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if args.quiet:
-        print(result.one_line())
+        _say(result.one_line())
     else:
-        print(result.describe())
+        _say(result.describe())
     return result.exit_code
 
 
@@ -183,12 +203,12 @@ def _cmd_map(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
     if not args.quiet:
-        print(pipeline.describe_config(args.config))
+        _say(pipeline.describe_config(args.config))
     written = pipeline.make_maps(args.config, out=args.out, village=args.village, owner=args.owner,
                                  basemap=args.basemap)
     if not args.quiet:
         for path in written:
-            print(f"wrote {path}")
+            _say(f"wrote {path}")
     return 0
 
 
@@ -202,10 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GisgridError as exc:
         if args.debug:
             raise
-        print(f"gisgrid {args.command}: error: {exc}", file=sys.stderr)
+        _say(f"gisgrid {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"gisgrid {args.command}: interrupted; earlier reports are unchanged", file=sys.stderr)
+        _say(f"gisgrid {args.command}: interrupted; earlier reports are unchanged", file=sys.stderr)
         return 130
     except Exception as exc:  # a crash must not look like "report written, veto hit" (exit 1)
         if args.debug:
@@ -215,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = "no log could be written"
         with contextlib.suppress(OSError):
             where = f"the traceback is in {pipeline.write_crash_log(args.command, exc, getattr(args, 'out', None))}"
-        print(f"gisgrid {args.command}: unexpected error: {type(exc).__name__}: {exc}; {where}. Nothing new was "
+        _say(f"gisgrid {args.command}: unexpected error: {type(exc).__name__}: {exc}; {where}. Nothing new was "
               f"published; please report it (exit {EXIT_CRASH}).", file=sys.stderr)
         return EXIT_CRASH
 

@@ -472,7 +472,13 @@ def run(
         report_progress(step, done, total)
 
     total = 6 if maps else 5
-    as_of = as_of or dt.date.today()
+    today = dt.date.today()
+    as_of = as_of or today
+    if as_of > today + dt.timedelta(days=MAX_DAYS_AHEAD) and not force:
+        msg = (f"--as-of {as_of.isoformat()} is {(as_of - today).days} days after today ({today.isoformat()}); "
+               "a run dated in the future would be recorded in the history and block every later night.")
+        raise ConfigError(msg, fix=f"check the date (at most {MAX_DAYS_AHEAD} days ahead), or add --force if you "
+                          "really mean it")
     cfg = source if isinstance(source, Config) else load_config(source)
     _validate_rules(cfg)
     cov = coverage_options(cfg)
@@ -534,6 +540,9 @@ def run(
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
 
+
+#: ``run --as-of`` may be at most this many days after today without ``--force`` (time zones, a late night).
+MAX_DAYS_AHEAD = 2
 
 #: Environment variable naming a stage of ``run`` (load, analyse, history, maps, report, cleaned grids,
 #: done) at whose start an exception is raised: the crash and recovery tests use it.

@@ -229,3 +229,29 @@ def test_a_gisgrid_toml_in_the_current_folder_is_used_and_named(demo_dir, tmp_pa
     assert summary["town"] == "自己的镇"
     demo = gisgrid("check", cwd=tmp_path, check_code=0)
     assert "embedded demo town" in demo.stdout.splitlines()[0]
+
+
+def test_a_date_far_in_the_future_is_refused_before_anything_is_written(demo_dir, tmp_path):
+    res = gisgrid("run", demo_dir, "--out", tmp_path, "--as-of", "9999-12-31", "--no-maps", cwd=tmp_path,
+                  check_code=2)
+    assert "9999-12-31" in res.stderr
+    assert "--force" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_escape_sequences_in_names_are_shown_not_obeyed(demo_dir, tmp_path):
+    import shutil
+
+    work = tmp_path / "town"
+    shutil.copytree(demo_dir, work)
+    cfg = (work / "gisgrid.toml").read_text(encoding="utf-8")
+    hostile = 'name = "东社镇\\u001b[2J\\u001b]0;pwned\\u0007"'  # a TOML string: clear screen, window title
+    (work / "gisgrid.toml").write_text(cfg.replace('name = "东社镇"', hostile), encoding="utf-8")
+    for cmd in (["check", work], ["run", work, "--out", tmp_path, "--quiet", "--no-maps", "--as-of", "2026-11-05"]):
+        res = gisgrid(*cmd, cwd=tmp_path)
+        assert res.returncode in (0, 1), res.stderr
+        for stream in (res.stdout, res.stderr):
+            assert "\x1b" not in stream
+            assert "\x07" not in stream
+        assert "东社镇\\x1b[2J" in res.stdout

@@ -463,9 +463,14 @@ class History:
             conn.execute("PRAGMA synchronous = FULL")
             yield conn
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            text = str(exc).lower()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
                 msg = f"the history database is busy: another run held it for more than {self.timeout:.0f} s."
                 fix = "wait for the other run to finish and run again"
+            elif "readonly" in text or "read-only" in text or "unable to open" in text:
+                # an intact history we may not write: never advise moving it away
+                msg = f"the history database (or its folder) is read-only for this user ({exc}); it is not damaged."
+                fix = "make the file and its folder writable for the user running gisgrid (the history is intact)"
             else:
                 msg = f"the history database is damaged or not a gisgrid history ({exc})."
                 fix = "move the file away (a new history starts) or restore it from a backup"

@@ -287,7 +287,7 @@ def write_demo(out: str | os.PathLike[str], *, scale: str = "town", hand_drawn: 
     from gisgrid.demo import make_demo
 
     demo = make_demo(scale=scale, hand_drawn=hand_drawn)
-    folder = Path(out)
+    folder = check_output_folder(out)
     folder.mkdir(parents=True, exist_ok=True)
     layers = demo.source_layers()
     rosters = demo.source_rosters()
@@ -482,7 +482,7 @@ def run(
     cfg = source if isinstance(source, Config) else load_config(source)
     _validate_rules(cfg)
     cov = coverage_options(cfg)
-    out_dir = Path(out)
+    out_dir = check_output_folder(out, "reports", "maps", f"reports/{as_of.isoformat()}")
     reports = out_dir / "reports"
     tick("load", 0, total)
     town = load_town(cfg)
@@ -539,6 +539,26 @@ def run(
     code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
+
+
+def check_output_folder(out: str | os.PathLike[str], *subfolders: str) -> Path:
+    """Refuse an output folder that cannot take the outputs, before anything is read or written.
+
+    Raises
+    ------
+    ConfigError
+        ``out`` or one of ``out/<subfolder>`` exists but is not a folder, or a folder that exists is not
+        writable.
+    """
+    base = Path(out)
+    for path in (base, *(base / s for s in subfolders)):
+        if path.exists() and not path.is_dir():
+            msg = f"{path} exists and is a file, not a folder."
+            raise ConfigError(msg, path=path, fix="give --out a folder (or move the file away)")
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            msg = f"the folder {path} is not writable for this user."
+            raise ConfigError(msg, path=path, fix="give --out a folder you can write, or change its permissions")
+    return base
 
 
 #: ``run --as-of`` may be at most this many days after today without ``--force`` (time zones, a late night).
@@ -617,6 +637,7 @@ def make_maps(
     """Analyse and write the command-center maps only (``maps/`` under ``out``)."""
     from gisgrid import maps as maps_mod
 
+    check_output_folder(out, "maps")
     cfg = source if isinstance(source, Config) else load_config(source)
     _validate_rules(cfg)
     assessment = analyse_config(cfg)

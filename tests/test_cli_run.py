@@ -255,3 +255,23 @@ def test_escape_sequences_in_names_are_shown_not_obeyed(demo_dir, tmp_path):
             assert "\x1b" not in stream
             assert "\x07" not in stream
         assert "东社镇\\x1b[2J" in res.stdout
+
+
+@pytest.mark.parametrize("where", ["out", "reports", "maps"])
+def test_an_output_path_that_is_a_file_exits_2_naming_it(demo_dir, tmp_path, where):
+    out = tmp_path / "out"
+    blocker = out if where == "out" else out / where
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder", encoding="utf-8")
+    res = gisgrid("run", demo_dir, "--out", out, "--as-of", "2026-11-06", cwd=tmp_path, check_code=2)
+    assert str(blocker) in res.stderr
+    assert "Traceback" not in res.stderr
+    assert blocker.read_text(encoding="utf-8") == "not a folder"
+    if where != "out":
+        assert sorted(p.name for p in out.iterdir()) == [where]
+    for cmd in (["demo", "--out", blocker], ["map", demo_dir, "--out", blocker]):
+        if where != "out":
+            continue
+        res = gisgrid(*cmd, cwd=tmp_path, check_code=2)
+        assert str(blocker) in res.stderr
+        assert "Traceback" not in res.stderr

@@ -33,7 +33,7 @@ import pyproj
 import shapely
 
 from gisgrid import settings
-from gisgrid._errors import CRSError, SchemaError
+from gisgrid._errors import CRSError, InputError, SchemaError
 from gisgrid.crs import analysis_crs as _choose_crs
 from gisgrid.crs import check_coordinates, parse_crs
 
@@ -251,6 +251,16 @@ def _prepare_layer(
                f"hold {sorted(set(names[wrong]))}.")
         raise SchemaError(msg, **where,
                           fix=f"give the {name} layer {spec.geom}s only, or point the config at the right layer")
+    if len(geoms):  # NaN or infinite coordinates would pass every check and break GEOS later
+        xy, owner = shapely.get_coordinates(geoms, return_index=True)
+        bad = np.unique(owner[~np.isfinite(xy).all(axis=1)])
+        if bad.size:
+            rows = gdf.index[bad]
+            msg = (f"the {name} layer has NaN or infinite coordinates in {_row_label(frame, rows)}: such a "
+                   "feature cannot be placed on the map.")
+            raise InputError(msg, **where, row=rows[0],
+                             fix=f"correct or delete those features in the {name} layer (a GIS can select them "
+                                 "by an invalid or empty geometry)")
     gdf = gpd.GeoDataFrame(gdf.drop(columns=gdf.geometry.name), geometry=geoms, crs=frame.crs)
     if len(gdf):
         check_coordinates(gdf.total_bounds, gdf.crs, where=where)

@@ -10,7 +10,7 @@ import pytest
 import shapely
 from conftest import X0, Y0, box
 
-from gisgrid import CRSError, SchemaError
+from gisgrid import CRSError, InputError, SchemaError
 from gisgrid.model import REPAIR_COLUMNS, Town
 
 
@@ -364,3 +364,18 @@ def test_replace_revalidates(town_frames):
         town.replace(buildings=town.grids)
     with pytest.raises(SchemaError, match="duplicate"):
         town.replace(grids=pd.concat([town.grids, town.grids.iloc[:1]]).reset_index(drop=True))
+
+
+@pytest.mark.parametrize("layer", ["roads", "rivers", "pois", "villages", "grids"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinite_coordinates_are_refused_naming_the_layer_and_feature(town_frames, layer, bad):
+    frames = dict(town_frames)
+    frame = frames[layer].copy()
+    geom = frame.geometry.iloc[-1]
+    xy = shapely.get_coordinates(geom)
+    xy[1 if geom.geom_type == "Polygon" else 0, 0] = bad  # a polygon: not the closing vertex
+    frame.loc[frame.index[-1], frame.geometry.name] = shapely.set_coordinates(geom, xy)
+    frames[layer] = frame
+    with pytest.raises(InputError, match=rf"{layer} layer has NaN or infinite coordinates in feature") as info:
+        Town.from_frames(**frames, crs="EPSG:4549", name="t")
+    assert info.value.layer == layer

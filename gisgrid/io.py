@@ -509,11 +509,36 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str 
     return atomic_write_bytes(path, text.encode(encoding))
 
 
+#: A cell starting with one of these is read as a formula by spreadsheet programs (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, made plain text (a leading ``'``)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _defused(df: pd.DataFrame) -> pd.DataFrame:
+    text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
+    if not text:
+        return df
+    out = df.copy()
+    for c in text:
+        out[c] = out[c].map(defuse)
+    return out
+
+
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, encoding: str = "utf-8-sig") -> Path:
-    """Write a table as CSV atomically (default UTF-8 with BOM, which Excel reads as Chinese)."""
+    """Write a table as CSV atomically (default UTF-8 with BOM, which Excel reads as Chinese).
+
+    Every text cell that a spreadsheet would run as a formula is written as plain text (:func:`defuse`).
+    """
     df = pd.DataFrame(frame)
     if isinstance(frame, gpd.GeoDataFrame):
         df = df.drop(columns=[frame.geometry.name])
+    df = _defused(df)
     buf = _io.StringIO()
     df.to_csv(buf, index=False)
     return atomic_write_bytes(path, buf.getvalue().encode(encoding))
@@ -532,7 +557,7 @@ def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
             if isinstance(frame, gpd.GeoDataFrame):
                 df = df.drop(columns=[frame.geometry.name])
             title = _sheet_title(name, used)
-            df.to_excel(writer, sheet_name=title, index=False)
+            _defused(df).to_excel(writer, sheet_name=title, index=False)
     return Path(path)
 
 

@@ -275,3 +275,30 @@ def test_an_output_path_that_is_a_file_exits_2_naming_it(demo_dir, tmp_path, whe
         res = gisgrid(*cmd, cwd=tmp_path, check_code=2)
         assert str(blocker) in res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_no_csv_or_xlsx_cell_a_spreadsheet_would_run(demo_dir, tmp_path):
+    import shutil
+
+    import openpyxl
+
+    work = tmp_path / "town"
+    shutil.copytree(demo_dir, work)
+    staff = pd.read_csv(work / "grid_staff.csv", encoding="gbk", dtype=str)
+    payloads = ['+HYPERLINK("http://evil.example","镇")', "-2+3+cmd|' /C calc'!A0", "=1+1", "@SUM(A1)"]
+    chiefs = staff.index[staff["职务"] == "网格长"]
+    staff.loc[chiefs, "姓名"] = [f"{payloads[i % 4]}{i}" for i in range(len(chiefs))]  # every chief, told apart
+    staff.to_csv(work / "grid_staff.csv", index=False, encoding="gbk")
+    res = gisgrid("run", work, "--out", tmp_path / "out", "--no-maps", "--as-of", "2026-11-07", cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    folder = tmp_path / "out" / "reports" / "2026-11-07"
+    cells: list[str] = []
+    for path in folder.rglob("*.csv"):
+        cells += [str(v) for v in pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+                  .to_numpy().ravel()]
+    for path in folder.rglob("*.xlsx"):
+        book = openpyxl.load_workbook(path, read_only=True)
+        cells += [str(v) for sheet in book for row in sheet.iter_rows(values_only=True) for v in row
+                  if isinstance(v, str)]
+    assert any("HYPERLINK" in c for c in cells)  # the names are there, as text
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))]

@@ -302,3 +302,13 @@ def test_no_csv_or_xlsx_cell_a_spreadsheet_would_run(demo_dir, tmp_path):
                   if isinstance(v, str)]
     assert any("HYPERLINK" in c for c in cells)  # the names are there, as text
     assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))]
+
+
+def test_report_folders_follow_the_umask(demo_dir, tmp_path):
+    res = subprocess.run(["sh", "-c", f"umask 022 && {sys.executable} -m gisgrid run {demo_dir} --out {tmp_path} "
+                          "--no-maps --as-of 2026-11-08 -q"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 1, res.stderr
+    folder = tmp_path / "reports" / "2026-11-08"
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert (folder / "owners").stat().st_mode & 0o777 == 0o755

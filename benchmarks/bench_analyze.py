@@ -25,7 +25,9 @@ import time
 
 import pandas as pd
 
-from gisgrid import analysis, assign, pipeline, sensitive, settings
+from gisgrid import analysis, owners, pipeline, settings
+from gisgrid.checks import responsibility as assign
+from gisgrid.checks import sensitive
 from gisgrid.demo import make_demo
 from gisgrid.findings import concat_findings
 
@@ -63,7 +65,7 @@ def main() -> None:
     args = p.parse_args()
     if args.stages:
         logging.basicConfig(level=logging.WARNING, format="    %(message)s")
-        for name in ("gisgrid.coverage", "gisgrid.tolerance"):
+        for name in ("gisgrid.geometry.coverage", "gisgrid.geometry.tolerance"):
             logging.getLogger(name).setLevel(logging.DEBUG)
     tol = 0.0 if args.clean else settings.tolerance_m
     for _ in range(args.repeat):
@@ -75,7 +77,7 @@ def main() -> None:
         resp = _timed(rows, "analyze_responsibility (staff, reaches, corridors)", assign.analyze_responsibility,
                       town, tolerance_m=tol)
         allf = concat_findings([found, resp.findings], crs=town.crs)
-        allf = _timed(rows, "assign_owners", assign.assign_owners, allf, town, resp)
+        allf = _timed(rows, "assign_owners", owners.assign_owners, allf, town, resp)
         sres = _timed(rows, "analyze_sensitive (default rules)", sensitive.analyze_sensitive, town, allf, resp,
                       tolerance_m=tol, poi_grid=stats["poi_grid"])
         sections = sensitive.summarise_sections(sres, town)

@@ -1,4 +1,4 @@
-"""Benchmark gisgrid.coverage against geopandas' obvious way.
+"""Benchmark gisgrid.geometry.coverage against geopandas' obvious way.
 
 Usage::
 
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid.coverage import partition_defects, uncovered_lines
+from gisgrid.geometry.coverage import partition_defects, uncovered_lines
 
 logger = logging.getLogger("bench_coverage")
 

@@ -1,4 +1,4 @@
-"""Benchmark gisgrid.sensitive (default rules) against the coverage engine's own time.
+"""Benchmark gisgrid.checks.sensitive (default rules) against the coverage engine's own time.
 
 Usage::
 
@@ -9,8 +9,8 @@ Builds the demo (``make_demo(scale=...)``, default the county: ~300 villages,
 
 * the coverage engine: :func:`gisgrid.analysis.coverage_findings` (gaps and
   overlaps of villages and grids, uncovered roads, POIs in no grid);
-* responsibility: :func:`gisgrid.assign.analyze_responsibility` (for scale);
-* :func:`gisgrid.sensitive.analyze_sensitive` with the default rules, on the
+* responsibility: :func:`gisgrid.checks.responsibility.analyze_responsibility` (for scale);
+* :func:`gisgrid.checks.sensitive.analyze_sensitive` with the default rules, on the
   coverage and responsibility findings.
 
 Each gisgrid call is timed best of ``--repeat``. It logs a table of times and
@@ -29,7 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gisgrid import analysis, assign, sensitive
+from gisgrid import analysis, owners
+from gisgrid.checks import responsibility as assign
+from gisgrid.checks import sensitive
 from gisgrid.demo import make_demo
 from gisgrid.findings import concat_findings
 
@@ -78,12 +80,12 @@ def main(argv: list[str] | None = None) -> None:
 
     (cov, _), t_cov = timed(lambda: analysis.coverage_findings(town), args.repeat)
     resp, t_resp = timed(lambda: assign.analyze_responsibility(town), args.repeat)
-    found = assign.assign_owners(concat_findings([cov, resp.findings], crs=town.crs), town, resp)
+    found = owners.assign_owners(concat_findings([cov, resp.findings], crs=town.crs), town, resp)
     res, t_sens = timed(lambda: sensitive.analyze_sensitive(town, found, resp), args.repeat)
 
     if args.stages:
         handler = _Stages()
-        log = logging.getLogger("gisgrid.sensitive")
+        log = logging.getLogger("gisgrid.checks.sensitive")
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
         log.propagate = False

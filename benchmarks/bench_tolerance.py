@@ -35,8 +35,8 @@ import numpy as np
 import shapely
 
 from gisgrid import settings
-from gisgrid.coverage import partition_defects, uncovered_lines
 from gisgrid.demo import hand_draw
+from gisgrid.geometry.coverage import partition_defects, uncovered_lines
 
 CRS = "EPSG:4549"
 
@@ -101,7 +101,7 @@ def main() -> None:
     args = p.parse_args()
     if args.stages:
         logging.basicConfig(level=logging.DEBUG, format="    %(message)s")
-        for name in ("gisgrid.tolerance", "gisgrid.coverage"):
+        for name in ("gisgrid.geometry.tolerance", "gisgrid.geometry.coverage"):
             logging.getLogger(name).setLevel(logging.DEBUG)
     d = build(args.grids, args.roads, args.missing)
     tol = settings.tolerance_m

@@ -10,6 +10,7 @@ The analyst's API::
 
 from __future__ import annotations
 
+from gisgrid import _compat
 from gisgrid._errors import (
     ConfigError,
     CRSError,
@@ -20,11 +21,13 @@ from gisgrid._errors import (
     SchemaError,
 )
 
+_compat.install()
+
 _LAZY = {
     "Assessment": "gisgrid.analysis",
-    "Comparison": "gisgrid.compare",
+    "Comparison": "gisgrid.comparison",
     "analyze": "gisgrid.analysis",
-    "compare": "gisgrid.compare",
+    "compare": "gisgrid.comparison",
     "Town": "gisgrid.model",
     "load_town": "gisgrid.pipeline",
 }
@@ -35,11 +38,7 @@ def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        if _LAZY[name] == f"gisgrid.{name}":
-            # Importing gisgrid.compare set the package attribute to the module; keep the function.
-            globals()[name] = value
-        return value
+        return getattr(importlib.import_module(_LAZY[name]), name)
     msg = f"module 'gisgrid' has no attribute {name!r}"
     raise AttributeError(msg)
 

@@ -19,8 +19,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid import assign, coverage, sensitive, settings, tolerance
-from gisgrid.findings import concat_findings, empty_findings, make_findings, severity_rank
+from gisgrid import owners, settings
+from gisgrid.checks import responsibility as assign
+from gisgrid.checks import sensitive
+from gisgrid.findings import concat_findings, empty_findings, make_findings, sort_findings
+from gisgrid.geometry import coverage, tolerance
 from gisgrid.model import Town
 from gisgrid.vocab import percent
 
@@ -90,8 +93,8 @@ class Assessment:
         return command_center_map(self, **kwargs)
 
     def owners(self) -> dict[str, pd.DataFrame]:
-        """The responsibility list (责任清单) of each owner, see :func:`gisgrid.assign.task_lists`."""
-        return assign.task_lists(self)
+        """The responsibility list (责任清单) of each owner, see :func:`gisgrid.owners.task_lists`."""
+        return owners.task_lists(self)
 
     def __repr__(self) -> str:
         t = self.totals
@@ -757,18 +760,13 @@ def analyze(
     logger.info("responsibility: staffing, river chiefs, owners")
     resp = assign.analyze_responsibility(town, options=opts, tolerance_m=stats["tolerance_m"])
     allf = concat_findings([found, resp.findings], crs=town.crs)
-    allf = assign.assign_owners(allf, town, resp, default_owner=opts.get("default_owner"))
     logger.info("sensitive sections and must-check points")
     gdef = stats["grid_defects"]
     gaps = _arr(gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]]) if stats["tolerance_m"] > 0 else None
     sres = sensitive.analyze_sensitive(town, allf, resp, rules=rules, tolerance_m=stats["tolerance_m"], gaps=gaps,
                                        poi_grid=stats["poi_grid"])
-    # New rows from the rules (e.g. an incomplete checkpoint) get their owner like every other finding.
-    findings = assign.assign_owners(sres.findings, town, resp, default_owner=opts.get("default_owner"))
-    order = np.lexsort((findings["finding_id"].astype(str).to_numpy(),
-                        -findings["measure"].fillna(0).to_numpy(dtype=float),
-                        severity_rank(findings["severity"]).to_numpy()))
-    findings = findings.iloc[order].reset_index(drop=True)
+    # 谁主管、谁负责: one owner per finding, decided once, after every check.
+    findings = sort_findings(owners.assign_owners(sres.findings, town, resp, default_owner=opts.get("default_owner")))
     sections = sensitive.summarise_sections(sres, town)
     summary, totals = _summary(town, findings, stats, resp, sections)
     return Assessment(town=town, findings=findings, summary=summary, totals=totals, responsibility=resp,

@@ -35,12 +35,21 @@ from gisgrid._errors import SchemaError
 __all__ = [
     "COLUMNS",
     "KINDS",
+    "OWNER_JOIN",
     "SEVERITY_RANK",
+    "as_text",
     "concat_findings",
     "empty_findings",
+    "group_join",
+    "id_list",
+    "join_present",
     "make_findings",
+    "present",
+    "present_mask",
     "severity_rank",
     "sort_findings",
+    "split_owner",
+    "unique_present",
 ]
 
 COLUMNS: tuple[str, ...] = (
@@ -75,6 +84,9 @@ KINDS: dict[str, str] = {
 }
 
 _CELL_SHIFT = 0.37
+
+#: Joins the parties of a joint owner: ``"A / B"``.
+OWNER_JOIN = " / "
 
 SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(settings.severities)}
 
@@ -192,3 +204,71 @@ def sort_findings(findings: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         )
     )
     return findings.iloc[order].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- values
+def present(value: Any) -> bool:
+    """False for None, NA, NaN and blank text: the one null check of the package."""
+    if value is None or value is pd.NA:
+        return False
+    if isinstance(value, float) and np.isnan(value):
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def id_list(value: Any) -> list[str]:
+    """Split ``"A,B"`` (or ``"A, B"``) into ``["A", "B"]``; [] for a missing value."""
+    if not present(value):
+        return []
+    return [p.strip() for p in str(value).split(",") if p.strip()]
+
+
+def unique_present(values: Iterable[Any]) -> list[str]:
+    """The distinct present values as text, in order of appearance."""
+    seen: dict[str, None] = {}
+    for v in values:
+        if present(v):
+            seen.setdefault(str(v), None)
+    return list(seen)
+
+
+def join_present(values: Iterable[Any], sep: str = ", ") -> str | None:
+    """The distinct present values joined with ``sep``; None when there are none."""
+    items = unique_present(values)
+    return sep.join(items) if items else None
+
+
+def group_join(keys: Any, values: Any, sep: str = ", ") -> pd.Series:
+    """Distinct present values per key, in order of appearance, joined with ``sep`` (a Series indexed by key)."""
+    df = pd.DataFrame({"k": np.asarray(keys, dtype=object), "v": np.asarray(values, dtype=object)})
+    df = df[present_mask(df["v"])].drop_duplicates()
+    if not len(df):
+        return pd.Series([], dtype=object)
+    df = df.sort_values("k", kind="stable")
+    k = df["k"].to_numpy(dtype=object)
+    v = df["v"].astype(str).to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    joined = [sep.join(chunk) for chunk in np.split(v, starts[1:])]
+    return pd.Series(joined, index=k[starts], dtype=object)
+
+
+def split_owner(owner: Any) -> list[str]:
+    """The parties of a joint owner ``"A / B"``: ``["A", "B"]``."""
+    if not present(owner):
+        return []
+    return [p.strip() for p in str(owner).split(OWNER_JOIN) if p.strip()]
+
+
+def present_mask(values: Any) -> np.ndarray:
+    """Vectorised :func:`present`: not None/NaN and not blank text."""
+    arr = np.asarray(values, dtype=object)
+    if not len(arr):
+        return np.zeros(0, dtype=bool)
+    blank = np.frompyfunc(lambda v: isinstance(v, str) and not v.strip(), 1, 1)(arr).astype(bool)
+    return ~pd.isna(arr) & ~blank
+
+
+def as_text(series: pd.Series) -> pd.Series:
+    """Object column with None for missing values (pandas 3 infers ``str`` with NaN otherwise)."""
+    obj = series.astype(object)
+    return obj.where(present_mask(obj), None)

@@ -463,7 +463,7 @@ def run(
     from gisgrid import history as history_mod
     from gisgrid import maps as maps_mod
     from gisgrid import report as report_mod
-    from gisgrid.assign import task_lists
+    from gisgrid.owners import task_lists
 
     report_progress = progress or _noop
 
@@ -621,7 +621,7 @@ def _with_lifecycle(assessment: Any, lifecycle: Any) -> Any:
 
 
 def _validate_rules(cfg: Config) -> None:
-    from gisgrid.sensitive import parse_rules
+    from gisgrid.checks.sensitive import parse_rules
 
     parse_rules(cfg.sections.get("rules"))
 

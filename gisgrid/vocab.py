@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["percent"]
+__all__ = ["percent", "village_owner"]
 
 
 def percent(value: Any, digits: int = 2) -> str:
@@ -42,3 +42,22 @@ def percent(value: Any, digits: int = 2) -> str:
     if shown <= 0 < x:
         return f"<{1 / scale:.{digits}f}%"
     return f"{shown:.{digits}f}%"
+
+
+def village_owner(village_id: str | None, name: str | None = None) -> str | None:
+    """Return the owner string of a village: ``"<name>村委会 (<village_id>)"``.
+
+    A name ending in 社区 gets 居委会; a name already ending in 村委会 or 居委会
+    is kept as it is. None when ``village_id`` is None.
+    """
+    if village_id is None:
+        return None
+    if not name:
+        return f"村委会 ({village_id})"
+    if name.endswith(("村委会", "居委会")):
+        body = name
+    elif name.endswith("社区"):
+        body = f"{name}居委会"
+    else:
+        body = f"{name}村委会"
+    return f"{body} ({village_id})"

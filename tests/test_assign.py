@@ -1,4 +1,4 @@
-"""Tests for gisgrid.assign: grid chiefs, river chiefs, border roads, owners and task lists.
+"""Tests for gisgrid.checks.responsibility and gisgrid.owners: grid chiefs, river chiefs, border roads, owners.
 
 The fixture town (EPSG:4549, offset x=500000, y=3550000; coordinates below are
 relative to that offset) is worked out by hand:
@@ -28,16 +28,10 @@ from shapely import LineString, Point, box
 
 from gisgrid import settings
 from gisgrid._errors import ConfigError
-from gisgrid.assign import (
-    Responsibility,
-    analyze_responsibility,
-    assign_owners,
-    resolve_options,
-    task_lists,
-    village_owner,
-)
+from gisgrid.checks.responsibility import Responsibility, analyze_responsibility, resolve_options
 from gisgrid.findings import make_findings
 from gisgrid.model import Town
+from gisgrid.owners import assign_owners, task_lists, village_owner
 
 X0, Y0 = 500000.0, 3550000.0
 CRS = "EPSG:4549"
@@ -128,6 +122,11 @@ def resp(town: Town) -> Responsibility:
     return analyze_responsibility(town, tolerance_m=0)
 
 
+def owned(resp: Responsibility, town: Town) -> pd.DataFrame:
+    """The responsibility findings with their owners (decided once, by gisgrid.owners, after every check)."""
+    return assign_owners(resp.findings, town, resp)
+
+
 def by(frame: pd.DataFrame, col: str) -> pd.DataFrame:
     return frame.set_index(col, drop=False)
 
@@ -191,7 +190,7 @@ def test_staffing_one_row_per_grid(resp: Responsibility) -> None:
 
 
 def test_grid_unstaffed_finding(resp: Responsibility, town: Town) -> None:
-    f = resp.findings[resp.findings["kind"] == "grid_unstaffed"]
+    f = owned(resp, town)[owned(resp, town)["kind"] == "grid_unstaffed"]
     assert len(f) == 1
     row = f.iloc[0]
     assert (row["grid_id"], row["village_id"], row["severity"]) == ("G22", "V2", "high")
@@ -201,8 +200,8 @@ def test_grid_unstaffed_finding(resp: Responsibility, town: Town) -> None:
     assert "赵六" in row["message"]
 
 
-def test_unplaced_people(resp: Responsibility) -> None:
-    f = resp.findings
+def test_unplaced_people(resp: Responsibility, town: Town) -> None:
+    f = owned(resp, town)
     staff = f[f["kind"] == "staff_unplaced"]
     assert list(staff["person_id"]) == ["P9"]
     assert staff.iloc[0]["severity"] == "medium"
@@ -258,8 +257,8 @@ def test_river_meandering_through_a_village_twice() -> None:
     assert list(resp.cross_sections["chainage_m"]) == pytest.approx([450, 1350])
 
 
-def test_river_unassigned(resp: Responsibility) -> None:
-    f = resp.findings[resp.findings["kind"] == "river_unassigned"]
+def test_river_unassigned(resp: Responsibility, town: Town) -> None:
+    f = owned(resp, town)[owned(resp, town)["kind"] == "river_unassigned"]
     reach = f[f["rule"] == "village_chief"]
     assert list(reach["reach_id"]) == ["R1-V2-1"]
     row = reach.iloc[0]
@@ -358,7 +357,7 @@ def test_border_rule_longer(town: Town) -> None:
 def test_border_rule_flag(town: Town) -> None:
     resp = analyze_responsibility(town, options={"border_rule": "flag"})
     assert resp.border_roads["owner_grid"].isna().all()
-    f = by(resp.findings[resp.findings["kind"] == "road_ambiguous"], "road_id")
+    f = by(owned(resp, town)[owned(resp, town)["kind"] == "road_ambiguous"], "road_id")
     assert list(f.sort_index()["grid_id"]) == ["G11,G12", "G21,G22"]
     assert f.at["RD1", "severity"] == "medium"
     assert f.at["RD1", "owner"] == "张三 / 李四"
@@ -420,7 +419,7 @@ def test_workload_longer_and_flag(town: Town) -> None:
 def test_grid_overloaded(town: Town, resp: Responsibility) -> None:
     assert not (resp.findings["kind"] == "grid_overloaded").any()  # default max_grids = 3
     res = analyze_responsibility(town, options={"limits": {"max_grids": 1, "max_households": 100}})
-    f = res.findings[res.findings["kind"] == "grid_overloaded"]
+    f = owned(res, town)[owned(res, town)["kind"] == "grid_overloaded"]
     got = sorted(zip(f["person_id"], f["rule"], f["measure"], strict=True))
     assert got == [("P1", "max_grids", 2), ("P1", "max_households", 120), ("P3", "max_grids", 2),
                    ("P3", "max_households", 110)]
@@ -517,13 +516,13 @@ def test_assign_owners_default_owner(town: Town, resp: Responsibility) -> None:
     out = assign_owners(_findings(town.crs), town, resp, default_owner="综治办")
     assert out.loc[1, "owner"] == "综治办"
     custom = analyze_responsibility(town, options={"default_owner": "网格办"})
-    assert set(custom.findings.loc[custom.findings["kind"] == "staff_unplaced", "owner"]) == {"网格办"}
+    assert set(owned(custom, town).loc[custom.findings["kind"] == "staff_unplaced", "owner"]) == {"网格办"}
     assert assign_owners(_findings(town.crs), town, custom).loc[1, "owner"] == "网格办"
 
 
 def test_every_own_finding_has_an_owner(town: Town) -> None:
     for rule in ("left", "longer", "flag"):
-        f = analyze_responsibility(town, options={"border_rule": rule, "limits": {"max_grids": 1}}).findings
+        f = owned(analyze_responsibility(town, options={"border_rule": rule, "limits": {"max_grids": 1}}), town)
         assert f["owner"].map(lambda o: isinstance(o, str) and bool(o)).all()
         assert f["finding_id"].is_unique
 
@@ -531,21 +530,23 @@ def test_every_own_finding_has_an_owner(town: Town) -> None:
 def test_grid_with_two_chiefs() -> None:
     staff = pd.DataFrame([*STAFF, ("P6", "何二", "13800000006", "grid_chief", "G12")],
                          columns=["person_id", "name", "phone", "role", "grid_id"])
-    resp = analyze_responsibility(make_town(grid_staff=staff), options={"border_rule": "flag"})
+    town = make_town(grid_staff=staff)
+    resp = analyze_responsibility(town, options={"border_rule": "flag"})
     st = resp.staffing.set_index("grid_id")
     assert st.at["G12", "chief_name"] == "李四, 何二"
     assert st.at["G12", "chief_id"] == "P2, P6"
     assert st.at["G12", "owner"] == "李四 / 何二"
-    f = resp.findings[resp.findings["grid_id"] == "G11,G12"]
+    f = owned(resp, town)[resp.findings["grid_id"] == "G11,G12"]
     assert f.iloc[0]["owner"] == "张三 / 李四 / 何二"
-    assert set(task_lists(resp.findings)) >= {"张三", "李四", "何二"}
+    assert set(task_lists(owned(resp, town))) >= {"张三", "李四", "何二"}
 
 
 def test_shared_names_are_told_apart() -> None:
     staff = pd.DataFrame(STAFF, columns=["person_id", "name", "phone", "role", "grid_id"])
     staff.loc[staff["person_id"] == "P2", "name"] = "张三"  # a second 张三
-    resp = analyze_responsibility(make_town(grid_staff=staff), options={"border_rule": "flag"})
-    f = resp.findings[resp.findings["grid_id"] == "G11,G12"]
+    town = make_town(grid_staff=staff)
+    resp = analyze_responsibility(town, options={"border_rule": "flag"})
+    f = owned(resp, town)[resp.findings["grid_id"] == "G11,G12"]
     assert f.iloc[0]["owner"] == "张三 (P1) / 张三 (P2)"
 
 
@@ -572,7 +573,7 @@ def test_task_lists(town: Town, resp: Responsibility) -> None:
     assert lists[DEFAULT]["severity"].iloc[0] == "veto"  # most severe first
     assert "预设的人" in lists
     assert task_lists(findings.iloc[:0]) == {}
-    assert set(task_lists(resp.findings)) == {"中村村委会 (V2)", "钱八", DEFAULT}
+    assert set(task_lists(owned(resp, town))) == {"中村村委会 (V2)", "钱八", DEFAULT}
 
 
 # --------------------------------------------------------------------------- edges
@@ -619,7 +620,7 @@ def test_demo_planted_defects_found(hand_drawn: bool, tol: float) -> None:
     town = d.town()
     truth = d.truth
     resp = analyze_responsibility(town, tolerance_m=tol)
-    found = resp.findings
+    found = owned(resp, town)
     assert set(found["kind"]) <= {"grid_unstaffed", "river_unassigned"}  # and nothing else
     # the planted unstaffed grids, owned by their villages
     planted = truth[truth["kind"] == "grid_unstaffed"]

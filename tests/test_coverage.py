@@ -1,4 +1,4 @@
-"""Tests of gisgrid.coverage: hand-computed fixtures and properties against shapely."""
+"""Tests of gisgrid.geometry.coverage: hand-computed fixtures and properties against shapely."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from shapely import LineString, MultiPolygon, Point, Polygon, box
 
 from gisgrid import CRSError, InputError, SchemaError
-from gisgrid import coverage as cov
 from gisgrid import settings as gg_settings
-from gisgrid.coverage import partition_defects, points_in_zones, uncovered_lines, union_zones
+from gisgrid.geometry import coverage as cov
+from gisgrid.geometry.coverage import partition_defects, points_in_zones, uncovered_lines, union_zones
 
 CRS = "EPSG:4549"
 
@@ -365,7 +365,7 @@ def test_points_in_no_zones():
 
 
 def test_union_zones_paths(caplog):
-    caplog.set_level("DEBUG", logger="gisgrid.coverage")
+    caplog.set_level("DEBUG", logger="gisgrid.geometry.coverage")
     valid = [box(0, 0, 1, 1), box(1, 0, 2, 1)]
     assert union_zones(valid).area == pytest.approx(2.0)
     assert "valid coverage" in caplog.text

@@ -13,30 +13,51 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "gisgrid"
 
-# module -> package modules it may import at module level (DESIGN.md, with the deviations the
-# closing notes explain: maps/report write through io; pipeline builds the demo town when no config is given).
+# part -> parts of the package it may import at module level (DESIGN.md "Layers of the code", with the
+# deviations docs/architecture.md explains). A part is a top-level module or a folder (geometry/, checks/, ...).
 ALLOWED = {
     "_errors": set(),
+    "_compat": set(),
     "settings": set(),
     "vocab": set(),
     "crs": {"_errors"},
     "io": {"_errors", "crs"},
     "model": {"_errors", "crs", "settings"},
     "findings": {"_errors", "settings"},
-    "tolerance": set(),  # pure geometry: shapely and numpy only
-    "coverage": {"_errors", "settings", "model", "tolerance"},
-    "assign": {"_errors", "settings", "model", "findings", "coverage"},
-    "sensitive": {"_errors", "settings", "model", "findings", "coverage"},
-    "analysis": {"vocab", "_errors", "settings", "model", "findings", "coverage", "tolerance", "assign", "sensitive"},
-    "compare": {"vocab", "_errors", "settings", "findings", "analysis"},
+    "geometry": {"_errors", "settings"},  # pure geometry: never model, findings or checks
+    "checks": {"vocab", "_errors", "settings", "model", "findings", "geometry"},
+    "owners": {"vocab", "settings", "findings", "geometry"},
+    "analysis": {"vocab", "_errors", "settings", "model", "findings", "geometry", "checks", "owners"},
+    "comparison": {"vocab", "_errors", "settings", "findings"},
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"vocab", "_errors", "settings", "findings", "io", "__init__"},
     "history": {"_errors", "settings", "findings"},
     "demo": {"_errors", "settings", "model"},
-    "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "assign",
-                 "sensitive", "demo"},
+    "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "owners",
+                 "checks", "demo"},
     "cli": {"_errors", "pipeline", "demo", "__init__"},
 }
+OUTPUTS = {"maps", "report", "history", "comparison"}
+PARTS = {p.stem for p in PKG.iterdir()
+         if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.stem not in {"__init__", "__main__"}}
+
+
+def _part_of(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _files(part: str) -> list[Path]:
+    folder = PKG / part
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [PKG / f"{part}.py"]
+
+
+def _imported_part(module: str) -> str | None:
+    if module == "gisgrid":
+        return "__init__"
+    if module.startswith("gisgrid."):
+        return module.split(".")[1]
+    return None
 
 
 def _package_imports(path: Path, *, top_level_only: bool) -> set[str]:
@@ -44,42 +65,52 @@ def _package_imports(path: Path, *, top_level_only: bool) -> set[str]:
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module == "gisgrid":
-                found.update(a.name for a in node.names if (PKG / f"{a.name}.py").exists())
-                if any(not (PKG / f"{a.name}.py").exists() for a in node.names):
-                    found.add("__init__")
-            elif node.module.startswith("gisgrid."):
-                found.add(node.module.split(".")[1])
+                for a in node.names:
+                    found.add(a.name if a.name in PARTS else "__init__")
+            elif (part := _imported_part(node.module)) is not None:
+                found.add(part)
         elif isinstance(node, ast.Import):
             for a in node.names:
-                if a.name.startswith("gisgrid."):
-                    found.add(a.name.split(".")[1])
+                if (part := _imported_part(a.name)) is not None and part != "__init__":
+                    found.add(part)
     return found
 
 
-@pytest.mark.parametrize("module", sorted(ALLOWED))
-def test_imports_point_one_way(module):
-    path = PKG / f"{module}.py"
-    assert path.exists(), f"{module}.py is listed in the dependency table but missing"
-    extra = _package_imports(path, top_level_only=True) - ALLOWED[module] - {module}
-    assert not extra, f"gisgrid.{module} imports {sorted(extra)}, which DESIGN.md does not allow"
+@pytest.mark.parametrize("part", sorted(ALLOWED))
+def test_imports_point_one_way(part):
+    files = _files(part)
+    assert all(f.exists() for f in files), f"{part} is listed in the dependency table but missing"
+    for f in files:
+        extra = _package_imports(f, top_level_only=True) - ALLOWED[part] - {part}
+        assert not extra, f"{f.relative_to(ROOT)} imports {sorted(extra)}, which DESIGN.md does not allow"
 
 
-def test_every_module_is_in_the_table():
-    modules = {p.stem for p in PKG.glob("*.py")} - {"__init__", "__main__"}
-    assert modules <= set(ALLOWED), f"add {sorted(modules - set(ALLOWED))} to the dependency table"
+def test_every_part_is_in_the_table():
+    assert set(PARTS) <= set(ALLOWED), f"add {sorted(set(PARTS) - set(ALLOWED))} to the dependency table"
 
 
 def test_folium_only_in_maps():
-    users = [p.name for p in PKG.glob("*.py") if p.stem != "maps"
+    users = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if _part_of(p) != "maps"
              and any(isinstance(n, (ast.Import, ast.ImportFrom)) and "folium" in ast.dump(n)
                      for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
     assert users == []
 
 
+def test_outputs_never_import_checks_even_lazily():
+    for part in OUTPUTS:
+        for f in _files(part):
+            assert not _package_imports(f, top_level_only=False) & {"checks", "geometry", "analysis"}, f
+
+
 def test_analysis_never_imports_outputs_at_module_level():
     assert not _package_imports(PKG / "analysis.py", top_level_only=True) & {"maps", "report", "cli", "pipeline"}
+
+
+def test_pure_geometry_knows_no_town():
+    for f in _files("geometry"):
+        assert not _package_imports(f, top_level_only=False) & {"model", "findings", "checks"}, f
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),

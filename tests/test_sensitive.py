@@ -15,10 +15,10 @@ import shapely
 import tomllib
 
 import gisgrid
-from gisgrid import sensitive
+from gisgrid.checks import sensitive
+from gisgrid.checks.sensitive import DEFAULT_RULES, analyze_sensitive, parse_rules, summarise_sections
 from gisgrid.findings import COLUMNS, concat_findings, make_findings
 from gisgrid.model import Town
-from gisgrid.sensitive import DEFAULT_RULES, analyze_sensitive, parse_rules, summarise_sections
 
 X0, Y0 = 500000.0, 3550000.0  # EPSG:4549 (CGCS2000 / 3-degree GK CM 120E), metres
 CRS = "EPSG:4549"
@@ -71,11 +71,12 @@ def only(*names, veto_rules=(), **changes):
 
 def real_findings(town):
     """The findings and responsibility the other engines produce for ``town``."""
-    from gisgrid import analysis, assign
+    from gisgrid import analysis, owners
+    from gisgrid.checks import responsibility as assign
 
     cov, _ = analysis.coverage_findings(town, tolerance_m=0)  # exact borders: the exact engine
     resp = assign.analyze_responsibility(town, tolerance_m=0)
-    found = assign.assign_owners(concat_findings([cov, resp.findings], crs=town.crs), town, resp)
+    found = owners.assign_owners(concat_findings([cov, resp.findings], crs=town.crs), town, resp)
     return found, resp
 
 

@@ -10,9 +10,9 @@ from conftest import X0, Y0, box, line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gisgrid import coverage, tolerance
 from gisgrid.analysis import analyze, cleaned_grids
 from gisgrid.demo import hand_draw
+from gisgrid.geometry import coverage, tolerance
 from gisgrid.model import Town
 
 CRS = "EPSG:4549"

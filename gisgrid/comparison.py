@@ -14,18 +14,13 @@ that was made smaller but not closed moves its centre and so is reported as
 one fixed and one created finding: the old gap is gone, a different one is
 left.
 
-``gisgrid.compare`` is the function :func:`compare`; this module is also
-callable (``gisgrid.compare(before, after)`` works whichever of the two a
-name resolves to, because ``import gisgrid.compare`` binds the module to the
-package attribute of the same name).
+``gisgrid.compare`` is the function :func:`compare` of this module.
 """
 
 from __future__ import annotations
 
 import html
 import math
-import sys
-import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -384,12 +379,3 @@ def compare(before: Any, after: Any) -> Comparison:
     return Comparison(fixed=fixed, created=created, persisting=persisting, changed_severity=changed,
                       totals=totals, villages=_villages_frame(bsum, asum), before_name=bname, after_name=aname)
 
-
-# ``import gisgrid.compare`` binds this module to ``gisgrid.compare``, shadowing the lazily
-# exported function of the same name; a callable module keeps ``gisgrid.compare(a, b)`` working.
-class _CallableModule(types.ModuleType):
-    def __call__(self, before: Any, after: Any) -> Comparison:
-        return compare(before, after)
-
-
-sys.modules[__name__].__class__ = _CallableModule

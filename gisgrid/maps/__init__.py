@@ -32,7 +32,7 @@ Escaping
 Tooltips, popups, search
     folium's ``GeoJsonTooltip``/``GeoJsonPopup`` embed every column of every
     feature and build their tables with template literals; we use a small
-    runtime of our own (``gisgrid/static/map_runtime.js``, inlined in every
+    runtime of our own (``gisgrid/maps/assets/map_runtime.js``, inlined in every
     page) that binds one tooltip and one popup per layer and builds the table
     from short property keys. The same runtime runs the search box (grid id,
     village, chief) over the layers' properties.
@@ -934,7 +934,7 @@ def _owner_scope(model: _Model, assessment: Any, owner: str) -> _Scope:
 # ----------------------------------------------------------------------------- page assets
 @functools.lru_cache(maxsize=8)
 def _static(name: str) -> str:
-    return resources.files("gisgrid").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("gisgrid.maps").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 @functools.lru_cache(maxsize=1)

@@ -194,9 +194,10 @@ import pyproj
 import shapely
 from shapely import STRtree
 
-from gisgrid import coverage, settings
+from gisgrid import settings
 from gisgrid._errors import RuleError
 from gisgrid.findings import KINDS, SEVERITY_RANK, concat_findings, empty_findings, make_findings
+from gisgrid.geometry import coverage
 from gisgrid.model import Town
 
 __all__ = [

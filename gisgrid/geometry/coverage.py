@@ -87,7 +87,7 @@ from shapely import STRtree
 
 from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
-from gisgrid.tolerance import (
+from gisgrid.geometry.tolerance import (
     Clock,
     gap_regions,
     gaps_by_tiles,
@@ -1300,3 +1300,35 @@ def nearest_zones(
         zone[present[p_idx[first]]] = ids[z_idx[first]]
         dist[present[p_idx[first]]] = d[first]
     return pd.DataFrame({"zone_id": pd.Series(zone, dtype=object), "distance_m": dist}, index=points.index)
+
+
+def zones_at(points: np.ndarray, tree: STRtree, ids: np.ndarray) -> list[tuple[str, ...]]:
+    """Which zones is each point in: the one "which zone is this in" of the package.
+
+    Parameters
+    ----------
+    points
+        Point geometries (array).
+    tree
+        An ``STRtree`` of the zone polygons.
+    ids
+        The zone ids, in the tree's order.
+
+    Returns
+    -------
+    list of tuple of str
+        Per point, the sorted ids of the zones it lies in or on; ``()`` for none.
+    """
+    out: list[tuple[str, ...]] = [()] * len(points)
+    if not len(points) or not len(ids):
+        return out
+    pi, gi = tree.query(np.asarray(points, dtype=object), predicate="intersects")
+    if not len(pi):
+        return out
+    hits = pd.DataFrame({"p": pi, "id": np.asarray(ids, dtype=object)[gi]}).drop_duplicates()
+    hits = hits.sort_values(["p", "id"], kind="stable")
+    p = hits["p"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    for pos, chunk in zip(p[starts], np.split(hits["id"].to_numpy(dtype=object), starts[1:]), strict=True):
+        out[int(pos)] = tuple(chunk)
+    return out

@@ -1,24 +1,18 @@
-"""Reading and writing files: the only module that touches the file system.
+"""Reading layers, tables and the config file.
 
 Readers turn every library failure (pyogrio ``DataSourceError``, fiona
 ``DriverError``, ``UnicodeDecodeError``, ``OSError``) into an
-:class:`~gisgrid.InputError` that names the file and the fix. Writers are
-atomic: they write a temporary file in the target folder and rename it over
-the target, so a killed run never leaves a half-written file where the last
-good one was.
+:class:`~gisgrid.InputError` that names the file and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io as _io
 import logging
 import os
 import struct
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +30,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = [
-    "atomic_path",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "detect_encoding",
-    "file_digest",
-    "file_lock",
-    "list_layers",
-    "read_config",
-    "read_layer",
-    "read_table",
-    "remove_stale_staging",
-    "safe_filename",
-    "staged_folder",
-    "write_csv",
-    "write_geojson",
-    "write_layers",
-    "write_xlsx",
-]
+__all__ = ["detect_encoding", "list_layers", "read_config", "read_layer", "read_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -471,227 +447,3 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     data["_path"] = str(p.resolve())
     data["_dir"] = str(p.resolve().parent)
     return data
-
-
-# --------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``.
-
-    On any error the temporary file is removed and ``path`` is untouched.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.unlink()  # writers such as GDAL want to create the file themselves
-    try:
-        yield tmp_path
-        if tmp_path.exists():
-            with tmp_path.open("rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; return the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically; return the path."""
-    return atomic_write_bytes(path, text.encode(encoding))
-
-
-#: A cell starting with one of these is read as a formula by spreadsheet programs (OWASP: CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def defuse(value: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula, made plain text (a leading ``'``)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _defused(df: pd.DataFrame) -> pd.DataFrame:
-    text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
-    if not text:
-        return df
-    out = df.copy()
-    for c in text:
-        out[c] = out[c].map(defuse)
-    return out
-
-
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, encoding: str = "utf-8-sig") -> Path:
-    """Write a table as CSV atomically (default UTF-8 with BOM, which Excel reads as Chinese).
-
-    Every text cell that a spreadsheet would run as a formula is written as plain text (:func:`defuse`).
-    """
-    df = pd.DataFrame(frame)
-    if isinstance(frame, gpd.GeoDataFrame):
-        df = df.drop(columns=[frame.geometry.name])
-    df = _defused(df)
-    buf = _io.StringIO()
-    df.to_csv(buf, index=False)
-    return atomic_write_bytes(path, buf.getvalue().encode(encoding))
-
-
-def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> Path:
-    """Write several tables as sheets of one XLSX workbook, atomically.
-
-    Geometry columns are dropped; sheet names are cut to Excel's 31 characters
-    and made unique.
-    """
-    used: set[str] = set()
-    with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-        for name, frame in sheets.items():
-            df = pd.DataFrame(frame)
-            if isinstance(frame, gpd.GeoDataFrame):
-                df = df.drop(columns=[frame.geometry.name])
-            title = _sheet_title(name, used)
-            _defused(df).to_excel(writer, sheet_name=title, index=False)
-    return Path(path)
-
-
-def _sheet_title(name: str, used: set[str]) -> str:
-    base = "".join("_" if ch in '[]:*?/\\' else ch for ch in str(name))[:31] or "sheet"
-    title, k = base, 2
-    while title in used:
-        tail = f"~{k}"
-        title, k = base[: 31 - len(tail)] + tail, k + 1
-    used.add(title)
-    return title
-
-
-def write_geojson(frame: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a GeoDataFrame as GeoJSON in EPSG:4326, atomically."""
-    out = frame.to_crs(4326) if frame.crs is not None else frame
-    return atomic_write_text(path, out.to_json(drop_id=True, ensure_ascii=False))
-
-
-def write_layers(
-    layers: Mapping[str, gpd.GeoDataFrame],
-    path: str | os.PathLike[str],
-    *,
-    encoding: str | None = None,
-) -> Path:
-    """Write layers to one GeoPackage (or a single layer to .shp/.geojson), atomically."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        for name, gdf in layers.items():
-            kwargs: dict[str, Any] = {}
-            if encoding:
-                kwargs["encoding"] = encoding
-            if target.suffix.lower() == ".gpkg":
-                kwargs["layer"] = name
-            pyogrio.write_dataframe(gdf, tmp, **kwargs)
-        if target.suffix.lower() == ".shp":
-            for ext in (".shx", ".dbf", ".prj", ".cpg"):
-                side = tmp.with_suffix(ext)
-                if side.exists():
-                    os.replace(side, target.with_suffix(ext))
-    return target
-
-
-def write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> Path:
-    """Call ``writer(tmp_path)`` and move the result over ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        writer(tmp)
-    return Path(path)
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (input fingerprints in the run history)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def safe_filename(name: str, *, max_len: int = 80) -> str:
-    """A file name for ``name`` that keeps Chinese text but no path separators or control characters."""
-    cleaned = "".join("_" if (ch in '<>:"/\\|?*' or ord(ch) < 32) else ch for ch in str(name)).strip(" .")
-    cleaned = cleaned[:max_len] or "unnamed"
-    digest = hashlib.sha1(str(name).encode()).hexdigest()[:6]
-    return f"{cleaned}_{digest}" if cleaned != str(name) else cleaned
-
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str], *, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) so two runs never write at once."""
-    import fcntl
-    import time
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    msg = f"another gisgrid run has held the lock for over {timeout_s:.0f} s."
-                    raise InputError(msg, path=p, fix="wait for it to finish, or remove a stale lock file") from None
-                logger.info("waiting for another run to release %s", p)
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def remove_stale_staging(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove folders a killed run left behind by :func:`staged_folder`; call it only while holding the lock."""
-    import shutil
-
-    removed = []
-    base = Path(folder)
-    if not base.is_dir():
-        return removed
-    for p in base.iterdir():
-        if p.is_dir() and p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-            logger.info("removed %s, left by an interrupted run", p)
-    return removed
-
-
-@contextlib.contextmanager
-def staged_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``path``; on success swap it in as ``path``.
-
-    The previous folder stays complete until the new one is; on any error the
-    temporary folder is removed and ``path`` is untouched.
-    """
-    import shutil
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    # mkdtemp makes it owner-only; the published folder gets what the umask gives any new folder
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
-    old = None
-    try:
-        yield staging
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / target.name)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

@@ -916,7 +916,7 @@ def _checkpoint_rows(assessment: Any) -> list[dict[str, str]]:
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("gisgrid", "templates"),
+        loader=jinja2.PackageLoader("gisgrid.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -45,7 +45,7 @@ Owner strings
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +57,21 @@ from shapely.ops import substring
 
 from gisgrid import settings
 from gisgrid._errors import ConfigError
-from gisgrid.findings import concat_findings, empty_findings, make_findings, sort_findings
+from gisgrid.findings import (
+    OWNER_JOIN,
+    as_text,
+    concat_findings,
+    empty_findings,
+    group_join,
+    join_present,
+    make_findings,
+    present,
+    split_owner,
+    unique_present,
+)
+from gisgrid.geometry.coverage import zones_at
 from gisgrid.model import Town
+from gisgrid.vocab import village_owner
 
 __all__ = [
     "BORDER_RULES",
@@ -66,10 +79,7 @@ __all__ = [
     "LIMITS",
     "Responsibility",
     "analyze_responsibility",
-    "assign_owners",
     "resolve_options",
-    "task_lists",
-    "village_owner",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,16 +107,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "default_owner": None,
 }
 
-#: Finding kinds whose owner is the village that must name someone.
-VILLAGE_KINDS = frozenset({"area_gap", "grid_unstaffed", "grid_overloaded"})
-#: Finding kinds about rosters or input data: the command center (default owner) fixes them.
-DESK_KINDS = frozenset({"staff_unplaced", "chief_unplaced", "input_repaired"})
 
-_JOIN = " / "
 _SIDE_STEP_M = 0.5  # how far either side of a crossing (along the river) or of a road (to its left) we look
-_TASK_COLUMNS = ("finding_id", "kind", "severity", "village_id", "grid_id", "owner", "measure", "unit",
-                 "message")
-_CLOSED = frozenset({"fixed", "closed", "resolved", "done"})
 
 
 # --------------------------------------------------------------------------- result
@@ -261,88 +263,6 @@ def resolve_options(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- small helpers
-def village_owner(village_id: str | None, name: str | None = None) -> str | None:
-    """Return the owner string of a village: ``"<name>村委会 (<village_id>)"``.
-
-    A name ending in 社区 gets 居委会; a name already ending in 村委会 or 居委会
-    is kept as it is. None when ``village_id`` is None.
-    """
-    if village_id is None:
-        return None
-    if not name:
-        return f"村委会 ({village_id})"
-    if name.endswith(("村委会", "居委会")):
-        body = name
-    elif name.endswith("社区"):
-        body = f"{name}居委会"
-    else:
-        body = f"{name}村委会"
-    return f"{body} ({village_id})"
-
-
-def _present(value: Any) -> bool:
-    if value is None or value is pd.NA:
-        return False
-    if isinstance(value, float) and np.isnan(value):
-        return False
-    return not (isinstance(value, str) and not value.strip())
-
-
-def _ids(value: Any) -> list[str]:
-    """Split ``"A,B"`` (or ``"A, B"``) into ``["A", "B"]``; [] for a missing value."""
-    if not _present(value):
-        return []
-    return [p.strip() for p in str(value).split(",") if p.strip()]
-
-
-def _unique(values: Iterable[Any]) -> list[str]:
-    seen: dict[str, None] = {}
-    for v in values:
-        if _present(v):
-            seen.setdefault(str(v), None)
-    return list(seen)
-
-
-def _join(values: Iterable[Any], sep: str = ", ") -> str | None:
-    items = _unique(values)
-    return sep.join(items) if items else None
-
-
-def _group_join(keys: Any, values: Any, sep: str = ", ") -> pd.Series:
-    """Distinct present values per key, in order of appearance, joined with ``sep`` (a Series indexed by key)."""
-    df = pd.DataFrame({"k": np.asarray(keys, dtype=object), "v": np.asarray(values, dtype=object)})
-    df = df[_present_mask(df["v"])].drop_duplicates()
-    if not len(df):
-        return pd.Series([], dtype=object)
-    df = df.sort_values("k", kind="stable")
-    k = df["k"].to_numpy(dtype=object)
-    v = df["v"].astype(str).to_numpy(dtype=object)
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    joined = [sep.join(chunk) for chunk in np.split(v, starts[1:])]
-    return pd.Series(joined, index=k[starts], dtype=object)
-
-
-def _split_owner(owner: Any) -> list[str]:
-    if not _present(owner):
-        return []
-    return [p.strip() for p in str(owner).split(_JOIN) if p.strip()]
-
-
-def _present_mask(values: Any) -> np.ndarray:
-    """Vectorised :func:`_present`: not None/NaN and not blank text."""
-    arr = np.asarray(values, dtype=object)
-    if not len(arr):
-        return np.zeros(0, dtype=bool)
-    blank = np.frompyfunc(lambda v: isinstance(v, str) and not v.strip(), 1, 1)(arr).astype(bool)
-    return ~pd.isna(arr) & ~blank
-
-
-def _text(series: pd.Series) -> pd.Series:
-    """Object column with None for missing values (pandas 3 infers ``str`` with NaN otherwise)."""
-    obj = series.astype(object)
-    return obj.where(_present_mask(obj), None)
-
-
 def _geoms(frame: gpd.GeoDataFrame | gpd.GeoSeries) -> np.ndarray:
     values = frame.geometry.values if isinstance(frame, gpd.GeoDataFrame) else frame.values
     return np.asarray(values, dtype=object)
@@ -378,23 +298,6 @@ def _only(geoms: np.ndarray, dim: int) -> np.ndarray:
     empty = shapely.MultiLineString() if dim == 1 else shapely.MultiPolygon()
     rebuilt = np.where(shapely.is_missing(rebuilt), empty, rebuilt)
     out[bad] = rebuilt
-    return out
-
-
-def _locate(points: np.ndarray, tree: shapely.STRtree, ids: np.ndarray) -> list[tuple[str, ...]]:
-    """For each point, the sorted ids of the polygons it lies in (or on)."""
-    out: list[tuple[str, ...]] = [()] * len(points)
-    if not len(points) or not len(ids):
-        return out
-    pi, gi = tree.query(np.asarray(points, dtype=object), predicate="intersects")
-    if not len(pi):
-        return out
-    hits = pd.DataFrame({"p": pi, "id": np.asarray(ids, dtype=object)[gi]}).drop_duplicates()
-    hits = hits.sort_values(["p", "id"], kind="stable")
-    p = hits["p"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
-    for pos, chunk in zip(p[starts], np.split(hits["id"].to_numpy(dtype=object), starts[1:]), strict=True):
-        out[int(pos)] = tuple(chunk)
     return out
 
 
@@ -439,15 +342,15 @@ def _staffing(town: Town, labels: Mapping[str, str], vowner: Mapping[str, str | 
     chief_label = [labels.get(p, n) for p, n in zip(chiefs["person_id"], chiefs["name"], strict=True)]
     for col, frame, values, sep in (
         ("chief_id", chiefs, chiefs["person_id"], ", "), ("chief_name", chiefs, chiefs["name"], ", "),
-        ("chief_phone", chiefs, chiefs["phone"], ", "), ("owner", chiefs, chief_label, _JOIN),
+        ("chief_phone", chiefs, chiefs["phone"], ", "), ("owner", chiefs, chief_label, OWNER_JOIN),
         ("members", members, members["name"], ", "),
     ):
-        out[col] = out["grid_id"].map(_group_join(frame["grid_id"], values, sep))
+        out[col] = out["grid_id"].map(group_join(frame["grid_id"], values, sep))
     count = members.drop_duplicates(["grid_id", "person_id"])["grid_id"].value_counts()
     out["member_count"] = out["grid_id"].map(count).fillna(0).astype(int)
-    out["staffed"] = out["chief_id"].map(_present).astype(bool)
+    out["staffed"] = out["chief_id"].map(present).astype(bool)
     for col in ("chief_id", "chief_name", "chief_phone", "members", "owner"):
-        out[col] = _text(out[col])
+        out[col] = as_text(out[col])
     out["owner"] = [o if s else vowner.get(v) or village_owner(v)
                     for o, s, v in zip(out["owner"], out["staffed"], out["village_id"], strict=True)]
     two = chiefs["grid_id"].value_counts()
@@ -484,9 +387,9 @@ def _river_chiefs(town: Town, labels: Mapping[str, str]) -> _Chiefs:
     is_village = rc["level"] == "village"
     placed = rc[on_river & (~is_village | rc["village_id"].isin(villages))].copy()
     placed["label"] = [labels.get(p, n) for p, n in zip(placed["person_id"], placed["name"], strict=True)]
-    tc = placed[placed["level"] == "town"].groupby("river_id")["label"].agg(lambda s: _join(s, _JOIN))
+    tc = placed[placed["level"] == "town"].groupby("river_id")["label"].agg(lambda s: join_present(s, OWNER_JOIN))
     vc = placed[placed["level"] == "village"].groupby(["river_id", "village_id"])["label"].agg(
-        lambda s: _join(s, _JOIN))
+        lambda s: join_present(s, OWNER_JOIN))
     return _Chiefs(town=dict(tc.items()), village=dict(vc.items()), placed=placed)
 
 
@@ -525,13 +428,13 @@ def _reaches(town: Town, merged: np.ndarray, chiefs: _Chiefs, tol: float) -> gpd
     frame["village_chief"] = [_comma(chiefs.village.get((a, b)))
                               for a, b in zip(frame["river_id"], frame["village_id"], strict=True)]
     for col in ("reach_id", "river_id", "river_name", "village_id", "town_chief", "village_chief"):
-        frame[col] = _text(frame[col])
+        frame[col] = as_text(frame[col])
     return _gdf(frame, frame["_g"].to_numpy(), town.crs, _REACH_COLUMNS)
 
 
 def _comma(owner: str | None) -> str | None:
     """Owner labels joined by " / " as a ", "-joined list of names (None stays None)."""
-    return None if owner is None else ", ".join(_split_owner(owner))
+    return None if owner is None else ", ".join(split_owner(owner))
 
 
 def _cross_sections(town: Town, merged: np.ndarray, reaches: gpd.GeoDataFrame, chiefs: _Chiefs,
@@ -559,8 +462,8 @@ def _cross_sections(town: Town, merged: np.ndarray, reaches: gpd.GeoDataFrame, c
     down = shapely.line_interpolate_point(lines, c + _SIDE_STEP_M)
     tree = shapely.STRtree(_geoms(town.villages))
     vids = town.villages["village_id"].to_numpy(dtype=object)
-    side_a = [h[0] if h else None for h in _locate(up, tree, vids)]
-    side_b = [h[0] if h else None for h in _locate(down, tree, vids)]
+    side_a = [h[0] if h else None for h in zones_at(up, tree, vids)]
+    side_b = [h[0] if h else None for h in zones_at(down, tree, vids)]
     extent = town.extent
     shapely.prepare(extent)
     outside = ~shapely.intersects(extent, up) | ~shapely.intersects(extent, down)
@@ -581,7 +484,7 @@ def _cross_sections(town: Town, merged: np.ndarray, reaches: gpd.GeoDataFrame, c
     cand["chiefs_b"] = [_comma(chiefs.village.get((r, v))) for r, v in zip(cand["river_id"], cand["village_b"],
                                                                            strict=True)]
     for col in ("village_a", "village_b", "chiefs_a", "chiefs_b", "section_id", "river_id", "border"):
-        cand[col] = _text(cand[col])
+        cand[col] = as_text(cand[col])
     return _gdf(cand, geoms, town.crs, _SECTION_COLUMNS)
 
 
@@ -589,7 +492,7 @@ def _half_widths(rivers: gpd.GeoDataFrame, corridor: float | dict[str, float],
                  bank: float | dict[str, float] | None) -> np.ndarray:
     def by_level(value: float | dict[str, float], level: Any, fallback: float) -> float:
         if isinstance(value, dict):
-            return value.get(str(level), value.get("default", fallback)) if _present(level) else value.get(
+            return value.get(str(level), value.get("default", fallback)) if present(level) else value.get(
                 "default", fallback)
         return value
 
@@ -597,7 +500,7 @@ def _half_widths(rivers: gpd.GeoDataFrame, corridor: float | dict[str, float],
     out = []
     for level, width in zip(rivers["level"], rivers["width_m"], strict=True):
         base = by_level(corridor, level, default)
-        if _present(width) and float(width) > 0:
+        if present(width) and float(width) > 0:
             margin = base if bank is None else by_level(bank, level, base)
             out.append(float(width) / 2 + margin)
         else:
@@ -619,7 +522,7 @@ def _corridors(town: Town, merged: np.ndarray, chiefs: _Chiefs, opts: Mapping[st
     geoms = _only(shapely.intersection(buffers[r], clip), 2)
     frame = placed[["person_id", "label", "level", "river_id", "village_id", "phone"]].rename(
         columns={"label": "name"}).reset_index(drop=True)
-    frame["village_id"] = _text(frame["village_id"].where(is_village, None))
+    frame["village_id"] = as_text(frame["village_id"].where(is_village, None))
     frame["area_m2"] = shapely.area(geoms)
     frame["half_width_m"] = half[r]
     lost = frame.loc[frame["area_m2"] <= 0, ["name", "river_id", "village_id"]]
@@ -768,7 +671,7 @@ def _border_roads(town: Town, rule: str, min_m: float, band_m: float) -> gpd.Geo
         frame["decided_by"] = decided
     frame = frame.assign(_g=parts).sort_values(["road_id", "grids", "length_m"], kind="stable")
     for col in ("road_id", "road_class", "grid_a", "grid_b", "grids", "owner_grid", "decided_by"):
-        frame[col] = _text(frame[col])
+        frame[col] = as_text(frame[col])
     logger.info("%d road part(s) lie on grid borders (border_rule=%s)", len(frame), rule)
     return _gdf(frame, frame["_g"].to_numpy(), town.crs, _BORDER_COLUMNS)
 
@@ -826,10 +729,10 @@ def _workload(town: Town, labels: Mapping[str, str], border: gpd.GeoDataFrame
     work["grids"] = work["person_id"].map(grouped["grid_id"].nunique()).astype(int)
     work["area_m2"] = shapely.area(zones)
     work["households"] = work["person_id"].map(grouped["households"].sum(min_count=1)).astype(float)
-    work["grid_ids"] = work["person_id"].map(_group_join(cz["person_id"], cz["grid_id"], ","))
+    work["grid_ids"] = work["person_id"].map(group_join(cz["person_id"], cz["grid_id"], ","))
     villages = cz[["person_id", "village_id"]].sort_values(["person_id", "village_id"], kind="stable")
-    work["village_ids"] = work["person_id"].map(_group_join(villages["person_id"], villages["village_id"], ","))
-    work["phone"] = _text(work["person_id"].map(_group_join(chiefs["person_id"], chiefs["phone"])))
+    work["village_ids"] = work["person_id"].map(group_join(villages["person_id"], villages["village_id"], ","))
+    work["phone"] = as_text(work["person_id"].map(group_join(chiefs["person_id"], chiefs["phone"])))
     # roads clipped to each chief's grids, by class; border parts counted for their owner grid only
     lengths = pd.DataFrame(0.0, index=people, columns=classes)
     roads = town.roads
@@ -855,7 +758,7 @@ def _workload(town: Town, labels: Mapping[str, str], border: gpd.GeoDataFrame
         hits = pd.DataFrame({"p": people[zi], "poi": pois["poi_id"].to_numpy(dtype=object)[pi]}).drop_duplicates()
         counts = counts.add(hits.groupby("p").size(), fill_value=0)
     work["pois"] = work["person_id"].map(counts).fillna(0).astype(int)
-    work["person_id"] = _text(work["person_id"])
+    work["person_id"] = as_text(work["person_id"])
     return work[cols].reset_index(drop=True), zone_of
 
 
@@ -905,7 +808,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
     ggeoms = _geoms(town.grids)
 
     def place(vid: Any) -> str:
-        return f"{vnames.get(vid, vid)} ({vid})" if _present(vid) else "no village"
+        return f"{vnames.get(vid, vid)} ({vid})" if present(vid) else "no village"
 
     # grid_unstaffed
     un = staffing[~staffing["staffed"]]
@@ -932,10 +835,10 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
         for row, pid, name, col, value, problem in rows[["row", "person_id", "name", "column", "value", "problem"]
                                                          ].itertuples(index=False):
             river = table.at[row, "river_id"] if roster == "river_chiefs" and row in table.index else None
-            geom = merged[rpos[river]] if _present(river) and river in rpos.index else shapely.Point()
+            geom = merged[rpos[river]] if present(river) and river in rpos.index else shapely.Point()
             geoms.append(geom)
             role = table.at[row, "role" if roster == "grid_staff" else "level"] if row in table.index else None
-            shown = "(blank)" if not _present(value) else value
+            shown = "(blank)" if not present(value) else value
             msgs.append(f"{name} ({pid}, {role}) in the {roster} roster{_line_note(town, roster, row)}: "
                         f"{col} = {shown}: {problem}; correct the roster.")
             keys.append(f"{roster}:{pid}|{col}|{value}")
@@ -1000,7 +903,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
     flagged = border[border["owner_grid"].isna()] if len(border) else border
     if len(flagged):
         gv = dict(zip(town.grids["grid_id"], town.grids["village_id"], strict=True))
-        villages = [",".join(sorted(_unique([gv.get(a), gv.get(b)])))
+        villages = [",".join(sorted(unique_present([gv.get(a), gv.get(b)])))
                     for a, b in zip(flagged["grid_a"], flagged["grid_b"], strict=True)]
         frame = pd.DataFrame({
             "kind": "road_ambiguous", "severity": "medium", "village_id": villages,
@@ -1062,7 +965,7 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
                               "level": np.where(staffing["staffed"], "grid_chief", "village")})
     river_rows = pd.DataFrame({
         "layer": "river",
-        "zone_id": [r if not _present(v) else f"{r}@{v}" for r, v in zip(corridors["river_id"],
+        "zone_id": [r if not present(v) else f"{r}@{v}" for r, v in zip(corridors["river_id"],
                                                                             corridors["village_id"], strict=True)],
         "village_id": corridors["village_id"], "owner": corridors["name"], "phone": corridors["phone"],
         "level": corridors["level"],
@@ -1072,7 +975,7 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
         grid_rows) or len(river_rows) else pd.DataFrame()
     for col in ("layer", "zone_id", "village_id", "owner", "phone", "level"):
         if col in resp_frame.columns:
-            resp_frame[col] = _text(resp_frame[col])
+            resp_frame[col] = as_text(resp_frame[col])
     responsibility = _gdf(resp_frame, resp_geoms, crs, ("layer", "zone_id", "village_id", "owner", "phone", "level"))
 
     parts = _finding_frames(town, staffing=staffing, reaches=reaches, merged=merged, chiefs=chiefs,
@@ -1080,222 +983,9 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
     findings = concat_findings(parts, crs=crs) if parts else empty_findings(crs)
     for col in ("person_id", "river_id", "reach_id", "road_id", "road_class"):
         if col in findings.columns:
-            findings[col] = _text(findings[col])
+            findings[col] = as_text(findings[col])
     result = Responsibility(staffing=staffing, reaches=reaches, cross_sections=sections, corridors=corridors,
                             responsibility=responsibility, workload=workload, findings=findings,
                             border_roads=border, options=opts)
-    result.findings = assign_owners(findings, town, result, default_owner=opts["default_owner"])
     logger.info("responsibility: %s", result)
     return result
-
-
-# --------------------------------------------------------------------------- owners
-class _OwnerBook:
-    """Lookups from ids to owner strings, built from a town and its Responsibility."""
-
-    def __init__(self, town: Town, resp: Responsibility, default: str) -> None:
-        self.default = default
-        names = dict(zip(town.villages["village_id"], town.villages["name"], strict=True))
-        self.village = {v: village_owner(v, n) for v, n in names.items()}
-        st = resp.staffing
-        self.grid = dict(zip(st["grid_id"], st["owner"], strict=True)) if len(st) else {}
-        self.grid_village = dict(zip(town.grids["grid_id"], town.grids["village_id"], strict=True))
-        reaches = resp.reaches
-        self.town_chief: dict[str, str] = {}
-        self.reach_chief: dict[str, str] = {}
-        self.reach_river: dict[str, str] = {}
-        self.river_village_chief: dict[tuple[str, str], str] = {}
-        self.river_villages: dict[str, list[str]] = {}
-        for reach, river, village, tc, vc in reaches[["reach_id", "river_id", "village_id", "town_chief",
-                                                      "village_chief"]].itertuples(index=False):
-            self.reach_river[reach] = river
-            self.river_villages.setdefault(river, [])
-            if _present(village) and village not in self.river_villages[river]:
-                self.river_villages[river].append(village)
-            if _present(tc):
-                self.town_chief[river] = _JOIN.join(_ids(tc))
-            if _present(vc):
-                self.reach_chief[reach] = _JOIN.join(_ids(vc))
-                self.river_village_chief[(river, village)] = self.reach_chief[reach]
-        corr = resp.corridors
-        if len(corr):
-            town_level = corr[corr["level"] == "town"]
-            for river, group in town_level.groupby("river_id")["name"]:
-                self.town_chief.setdefault(str(river), _JOIN.join(_unique(group)))
-        self.section: dict[str, str] = {}
-        self.section_villages: dict[str, list[str]] = {}
-        sec = resp.cross_sections
-        for sid, river, va, vb, ca, cb in sec[["section_id", "river_id", "village_a", "village_b", "chiefs_a",
-                                               "chiefs_b"]].itertuples(index=False):
-            self.section_villages[sid] = sorted(_unique([va, vb]))
-            sides = []
-            for v, c in ((va, ca), (vb, cb)):
-                if _present(c):
-                    sides.append(_JOIN.join(_ids(c)))
-                elif _present(v):
-                    sides.append(self.village.get(v) or village_owner(v))
-            self.section[sid] = _JOIN.join(_unique(sides)) or self.town_chief.get(river) or default
-        self.grid_ids = town.grids["grid_id"].to_numpy(dtype=object)
-        self.grid_tree = shapely.STRtree(_geoms(town.grids))
-        self.village_ids = town.villages["village_id"].to_numpy(dtype=object)
-        self.village_tree = shapely.STRtree(_geoms(town.villages))
-
-    def villages(self, ids: Sequence[str]) -> str | None:
-        return _join((self.village.get(v) or village_owner(v) for v in ids), _JOIN)
-
-    def grids(self, ids: Sequence[str]) -> str | None:
-        owners: list[str] = []
-        for g in ids:
-            o = self.grid.get(g)
-            if not _present(o):
-                v = self.grid_village.get(g)
-                o = self.village.get(v) if _present(v) else None
-            owners.extend(_split_owner(o))
-        return _join(owners, _JOIN)
-
-
-def _column(frame: pd.DataFrame, name: str) -> list[Any]:
-    return list(frame[name]) if name in frame.columns else [None] * len(frame)
-
-
-def assign_owners(findings: gpd.GeoDataFrame, town: Town, responsibility: Responsibility, *,
-                  default_owner: str | None = None) -> gpd.GeoDataFrame:
-    """Give every finding an owner (谁主管、谁负责) and a village.
-
-    Only rows whose ``owner`` is missing or blank are filled. ``village_id``
-    is filled where missing: from the finding's grids, else both sides of its
-    cross-boundary section, else the villages a whole river runs through,
-    else the village(s) its representative point lies in (``"A,B"`` when
-    several). Owner rules, first match wins:
-
-    1. ``staff_unplaced``, ``chief_unplaced``, ``input_repaired`` (roster and
-       data upkeep): ``default_owner``;
-    2. ``area_gap``, ``grid_unstaffed``, ``grid_overloaded``: the village(s)
-       (``"<name>村委会 (<id>)"``, the level that must name someone);
-    3. ``river_unassigned``: a river without a town chief (rule
-       ``town_chief``) goes to ``default_owner``; a reach without a village
-       chief to the river's town chief, else its village;
-    4. a finding with a ``section_id`` of a cross-boundary section: the chiefs
-       of both sides (a side without a chief: its village);
-    5. any other finding with a ``reach_id`` or ``river_id``: the reach's
-       village chief, else the river's town chief;
-    6. a finding with ``grid_id`` (``"A,B"`` for two grids): each grid's chief
-       (an unstaffed grid: its village), joined with ``" / "``; without
-       ``grid_id``, the grids its representative point lies in;
-    7. the village(s) of ``village_id``;
-    8. ``default_owner``.
-
-    Parameters
-    ----------
-    findings
-        A findings table (any kinds; extra columns kept).
-    town
-        The town the findings are about.
-    responsibility
-        The result of :func:`analyze_responsibility` for ``town``.
-    default_owner
-        Owner where no one is named; default ``responsibility.options["default_owner"]``,
-        else ``settings.default_owner``.
-
-    Returns
-    -------
-    GeoDataFrame
-        A new findings table; the input is not changed.
-    """
-    out = findings.copy()
-    if not len(out):
-        return out
-    default = (default_owner or (responsibility.options or {}).get("default_owner") or settings.default_owner)
-    book = _OwnerBook(town, responsibility, default)
-    for col in ("owner", "village_id", "grid_id"):
-        if col not in out.columns:
-            out[col] = None
-    reps = shapely.point_on_surface(np.asarray(out.geometry.values, dtype=object))
-    in_grids = _locate(reps, book.grid_tree, book.grid_ids)
-    in_villages = _locate(reps, book.village_tree, book.village_ids)
-    owners: list[Any] = []
-    villages: list[Any] = []
-    for i, (kind, owner, vid, gid, rule, river, reach, section) in enumerate(zip(
-            out["kind"], out["owner"], out["village_id"], out["grid_id"], _column(out, "rule"),
-            _column(out, "river_id"), _column(out, "reach_id"), _column(out, "section_id"), strict=True)):
-        gids = _ids(gid)
-        vids = _ids(vid)
-        if not vids:
-            from_grids = _unique(book.grid_village.get(g) for g in gids)
-            on_river = book.river_villages.get(str(river), []) if _present(river) and not _present(reach) else []
-            on_section = book.section_villages.get(str(section), []) if _present(section) else []
-            vids = sorted(from_grids or on_section or on_river) or list(in_villages[i])
-        villages.append(vid if _present(vid) else (",".join(vids) or None))
-        if _present(owner):
-            owners.append(owner)
-            continue
-        owners.append(_owner_of(book, kind=kind, rule=rule, vids=vids, gids=gids or list(in_grids[i]),
-                                river=river, reach=reach, section=section))
-    out["owner"] = pd.Series(owners, index=out.index, dtype=object)
-    out["village_id"] = pd.Series(villages, index=out.index, dtype=object)
-    return out
-
-
-def _owner_of(book: _OwnerBook, *, kind: Any, rule: Any, vids: list[str], gids: list[str], river: Any,
-              reach: Any, section: Any) -> str:
-    if kind in DESK_KINDS:
-        return book.default
-    if kind in VILLAGE_KINDS:
-        return book.villages(vids) or book.default
-    if _present(reach) and not _present(river):
-        river = book.reach_river.get(str(reach))
-    if kind == "river_unassigned":
-        if rule == "town_chief" or not (_present(reach) or vids):
-            return book.default
-        return (book.town_chief.get(str(river)) if _present(river) else None) or book.villages(vids) or book.default
-    if _present(section) and str(section) in book.section:
-        return book.section[str(section)]
-    if _present(reach) or _present(river):
-        chief = book.reach_chief.get(str(reach)) if _present(reach) else None
-        if chief is None and _present(river):
-            chief = _join((book.river_village_chief.get((str(river), v)) for v in vids), _JOIN)
-        chief = chief or (book.town_chief.get(str(river)) if _present(river) else None)
-        if chief:
-            return chief
-    return book.grids(gids) or book.villages(vids) or book.default
-
-
-# --------------------------------------------------------------------------- task lists
-def task_lists(assessment: Any) -> dict[str, pd.DataFrame]:
-    """Split the open findings into one responsibility list (责任清单) per owner.
-
-    Parameters
-    ----------
-    assessment
-        An :class:`~gisgrid.analysis.Assessment` (anything with a
-        ``findings`` attribute) or a findings table itself.
-
-    Returns
-    -------
-    dict of str to DataFrame
-        Owner name -> that owner's open findings, most severe first, with
-        ``finding_id``, ``kind``, ``severity``, ``village_id``, ``grid_id``,
-        ``owner``, ``measure``, ``unit``, ``message`` and ``deadline`` /
-        ``status`` when present. A finding owned by ``"A / B"`` is on both A's
-        and B's list. Findings whose ``status`` is fixed/closed are left out;
-        findings without an owner go to ``settings.default_owner``. Owners are
-        in name order.
-    """
-    findings = getattr(assessment, "findings", assessment)
-    if findings is None or not len(findings):
-        return {}
-    frame = findings
-    if "status" in frame.columns:
-        frame = frame[~frame["status"].astype(str).str.lower().isin(_CLOSED)]
-    if not len(frame):
-        return {}
-    if "measure" in frame.columns and "finding_id" in frame.columns and "severity" in frame.columns:
-        frame = sort_findings(frame) if isinstance(frame, gpd.GeoDataFrame) else frame
-    cols = [c for c in (*_TASK_COLUMNS, "deadline", "status") if c in frame.columns]
-    table = pd.DataFrame(frame[cols]).reset_index(drop=True)
-    owners = [_split_owner(o) or [settings.default_owner] for o in _column(table, "owner")]
-    exploded = table.assign(_who=owners).explode("_who")
-    lists: dict[str, pd.DataFrame] = {}
-    for who, group in exploded.groupby("_who", sort=True):
-        lists[str(who)] = group.drop(columns="_who").reset_index(drop=True)
-    return lists

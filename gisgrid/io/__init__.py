@@ -1,0 +1,47 @@
+"""Everything that touches files: reading layers, tables and config; writing atomically.
+
+``files`` reads (encodings, layers, tables, the config file), ``atomic`` writes
+without ever leaving half a file or folder and holds the run lock, ``tables``
+writes CSV, XLSX, GeoJSON and GeoPackage through one formula-safe rule, and
+``config`` parses the config once into typed options. ``history`` and
+``pipeline`` are the only other modules that touch files.
+"""
+
+from __future__ import annotations
+
+from gisgrid.io.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    file_digest,
+    file_lock,
+    remove_stale_staging,
+    safe_filename,
+    staged_folder,
+    write_with,
+)
+from gisgrid.io.files import detect_encoding, list_layers, read_config, read_layer, read_table
+from gisgrid.io.tables import FORMULA_STARTS, defuse, write_csv, write_geojson, write_layers, write_xlsx
+
+__all__ = [
+    "FORMULA_STARTS",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "defuse",
+    "detect_encoding",
+    "file_digest",
+    "file_lock",
+    "list_layers",
+    "read_config",
+    "read_layer",
+    "read_table",
+    "remove_stale_staging",
+    "safe_filename",
+    "staged_folder",
+    "write_csv",
+    "write_geojson",
+    "write_layers",
+    "write_with",
+    "write_xlsx",
+]

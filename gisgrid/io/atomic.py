@@ -1,0 +1,154 @@
+"""Atomic writes, staged folders and the run lock: a killed run never leaves half a file or half a folder.
+
+A writer writes a temporary file in the target folder and renames it over the
+target, so the last good file stays until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from gisgrid._errors import InputError
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "file_digest", "file_lock",
+           "remove_stale_staging", "safe_filename", "staged_folder", "write_with"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    On any error the temporary file is removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    tmp_path.unlink()  # writers such as GDAL want to create the file themselves
+    try:
+        yield tmp_path
+        if tmp_path.exists():
+            with tmp_path.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; return the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and move the result over ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (input fingerprints in the run history)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_filename(name: str, *, max_len: int = 80) -> str:
+    """A file name for ``name`` that keeps Chinese text but no path separators or control characters."""
+    cleaned = "".join("_" if (ch in '<>:"/\\|?*' or ord(ch) < 32) else ch for ch in str(name)).strip(" .")
+    cleaned = cleaned[:max_len] or "unnamed"
+    digest = hashlib.sha1(str(name).encode()).hexdigest()[:6]
+    return f"{cleaned}_{digest}" if cleaned != str(name) else cleaned
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], *, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) so two runs never write at once."""
+    import fcntl
+    import time
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a+") as fh:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    msg = f"another gisgrid run has held the lock for over {timeout_s:.0f} s."
+                    raise InputError(msg, path=p, fix="wait for it to finish, or remove a stale lock file") from None
+                logger.info("waiting for another run to release %s", p)
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_stale_staging(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove folders a killed run left behind by :func:`staged_folder`; call it only while holding the lock."""
+    import shutil
+
+    removed = []
+    base = Path(folder)
+    if not base.is_dir():
+        return removed
+    for p in base.iterdir():
+        if p.is_dir() and p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+            logger.info("removed %s, left by an interrupted run", p)
+    return removed
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; on success swap it in as ``path``.
+
+    The previous folder stays complete until the new one is; on any error the
+    temporary folder is removed and ``path`` is untouched.
+    """
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    # mkdtemp makes it owner-only; the published folder gets what the umask gives any new folder
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    old = None
+    try:
+        yield staging
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -25,14 +25,12 @@ from gisgrid.checks import sensitive
 from gisgrid.findings import concat_findings, empty_findings, make_findings, sort_findings
 from gisgrid.geometry import coverage, tolerance
 from gisgrid.model import Town
-from gisgrid.vocab import percent
+from gisgrid.vocab import ROAD_CLASS_EN, ROAD_CLASS_ZH, percent
 
 __all__ = ["Assessment", "analyze", "border_mismatch", "cleaned_grids", "coverage_findings", "grid_hygiene"]
 
 logger = logging.getLogger(__name__)
 
-_CLASS_LABEL = {"main": "Main road", "secondary": "Secondary road", "village": "Village road", "lane": "Lane"}
-_CLASS_ZH = {"main": "主干道", "secondary": "次干道", "village": "村道", "lane": "小巷农路"}
 
 
 @dataclass
@@ -311,7 +309,7 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
         rids = uncovered["road_id"].to_numpy(dtype=object)
         length = uncovered["length_m"].to_numpy(dtype=float)
         msgs = [
-            f"{_CLASS_LABEL.get(c, c)} ({_CLASS_ZH.get(c, c)}) "
+            f"{ROAD_CLASS_EN.get(c, c)} ({ROAD_CLASS_ZH.get(c, c)}) "
             f"{repr(n) + ' ' if n else ''}({r}) has {_metres(m)} outside any grid in village {_label(v, vnames)}; "
             "extend a grid over it."
             for c, n, r, m, v in zip(cls, names, rids, length, vids, strict=True)

@@ -20,7 +20,9 @@ a deterministic order (by area/length, then coordinates).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,19 +32,25 @@ import pandas as pd
 import shapely
 
 from gisgrid import settings
-from gisgrid._errors import SchemaError
+from gisgrid._errors import ConfigError, SchemaError
+from gisgrid.vocab import KINDS, SEVERITIES
 
 __all__ = [
     "COLUMNS",
     "KINDS",
+    "LIFECYCLE_COLUMNS",
+    "OPEN_STATUSES",
     "OWNER_JOIN",
     "SEVERITY_RANK",
+    "as_date",
     "as_text",
     "concat_findings",
     "empty_findings",
     "group_join",
     "id_list",
+    "is_open",
     "join_present",
+    "lifecycle_as_of",
     "make_findings",
     "present",
     "present_mask",
@@ -50,6 +58,7 @@ __all__ = [
     "sort_findings",
     "split_owner",
     "unique_present",
+    "with_lifecycle",
 ]
 
 COLUMNS: tuple[str, ...] = (
@@ -66,29 +75,18 @@ COLUMNS: tuple[str, ...] = (
     "geometry",
 )
 
-#: Every finding kind with a one-line meaning (used in legends and reports).
-KINDS: dict[str, str] = {
-    "area_gap": "area in no grid (or in no village)",
-    "area_overlap": "area claimed by two or more grids (or villages)",
-    "road_uncovered": "road section in no grid",
-    "road_ambiguous": "road on a grid border with no clear owner",
-    "river_unassigned": "river reach with no river chief",
-    "grid_unstaffed": "grid with no grid chief",
-    "grid_overloaded": "grid chief with more work than the limit",
-    "staff_unplaced": "roster person whose grid does not exist",
-    "chief_unplaced": "river chief whose river or village does not exist",
-    "poi_uncovered": "must-check point in no grid",
-    "checkpoint_incomplete": "must-check point missing its grid chief or river chief",
-    "sensitive_section": "sensitive section (near a must-check point or border)",
-    "input_repaired": "input geometry repaired or removed on load",
-}
-
 _CELL_SHIFT = 0.37
+
+#: Columns :meth:`gisgrid.history.History.record` adds to every finding (its lifecycle).
+LIFECYCLE_COLUMNS: tuple[str, ...] = ("status", "first_seen", "last_seen", "opened_on", "deadline", "days_overdue",
+                                      "resolved_on", "times_reopened")
+#: Statuses of a finding that still needs work.
+OPEN_STATUSES: tuple[str, ...] = ("new", "persisting", "overdue", "reopened")
 
 #: Joins the parties of a joint owner: ``"A / B"``.
 OWNER_JOIN = " / "
 
-SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(settings.severities)}
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 
 _TEXT_COLUMNS = ("finding_id", "kind", "severity", "village_id", "grid_id", "owner", "unit",
                  "rule", "message")
@@ -153,7 +151,7 @@ def make_findings(
     bad = sorted(set(df["severity"]) - set(SEVERITY_RANK))
     if bad:
         msg = f"unknown severity {bad}"
-        raise SchemaError(msg, fix=f"use one of {list(settings.severities)}")
+        raise SchemaError(msg, fix=f"use one of {list(SEVERITIES)}")
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = np.nan if col == "measure" else None
@@ -272,3 +270,91 @@ def as_text(series: pd.Series) -> pd.Series:
     """Object column with None for missing values (pandas 3 infers ``str`` with NaN otherwise)."""
     obj = series.astype(object)
     return obj.where(present_mask(obj), None)
+
+
+# --------------------------------------------------------------------------- lifecycle
+def as_date(value: Any) -> dt.date | None:
+    """A date from a date, datetime, Timestamp or ISO text; None for a missing or unreadable value."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def lifecycle_as_of(lifecycle: pd.DataFrame | None) -> dt.date:
+    """The run date a lifecycle table describes (its latest date); today without one."""
+    if lifecycle is not None and len(lifecycle):
+        dates = [as_date(v) for c in ("last_seen", "resolved_on") if c in lifecycle.columns for v in lifecycle[c]]
+        dates = [d for d in dates if d is not None]
+        if dates:
+            return max(dates)
+    return dt.date.today()
+
+
+def _fresh(findings: gpd.GeoDataFrame, as_of: dt.date) -> gpd.GeoDataFrame:
+    """Lifecycle columns for findings without a history: everything is new today."""
+    out = findings.copy()
+    days = settings.deadline_days
+    out["status"] = "new"
+    out["first_seen"] = as_of
+    out["last_seen"] = as_of
+    out["opened_on"] = as_of
+    out["deadline"] = [as_of + dt.timedelta(days=int(days.get(s, max(days.values())))) for s in out["severity"]]
+    out["days_overdue"] = 0
+    out["resolved_on"] = None
+    out["times_reopened"] = 0
+    return out
+
+
+def with_lifecycle(assessment: Any, lifecycle: pd.DataFrame | None, as_of: dt.date) -> gpd.GeoDataFrame:
+    """The findings with every lifecycle column (:data:`LIFECYCLE_COLUMNS`), dates as dates.
+
+    Parameters
+    ----------
+    assessment
+        Anything with ``findings`` (an Assessment); used when ``lifecycle`` is None.
+    lifecycle
+        The table :meth:`gisgrid.history.History.record` returned, or a findings
+        table without lifecycle columns, or None.
+    as_of
+        The run date: findings without a history are new on it.
+
+    Returns
+    -------
+    GeoDataFrame
+        A new table; the inputs are not changed.
+    """
+    if lifecycle is None or "status" not in lifecycle.columns:
+        findings = getattr(assessment, "findings", None) if lifecycle is None else lifecycle
+        if findings is None:
+            msg = "the report needs the assessment's findings or a lifecycle table."
+            raise ConfigError(msg, fix="pass assessment (with .findings) or the table History.record returned")
+        life = _fresh(findings, as_of)
+    else:
+        life = lifecycle.copy()
+    if not isinstance(life, gpd.GeoDataFrame):
+        life = gpd.GeoDataFrame(life, geometry="geometry" if "geometry" in life.columns else None)
+    for col in COLUMNS:
+        if col not in life.columns and col != "geometry":
+            life[col] = np.nan if col == "measure" else None
+    for col in LIFECYCLE_COLUMNS:
+        if col not in life.columns:
+            life[col] = 0 if col in ("days_overdue", "times_reopened") else None
+    for col in ("first_seen", "last_seen", "deadline", "resolved_on"):
+        life[col] = life[col].map(as_date).astype(object)
+    for col in ("days_overdue", "times_reopened"):
+        life[col] = pd.to_numeric(life[col], errors="coerce").fillna(0).astype(int)
+    return life.reset_index(drop=True)
+
+
+def is_open(life: pd.DataFrame) -> pd.Series:
+    """True for the rows whose status is open (:data:`OPEN_STATUSES`)."""
+    return life["status"].isin(OPEN_STATUSES)

@@ -462,6 +462,7 @@ def run(
     """
     from gisgrid import history as history_mod
     from gisgrid import maps as maps_mod
+    from gisgrid import policy
     from gisgrid import report as report_mod
     from gisgrid.owners import task_lists
 
@@ -511,6 +512,7 @@ def run(
             lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
                                     fingerprints=_fingerprints(cfg), force=force,
                                     deadlines=report_cfg.get("deadlines"), totals=assessment.totals)
+            verdict = policy.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))  # once per run
             maps_written: list[Path] = []
             if maps:  # before the report: the proposal is still being computed beside them
                 tick("maps", 3, total)
@@ -523,8 +525,8 @@ def run(
             tick("report", total - 2, total)
             map_href = "../../maps/command_center.html" if maps else None
             with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
-                written += report_mod.write_report(staging, assessment, lifecycle, history=hist, map_href=map_href,
-                                                   fail_on=report_cfg.get("fail_on"), as_of=as_of)
+                written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
+                                                   fail_on=report_cfg.get("fail_on"), as_of=as_of, verdict=verdict)
                 written += _write_layers(staging, assessment)
                 for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
                     written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
@@ -536,7 +538,7 @@ def run(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     tick("done", total, total)
-    code, reason = report_mod.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))
+    code, reason = verdict
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
 

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import os
 
+from gisgrid.vocab import SEVERITIES
+
 analysis_crs: str = "auto"
 tolerance_m: float = 3.0
 workers: int | None = None
@@ -53,7 +55,7 @@ sliver_area_m2: float = 1.0
 sliver_length_m: float = 0.5
 border_tolerance_m: float = 0.05
 id_snap_m: float = 10.0
-severities: tuple[str, ...] = ("veto", "high", "medium", "low")
+severities: tuple[str, ...] = SEVERITIES  # the order lives in gisgrid.vocab
 road_classes: tuple[str, ...] = ("main", "secondary", "village", "lane")
 road_uncovered_severity: dict[str, str] = {
     "lane": "high",

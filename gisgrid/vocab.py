@@ -1,4 +1,9 @@
-"""The one vocabulary of what people read: numbers as the maps, reports, notebooks and the terminal show them.
+"""The one vocabulary of what people read: kinds, severities, statuses, their order, colours and words.
+
+Maps, report, XLSX sheets, notebooks and the terminal all read these tables, so
+a gap is 覆盖空白 everywhere and "high" is the same red on the map and in the
+charts. Each label is Chinese first, then English (``"覆盖空白 area gap"``);
+:func:`label` gives one, :data:`KIND_ZH` the Chinese alone.
 
 A ratio is shown truncated, never rounded up: 0.99996 of the town in a grid
 reads 99.99%, never 100% (a shortfall must not read as full coverage), and a
@@ -10,7 +15,95 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["percent", "village_owner"]
+__all__ = [
+    "KINDS",
+    "KIND_ZH",
+    "POI_KIND_LABELS",
+    "ROAD_CLASS_EN",
+    "ROAD_CLASS_ZH",
+    "SEVERITIES",
+    "SEVERITY_COLOURS",
+    "SEVERITY_LABELS",
+    "STATUSES",
+    "STATUS_COLOURS",
+    "STATUS_LABELS",
+    "kind_label",
+    "label",
+    "percent",
+    "village_owner",
+]
+
+#: Severities, most severe first (their order is the order of every sort and legend).
+SEVERITIES: tuple[str, ...] = ("veto", "high", "medium", "low")
+SEVERITY_LABELS: dict[str, str] = {"veto": "一票否决 veto", "high": "高 high", "medium": "中 medium", "low": "低 low"}
+#: One palette for maps, charts and tables: darkest for the veto.
+SEVERITY_COLOURS: dict[str, str] = {"veto": "#67000d", "high": "#d7301f", "medium": "#fc8d59", "low": "#fdcc8a"}
+
+#: Every finding kind with a one-line meaning in English.
+KINDS: dict[str, str] = {
+    "area_gap": "area in no grid (or in no village)",
+    "area_overlap": "area claimed by two or more grids (or villages)",
+    "road_uncovered": "road section in no grid",
+    "road_ambiguous": "road on a grid border with no clear owner",
+    "river_unassigned": "river reach with no river chief",
+    "grid_unstaffed": "grid with no grid chief",
+    "grid_overloaded": "grid chief with more work than the limit",
+    "staff_unplaced": "roster person whose grid does not exist",
+    "chief_unplaced": "river chief whose river or village does not exist",
+    "poi_uncovered": "must-check point in no grid",
+    "checkpoint_incomplete": "must-check point missing its grid chief or river chief",
+    "sensitive_section": "sensitive section (near a must-check point or border)",
+    "input_repaired": "input geometry repaired or removed on load",
+}
+#: The Chinese name of every finding kind.
+KIND_ZH: dict[str, str] = {
+    "area_gap": "覆盖空白",
+    "area_overlap": "多头管理(重叠)",
+    "road_uncovered": "道路未覆盖",
+    "road_ambiguous": "道路归属不清",
+    "river_unassigned": "河段无河长",
+    "grid_unstaffed": "网格无网格长",
+    "grid_overloaded": "网格长超负荷",
+    "staff_unplaced": "人员所在网格不存在",
+    "chief_unplaced": "河长所在河段不存在",
+    "poi_uncovered": "必查点位无网格",
+    "checkpoint_incomplete": "必查点位责任人不全",
+    "sensitive_section": "敏感地段",
+    "input_repaired": "输入数据已修复",
+}
+
+#: Lifecycle statuses, most urgent first.
+STATUSES: tuple[str, ...] = ("overdue", "reopened", "new", "persisting", "resolved")
+STATUS_LABELS: dict[str, str] = {
+    "overdue": "逾期 overdue",
+    "reopened": "反弹 back again",
+    "new": "新发现 new",
+    "persisting": "未整改 persisting",
+    "resolved": "已整改 fixed",
+}
+STATUS_COLOURS: dict[str, str] = {"overdue": "#b30000", "reopened": "#7a0177", "new": "#e34a33",
+                                  "persisting": "#fdbb84", "resolved": "#31a354"}
+
+#: Road classes, most important first, in Chinese and English.
+ROAD_CLASS_ZH: dict[str, str] = {"main": "主干道", "secondary": "次干道", "village": "村道", "lane": "小巷农路"}
+ROAD_CLASS_EN: dict[str, str] = {"main": "Main road", "secondary": "Secondary road", "village": "Village road",
+                                 "lane": "Lane"}
+#: Must-check point kinds shipped with gisgrid.
+POI_KIND_LABELS: dict[str, str] = {"school": "学校 school", "kindergarten": "幼儿园 kindergarten",
+                                   "market": "市场 market", "clinic": "卫生院 clinic",
+                                   "water_intake": "取水口 water intake", "town_entrance": "镇入口 town entrance"}
+
+
+def kind_label(kind: Any) -> str:
+    """A finding kind as people read it: ``"覆盖空白 · area_gap"``; an unknown kind as itself."""
+    text = str(kind)
+    return f"{KIND_ZH[text]} · {text}" if text in KIND_ZH else text
+
+
+def label(table: dict[str, str], key: Any) -> str:
+    """The label of ``key`` in one of the label tables; the key itself when it has none."""
+    text = "" if key is None else str(key)
+    return table.get(text, text)
 
 
 def percent(value: Any, digits: int = 2) -> str:

@@ -18,23 +18,24 @@ PKG = ROOT / "gisgrid"
 ALLOWED = {
     "_errors": set(),
     "_compat": set(),
-    "settings": set(),
+    "settings": {"vocab"},
     "vocab": set(),
     "crs": {"_errors"},
     "io": {"_errors", "crs"},
     "model": {"_errors", "crs", "settings"},
-    "findings": {"_errors", "settings"},
-    "geometry": {"_errors", "settings"},  # pure geometry: never model, findings or checks
+    "findings": {"_errors", "settings", "vocab"},
+    "geometry": {"_errors", "settings", "vocab"},  # pure geometry: never model, findings or checks
     "checks": {"vocab", "_errors", "settings", "model", "findings", "geometry"},
     "owners": {"vocab", "settings", "findings", "geometry"},
+    "policy": {"vocab", "_errors", "findings"},
     "analysis": {"vocab", "_errors", "settings", "model", "findings", "geometry", "checks", "owners"},
     "comparison": {"vocab", "_errors", "settings", "findings"},
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
-    "report": {"vocab", "_errors", "settings", "findings", "io", "__init__"},
+    "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "__init__"},
     "history": {"_errors", "settings", "findings"},
     "demo": {"_errors", "settings", "model"},
     "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "owners",
-                 "checks", "demo"},
+                 "policy", "checks", "demo"},
     "cli": {"_errors", "pipeline", "demo", "__init__"},
 }
 OUTPUTS = {"maps", "report", "history", "comparison"}
@@ -62,7 +63,9 @@ def _imported_part(module: str) -> str | None:
 
 def _package_imports(path: Path, *, top_level_only: bool) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    guards = [n for n in ast.walk(tree) if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.dump(n.test)]
+    typing_only = {id(n) for g in guards for n in ast.walk(g)}  # imports for type hints only never run
+    nodes = [n for n in (tree.body if top_level_only else ast.walk(tree)) if id(n) not in typing_only]
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from gisgrid import ConfigError, report
+from gisgrid import ConfigError, policy, report
 from gisgrid.analysis import analyze
 from gisgrid.findings import make_findings
 from gisgrid.history import History
@@ -141,7 +141,7 @@ def three_runs(tmp_path: Path) -> tuple[Any, gpd.GeoDataFrame, History]:
 def test_report_folder(tmp_path: Path, three_runs: tuple[Any, gpd.GeoDataFrame, History]) -> None:
     a, life, hist = three_runs
     folder = tmp_path / "reports" / D3.isoformat()
-    written = report.write_report(folder, a, life, history=hist, map_href="../../maps/command_center.html",
+    written = report.write_report(a, folder, life, history=hist, map_href="../../maps/command_center.html",
                                   fail_on={"overdue": 1, "area_coverage_below": 0.999})
     assert [p.name for p in written] == ["report.html", "findings.csv", "findings.xlsx", "findings.geojson",
                                          "hygiene.csv", "summary.json"]
@@ -210,7 +210,7 @@ def test_hostile_text_escaped_everywhere(tmp_path: Path, three_runs: tuple[Any, 
     assert "<script>" not in html
     assert "<img src=x" not in html
     assert "javascript:" not in html
-    written = report.write_report(tmp_path / "r", a, life, history=hist)
+    written = report.write_report(a, tmp_path / "r", life, history=hist)
     csv = pd.read_csv(written[1], encoding="utf-8-sig", dtype=str)
     assert csv["message"].str.startswith("'=HYPERLINK").any()  # no formula in spreadsheets
     book = openpyxl.load_workbook(written[2])
@@ -221,35 +221,35 @@ def test_hostile_text_escaped_everywhere(tmp_path: Path, three_runs: tuple[Any, 
 def test_thresholds() -> None:
     town = _town()
     a = _stand_in(town)
-    code, reason = report.evaluate_thresholds(a, None, None)
+    code, reason = policy.evaluate_thresholds(a, None, None)
     assert code == 1
     assert "veto" in reason
-    assert report.evaluate_thresholds(a, None, {"veto": 0}) == (0, "within thresholds")
-    assert report.evaluate_thresholds(a, None, {"veto": False}) == (0, "within thresholds")
-    code, reason = report.evaluate_thresholds(a, None, {"veto": 0, "area_coverage_below": 0.999})
+    assert policy.evaluate_thresholds(a, None, {"veto": 0}) == (0, "within thresholds")
+    assert policy.evaluate_thresholds(a, None, {"veto": False}) == (0, "within thresholds")
+    code, reason = policy.evaluate_thresholds(a, None, {"veto": 0, "area_coverage_below": 0.999})
     assert code == 1
     # shown truncated, like every ratio (a shortfall never rounds up): 0.991666… reads 99.16%
     assert "area coverage 99.16% < 99.90%" in reason
-    code, reason = report.evaluate_thresholds(a, None, {"veto": 0, "uncovered_lane_m_above": 1, "high": 3})
+    code, reason = policy.evaluate_thresholds(a, None, {"veto": 0, "uncovered_lane_m_above": 1, "high": 3})
     assert code == 1
     assert "uncovered lanes 5 m > 1 m" in reason
     assert "high" not in reason
     fixed = _stand_in(town, fixed=True)
-    assert report.evaluate_thresholds(fixed, None, {"overdue": 1, "area_coverage_below": 0.99})[0] == 0
+    assert policy.evaluate_thresholds(fixed, None, {"overdue": 1, "area_coverage_below": 0.99})[0] == 0
     life = fixed.findings.assign(status="overdue", deadline=D1, days_overdue=3)
-    code, reason = report.evaluate_thresholds(fixed, life, {"overdue": 1})
+    code, reason = policy.evaluate_thresholds(fixed, life, {"overdue": 1})
     assert (code, reason) == (1, "overdue 1 >= 1")
     with pytest.raises(ConfigError, match="unknown key"):
-        report.evaluate_thresholds(a, None, {"overdu": 1})
+        policy.evaluate_thresholds(a, None, {"overdu": 1})
     with pytest.raises(ConfigError, match="must be a number"):
-        report.evaluate_thresholds(a, None, {"overdue": "many"})
+        policy.evaluate_thresholds(a, None, {"overdue": "many"})
 
 
 def test_scorecard_formula_and_flags() -> None:
     town = _town()
     a = _stand_in(town)
     life = a.findings.assign(status=["overdue", "new", "persisting"])
-    card = report.scorecard(a, life).set_index("village_id")
+    card = policy.scorecard(a, life).set_index("village_id")
     # V1: area 195/200, road 1 - 5/280; one veto (new... persisting) and one overdue high gap
     v1 = card.loc["V1"]
     expected = 100 * np.mean([0.975, 1 - 5 / 280]) - 20 * 1 - 5 * int(v1["overdue"])
@@ -263,7 +263,7 @@ def test_scorecard_formula_and_flags() -> None:
 
 def test_report_without_history(tmp_path: Path) -> None:
     a = _stand_in(_town())
-    written = report.write_report(tmp_path, a, None, as_of=D1)
+    written = report.write_report(a, tmp_path, None, as_of=D1)
     summary = json.loads(written[-1].read_text(encoding="utf-8"))
     assert summary["counts"]["by_status"]["new"] == len(a.findings)
     assert summary["previous_run"] is None
@@ -318,7 +318,7 @@ def test_report_in_headless_chromium(tmp_path: Path, three_runs: tuple[Any, gpd.
 
     a, life, hist = three_runs
     folder = tmp_path / "2024-05-12"
-    written = report.write_report(folder, a, life, history=hist, map_href="../../maps/command_center.html")
+    written = report.write_report(a, folder, life, history=hist, map_href="../../maps/command_center.html")
     driver = _driver()
     try:
         driver.set_window_size(1200, 900)
@@ -359,7 +359,7 @@ def test_hygiene_sheet_keeps_the_worst_grids_and_points_to_the_csv(tmp_path, mon
 
     a = analyze(make_demo().town())
     monkeypatch.setattr(report, "MAX_HYGIENE_ROWS", 5)
-    report.write_report(tmp_path, a, None)
+    report.write_report(a, tmp_path, None)
     import openpyxl
 
     sheet = openpyxl.load_workbook(tmp_path / "findings.xlsx", read_only=True)["hygiene 数据质量"]

@@ -1,26 +1,8 @@
 """The coverage-gap report folder: HTML, CSV, XLSX, GeoJSON and a JSON summary.
 
 :func:`write_report` fills ``reports/YYYY-MM-DD/`` (the pipeline stages and
-swaps the folder); :func:`evaluate_thresholds` turns the findings into the
-exit status of ``gisgrid run``.
-
-Village score (村居评分)
-------------------------
-Villages are ranked each period by::
-
-    coverage = 100 × mean(area_coverage, road_coverage)      # percent, 0–100
-    score    = coverage − 20 × veto − 5 × overdue − 2 × sensitive
-
-where ``area_coverage`` is the share of the village's area inside a grid,
-``road_coverage`` is ``1 − uncovered_road_m / road_m`` (left out when the
-village has no roads), ``veto`` is the number of open veto findings,
-``overdue`` the open findings past their deadline and ``sensitive`` the open
-findings at sensitive sections or must-check points (kinds
-``sensitive_section``, ``checkpoint_incomplete``, ``poi_uncovered``) in the
-village. Ties are broken by fewer open findings, then by village id. The
-best-ranked village(s) get the red flag (夺红旗) unless they have an open veto
-item; the worst-ranked get the yellow card (亮黄牌) when they score below the
-best.
+swaps the folder). The thresholds, the exit status and the village score are
+:mod:`gisgrid.policy`'s.
 """
 
 from __future__ import annotations
@@ -38,7 +20,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import geopandas as gpd
@@ -47,9 +29,29 @@ import numpy as np
 import pandas as pd
 
 from gisgrid import __version__, io, settings
-from gisgrid._errors import ConfigError
-from gisgrid.findings import COLUMNS, KINDS, SEVERITY_RANK, sort_findings
-from gisgrid.vocab import percent
+from gisgrid.findings import (
+    COLUMNS,
+    KINDS,
+    LIFECYCLE_COLUMNS,
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    is_open,
+    lifecycle_as_of,
+    sort_findings,
+    with_lifecycle,
+)
+from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, THRESHOLD_KEYS, evaluate_thresholds, scorecard, village_names
+from gisgrid.vocab import (
+    KIND_ZH,
+    SEVERITY_COLOURS,
+    SEVERITY_LABELS,
+    STATUS_COLOURS,
+    STATUS_LABELS,
+    percent,
+)
+
+if TYPE_CHECKING:
+    from gisgrid.analysis import Assessment
 
 __all__ = [
     "KIND_LABELS",
@@ -65,41 +67,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OPEN = ("new", "persisting", "overdue", "reopened")
-LIFE_COLUMNS = ("status", "first_seen", "last_seen", "opened_on", "deadline", "days_overdue", "resolved_on",
-                "times_reopened")
 
-STATUS_LABELS: dict[str, str] = {
-    "overdue": "逾期 overdue",
-    "reopened": "反弹 back again",
-    "new": "新发现 new",
-    "persisting": "未整改 persisting",
-    "resolved": "已整改 fixed",
-}
-SEVERITY_LABELS: dict[str, str] = {
-    "veto": "一票否决 veto",
-    "high": "高 high",
-    "medium": "中 medium",
-    "low": "低 low",
-}
-KIND_LABELS: dict[str, str] = {
-    "area_gap": "覆盖空白",
-    "area_overlap": "多头管理(重叠)",
-    "road_uncovered": "道路未覆盖",
-    "road_ambiguous": "道路归属不清",
-    "river_unassigned": "河段无河长",
-    "grid_unstaffed": "网格无网格长",
-    "grid_overloaded": "网格长超负荷",
-    "staff_unplaced": "人员所在网格不存在",
-    "chief_unplaced": "河长所在河段不存在",
-    "poi_uncovered": "必查点位无网格",
-    "checkpoint_incomplete": "必查点位责任人不全",
-    "sensitive_section": "敏感地段",
-    "input_repaired": "输入数据已修复",
-}
-#: Weights of the village score (see the module docstring).
-SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.0}
-SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")
+#: The labels of the one vocabulary (kept here under their 0.1 names).
+KIND_LABELS = KIND_ZH
 #: Rows listed per table of report.html (the CSV and XLSX hold every finding).
 MAX_ROWS = 1000
 #: Most rows of the data-hygiene sheet in findings.xlsx (the grids with the most sliver area; hygiene.csv has all).
@@ -108,23 +78,7 @@ MAX_HYGIENE_ROWS = 1000
 #: the pipeline's ``owners/*.csv`` hold each owner's list).
 MAX_SHEETS = 500
 
-#: ``fail_on`` keys: counts fail at ``>=`` the value, ``*_below`` ratios below it, ``*_above`` lengths above it.
-THRESHOLD_KEYS: dict[str, str] = {
-    "veto": "open veto findings (default 1; 0 or false turns the veto rule off)",
-    "overdue": "open findings past their deadline",
-    "reopened": "findings back again (反弹)",
-    "new": "new findings",
-    "open": "open findings",
-    "high": "open high-severity findings",
-    "area_coverage_below": "share of the town's area inside a grid",
-    "effective_coverage_below": "share of the town's area inside a staffed grid",
-    "road_coverage_below": "share of road length inside a grid",
-    "uncovered_lane_m_above": "metres of lane in no grid",
-}
 
-_SEV_COLORS = {"veto": "#67000d", "high": "#d7301f", "medium": "#fc8d59", "low": "#fdcc8a"}
-_STATUS_COLORS = {"overdue": "#b30000", "reopened": "#7a0177", "new": "#e34a33", "persisting": "#fdbb84",
-                  "resolved": "#31a354"}
 _CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
                  "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK JP", "Noto Sans CJK TC",
                  "Droid Sans Fallback", "AR PL UMing CN", "SimHei", "Microsoft YaHei", "PingFang SC")
@@ -150,21 +104,6 @@ def _text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
-
-
-def _date(value: Any) -> dt.date | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value)[:10])
-    except ValueError:
-        return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -198,233 +137,6 @@ def _safe_href(href: str | None) -> str | None:
         return str(href)
     logger.warning("report: map link %r ignored (only relative paths and http(s)/file URLs are linked)", href)
     return None
-
-
-def _village_names(assessment: Any) -> dict[str, str]:
-    villages = _get(_get(assessment, "town"), "villages")
-    if villages is None or "village_id" not in getattr(villages, "columns", ()):
-        summary = _get(assessment, "summary")
-        if summary is not None and "name" in summary.columns:
-            return {str(k): _text(v) for k, v in summary["name"].items()}
-        return {}
-    names = villages["name"] if "name" in villages.columns else villages["village_id"]
-    return {str(k): _text(v) for k, v in zip(villages["village_id"], names, strict=True)}
-
-
-def _as_of(lifecycle: pd.DataFrame | None) -> dt.date:
-    if lifecycle is not None and len(lifecycle):
-        dates = [_date(v) for c in ("last_seen", "resolved_on") if c in lifecycle.columns for v in lifecycle[c]]
-        dates = [d for d in dates if d is not None]
-        if dates:
-            return max(dates)
-    return dt.date.today()
-
-
-def _fresh_lifecycle(findings: gpd.GeoDataFrame, as_of: dt.date) -> gpd.GeoDataFrame:
-    """Lifecycle columns for findings without a history: everything is new today."""
-    out = findings.copy()
-    days = settings.deadline_days
-    out["status"] = "new"
-    out["first_seen"] = as_of
-    out["last_seen"] = as_of
-    out["opened_on"] = as_of
-    out["deadline"] = [as_of + dt.timedelta(days=int(days.get(s, max(days.values())))) for s in out["severity"]]
-    out["days_overdue"] = 0
-    out["resolved_on"] = None
-    out["times_reopened"] = 0
-    return out
-
-
-def _prepare_lifecycle(assessment: Any, lifecycle: pd.DataFrame | None, as_of: dt.date) -> gpd.GeoDataFrame:
-    if lifecycle is None or "status" not in lifecycle.columns:
-        findings = _get(assessment, "findings") if lifecycle is None else lifecycle
-        if findings is None:
-            msg = "the report needs the assessment's findings or a lifecycle table."
-            raise ConfigError(msg, fix="pass assessment (with .findings) or the table History.record returned")
-        life = _fresh_lifecycle(findings, as_of)
-    else:
-        life = lifecycle.copy()
-    if not isinstance(life, gpd.GeoDataFrame):
-        life = gpd.GeoDataFrame(life, geometry="geometry" if "geometry" in life.columns else None)
-    for col in COLUMNS:
-        if col not in life.columns and col != "geometry":
-            life[col] = np.nan if col == "measure" else None
-    for col in LIFE_COLUMNS:
-        if col not in life.columns:
-            life[col] = 0 if col in ("days_overdue", "times_reopened") else None
-    for col in ("first_seen", "last_seen", "deadline", "resolved_on"):
-        life[col] = life[col].map(_date).astype(object)
-    for col in ("days_overdue", "times_reopened"):
-        life[col] = pd.to_numeric(life[col], errors="coerce").fillna(0).astype(int)
-    return life.reset_index(drop=True)
-
-
-def _is_open(life: pd.DataFrame) -> pd.Series:
-    return life["status"].isin(OPEN)
-
-
-# --------------------------------------------------------------------------- thresholds
-def _threshold_value(key: str, value: Any) -> float | None:
-    if isinstance(value, bool):
-        if key != "veto":
-            msg = f"fail_on.{key} must be a number, not {value!r}."
-            raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
-        return 1.0 if value else None
-    f = _num(value)
-    if f is None or f < 0:
-        msg = f"fail_on.{key} must be a number >= 0, not {value!r}."
-        raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
-    return f
-
-
-def evaluate_thresholds(
-    assessment: Any,
-    lifecycle: pd.DataFrame | None,
-    fail_on: Mapping[str, Any] | None,
-) -> tuple[int, str]:
-    """Decide the exit status of a run: 1 on a veto item or a configured threshold, else 0.
-
-    Parameters
-    ----------
-    assessment
-        The assessment (``.findings``, ``.totals``).
-    lifecycle
-        The table :meth:`gisgrid.history.History.record` returned (None:
-        every finding of the assessment counts as new and open).
-    fail_on
-        The ``[report] fail_on`` table, e.g. ``{"overdue": 1,
-        "area_coverage_below": 0.99}``; keys in :data:`THRESHOLD_KEYS`. Counts
-        fail when they reach the value, ``*_below`` ratios when they fall
-        below it, ``*_above`` lengths when they exceed it. Any open veto finding
-        fails unless ``veto = 0`` (or ``false``).
-
-    Returns
-    -------
-    tuple of (int, str)
-        Exit code 0 or 1, and the reason in one line.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown key or a value that is not a number.
-    """
-    rules = dict(fail_on or {})
-    unknown = sorted(set(rules) - set(THRESHOLD_KEYS))
-    if unknown:
-        msg = f"fail_on has unknown key(s) {unknown}."
-        raise ConfigError(msg, fix=f"use {sorted(THRESHOLD_KEYS)}")
-    life = _prepare_lifecycle(assessment, lifecycle, _as_of(lifecycle))
-    open_ = life[_is_open(life)]
-    counts = {
-        "veto": int((open_["severity"] == "veto").sum()),
-        "high": int((open_["severity"] == "high").sum()),
-        "overdue": int((open_["status"] == "overdue").sum()),
-        "reopened": int((open_["status"] == "reopened").sum()),
-        "new": int((open_["status"] == "new").sum()),
-        "open": len(open_),
-    }
-    totals = dict(_get(assessment, "totals") or {})
-    hits: list[str] = []
-    veto_limit = _threshold_value("veto", rules.get("veto", 1))
-    if veto_limit and counts["veto"] >= veto_limit:
-        kinds = open_.loc[open_["severity"] == "veto", "kind"].value_counts()
-        what = ", ".join(f"{k} {v}" for k, v in kinds.items())
-        hits.append(f"{counts['veto']} veto item{'s' if counts['veto'] != 1 else ''} (一票否决: {what})")
-    for key in ("overdue", "reopened", "new", "open", "high"):
-        if key in rules:
-            limit = _threshold_value(key, rules[key])
-            if limit is not None and counts[key] >= limit:
-                hits.append(f"{key} {counts[key]} >= {limit:g}")
-    for key in ("area_coverage_below", "effective_coverage_below", "road_coverage_below"):
-        if key in rules:
-            limit = _threshold_value(key, rules[key])
-            name = key.removesuffix("_below")
-            value = _num(totals.get(name))
-            if value is None:
-                logger.warning("fail_on.%s: the assessment has no %s; threshold not checked", key, name)
-            elif limit is not None and value < limit:
-                hits.append(f"{name.replace('_', ' ')} {percent(value)} < {percent(limit)}")
-    if "uncovered_lane_m_above" in rules:
-        limit = _threshold_value("uncovered_lane_m_above", rules["uncovered_lane_m_above"])
-        value = _num(totals.get("uncovered_lane_m"))
-        if value is None:
-            logger.warning("fail_on.uncovered_lane_m_above: the assessment has no uncovered_lane_m; not checked")
-        elif limit is not None and value > limit:
-            hits.append(f"uncovered lanes {value:,.0f} m > {limit:,.0f} m")
-    if hits:
-        return 1, "; ".join(hits)
-    return 0, "within thresholds"
-
-
-# --------------------------------------------------------------------------- scorecard
-def scorecard(assessment: Any, lifecycle: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rank the villages (村居排名) by the score in the module docstring.
-
-    Parameters
-    ----------
-    assessment
-        The assessment (``.summary`` per village, ``.town.villages``).
-    lifecycle
-        The lifecycle table (default: the assessment's findings, all open).
-
-    Returns
-    -------
-    DataFrame
-        One row per village, best first: ``rank``, ``village_id``, ``name``,
-        ``area_coverage``, ``road_coverage``, ``coverage`` (percent),
-        ``veto``, ``overdue``, ``sensitive``, ``open``, ``score``, ``flag``
-        (``"red"``, ``"yellow"`` or ``""``).
-    """
-    life = _prepare_lifecycle(assessment, lifecycle, _as_of(lifecycle))
-    names = _village_names(assessment)
-    summary = _get(assessment, "summary")
-    if summary is None:
-        summary = pd.DataFrame(index=pd.Index(sorted(names), name="village_id"))
-    s = pd.DataFrame(summary).copy()
-    s.index = s.index.astype(str)
-    ids = list(s.index)
-    area = s["area_coverage"] if "area_coverage" in s.columns else (
-        s["grid_area_m2"] / s["area_m2"] if {"grid_area_m2", "area_m2"} <= set(s.columns) else
-        pd.Series(np.nan, index=s.index))
-    area = pd.to_numeric(area, errors="coerce").clip(0, 1)
-    if "road_coverage" in s.columns:
-        road = pd.to_numeric(s["road_coverage"], errors="coerce").clip(0, 1)
-    elif {"road_m", "uncovered_road_m"} <= set(s.columns):
-        road_m = pd.to_numeric(s["road_m"], errors="coerce")
-        road = (1 - pd.to_numeric(s["uncovered_road_m"], errors="coerce") / road_m.where(road_m > 0)).clip(0, 1)
-    else:
-        road = pd.Series(np.nan, index=s.index)
-    coverage = (pd.concat([area, road], axis=1).mean(axis=1, skipna=True) * 100).fillna(100.0)
-    open_ = life[_is_open(life)]
-    vid = open_["village_id"].astype(object).map(lambda v: None if v is None else str(v))
-
-    def per_village(mask: pd.Series) -> pd.Series:
-        return vid[mask].value_counts().reindex(ids, fill_value=0).astype(int)
-
-    card = pd.DataFrame({
-        "village_id": ids,
-        "name": [names.get(v, _text(s["name"].get(v)) if "name" in s.columns else v) or v for v in ids],
-        "area_coverage": area.to_numpy(),
-        "road_coverage": road.to_numpy(),
-        "coverage": coverage.to_numpy(),
-        "veto": per_village(open_["severity"] == "veto").to_numpy(),
-        "overdue": per_village(open_["status"] == "overdue").to_numpy(),
-        "sensitive": per_village(open_["kind"].isin(SENSITIVE_KINDS)).to_numpy(),
-        "open": per_village(pd.Series(True, index=open_.index)).to_numpy(),
-    })
-    w = SCORE_WEIGHTS
-    card["score"] = (card["coverage"] - w["veto"] * card["veto"] - w["overdue"] * card["overdue"]
-                     - w["sensitive"] * card["sensitive"]).round(2)
-    card = card.sort_values(["score", "open", "village_id"], ascending=[False, True, True], kind="stable")
-    card = card.reset_index(drop=True)
-    card.insert(0, "rank", card["score"].rank(method="min", ascending=False).astype(int))
-    card["flag"] = ""
-    if len(card):
-        best, worst = card["score"].max(), card["score"].min()
-        card.loc[(card["score"] == best) & (card["veto"] == 0), "flag"] = "red"
-        if worst < best:
-            card.loc[card["score"] == worst, "flag"] = "yellow"
-    return card
 
 
 # --------------------------------------------------------------------------- charts
@@ -541,7 +253,7 @@ def _charts(card: pd.DataFrame, life: pd.DataFrame, history: Any, max_villages: 
             x = pd.to_datetime(pd.Series([str(d) for d in counts["as_of"]]))
             ax.stackplot(x, *[counts[s].to_numpy(dtype=float) for s in reversed(sevs)],
                          labels=[_label(SEVERITY_LABELS[s], s) for s in reversed(sevs)],
-                         colors=[_SEV_COLORS[s] for s in reversed(sevs)], alpha=0.9)
+                         colors=[SEVERITY_COLOURS[s] for s in reversed(sevs)], alpha=0.9)
             ax.plot(x, counts["open"], color="black", lw=1)
             locator = mdates.AutoDateLocator(maxticks=8)
             ax.xaxis.set_major_locator(locator)
@@ -552,12 +264,12 @@ def _charts(card: pd.DataFrame, life: pd.DataFrame, history: Any, max_villages: 
                 values = [int(row[s]) for s in sevs]
                 when = str(row["as_of"])
             else:
-                open_ = life[_is_open(life)]
+                open_ = life[is_open(life)]
                 values = [int((open_["severity"] == s).sum()) for s in sevs]
                 when = "today"
             bottom = 0
             for s, v in zip(reversed(sevs), reversed(values), strict=True):
-                ax.bar([when], [v], bottom=bottom, color=_SEV_COLORS[s], label=_label(SEVERITY_LABELS[s], s))
+                ax.bar([when], [v], bottom=bottom, color=SEVERITY_COLOURS[s], label=_label(SEVERITY_LABELS[s], s))
                 bottom += v
         ax.set_ylabel(_label("未整改 open", "open"))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -568,9 +280,9 @@ def _charts(card: pd.DataFrame, life: pd.DataFrame, history: Any, max_villages: 
         fig = Figure(figsize=(7.0, 2.4))
         ax = fig.add_subplot()
         left = np.zeros(len(sevs))
-        for st in (*OPEN, "resolved"):
+        for st in (*OPEN_STATUSES, "resolved"):
             vals = np.array([int(((life["severity"] == s) & (life["status"] == st)).sum()) for s in sevs])
-            ax.barh(np.arange(len(sevs)), vals, left=left, color=_STATUS_COLORS[st], label=_label(STATUS_LABELS[st],
+            ax.barh(np.arange(len(sevs)), vals, left=left, color=STATUS_COLOURS[st], label=_label(STATUS_LABELS[st],
                                                                                                   st))
             left += vals
         ax.set_yticks(np.arange(len(sevs)), [_label(SEVERITY_LABELS[s], s) for s in sevs])
@@ -606,7 +318,7 @@ def _finding_table(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> pd.DataF
     first.insert(first.index("village_id") + 1, "village_name")
     status_first = ["finding_id", "status", *[c for c in first if c != "finding_id"]]
     rest = [c for c in df.columns if c not in status_first]
-    life_cols = [c for c in LIFE_COLUMNS if c in rest and c != "status"]
+    life_cols = [c for c in LIFECYCLE_COLUMNS if c in rest and c != "status"]
     others = [c for c in rest if c not in life_cols]
     df = df[[*status_first, *life_cols, *others]]
     for col in df.columns:
@@ -773,7 +485,7 @@ _HEADLINES: tuple[tuple[str, str, str, bool], ...] = (
 
 def _headline(assessment: Any, life: pd.DataFrame, previous: Any) -> list[dict[str, Any]]:
     totals = dict(_get(assessment, "totals") or {})
-    open_ = life[_is_open(life)]
+    open_ = life[is_open(life)]
     now: dict[str, float | None] = {k: _num(totals.get(k)) for k in
                                     ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m")}
     now["open"] = len(open_)
@@ -948,12 +660,13 @@ def render_html(
     return _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of)["html"]
 
 
-def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map_href: str | None,
-           fail_on: Mapping[str, Any] | None, as_of: dt.date | None) -> dict[str, Any]:
-    day = as_of or _as_of(lifecycle)
-    life = _prepare_lifecycle(assessment, lifecycle, day)
-    names = _village_names(assessment)
-    code, reason = evaluate_thresholds(assessment, life, fail_on)
+def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: Any, map_href: str | None,
+           fail_on: Mapping[str, Any] | None, as_of: dt.date | None,
+           verdict: tuple[int, str] | None = None) -> dict[str, Any]:
+    day = as_of or lifecycle_as_of(lifecycle)
+    life = with_lifecycle(assessment, lifecycle, day)
+    names = village_names(assessment)
+    code, reason = verdict if verdict is not None else evaluate_thresholds(assessment, life, fail_on)
     previous = None
     if history is not None:
         try:
@@ -961,7 +674,7 @@ def _build(assessment: Any, lifecycle: pd.DataFrame | None, *, history: Any, map
         except Exception as exc:  # noqa: BLE001 - the report still renders without the comparison
             logger.warning("report: previous run not read from the history (%s)", exc)
     card = scorecard(assessment, life)
-    open_ = sort_findings(life[_is_open(life)])
+    open_ = sort_findings(life[is_open(life)])
     veto = open_[open_["severity"] == "veto"]
     overdue = life[life["status"] == "overdue"].sort_values(["days_overdue", "finding_id"],
                                                             ascending=[False, True], kind="stable")
@@ -1013,7 +726,7 @@ def _hygiene_context(assessment: Any, totals: Mapping[str, Any], top: int = 15) 
     table = _get(assessment, "hygiene")
     if tol <= 0 or table is None:
         return None
-    names = _village_names(assessment)
+    names = village_names(assessment)
     worst = table[table["sliver_m2"] > 0].head(top)
     return {
         "tolerance_m": f"{tol:g}",
@@ -1037,25 +750,26 @@ def _hygiene_context(assessment: Any, totals: Mapping[str, Any], top: int = 15) 
 
 # --------------------------------------------------------------------------- the folder
 def write_report(
-    folder: str | os.PathLike[str],
-    assessment: Any,
-    lifecycle: pd.DataFrame | None,
+    assessment: Assessment,
+    out: str | os.PathLike[str],
+    lifecycle: pd.DataFrame | None = None,
     *,
     history: Any = None,
     map_href: str | None = None,
     fail_on: Mapping[str, Any] | None = None,
     as_of: dt.date | None = None,
+    verdict: tuple[int, str] | None = None,
 ) -> list[Path]:
-    """Write the report files of one run into ``folder``.
+    """Write the report files of one run into ``out``.
 
     Parameters
     ----------
-    folder
-        The report folder (``reports/YYYY-MM-DD``, or the pipeline's staging
-        folder); created when missing.
     assessment
         The assessment: ``.town`` (name, villages), ``.findings``,
         ``.summary`` (per village), ``.totals``; ``.checkpoints`` optional.
+    out
+        The report folder (``reports/YYYY-MM-DD``, or the pipeline's staging
+        folder); created when missing.
     lifecycle
         The table :meth:`gisgrid.history.History.record` returned (today's
         findings plus those resolved since the last run), or None (no
@@ -1066,9 +780,12 @@ def write_report(
     map_href
         Link to the command-center map (relative path or http(s) URL).
     fail_on
-        Thresholds, see :func:`evaluate_thresholds`.
+        Thresholds, see :func:`gisgrid.policy.evaluate_thresholds`.
     as_of
         Date of the report (default: the run date in ``lifecycle``, else today).
+    verdict
+        The exit status and its reason, as :func:`gisgrid.policy.evaluate_thresholds`
+        decided them for this run (default: decided here from ``fail_on``).
 
     Returns
     -------
@@ -1078,26 +795,31 @@ def write_report(
         per grid, the slivers it absorbed), ``summary.json``; each written
         atomically.
     """
-    out = Path(folder)
-    built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of)
+    if isinstance(assessment, (str, os.PathLike)):  # the 0.1 order: write_report(folder, assessment, lifecycle)
+        warnings.warn("write_report(folder, assessment, ...) is now write_report(assessment, folder, ...)",
+                      DeprecationWarning, stacklevel=2)
+        assessment, out = out, assessment  # type: ignore[assignment]
+    folder = Path(out)
+    built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of,
+                   verdict=verdict)
     life, names, card = built["life"], built["names"], built["card"]
     table = _finding_table(life, names)
     written = [
-        io.atomic_write_text(out / "report.html", built["html"]),
-        io.write_csv(table, out / "findings.csv"),
-        _write_workbook(_sheets(table, card, assessment), out / "findings.xlsx"),
+        io.atomic_write_text(folder / "report.html", built["html"]),
+        io.write_csv(table, folder / "findings.csv"),
+        _write_workbook(_sheets(table, card, assessment), folder / "findings.xlsx"),
     ]
     geo = _geojson_frame(life, names)
     if geo.crs is None:
         logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")
-    written.append(io.write_geojson(geo, out / "findings.geojson"))
+    written.append(io.write_geojson(geo, folder / "findings.geojson"))
     hygiene = _get(assessment, "hygiene")
     if hygiene is not None and float(built["totals"].get("tolerance_m") or 0) > 0:
-        written.append(io.write_csv(pd.DataFrame(hygiene).map(_defuse), out / "hygiene.csv"))
+        written.append(io.write_csv(pd.DataFrame(hygiene).map(_defuse), folder / "hygiene.csv"))
     summary = _summary(built, life, card, fail_on, map_href, [p.name for p in written] + ["summary.json"])
-    written.append(io.atomic_write_text(out / "summary.json",
+    written.append(io.atomic_write_text(folder / "summary.json",
                                         json.dumps(_jsonable(summary), ensure_ascii=False, indent=2) + "\n"))
-    logger.info("report %s: %d findings (%s); exit %d: %s", out, len(life),
+    logger.info("report %s: %d findings (%s); exit %d: %s", folder, len(life),
                 ", ".join(f"{k} {v}" for k, v in life["status"].value_counts().items()) or "none",
                 built["code"], built["reason"])
     return written
@@ -1105,7 +827,7 @@ def write_report(
 
 def _summary(built: dict[str, Any], life: pd.DataFrame, card: pd.DataFrame, fail_on: Mapping[str, Any] | None,
              map_href: str | None, files: list[str]) -> dict[str, Any]:
-    open_ = life[_is_open(life)]
+    open_ = life[is_open(life)]
     totals = built["totals"]
     previous = built["previous"]
     villages = {

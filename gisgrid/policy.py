@@ -1,0 +1,257 @@
+"""Policy: the thresholds, the exit status and the village score, each decided in one place.
+
+:func:`evaluate_thresholds` turns the findings (and their lifecycle) into the
+exit status of ``gisgrid run``; :func:`scorecard` ranks the villages.
+
+Village score (村居评分)
+------------------------
+Villages are ranked each period by::
+
+    coverage = 100 × mean(area_coverage, road_coverage)      # percent, 0–100
+    score    = coverage − 20 × veto − 5 × overdue − 2 × sensitive
+
+where ``area_coverage`` is the share of the village's area inside a grid,
+``road_coverage`` is ``1 − uncovered_road_m / road_m`` (left out when the
+village has no roads), ``veto`` is the number of open veto findings,
+``overdue`` the open findings past their deadline and ``sensitive`` the open
+findings at sensitive sections or must-check points (kinds
+``sensitive_section``, ``checkpoint_incomplete``, ``poi_uncovered``) in the
+village. Ties are broken by fewer open findings, then by village id. The
+best-ranked village(s) get the red flag (夺红旗) unless they have an open veto
+item; the worst-ranked get the yellow card (亮黄牌) when they score below the
+best.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from gisgrid._errors import ConfigError
+from gisgrid.findings import is_open, lifecycle_as_of, with_lifecycle
+from gisgrid.vocab import percent
+
+if TYPE_CHECKING:
+    from gisgrid.analysis import Assessment
+
+__all__ = ["SCORE_WEIGHTS", "SENSITIVE_KINDS", "THRESHOLD_KEYS", "evaluate_thresholds", "scorecard", "village_names"]
+
+logger = logging.getLogger(__name__)
+
+#: Weights of the village score (see the module docstring).
+SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.0}
+#: Kinds counted as "sensitive" in the village score.
+SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")
+
+#: ``fail_on`` keys: counts fail at ``>=`` the value, ``*_below`` ratios below it, ``*_above`` lengths above it.
+THRESHOLD_KEYS: dict[str, str] = {
+    "veto": "open veto findings (default 1; 0 or false turns the veto rule off)",
+    "overdue": "open findings past their deadline",
+    "reopened": "findings back again (反弹)",
+    "new": "new findings",
+    "open": "open findings",
+    "high": "open high-severity findings",
+    "area_coverage_below": "share of the town's area inside a grid",
+    "effective_coverage_below": "share of the town's area inside a staffed grid",
+    "road_coverage_below": "share of road length inside a grid",
+    "uncovered_lane_m_above": "metres of lane in no grid",
+}
+
+
+def _get(obj: Any, name: str) -> Any:
+    return getattr(obj, name, None)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def village_names(assessment: Any) -> dict[str, str]:
+    """Village id -> name, from the town (or the summary when the town is not at hand)."""
+    villages = _get(_get(assessment, "town"), "villages")
+    if villages is None or "village_id" not in getattr(villages, "columns", ()):
+        summary = _get(assessment, "summary")
+        if summary is not None and "name" in summary.columns:
+            return {str(k): _text(v) for k, v in summary["name"].items()}
+        return {}
+    names = villages["name"] if "name" in villages.columns else villages["village_id"]
+    return {str(k): _text(v) for k, v in zip(villages["village_id"], names, strict=True)}
+
+
+# --------------------------------------------------------------------------- thresholds
+def _threshold_value(key: str, value: Any) -> float | None:
+    if isinstance(value, bool):
+        if key != "veto":
+            msg = f"fail_on.{key} must be a number, not {value!r}."
+            raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
+        return 1.0 if value else None
+    f = _num(value)
+    if f is None or f < 0:
+        msg = f"fail_on.{key} must be a number >= 0, not {value!r}."
+        raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
+    return f
+
+
+def evaluate_thresholds(
+    assessment: Assessment,
+    lifecycle: pd.DataFrame | None,
+    fail_on: Mapping[str, Any] | None,
+) -> tuple[int, str]:
+    """Decide the exit status of a run: 1 on a veto item or a configured threshold, else 0.
+
+    Parameters
+    ----------
+    assessment
+        The assessment (``.findings``, ``.totals``).
+    lifecycle
+        The table :meth:`gisgrid.history.History.record` returned (None:
+        every finding of the assessment counts as new and open).
+    fail_on
+        The ``[report] fail_on`` table, e.g. ``{"overdue": 1,
+        "area_coverage_below": 0.99}``; keys in :data:`THRESHOLD_KEYS`. Counts
+        fail when they reach the value, ``*_below`` ratios when they fall
+        below it, ``*_above`` lengths when they exceed it. Any open veto finding
+        fails unless ``veto = 0`` (or ``false``).
+
+    Returns
+    -------
+    tuple of (int, str)
+        Exit code 0 or 1, and the reason in one line.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key or a value that is not a number.
+    """
+    rules = dict(fail_on or {})
+    unknown = sorted(set(rules) - set(THRESHOLD_KEYS))
+    if unknown:
+        msg = f"fail_on has unknown key(s) {unknown}."
+        raise ConfigError(msg, fix=f"use {sorted(THRESHOLD_KEYS)}")
+    life = with_lifecycle(assessment, lifecycle, lifecycle_as_of(lifecycle))
+    open_ = life[is_open(life)]
+    counts = {
+        "veto": int((open_["severity"] == "veto").sum()),
+        "high": int((open_["severity"] == "high").sum()),
+        "overdue": int((open_["status"] == "overdue").sum()),
+        "reopened": int((open_["status"] == "reopened").sum()),
+        "new": int((open_["status"] == "new").sum()),
+        "open": len(open_),
+    }
+    totals = dict(_get(assessment, "totals") or {})
+    hits: list[str] = []
+    veto_limit = _threshold_value("veto", rules.get("veto", 1))
+    if veto_limit and counts["veto"] >= veto_limit:
+        kinds = open_.loc[open_["severity"] == "veto", "kind"].value_counts()
+        what = ", ".join(f"{k} {v}" for k, v in kinds.items())
+        hits.append(f"{counts['veto']} veto item{'s' if counts['veto'] != 1 else ''} (一票否决: {what})")
+    for key in ("overdue", "reopened", "new", "open", "high"):
+        if key in rules:
+            limit = _threshold_value(key, rules[key])
+            if limit is not None and counts[key] >= limit:
+                hits.append(f"{key} {counts[key]} >= {limit:g}")
+    for key in ("area_coverage_below", "effective_coverage_below", "road_coverage_below"):
+        if key in rules:
+            limit = _threshold_value(key, rules[key])
+            name = key.removesuffix("_below")
+            value = _num(totals.get(name))
+            if value is None:
+                logger.warning("fail_on.%s: the assessment has no %s; threshold not checked", key, name)
+            elif limit is not None and value < limit:
+                hits.append(f"{name.replace('_', ' ')} {percent(value)} < {percent(limit)}")
+    if "uncovered_lane_m_above" in rules:
+        limit = _threshold_value("uncovered_lane_m_above", rules["uncovered_lane_m_above"])
+        value = _num(totals.get("uncovered_lane_m"))
+        if value is None:
+            logger.warning("fail_on.uncovered_lane_m_above: the assessment has no uncovered_lane_m; not checked")
+        elif limit is not None and value > limit:
+            hits.append(f"uncovered lanes {value:,.0f} m > {limit:,.0f} m")
+    if hits:
+        return 1, "; ".join(hits)
+    return 0, "within thresholds"
+
+
+# --------------------------------------------------------------------------- scorecard
+def scorecard(assessment: Assessment, lifecycle: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rank the villages (村居排名) by the score in the module docstring.
+
+    Parameters
+    ----------
+    assessment
+        The assessment (``.summary`` per village, ``.town.villages``).
+    lifecycle
+        The lifecycle table (default: the assessment's findings, all open).
+
+    Returns
+    -------
+    DataFrame
+        One row per village, best first: ``rank``, ``village_id``, ``name``,
+        ``area_coverage``, ``road_coverage``, ``coverage`` (percent),
+        ``veto``, ``overdue``, ``sensitive``, ``open``, ``score``, ``flag``
+        (``"red"``, ``"yellow"`` or ``""``).
+    """
+    life = with_lifecycle(assessment, lifecycle, lifecycle_as_of(lifecycle))
+    names = village_names(assessment)
+    summary = _get(assessment, "summary")
+    if summary is None:
+        summary = pd.DataFrame(index=pd.Index(sorted(names), name="village_id"))
+    s = pd.DataFrame(summary).copy()
+    s.index = s.index.astype(str)
+    ids = list(s.index)
+    area = s["area_coverage"] if "area_coverage" in s.columns else (
+        s["grid_area_m2"] / s["area_m2"] if {"grid_area_m2", "area_m2"} <= set(s.columns) else
+        pd.Series(np.nan, index=s.index))
+    area = pd.to_numeric(area, errors="coerce").clip(0, 1)
+    if "road_coverage" in s.columns:
+        road = pd.to_numeric(s["road_coverage"], errors="coerce").clip(0, 1)
+    elif {"road_m", "uncovered_road_m"} <= set(s.columns):
+        road_m = pd.to_numeric(s["road_m"], errors="coerce")
+        road = (1 - pd.to_numeric(s["uncovered_road_m"], errors="coerce") / road_m.where(road_m > 0)).clip(0, 1)
+    else:
+        road = pd.Series(np.nan, index=s.index)
+    coverage = (pd.concat([area, road], axis=1).mean(axis=1, skipna=True) * 100).fillna(100.0)
+    open_ = life[is_open(life)]
+    vid = open_["village_id"].astype(object).map(lambda v: None if v is None else str(v))
+
+    def per_village(mask: pd.Series) -> pd.Series:
+        return vid[mask].value_counts().reindex(ids, fill_value=0).astype(int)
+
+    card = pd.DataFrame({
+        "village_id": ids,
+        "name": [names.get(v, _text(s["name"].get(v)) if "name" in s.columns else v) or v for v in ids],
+        "area_coverage": area.to_numpy(),
+        "road_coverage": road.to_numpy(),
+        "coverage": coverage.to_numpy(),
+        "veto": per_village(open_["severity"] == "veto").to_numpy(),
+        "overdue": per_village(open_["status"] == "overdue").to_numpy(),
+        "sensitive": per_village(open_["kind"].isin(SENSITIVE_KINDS)).to_numpy(),
+        "open": per_village(pd.Series(True, index=open_.index)).to_numpy(),
+    })
+    w = SCORE_WEIGHTS
+    card["score"] = (card["coverage"] - w["veto"] * card["veto"] - w["overdue"] * card["overdue"]
+                     - w["sensitive"] * card["sensitive"]).round(2)
+    card = card.sort_values(["score", "open", "village_id"], ascending=[False, True, True], kind="stable")
+    card = card.reset_index(drop=True)
+    card.insert(0, "rank", card["score"].rank(method="min", ascending=False).astype(int))
+    card["flag"] = ""
+    if len(card):
+        best, worst = card["score"].max(), card["score"].min()
+        card.loc[(card["score"] == best) & (card["veto"] == 0), "flag"] = "red"
+        if worst < best:
+            card.loc[card["score"] == worst, "flag"] = "yellow"
+    return card

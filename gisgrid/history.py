@@ -75,6 +75,7 @@ import shapely
 from gisgrid import settings
 from gisgrid._errors import HistoryError
 from gisgrid.findings import COLUMNS, SEVERITY_RANK, sort_findings
+from gisgrid.policy import deadline_days
 
 __all__ = ["LIFECYCLE_COLUMNS", "OPEN_STATUSES", "STATUSES", "History", "Run"]
 
@@ -214,23 +215,6 @@ def _crs_text(crs: Any) -> str | None:
     crs = pyproj.CRS.from_user_input(crs)
     auth = crs.to_authority()
     return f"{auth[0]}:{auth[1]}" if auth else crs.to_wkt()
-
-
-def _deadline_days(deadlines: Mapping[str, Any] | None) -> dict[str, int]:
-    days = {str(k): int(v) for k, v in settings.deadline_days.items()}
-    for sev, value in (deadlines or {}).items():
-        if sev not in SEVERITY_RANK:
-            msg = f"deadlines names an unknown severity {sev!r}."
-            raise HistoryError(msg, fix=f"use the severities {list(SEVERITY_RANK)}")
-        try:
-            n = int(value)
-        except (TypeError, ValueError):
-            n = -1
-        if n < 0 or n != value:
-            msg = f"the deadline for {sev} must be a whole number of days >= 0, not {value!r}."
-            raise HistoryError(msg, fix="write e.g. deadlines = { veto = 3, high = 7 }")
-        days[str(sev)] = n
-    return days
 
 
 # --------------------------------------------------------------------------- lifecycle replay
@@ -571,7 +555,7 @@ class History:
             findings = findings.findings
         today = self._prepare(findings)
         day = _iso(as_of)
-        days = _deadline_days(deadlines)
+        days = deadline_days(deadlines)
         crs_text = _crs_text(today.crs)
         with self._connect() as conn, self._transaction(conn):
             dates = [r[0] for r in conn.execute("SELECT as_of FROM runs ORDER BY as_of")]

@@ -9,9 +9,7 @@ canonical layer names, or nothing: the embedded demo town) into a validated
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import logging
-import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,153 +21,29 @@ import pandas as pd
 
 from gisgrid import io
 from gisgrid._errors import ConfigError, SchemaError
+from gisgrid.io.config import Config, describe_config, find_config, load_config
 from gisgrid.model import LAYERS, ROSTERS, Town
 from gisgrid.vocab import percent
 
-__all__ = ["Config", "RunResult", "analyse_config", "check", "load_config", "load_town", "make_maps", "run",
-           "write_demo"]
+__all__ = [
+    "Config",
+    "RunResult",
+    "analyse_config",
+    "check",
+    "coverage_options",
+    "describe_config",
+    "find_config",
+    "load_config",
+    "load_town",
+    "make_maps",
+    "run",
+    "validate",
+    "write_demo",
+]
 
 logger = logging.getLogger(__name__)
 
-_SOURCE_KEYS = {"path", "layer", "crs", "encoding", "fields", "values", "sheet"}
-_TOP_KEYS = {"town", "sources", "coverage", "rules", "report", "owners", "history", "assign", "maps"}
-#: ``[coverage]`` keys and their defaults (None: the value in gisgrid.settings).
-COVERAGE_KEYS: dict[str, Any] = {"tolerance_m": None, "cleaned_grids": True, "workers": None}
 SOURCE_NAMES = (*LAYERS, *ROSTERS)
-
-
-@dataclass
-class Config:
-    """A parsed configuration: where the data is and how to analyse and report it.
-
-    Attributes
-    ----------
-    path : Path or None
-        The config file (None for the embedded demo or a bare GeoPackage).
-    town : dict
-        ``[town]``: ``name``, ``crs``.
-    sources : dict
-        ``[sources.NAME]`` tables with absolute paths.
-    sections : dict
-        Every other top-level table (``rules``, ``report``, ``owners``, ``history``, ``assign``, ``maps``).
-    """
-
-    path: Path | None = None
-    town: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sections: dict[str, Any] = field(default_factory=dict)
-    demo: bool = False
-
-    def section(self, name: str) -> dict[str, Any]:
-        """Return a top-level table (empty dict when absent)."""
-        return dict(self.sections.get(name) or {})
-
-
-def _parse_config(data: dict[str, Any]) -> Config:
-    path = Path(data.pop("_path"))
-    base = Path(data.pop("_dir"))
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        msg = f"unknown section(s) {sorted(unknown)}."
-        raise ConfigError(msg, path=path, fix=f"use only {sorted(_TOP_KEYS)}")
-    town = dict(data.get("town") or {})
-    sources_in = data.get("sources") or {}
-    if not isinstance(sources_in, dict) or not sources_in:
-        msg = "no [sources.NAME] tables."
-        raise ConfigError(msg, path=path, fix="add [sources.villages] and [sources.grids] at least (see README)")
-    sources: dict[str, dict[str, Any]] = {}
-    for name, spec in sources_in.items():
-        where = f"[sources.{name}]"
-        if name not in SOURCE_NAMES:
-            msg = f"unknown source {where}."
-            raise ConfigError(msg, path=path, fix=f"use one of {list(SOURCE_NAMES)}")
-        if not isinstance(spec, dict) or "path" not in spec:
-            msg = f"{where} has no path."
-            raise ConfigError(msg, path=path, fix=f'add path = "file.gpkg" under {where}')
-        bad = set(spec) - _SOURCE_KEYS
-        if bad:
-            msg = f"{where} has unknown key(s) {sorted(bad)}."
-            raise ConfigError(msg, path=path, fix=f"use only {sorted(_SOURCE_KEYS)}")
-        for key in ("fields", "values"):
-            if key in spec and not isinstance(spec[key], dict):
-                msg = f"{where} {key} must be a table."
-                raise ConfigError(msg, path=path, fix=f'write {key} = {{ canonical = "yours" }}')
-        entry = dict(spec)
-        entry["path"] = str((base / str(spec["path"])).resolve())
-        sources[name] = entry
-    for req in ("villages", "grids"):
-        if req not in sources:
-            msg = f"[sources.{req}] is missing."
-            raise ConfigError(msg, path=path, fix=f"add [sources.{req}] with the path of your {req} layer")
-    sections = {k: v for k, v in data.items() if k not in {"town", "sources"}}
-    return Config(path=path, town=town, sources=sources, sections=sections)
-
-
-def find_config() -> Path | None:
-    """``gisgrid.toml`` in the current folder, when there is one."""
-    cand = Path.cwd() / "gisgrid.toml"
-    return cand.resolve() if cand.is_file() else None
-
-
-def describe_config(source: str | os.PathLike[str] | None) -> str:
-    """One line naming the config a command will use (the first line of ``check``, ``run`` and ``map``)."""
-    if source is not None:
-        return f"config: {Path(source).resolve()}"
-    found = find_config()
-    if found is not None:
-        return f"config: {found} (found in the current folder)"
-    return ("config: none given and no gisgrid.toml here: this is the embedded demo town (东社镇). To run your own "
-            "data, write a gisgrid.toml (see `gisgrid demo --out DIR` for an example) and pass its path, or run "
-            "from its folder.")
-
-
-def load_config(source: str | os.PathLike[str] | None = None) -> Config:
-    """Read a config file, a folder holding ``gisgrid.toml``, a GeoPackage, or nothing (the demo town).
-
-    Parameters
-    ----------
-    source
-        Path of a ``.toml`` config, a folder with a ``gisgrid.toml``, a
-        ``.gpkg`` with the canonical layer names, or None: ``./gisgrid.toml``
-        when there is one (as ruff and pytest find theirs), else the demo.
-
-    Returns
-    -------
-    Config
-    """
-    if source is None:
-        found = find_config()
-        if found is None:
-            return Config(demo=True)
-        source = found
-    p = Path(source)
-    if p.is_dir():
-        cand = p / "gisgrid.toml"
-        if not cand.exists():
-            msg = "the folder has no gisgrid.toml."
-            raise ConfigError(msg, path=p,
-                              fix="give the config file's path, or run `gisgrid demo --out DIR` for an example")
-        p = cand
-    if p.suffix.lower() == ".gpkg":
-        return _gpkg_config(p)
-    return _parse_config(io.read_config(p))
-
-
-def _gpkg_config(path: Path) -> Config:
-    if not path.exists():
-        msg = "the file does not exist."
-        raise ConfigError(msg, path=path, fix="check the path")
-    names = set(io.list_layers(path))  # a damaged or truncated file is an InputError naming it
-    sources = {n: {"path": str(path.resolve()), "layer": n} for n in SOURCE_NAMES if n in names}
-    for n in ROSTERS:
-        if n in sources:
-            sources[n]["sheet"] = sources[n].pop("layer")
-    for req in ("villages", "grids"):
-        if req not in sources:
-            msg = f"has no '{req}' layer (it has {sorted(names)})."
-            raise ConfigError(msg, path=path, layer=req, fix="name the layers boundary, villages, grids, roads, "
-                              "rivers, pois, grid_staff, river_chiefs, or write a gisgrid.toml that maps yours")
-    return Config(path=path, sources=sources)
 
 
 def _map_fields(frame: Any, name: str, spec: dict[str, Any]) -> Any:
@@ -250,8 +124,7 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
 def check(source: str | os.PathLike[str] | Config | None = None) -> tuple[Town, pd.DataFrame]:
     """Load and validate only (data and sensitive-section rules); return the town and its per-layer table."""
     cfg = source if isinstance(source, Config) else load_config(source)
-    _validate_rules(cfg)
-    coverage_options(cfg)
+    validate(cfg)
     town = load_town(cfg)
     return town, town.layer_table()
 
@@ -382,36 +255,31 @@ def _config_hash(cfg: Config) -> str:
 
 
 def coverage_options(cfg: Config) -> dict[str, Any]:
-    """The ``[coverage]`` table, checked: ``tolerance_m``, ``cleaned_grids``, ``workers``.
+    """The ``[coverage]`` options as a dict (``tolerance_m``, ``cleaned_grids``, ``workers``); see ``cfg.coverage``."""
+    return cfg.coverage.as_dict()
+
+
+def validate(cfg: Config) -> None:
+    """Check every section a run will use, the same way for ``check`` and ``run``, before any data is read.
+
+    The sections the config parser types itself (``[coverage]``, ``[report]``,
+    ``[maps]``, ``[history]``) were checked by :func:`load_config`; this adds
+    the ones their owners parse: ``[rules]``, ``[assign]``, ``[report] fail_on``
+    and ``deadlines``.
 
     Raises
     ------
-    ConfigError
-        An unknown key (with the nearest known one) or a bad value.
+    ConfigError, RuleError
+        The first bad key or value, with the fix.
     """
-    given = cfg.section("coverage")
-    where = cfg.path
-    unknown = sorted(set(given) - set(COVERAGE_KEYS))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(COVERAGE_KEYS), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        msg = f"[coverage] has unknown key(s) {unknown}."
-        raise ConfigError(msg, path=where, fix=f"{hint}use only {sorted(COVERAGE_KEYS)}")
-    out = dict(COVERAGE_KEYS)
-    out.update(given)
-    tol = out["tolerance_m"]
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol)
-                            or tol < 0):
-        msg = f"[coverage] tolerance_m must be a number of metres >= 0, not {tol!r}."
-        raise ConfigError(msg, path=where, fix="write tolerance_m = 2.0 (0 for exact geometry: no digitising noise)")
-    if not isinstance(out["cleaned_grids"], bool):
-        msg = f"[coverage] cleaned_grids must be true or false, not {out['cleaned_grids']!r}."
-        raise ConfigError(msg, path=where, fix="write cleaned_grids = false to skip the cleaned-grids proposal")
-    workers = out["workers"]
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        msg = f"[coverage] workers must be a whole number >= 1, not {workers!r}."
-        raise ConfigError(msg, path=where, fix="write workers = 2, or leave it out for one thread per CPU")
-    return out
+    from gisgrid import policy
+    from gisgrid.checks.responsibility import resolve_options
+    from gisgrid.checks.sensitive import parse_rules
+
+    parse_rules(cfg.sections.get("rules"))
+    resolve_options(cfg.section("assign"))
+    policy.check_thresholds(cfg.report.fail_on)
+    policy.deadline_days(cfg.report.deadlines)
 
 
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
@@ -419,11 +287,9 @@ def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | No
     from gisgrid.analysis import analyze
 
     town = load_town(cfg) if town is None else town
-    report_cfg = cfg.section("report")
-    cov = coverage_options(cfg)
     return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
-                   sliver_area_m2=report_cfg.get("sliver_area_m2"), tolerance_m=cov["tolerance_m"],
-                   workers=cov["workers"], as_of=as_of or dt.date.today())
+                   sliver_area_m2=cfg.report.sliver_area_m2, tolerance_m=cfg.coverage.tolerance_m,
+                   workers=cfg.coverage.workers, as_of=as_of or dt.date.today())
 
 
 def run(
@@ -481,7 +347,7 @@ def run(
         raise ConfigError(msg, fix=f"check the date (at most {MAX_DAYS_AHEAD} days ahead), or add --force if you "
                           "really mean it")
     cfg = source if isinstance(source, Config) else load_config(source)
-    _validate_rules(cfg)
+    validate(cfg)
     cov = coverage_options(cfg)
     out_dir = check_output_folder(out, "reports", "maps", f"reports/{as_of.isoformat()}")
     reports = out_dir / "reports"
@@ -489,11 +355,7 @@ def run(
     town = load_town(cfg)
     tick("analyse", 1, total)
     assessment = analyse_config(cfg, town, as_of=as_of)
-    hist_cfg = cfg.section("history")
-    db_path = Path(hist_cfg["path"]) if "path" in hist_cfg else reports / "history.sqlite"
-    if cfg.path is not None and not db_path.is_absolute() and "path" in hist_cfg:
-        db_path = cfg.path.parent / db_path
-    report_cfg = cfg.section("report")
+    db_path = cfg.history.path or reports / "history.sqlite"
     written: list[Path] = []
     folder = reports / as_of.isoformat()
     # The cleaned-grids proposal is GEOS work (the GIL is released): it runs beside the history, the
@@ -511,22 +373,21 @@ def run(
             hist = history_mod.History(db_path)
             lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
                                     fingerprints=_fingerprints(cfg), force=force,
-                                    deadlines=report_cfg.get("deadlines"), totals=assessment.totals)
-            verdict = policy.evaluate_thresholds(assessment, lifecycle, report_cfg.get("fail_on"))  # once per run
+                                    deadlines=cfg.report.deadlines, totals=assessment.totals)
+            verdict = policy.evaluate_thresholds(assessment, lifecycle, cfg.report.fail_on)  # once per run
             maps_written: list[Path] = []
             if maps:  # before the report: the proposal is still being computed beside them
                 tick("maps", 3, total)
                 # Maps show each finding's status and first-seen date from the history.
-                mcfg = cfg.section("maps")
                 maps_written = maps_mod.write_maps(
-                    _with_lifecycle(assessment, lifecycle), out_dir, basemap=mcfg.get("basemap", "osm"),
-                    assets=mcfg.get("assets", "cdn"), tiles_url=mcfg.get("tiles_url"),
-                    per_owner=mcfg.get("per_owner"), per_village=mcfg.get("per_village"))
+                    _with_lifecycle(assessment, lifecycle), out_dir, basemap=cfg.maps.basemap,
+                    assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
+                    per_owner=cfg.maps.per_owner, per_village=cfg.maps.per_village)
             tick("report", total - 2, total)
             map_href = "../../maps/command_center.html" if maps else None
             with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
                 written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
-                                                   fail_on=report_cfg.get("fail_on"), as_of=as_of, verdict=verdict)
+                                                   fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict)
                 written += _write_layers(staging, assessment)
                 for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
                     written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
@@ -622,12 +483,6 @@ def _with_lifecycle(assessment: Any, lifecycle: Any) -> Any:
     return out
 
 
-def _validate_rules(cfg: Config) -> None:
-    from gisgrid.checks.sensitive import parse_rules
-
-    parse_rules(cfg.sections.get("rules"))
-
-
 def make_maps(
     source: str | os.PathLike[str] | Config | None = None,
     *,
@@ -641,12 +496,11 @@ def make_maps(
 
     check_output_folder(out, "maps")
     cfg = source if isinstance(source, Config) else load_config(source)
-    _validate_rules(cfg)
+    validate(cfg)
     assessment = analyse_config(cfg)
-    mcfg = cfg.section("maps")
     if village is not None and village not in set(assessment.town.villages["village_id"]):
         msg = f"no village with id {village!r}."
         raise ConfigError(msg, fix=f"use one of {sorted(assessment.town.villages['village_id'])[:10]} …")
-    return maps_mod.write_maps(assessment, Path(out), basemap=basemap or mcfg.get("basemap", "osm"),
-                               assets=mcfg.get("assets", "cdn"), tiles_url=mcfg.get("tiles_url"),
+    return maps_mod.write_maps(assessment, Path(out), basemap=basemap or cfg.maps.basemap,
+                               assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
                                village=village, owner=owner)

@@ -24,6 +24,7 @@ best.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from collections.abc import Mapping
@@ -32,14 +33,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gisgrid._errors import ConfigError
-from gisgrid.findings import is_open, lifecycle_as_of, with_lifecycle
+from gisgrid import settings
+from gisgrid._errors import ConfigError, HistoryError
+from gisgrid.findings import SEVERITY_RANK, is_open, lifecycle_as_of, with_lifecycle
 from gisgrid.vocab import percent
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
 
-__all__ = ["SCORE_WEIGHTS", "SENSITIVE_KINDS", "THRESHOLD_KEYS", "evaluate_thresholds", "scorecard", "village_names"]
+__all__ = [
+    "SCORE_WEIGHTS",
+    "SENSITIVE_KINDS",
+    "THRESHOLD_KEYS",
+    "check_thresholds",
+    "deadline_days",
+    "evaluate_thresholds",
+    "scorecard",
+    "village_names",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +118,26 @@ def _threshold_value(key: str, value: Any) -> float | None:
     return f
 
 
+def check_thresholds(fail_on: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check the ``[report] fail_on`` table before a run: known keys, numbers >= 0.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key (with the nearest known one) or a value that is not a number.
+    """
+    rules = dict(fail_on or {})
+    bad = sorted(str(k) for k in rules if k not in THRESHOLD_KEYS)
+    if bad:
+        close = difflib.get_close_matches(bad[0], list(THRESHOLD_KEYS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        msg = f"[report] fail_on has unknown key(s) {bad}."
+        raise ConfigError(msg, fix=f"{hint}use {sorted(THRESHOLD_KEYS)}")
+    for key, value in rules.items():
+        _threshold_value(key, value)
+    return rules
+
+
 def evaluate_thresholds(
     assessment: Assessment,
     lifecycle: pd.DataFrame | None,
@@ -138,11 +169,7 @@ def evaluate_thresholds(
     ConfigError
         For an unknown key or a value that is not a number.
     """
-    rules = dict(fail_on or {})
-    unknown = sorted(set(rules) - set(THRESHOLD_KEYS))
-    if unknown:
-        msg = f"fail_on has unknown key(s) {unknown}."
-        raise ConfigError(msg, fix=f"use {sorted(THRESHOLD_KEYS)}")
+    rules = check_thresholds(fail_on)
     life = with_lifecycle(assessment, lifecycle, lifecycle_as_of(lifecycle))
     open_ = life[is_open(life)]
     counts = {
@@ -255,3 +282,27 @@ def scorecard(assessment: Assessment, lifecycle: pd.DataFrame | None = None) -> 
         if worst < best:
             card.loc[card["score"] == worst, "flag"] = "yellow"
     return card
+
+
+def deadline_days(deadlines: Mapping[str, Any] | None) -> dict[str, int]:
+    """Days allowed to fix a finding, per severity: ``settings.deadline_days`` with the config's overrides.
+
+    Raises
+    ------
+    HistoryError
+        An unknown severity, or a value that is not a whole number of days >= 0.
+    """
+    days = {str(k): int(v) for k, v in settings.deadline_days.items()}
+    for sev, value in (deadlines or {}).items():
+        if sev not in SEVERITY_RANK:
+            msg = f"deadlines names an unknown severity {sev!r}."
+            raise HistoryError(msg, fix=f"use the severities {list(SEVERITY_RANK)}")
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = -1
+        if n < 0 or n != value:
+            msg = f"the deadline for {sev} must be a whole number of days >= 0, not {value!r}."
+            raise HistoryError(msg, fix="write e.g. deadlines = { veto = 3, high = 7 }")
+        days[str(sev)] = n
+    return days

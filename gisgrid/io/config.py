@@ -1,0 +1,332 @@
+"""The config file, parsed once into typed options.
+
+``gisgrid.toml`` is read and checked here, section by section, so that
+``gisgrid check`` refuses exactly what ``gisgrid run`` would: an unknown key
+anywhere gets one did-you-mean (:func:`unknown_keys`), a bad value names the
+section, the key and the fix. The sections a check owns (``[rules]``,
+``[assign]``) and the thresholds (``[report] fail_on``) are kept as tables
+here and parsed by their owners (:func:`gisgrid.checks.sensitive.parse_rules`,
+:func:`gisgrid.checks.responsibility.resolve_options`,
+:func:`gisgrid.policy.check_thresholds`); :func:`gisgrid.pipeline.validate`
+runs all of them for both commands.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gisgrid._errors import ConfigError
+from gisgrid.io.files import list_layers, read_config
+
+__all__ = [
+    "LAYER_SOURCES",
+    "ROSTER_SOURCES",
+    "SOURCE_NAMES",
+    "Config",
+    "CoverageOptions",
+    "HistoryOptions",
+    "MapOptions",
+    "ReportOptions",
+    "describe_config",
+    "find_config",
+    "load_config",
+    "unknown_keys",
+]
+
+#: The layers and rosters a config can name under ``[sources.NAME]``.
+LAYER_SOURCES: tuple[str, ...] = ("boundary", "villages", "grids", "roads", "rivers", "pois")
+ROSTER_SOURCES: tuple[str, ...] = ("grid_staff", "river_chiefs")
+SOURCE_NAMES: tuple[str, ...] = (*LAYER_SOURCES, *ROSTER_SOURCES)
+_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet")
+_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps")
+_TOWN_KEYS = ("name", "crs")
+
+
+def unknown_keys(given: Iterable[str], known: Iterable[str], *, where: str, path: Path | None = None,
+                 what: str = "key") -> None:
+    """Refuse keys that are not in ``known``, suggesting the nearest one (the one did-you-mean of the config).
+
+    Raises
+    ------
+    ConfigError
+        Naming the section, the unknown key(s), the nearest known key and the keys allowed.
+    """
+    known = list(known)
+    bad = sorted(str(k) for k in given if k not in known)
+    if not bad:
+        return
+    close = difflib.get_close_matches(bad[0], known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    msg = f"{where} has unknown {what}(s) {bad}."
+    raise ConfigError(msg, path=path, fix=f"{hint}use only {sorted(known)}")
+
+
+def _table(value: Any, where: str, path: Path | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        msg = f"{where} must be a table, not {value!r}."
+        raise ConfigError(msg, path=path, fix=f"write it as a {where} section or an inline table {{ ... }}")
+    return dict(value)
+
+
+def _metres(value: Any, where: str, path: Path | None, example: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        msg = f"{where} must be a number of metres >= 0, not {value!r}."
+        raise ConfigError(msg, path=path, fix=f"write {example}")
+    return float(value)
+
+
+def _flag(value: Any, where: str, path: Path | None, example: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    msg = f"{where} must be true or false, not {value!r}."
+    raise ConfigError(msg, path=path, fix=f"write {example}")
+
+
+@dataclass(frozen=True)
+class CoverageOptions:
+    """``[coverage]``: the digitising tolerance, the cleaned-grids proposal and the geometry threads."""
+
+    tolerance_m: float | None = None  # None: settings.tolerance_m
+    cleaned_grids: bool = True
+    workers: int | None = None  # None: settings.workers
+
+    @classmethod
+    def parse(cls, table: Mapping[str, Any], path: Path | None = None) -> CoverageOptions:
+        """Check and type the ``[coverage]`` table (raises :class:`~gisgrid.ConfigError`)."""
+        unknown_keys(table, ("tolerance_m", "cleaned_grids", "workers"), where="[coverage]", path=path)
+        tol = table.get("tolerance_m")
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol)
+                                or tol < 0):
+            msg = f"[coverage] tolerance_m must be a number of metres >= 0, not {tol!r}."
+            raise ConfigError(msg, path=path,
+                              fix="write tolerance_m = 2.0 (0 for exact geometry: no digitising noise)")
+        cleaned = table.get("cleaned_grids", True)
+        if not isinstance(cleaned, bool):
+            msg = f"[coverage] cleaned_grids must be true or false, not {cleaned!r}."
+            raise ConfigError(msg, path=path, fix="write cleaned_grids = false to skip the cleaned-grids proposal")
+        workers = table.get("workers")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            msg = f"[coverage] workers must be a whole number >= 1, not {workers!r}."
+            raise ConfigError(msg, path=path, fix="write workers = 2, or leave it out for one thread per CPU")
+        return cls(tolerance_m=None if tol is None else float(tol), cleaned_grids=cleaned, workers=workers)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as the 0.1 ``coverage_options`` dict."""
+        return {"tolerance_m": self.tolerance_m, "cleaned_grids": self.cleaned_grids, "workers": self.workers}
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """``[report]``: thresholds of the exit status, deadlines per severity, the sliver area."""
+
+    fail_on: dict[str, Any] = field(default_factory=dict)  # checked by gisgrid.policy.check_thresholds
+    deadlines: dict[str, Any] = field(default_factory=dict)  # checked by gisgrid.policy.deadline_days
+    sliver_area_m2: float | None = None
+
+    @classmethod
+    def parse(cls, table: Mapping[str, Any], path: Path | None = None) -> ReportOptions:
+        """Check and type the ``[report]`` table (raises :class:`~gisgrid.ConfigError`)."""
+        unknown_keys(table, ("fail_on", "deadlines", "sliver_area_m2"), where="[report]", path=path)
+        return cls(fail_on=_table(table.get("fail_on"), "[report] fail_on", path),
+                   deadlines=_table(table.get("deadlines"), "[report] deadlines", path),
+                   sliver_area_m2=_metres(table.get("sliver_area_m2"), "[report] sliver_area_m2", path,
+                                          "sliver_area_m2 = 1.0"))
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """``[maps]``: basemap, where Leaflet comes from, a custom tile URL, which per-owner/village maps to draw."""
+
+    basemap: str = "osm"
+    assets: str = "cdn"
+    tiles_url: str | None = None
+    per_owner: bool | None = None
+    per_village: bool | None = None
+
+    @classmethod
+    def parse(cls, table: Mapping[str, Any], path: Path | None = None) -> MapOptions:
+        """Check and type the ``[maps]`` table (the values themselves are checked by the maps)."""
+        unknown_keys(table, ("basemap", "assets", "tiles_url", "per_owner", "per_village"), where="[maps]", path=path)
+        for key in ("basemap", "assets", "tiles_url"):
+            if key in table and not isinstance(table[key], str):
+                msg = f"[maps] {key} must be text, not {table[key]!r}."
+                raise ConfigError(msg, path=path, fix=f'write {key} = "..." (see README)')
+        return cls(basemap=table.get("basemap", "osm"), assets=table.get("assets", "cdn"),
+                   tiles_url=table.get("tiles_url"),
+                   per_owner=_flag(table.get("per_owner"), "[maps] per_owner", path, "per_owner = false"),
+                   per_village=_flag(table.get("per_village"), "[maps] per_village", path, "per_village = false"))
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    """``[history]``: where the run history lives (None: ``reports/history.sqlite`` under the output folder)."""
+
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, table: Mapping[str, Any], base: Path | None, path: Path | None = None) -> HistoryOptions:
+        """Check and type the ``[history]`` table; a relative path is relative to the config file."""
+        unknown_keys(table, ("path",), where="[history]", path=path)
+        if "path" not in table:
+            return cls()
+        if not isinstance(table["path"], str) or not table["path"].strip():
+            msg = f"[history] path must be a file name, not {table['path']!r}."
+            raise ConfigError(msg, path=path, fix='write path = "history.sqlite"')
+        p = Path(table["path"])
+        return cls(path=p if p.is_absolute() or base is None else base / p)
+
+
+@dataclass
+class Config:
+    """A parsed configuration: where the data is and how to analyse and report it.
+
+    Attributes
+    ----------
+    path : Path or None
+        The config file (None for the embedded demo or a bare GeoPackage).
+    town : dict
+        ``[town]``: ``name``, ``crs``.
+    sources : dict
+        ``[sources.NAME]`` tables with absolute paths.
+    sections : dict
+        Every other top-level table, as written (``rules``, ``report``, ``history``, ``assign``,
+        ``maps``, ``coverage``).
+    coverage, report, maps, history
+        The typed options of those sections.
+    demo : bool
+        True for the embedded demo town (no config file).
+    """
+
+    path: Path | None = None
+    town: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
+    demo: bool = False
+    coverage: CoverageOptions = field(default_factory=CoverageOptions)
+    report: ReportOptions = field(default_factory=ReportOptions)
+    maps: MapOptions = field(default_factory=MapOptions)
+    history: HistoryOptions = field(default_factory=HistoryOptions)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Return a top-level table as written (empty dict when absent)."""
+        return dict(self.sections.get(name) or {})
+
+
+def _parse_config(data: dict[str, Any]) -> Config:
+    path = Path(data.pop("_path"))
+    base = Path(data.pop("_dir"))
+    unknown_keys(data, _SECTIONS, where="the config", path=path, what="section")
+    town = _table(data.get("town"), "[town]", path)
+    unknown_keys(town, _TOWN_KEYS, where="[town]", path=path)
+    sources_in = data.get("sources") or {}
+    if not isinstance(sources_in, dict) or not sources_in:
+        msg = "no [sources.NAME] tables."
+        raise ConfigError(msg, path=path, fix="add [sources.villages] and [sources.grids] at least (see README)")
+    sources: dict[str, dict[str, Any]] = {}
+    for name, spec in sources_in.items():
+        where = f"[sources.{name}]"
+        if name not in SOURCE_NAMES:
+            close = difflib.get_close_matches(str(name), SOURCE_NAMES, n=1)
+            hint = f"did you mean [sources.{close[0]}]? " if close else ""
+            msg = f"unknown source {where}."
+            raise ConfigError(msg, path=path, fix=f"{hint}use one of {list(SOURCE_NAMES)}")
+        if not isinstance(spec, dict) or "path" not in spec:
+            msg = f"{where} has no path."
+            raise ConfigError(msg, path=path, fix=f'add path = "file.gpkg" under {where}')
+        unknown_keys(spec, _SOURCE_KEYS, where=where, path=path)
+        for key in ("fields", "values"):
+            if key in spec and not isinstance(spec[key], dict):
+                msg = f"{where} {key} must be a table."
+                raise ConfigError(msg, path=path, fix=f'write {key} = {{ canonical = "yours" }}')
+        entry = dict(spec)
+        entry["path"] = str((base / str(spec["path"])).resolve())
+        sources[name] = entry
+    for req in ("villages", "grids"):
+        if req not in sources:
+            msg = f"[sources.{req}] is missing."
+            raise ConfigError(msg, path=path, fix=f"add [sources.{req}] with the path of your {req} layer")
+    sections = {k: v for k, v in data.items() if k not in {"town", "sources"}}
+    for name, value in sections.items():
+        _table(value, f"[{name}]", path)
+    return Config(path=path, town=town, sources=sources, sections=sections,
+                  coverage=CoverageOptions.parse(_table(sections.get("coverage"), "[coverage]", path), path),
+                  report=ReportOptions.parse(_table(sections.get("report"), "[report]", path), path),
+                  maps=MapOptions.parse(_table(sections.get("maps"), "[maps]", path), path),
+                  history=HistoryOptions.parse(_table(sections.get("history"), "[history]", path), base, path))
+
+
+def find_config() -> Path | None:
+    """``gisgrid.toml`` in the current folder, when there is one."""
+    cand = Path.cwd() / "gisgrid.toml"
+    return cand.resolve() if cand.is_file() else None
+
+
+def describe_config(source: str | os.PathLike[str] | None) -> str:
+    """One line naming the config a command will use (the first line of ``check``, ``run`` and ``map``)."""
+    if source is not None:
+        return f"config: {Path(source).resolve()}"
+    found = find_config()
+    if found is not None:
+        return f"config: {found} (found in the current folder)"
+    return ("config: none given and no gisgrid.toml here: this is the embedded demo town (东社镇). To run your own "
+            "data, write a gisgrid.toml (see `gisgrid demo --out DIR` for an example) and pass its path, or run "
+            "from its folder.")
+
+
+def load_config(source: str | os.PathLike[str] | None = None) -> Config:
+    """Read a config file, a folder holding ``gisgrid.toml``, a GeoPackage, or nothing (the demo town).
+
+    Parameters
+    ----------
+    source
+        Path of a ``.toml`` config, a folder with a ``gisgrid.toml``, a
+        ``.gpkg`` with the canonical layer names, or None: ``./gisgrid.toml``
+        when there is one (as ruff and pytest find theirs), else the demo.
+
+    Returns
+    -------
+    Config
+    """
+    if source is None:
+        found = find_config()
+        if found is None:
+            return Config(demo=True)
+        source = found
+    p = Path(source)
+    if p.is_dir():
+        cand = p / "gisgrid.toml"
+        if not cand.exists():
+            msg = "the folder has no gisgrid.toml."
+            raise ConfigError(msg, path=p,
+                              fix="give the config file's path, or run `gisgrid demo --out DIR` for an example")
+        p = cand
+    if p.suffix.lower() == ".gpkg":
+        return _gpkg_config(p)
+    return _parse_config(read_config(p))
+
+
+def _gpkg_config(path: Path) -> Config:
+    if not path.exists():
+        msg = "the file does not exist."
+        raise ConfigError(msg, path=path, fix="check the path")
+    names = set(list_layers(path))  # a damaged or truncated file is an InputError naming it
+    sources = {n: {"path": str(path.resolve()), "layer": n} for n in SOURCE_NAMES if n in names}
+    for n in ROSTER_SOURCES:
+        if n in sources:
+            sources[n]["sheet"] = sources[n].pop("layer")
+    for req in ("villages", "grids"):
+        if req not in sources:
+            msg = f"has no '{req}' layer (it has {sorted(names)})."
+            raise ConfigError(msg, path=path, layer=req, fix="name the layers boundary, villages, grids, roads, "
+                              "rivers, pois, grid_staff, river_chiefs, or write a gisgrid.toml that maps yours")
+    return Config(path=path, sources=sources)

@@ -292,8 +292,8 @@ def as_date(value: Any) -> dt.date | None:
 def lifecycle_as_of(lifecycle: pd.DataFrame | None) -> dt.date:
     """The run date a lifecycle table describes (its latest date); today without one."""
     if lifecycle is not None and len(lifecycle):
-        dates = [as_date(v) for c in ("last_seen", "resolved_on") if c in lifecycle.columns for v in lifecycle[c]]
-        dates = [d for d in dates if d is not None]
+        dates = [d for c in ("last_seen", "resolved_on") if c in lifecycle.columns for v in lifecycle[c]
+                 if (d := as_date(v)) is not None]
         if dates:
             return max(dates)
     return dt.date.today()

@@ -833,7 +833,11 @@ class History:
             ).fetchone()
         if row is None:
             return None
-        return Run(as_of=_date(row[0]), config_hash=row[1], fingerprints=json.loads(row[2] or "{}"),
+        day = _date(row[0])
+        if day is None:
+            msg = f"the run history has a run with an unreadable date {row[0]!r}."
+            raise HistoryError(msg, path=self.path, fix="restore the history file from a backup")
+        return Run(as_of=day, config_hash=row[1], fingerprints=json.loads(row[2] or "{}"),
                    counts=json.loads(row[3] or "{}"), totals=json.loads(row[4] or "{}"), created=row[5])
 
     def previous_run(self, as_of: dt.date) -> Run | None:
@@ -875,7 +879,7 @@ class History:
                 "SELECT o.as_of, o.finding_id, o.severity, o.status, f.first_seen, o.opened_on, o.deadline, "
                 "o.times_reopened FROM observations o JOIN findings f USING (finding_id) WHERE o.as_of = ?",
                 conn, params=(day,))
-            rows["last_seen"] = np.where(rows["status"] == "resolved", prev, day)
+            rows["last_seen"] = [prev if s == "resolved" else day for s in rows["status"]]
             return self._lifecycle_frame(conn, rows, None, crs=crs)
 
     def verify(self) -> list[str]:

@@ -468,7 +468,7 @@ class Town:
             pd.DataFrame(repairs, columns=list(REPAIR_COLUMNS)), geometry="geometry", crs=target
         )
         if name is None:
-            names = prepared["boundary"]["name"].dropna() if len(prepared["boundary"]) else []
+            names = prepared["boundary"]["name"].dropna()
             name = str(names.iloc[0]) if len(names) else "town"
         town = cls(name=name, crs=target, **prepared, **rosters, repairs=rep_frame,
                    issues=_issue_frame(issues), sources=sources)

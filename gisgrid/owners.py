@@ -97,7 +97,7 @@ class _OwnerBook:
                 if present(c):
                     sides.append(OWNER_JOIN.join(id_list(c)))
                 elif present(v):
-                    sides.append(self.village.get(v) or village_owner(v))
+                    sides.append(self.village.get(v) or village_owner(v) or str(v))
             self.section[sid] = OWNER_JOIN.join(unique_present(sides)) or self.town_chief.get(river) or default
         self.grid_ids = town.grids["grid_id"].to_numpy(dtype=object)
         self.grid_tree = shapely.STRtree(np.asarray(town.grids.geometry.values, dtype=object))

@@ -98,12 +98,13 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
     extent = town.extent
     vnames = _names(town.villages, "village_id")
     parts: list[gpd.GeoDataFrame] = []
-    opts = {"min_area_m2": min_area, "tolerance_m": tol, "workers": workers}
 
     # Areas: the town in villages, the villages in grids (with a tolerance: village by village).
-    vdef = coverage.partition_defects(town.villages, extent=extent, id_column="village_id", **opts)
+    vdef = coverage.partition_defects(town.villages, extent=extent, id_column="village_id", min_area_m2=min_area,
+                                      tolerance_m=tol, workers=workers)
     gdef = coverage.partition_defects(town.grids, extent=extent, id_column="grid_id", split_by=town.villages,
-                                      split_id_column="village_id", **opts)
+                                      split_id_column="village_id", min_area_m2=min_area, tolerance_m=tol,
+                                      workers=workers)
     v_gaps = vdef[(vdef["kind"] == "gap") & ~vdef["sliver"]]
     no_village = shapely.union_all(_arr(v_gaps)) if len(v_gaps) else None
     rows: list[dict[str, Any]] = []

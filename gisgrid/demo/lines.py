@@ -157,11 +157,9 @@ def _roads(rng: np.random.Generator, spec: _Scale, boundary: Polygon, village_po
     segs = shapely.get_coordinates(shapely.get_parts(tri)).reshape(-1, 2, 2)
     tree = shapely.STRtree(shapely.points(centres))
     near = tree.query_nearest(shapely.points(segs.reshape(-1, 2)), all_matches=False)
-    ends = np.empty(len(segs) * 2, dtype=np.int64)
-    ends[near[0]] = near[1]
-    ends = ends.reshape(-1, 2)
-    ends = np.sort(ends, axis=1)
-    ends = np.unique(ends, axis=0)
+    flat = np.empty(len(segs) * 2, dtype=np.int64)
+    flat[near[0]] = near[1]
+    ends = np.unique(np.sort(flat.reshape(-1, 2), axis=1), axis=0)
     lengths = np.hypot(*(centres[ends[:, 0]] - centres[ends[:, 1]]).T)
     order = np.argsort(lengths, kind="stable")
     parent = np.arange(len(centres))
@@ -169,23 +167,23 @@ def _roads(rng: np.random.Generator, spec: _Scale, boundary: Polygon, village_po
     def find(i: int) -> int:
         while parent[i] != i:
             parent[i] = parent[parent[i]]
-            i = parent[i]
-        return int(i)
+            i = int(parent[i])
+        return i
 
     chosen = []
     extra_p = rng.uniform(size=len(order))
-    for k, e in enumerate(order):
-        a, b = int(ends[e, 0]), int(ends[e, 1])
-        ra, rb = find(a), find(b)
+    for k, e in enumerate(order.tolist()):
+        ia, ib = int(ends[e, 0]), int(ends[e, 1])
+        ra, rb = find(ia), find(ib)
         if ra != rb:
             parent[ra] = rb
             chosen.append(e)
         elif extra_p[k] < 0.3 and lengths[e] < 2.2 * np.median(lengths):
             chosen.append(e)
     for e in sorted(chosen):
-        a, b = int(ends[e, 0]), int(ends[e, 1])
-        coords = _meander(rng, centres[a], centres[b], 40.0, rng.uniform(30, 90), (800, 2500))
-        roads.add(coords, "secondary", f"{bases[a]}{bases[b]}路", 6)
+        ia, ib = int(ends[e, 0]), int(ends[e, 1])
+        coords = _meander(rng, centres[ia], centres[ib], 40.0, rng.uniform(30, 90), (800, 2500))
+        roads.add(coords, "secondary", f"{bases[ia]}{bases[ib]}路", 6)
 
     # settlements: centre of each village plus hamlets; village roads; lanes
     for v in range(len(centres)):

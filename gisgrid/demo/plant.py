@@ -212,7 +212,7 @@ class _Planter:
 
     def spikes(self) -> list[tuple[int, Polygon]]:
         """Zero-width inward spikes on k grids: invalid rings that repair to the intended grid."""
-        out = []
+        out: list[tuple[int, Polygon]] = []
         for c in self.rng.permutation(len(self.cells)):
             if len(out) >= self.spec.n_defects:
                 break
@@ -282,11 +282,11 @@ def _ring_without(poly: Polygon, s: np.ndarray, t: np.ndarray) -> LineString | N
     if len(i) != 1 or len(j) != 1:
         return None
     n = len(ring)
-    i, j = int(i[0]), int(j[0])
-    if (i + 1) % n == j:  # s -> t: walk from t round to s
-        idx = [(j + k) % n for k in range(n)]
-    elif (j + 1) % n == i:
-        idx = [(i + k) % n for k in range(n)]
+    a, b = int(i[0]), int(j[0])
+    if (a + 1) % n == b:  # s -> t: walk from t round to s
+        idx = [(b + k) % n for k in range(n)]
+    elif (b + 1) % n == a:
+        idx = [(a + k) % n for k in range(n)]
     else:
         return None
     return LineString(ring[idx])

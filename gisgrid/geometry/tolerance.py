@@ -343,8 +343,8 @@ def gaps_by_tiles(zones: np.ndarray, extent: shapely.Geometry, *, zones_per_tile
         return gaps_by_extent(zones, np.array([extent], dtype=object), workers=workers)[0]
     x0, y0, x1, y1 = extent.bounds
     xs, ys = np.linspace(x0, x1, n + 1), np.linspace(y0, y1, n + 1)
-    gx, gy = np.meshgrid(np.arange(n), np.arange(n))
-    gx, gy = gx.ravel(), gy.ravel()
+    mx, my = np.meshgrid(np.arange(n), np.arange(n))
+    gx, gy = mx.ravel(), my.ravel()
     tiles = shapely.box(xs[gx], ys[gy], xs[gx + 1], ys[gy + 1])
     t_idx, z_idx = STRtree(zones).query(tiles, predicate="intersects")
     t_ext, _ = STRtree(np.array([extent], dtype=object)).query(tiles, predicate="intersects")

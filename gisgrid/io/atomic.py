@@ -112,7 +112,7 @@ def remove_stale_staging(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove folders a killed run left behind by :func:`staged_folder`; call it only while holding the lock."""
     import shutil
 
-    removed = []
+    removed: list[Path] = []
     base = Path(folder)
     if not base.is_dir():
         return removed

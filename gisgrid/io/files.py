@@ -20,6 +20,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
+import pyproj
 import shapely
 
 from gisgrid._errors import ConfigError, CRSError, InputError
@@ -238,7 +239,7 @@ def _read_csv_layer(path: Path, *, encoding: str | None, layer: str | None) -> g
 def _apply_declared_crs(gdf: gpd.GeoDataFrame, declared: Any, where: dict[str, Any]) -> gpd.GeoDataFrame:
     parsed = parse_crs(declared, where=where)
     if isinstance(parsed, str) and parsed in OFFSET_DATUMS:
-        check_coordinates(gdf.total_bounds, parse_crs("EPSG:4326"), where=where)
+        check_coordinates(gdf.total_bounds, pyproj.CRS.from_epsg(4326), where=where)
         fn = gcj02_to_wgs84 if parsed == "GCJ-02" else bd09_to_wgs84
 
         def shift(coords: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ sensitive-section rules, which may raise severities. The result is an
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import logging
@@ -23,7 +24,7 @@ from gisgrid import owners, settings
 from gisgrid.checks import responsibility as assign
 from gisgrid.checks import sensitive
 from gisgrid.checks.coverage import border_mismatch, coverage_findings, grid_hygiene, zone_of
-from gisgrid.findings import concat_findings, sort_findings
+from gisgrid.findings import LIFECYCLE_COLUMNS, concat_findings, sort_findings
 from gisgrid.geometry import tolerance
 from gisgrid.model import Town
 from gisgrid.vocab import percent
@@ -49,7 +50,7 @@ class Assessment:
         sensitive sections and findings by severity.
     totals : dict
         Headline numbers for the whole town.
-    responsibility : assign.Responsibility
+    responsibility : Responsibility
         Staffing, river reaches, cross-boundary sections, corridors, workload.
     sensitive : GeoDataFrame
         Sensitive sections from the rules.
@@ -64,7 +65,7 @@ class Assessment:
         which grids the data clerk should redraw first.
     defects : GeoDataFrame or None
         The real gap and overlap pieces of the grids
-        (:func:`gisgrid.coverage.partition_defects`; the slivers are summed
+        (:func:`gisgrid.geometry.coverage.partition_defects`; the slivers are summed
         up in ``hygiene`` and ``totals``).
     """
 
@@ -72,7 +73,7 @@ class Assessment:
     findings: gpd.GeoDataFrame
     summary: pd.DataFrame
     totals: dict[str, Any]
-    responsibility: Any = None
+    responsibility: assign.Responsibility | None = None
     sensitive: gpd.GeoDataFrame | None = None
     checkpoints: gpd.GeoDataFrame | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +91,26 @@ class Assessment:
         from gisgrid.maps import command_center_map  # folium only in maps; lazy like GeoDataFrame.explore
 
         return command_center_map(self, **kwargs)
+
+    def with_lifecycle(self, lifecycle: pd.DataFrame | None) -> Assessment:
+        """A new assessment whose findings carry their history: ``status``, ``first_seen``, ``deadline``, ...
+
+        Parameters
+        ----------
+        lifecycle
+            The table :meth:`gisgrid.history.History.record` returned (None: this assessment).
+
+        Returns
+        -------
+        Assessment
+            The same analysis; only ``findings`` gains the lifecycle columns (this one is not changed).
+        """
+        if lifecycle is None:
+            return self
+        cols = [c for c in ("finding_id", *LIFECYCLE_COLUMNS) if c in lifecycle.columns and
+                (c == "finding_id" or c not in self.findings.columns)]
+        merged = self.findings.merge(pd.DataFrame(lifecycle[cols]), on="finding_id", how="left")
+        return dataclasses.replace(self, findings=merged)
 
     def owners(self) -> dict[str, pd.DataFrame]:
         """The responsibility list (责任清单) of each owner, see :func:`gisgrid.owners.task_lists`."""

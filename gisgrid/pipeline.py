@@ -380,7 +380,7 @@ def run(
                 tick("maps", 3, total)
                 # Maps show each finding's status and first-seen date from the history.
                 maps_written = maps_mod.write_maps(
-                    _with_lifecycle(assessment, lifecycle), out_dir, basemap=cfg.maps.basemap,
+                    assessment.with_lifecycle(lifecycle), out_dir, basemap=cfg.maps.basemap,
                     assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
                     per_owner=cfg.maps.per_owner, per_village=cfg.maps.per_village)
             tick("report", total - 2, total)
@@ -389,7 +389,7 @@ def run(
                 written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
                                                    fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict)
                 written += _write_layers(staging, assessment)
-                for owner, table in task_lists(_with_lifecycle(assessment, lifecycle)).items():
+                for owner, table in task_lists(assessment.with_lifecycle(lifecycle)).items():
                     written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
                 if cleaning is not None:
                     tick("cleaned grids", total - 1, total)
@@ -469,17 +469,6 @@ def _write_layers(folder: Path, assessment: Any) -> list[Path]:
             out.append(io.write_geojson(layer, folder / f"{name}.geojson"))
     if assessment.checkpoints is not None:
         out.append(io.write_csv(assessment.checkpoints, folder / "checkpoints.csv"))
-    return out
-
-
-def _with_lifecycle(assessment: Any, lifecycle: Any) -> Any:
-    """The assessment with findings carrying their deadline and status (for task lists)."""
-    import copy
-
-    cols = [c for c in ("finding_id", "status", "first_seen", "deadline") if c in lifecycle.columns]
-    merged = assessment.findings.merge(pd.DataFrame(lifecycle[cols]), on="finding_id", how="left")
-    out = copy.copy(assessment)
-    out.findings = merged
     return out
 
 

@@ -123,3 +123,11 @@ def test_ruff_clean():
     res = subprocess.run([ruff, "check", "gisgrid", "tests", "benchmarks"], cwd=ROOT, capture_output=True,
                          text=True, check=False)
     assert res.returncode == 0, res.stdout[-4000:]
+
+
+@pytest.mark.skipif(shutil.which("mypy") is None and not (Path(sys.executable).parent / "mypy").exists(),
+                    reason="mypy is in the test extra")
+def test_mypy_clean():
+    mypy = shutil.which("mypy") or str(Path(sys.executable).parent / "mypy")
+    res = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout[-4000:]

@@ -1,4 +1,4 @@
-"""Who is responsible where: grid chiefs on grids, river chiefs on reaches, an owner for every finding.
+"""Who is responsible where: grid chiefs on grids, river chiefs on reaches, chiefs on cross-boundary sections.
 
 :func:`analyze_responsibility` joins the rosters onto the map:
 
@@ -27,19 +27,10 @@
   The decision is kept in :attr:`Responsibility.border_roads` and the road
   counts in the owner's workload only (under ``"flag"``, in both).
 
-:func:`assign_owners` then gives every finding of any check an owner (谁主管、
-谁负责) and :func:`task_lists` splits the open findings into one 责任清单 per owner.
-
-Owner strings
--------------
-- a person: the roster ``name``; when two different ``person_id`` share a
-  name, ``"name (person_id)"``;
-- a village (the village secretary's level): ``"<name>村委会 (<village_id>)"``
-  (``"<name>居委会 (...)"`` for a 社区; see :func:`village_owner`);
-- nobody named anywhere: ``default_owner`` (``settings.default_owner``, the
-  town command center);
-- two or more parties (an overlap of grids A and B, a grid with two chiefs, a
-  cross-boundary section): the owners joined with ``" / "``.
+The findings come without owners: :func:`gisgrid.owners.assign_owners` gives
+every finding of every check its owner once, after all checks (the staffing
+table's ``owner`` column and the chiefs here are what it reads; owner strings
+are described there).
 """
 
 from __future__ import annotations

@@ -284,7 +284,7 @@ def test_charts_use_a_cjk_font_when_installed() -> None:
 
 
 def test_charts_without_a_cjk_font_fall_back_to_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "cjk_font", lambda: None)
+    monkeypatch.setattr(report.charts, "cjk_font", lambda: None)
     a = _stand_in(_town())
     html = report.render_html(a, None, as_of=D1)  # pytest turns any missing-glyph warning into an error
     assert html.count("data:image/svg+xml;base64,") == 3
@@ -358,7 +358,7 @@ def test_hygiene_sheet_keeps_the_worst_grids_and_points_to_the_csv(tmp_path, mon
     from gisgrid.demo import make_demo
 
     a = analyze(make_demo().town())
-    monkeypatch.setattr(report, "MAX_HYGIENE_ROWS", 5)
+    monkeypatch.setattr(report.tables, "MAX_HYGIENE_ROWS", 5)
     report.write_report(a, tmp_path, None)
     import openpyxl
 

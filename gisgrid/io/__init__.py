@@ -21,7 +21,7 @@ from gisgrid.io.atomic import (
     write_with,
 )
 from gisgrid.io.files import detect_encoding, list_layers, read_config, read_layer, read_table
-from gisgrid.io.tables import FORMULA_STARTS, defuse, write_csv, write_geojson, write_layers, write_xlsx
+from gisgrid.io.tables import FORMULA_STARTS, defuse, jsonable, write_csv, write_geojson, write_layers, write_xlsx
 
 __all__ = [
     "FORMULA_STARTS",
@@ -32,6 +32,7 @@ __all__ = [
     "detect_encoding",
     "file_digest",
     "file_lock",
+    "jsonable",
     "list_layers",
     "read_config",
     "read_layer",

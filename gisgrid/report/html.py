@@ -1,0 +1,325 @@
+"""report.html: the page of one run, from ``templates/report.html.j2``.
+
+Headline numbers against the last run, the lists to act on (veto, overdue, new,
+resolved, per owner), the village scorecard, the charts and the data hygiene;
+self-contained (inline CSS, charts as data URIs, no scripts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import jinja2
+import pandas as pd
+
+from gisgrid import __version__, settings
+from gisgrid.findings import KINDS, is_open, lifecycle_as_of, sort_findings, with_lifecycle
+from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
+from gisgrid.report.charts import _charts
+from gisgrid.report.values import _get, _num, _text
+from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS, percent
+
+if TYPE_CHECKING:
+    from gisgrid.analysis import Assessment
+    from gisgrid.history import History, Run
+
+logger = logging.getLogger(__name__)
+
+#: Rows listed per table of report.html (the CSV and XLSX hold every finding).
+MAX_ROWS = 1000
+
+
+def _safe_href(href: str | None) -> str | None:
+    """A link that is a relative path or an http(s)/file URL, else None."""
+    if not href:
+        return None
+    scheme = urlsplit(str(href)).scheme.lower()
+    if scheme in ("", "http", "https", "file"):
+        return str(href)
+    logger.warning("report: map link %r ignored (only relative paths and http(s)/file URLs are linked)", href)
+    return None
+
+
+_HEADLINES: tuple[tuple[str, str, str, bool], ...] = (
+    # key, label, format, higher is better
+    ("area_coverage", "面积覆盖率 area in a grid", "pct", True),
+    ("effective_coverage", "有人负责 staffed area", "pct", True),
+    ("road_coverage", "道路覆盖率 roads in a grid", "pct", True),
+    ("uncovered_lane_m", "未覆盖小巷农路 lanes in no grid (m)", "m", False),
+    ("open", "未整改问题 open findings", "int", False),
+    ("veto", "一票否决 veto items", "int", False),
+    ("overdue", "逾期 overdue", "int", False),
+    ("new", "新发现 new", "int", False),
+    ("reopened", "反弹 back again", "int", False),
+    ("resolved", "已整改 fixed since last run", "int", True),
+)
+
+
+def _headline(assessment: Assessment, life: pd.DataFrame, previous: Run | None) -> list[dict[str, Any]]:
+    totals = dict(_get(assessment, "totals") or {})
+    open_ = life[is_open(life)]
+    now: dict[str, float | None] = {k: _num(totals.get(k)) for k in
+                                    ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m")}
+    now["open"] = len(open_)
+    now["veto"] = int((open_["severity"] == "veto").sum())
+    for st in ("overdue", "new", "reopened", "resolved"):
+        now[st] = int((life["status"] == st).sum())
+    before: dict[str, float | None] = {}
+    if previous is not None:
+        counts = dict(getattr(previous, "counts", {}) or {})
+        ptot = dict(getattr(previous, "totals", {}) or {})
+        for k in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m"):
+            before[k] = _num(ptot.get(k))
+        before["open"] = _num(counts.get("open"))
+        before["veto"] = _num((counts.get("severity") or {}).get("veto"))
+        for st in ("overdue", "new", "reopened", "resolved"):
+            before[st] = _num((counts.get("status") or {}).get(st))
+    cards = []
+    for key, label, fmt, higher_better in _HEADLINES:
+        value = now.get(key)
+        if value is None and key in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m"):
+            continue
+        prev = before.get(key)
+        delta = None if value is None or prev is None else value - prev
+        trend = "same"
+        if delta is not None and abs(delta) > 1e-12:
+            trend = "better" if (delta > 0) == higher_better else "worse"
+        cards.append({"key": key, "label": label, "value": _fmt(value, fmt), "delta": _fmt_delta(delta, fmt),
+                      "trend": trend, "has_previous": prev is not None})
+    return cards
+
+
+def _fmt(value: float | None, fmt: str) -> str:
+    if value is None:
+        return "—"
+    if fmt == "pct":
+        return percent(value)
+    if fmt == "m":
+        return f"{value:,.0f}"
+    return f"{int(value):,d}"
+
+
+def _fmt_delta(delta: float | None, fmt: str) -> str:
+    if delta is None:
+        return ""
+    if abs(delta) < 1e-12:
+        return "±0"
+    if fmt == "pct":
+        return f"{delta * 100:+.2f} pp"
+    if fmt == "m":
+        return f"{delta:+,.0f}"
+    return f"{round(delta):+,d}"
+
+
+def _measure(value: Any, unit: Any) -> str:
+    f = _num(value)
+    if f is None:
+        return ""
+    unit = _text(unit)
+    if unit in ("m2", "m²"):
+        return f"{f:,.0f} m²"
+    if unit == "m":
+        return f"{f:,.1f} m"
+    if unit == "count" or float(f).is_integer():
+        return f"{f:,.0f}" + (f" {unit}" if unit and unit != "count" else "")
+    return f"{f:,.2f} {unit}".strip()
+
+
+def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
+    """Rows of one HTML table (at most ``MAX_ROWS``) and how many more there are."""
+    return {"rows": _rows(frame.head(MAX_ROWS), names), "more": max(len(frame) - MAX_ROWS, 0), "total": len(frame)}
+
+
+def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for rec in frame.to_dict("records"):
+        vid = rec.get("village_id")
+        rows.append({
+            "finding_id": _text(rec.get("finding_id")),
+            "kind": _text(rec.get("kind")),
+            "kind_label": KIND_ZH.get(_text(rec.get("kind")), ""),
+            "kind_meaning": KINDS.get(_text(rec.get("kind")), ""),
+            "severity": _text(rec.get("severity")),
+            "severity_label": SEVERITY_LABELS.get(_text(rec.get("severity")), _text(rec.get("severity"))),
+            "status": _text(rec.get("status")),
+            "status_label": STATUS_LABELS.get(_text(rec.get("status")), _text(rec.get("status"))),
+            "village": (names.get(str(vid)) or str(vid)) if vid is not None else "—",
+            "village_id": _text(vid),
+            "grid_id": _text(rec.get("grid_id")) or "—",
+            "owner": _text(rec.get("owner")) or settings.default_owner,
+            "measure": _measure(rec.get("measure"), rec.get("unit")),
+            "message": _text(rec.get("message")),
+            "first_seen": _text(rec.get("first_seen")),
+            "deadline": _text(rec.get("deadline")),
+            "days_overdue": int(rec.get("days_overdue") or 0),
+            "resolved_on": _text(rec.get("resolved_on")),
+            "times_reopened": int(rec.get("times_reopened") or 0),
+        })
+    return rows
+
+
+def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool]:
+    """Each owner's open findings, most urgent owner first; compact (counts only) beyond ``MAX_ROWS``."""
+    if not len(open_):
+        return [], False
+    ordered = sort_findings(open_)
+    owners = ordered["owner"].fillna(settings.default_owner).astype(str).to_numpy()
+    compact = len(ordered) > MAX_ROWS
+    rows = [] if compact else _rows(ordered, names)
+    severity = ordered["severity"].to_numpy()
+    status = ordered["status"].to_numpy()
+    deadline = ordered["deadline"].to_numpy()
+    out = []
+    for owner, idx in pd.Series(owners).groupby(owners, sort=False).indices.items():
+        dates = [d for d in deadline[idx] if d is not None]
+        out.append({
+            "owner": owner,
+            "count": len(idx),
+            "veto": int((severity[idx] == "veto").sum()),
+            "overdue": int((status[idx] == "overdue").sum()),
+            "next_deadline": _text(min(dates) if dates else None),
+            "table": {"rows": [rows[i] for i in idx] if rows else [], "more": 0, "total": len(idx)},
+        })
+    out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
+    return out, compact
+
+
+def _checkpoint_rows(assessment: Assessment) -> list[dict[str, str]]:
+    cp = _get(assessment, "checkpoints")
+    if cp is None or not len(cp):
+        return []
+    df = pd.DataFrame(cp).drop(columns=["geometry"], errors="ignore")
+    if "ok" in df.columns:
+        df = df.assign(_bad=~df["ok"].fillna(False).astype(bool)).sort_values("_bad", ascending=False, kind="stable")
+    cols = [c for c in ("poi_id", "kind", "name", "village_id", "grid_id", "grid_chief", "river_chief", "ok",
+                        "problem") if c in df.columns]
+    return [{c: ("✔" if v is True else "✘" if v is False else _text(v)) for c, v in rec.items()}
+            for rec in df[cols].to_dict("records")]
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gisgrid.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = lambda v: "—" if _num(v) is None else percent(v, 1)
+    env.filters["num"] = lambda v, d=1: "—" if _num(v) is None else f"{float(v):,.{d}f}"
+    return env
+
+
+def render_html(
+    assessment: Assessment,
+    lifecycle: pd.DataFrame | None,
+    *,
+    history: History | None = None,
+    map_href: str | None = None,
+    fail_on: Mapping[str, Any] | None = None,
+    as_of: dt.date | None = None,
+) -> str:
+    """Render ``report.html`` (self-contained: inline CSS, charts as data URIs, no scripts).
+
+    Parameters are those of :func:`write_report`.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    return _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of)["html"]
+
+
+def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: History | None, map_href: str | None,
+           fail_on: Mapping[str, Any] | None, as_of: dt.date | None,
+           verdict: tuple[int, str] | None = None) -> dict[str, Any]:
+    day = as_of or lifecycle_as_of(lifecycle)
+    life = with_lifecycle(assessment, lifecycle, day)
+    names = village_names(assessment)
+    code, reason = verdict if verdict is not None else evaluate_thresholds(assessment, life, fail_on)
+    previous = None
+    if history is not None:
+        try:
+            previous = history.previous_run(day)
+        except Exception as exc:  # noqa: BLE001 - the report still renders without the comparison
+            logger.warning("report: previous run not read from the history (%s)", exc)
+    card = scorecard(assessment, life)
+    open_ = sort_findings(life[is_open(life)])
+    veto = open_[open_["severity"] == "veto"]
+    overdue = life[life["status"] == "overdue"].sort_values(["days_overdue", "finding_id"],
+                                                            ascending=[False, True], kind="stable")
+    new = sort_findings(life[life["status"].isin(("reopened", "new"))])
+    new = pd.concat([new[new["status"] == "reopened"], new[new["status"] == "new"]])
+    resolved = sort_findings(life[life["status"] == "resolved"])
+    town = _get(assessment, "town")
+    totals = dict(_get(assessment, "totals") or {})
+    charts = _charts(card, life, history)
+    owners, owners_compact = _owner_lists(open_, names)
+    generated = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    context = {
+        "town": _text(_get(town, "name")) or "town",
+        "as_of": day.isoformat(),
+        "generated": generated,
+        "version": __version__,
+        "exit_code": code,
+        "reason": reason,
+        "map_href": _safe_href(map_href),
+        "previous": None if previous is None else previous.as_of.isoformat(),
+        "headline": _headline(assessment, life, previous),
+        "veto": _listing(veto, names),
+        "overdue": _listing(overdue, names),
+        "new": _listing(new, names),
+        "resolved": _listing(resolved, names),
+        "persisting": int((life["status"] == "persisting").sum()),
+        "scorecard": card.to_dict("records"),
+        "weights": SCORE_WEIGHTS,
+        "sensitive_kinds": SENSITIVE_KINDS,
+        "owners": owners,
+        "owners_compact": owners_compact,
+        "charts": charts,
+        "checkpoints": _checkpoint_rows(assessment),
+        "deadline_days": dict(settings.deadline_days),
+        "status_labels": STATUS_LABELS,
+        "severity_labels": SEVERITY_LABELS,
+        "totals": totals,
+        "default_owner": settings.default_owner,
+        "hygiene": _hygiene_context(assessment, totals),
+    }
+    html = _environment().get_template("report.html.j2").render(**context)
+    return {"html": html, "life": life, "names": names, "code": code, "reason": reason, "card": card,
+            "previous": previous, "day": day, "totals": totals, "town": context["town"]}
+
+
+def _hygiene_context(assessment: Assessment, totals: Mapping[str, Any], top: int = 15) -> dict[str, Any] | None:
+    """The data-hygiene section: what the digitising tolerance absorbed, and the grids to redraw first."""
+    tol = float(totals.get("tolerance_m") or 0.0)
+    table = _get(assessment, "hygiene")
+    if tol <= 0 or table is None:
+        return None
+    names = village_names(assessment)
+    worst = table[table["sliver_m2"] > 0].head(top)
+    return {
+        "tolerance_m": f"{tol:g}",
+        "slivers": f"{int(totals.get('slivers', 0)):,}",
+        "sliver_area": f"{float(totals.get('sliver_area_m2', 0.0)):,.0f}",
+        "gap_area": f"{float(totals.get('sliver_gap_area_m2', 0.0)):,.0f}",
+        "overlap_area": f"{float(totals.get('sliver_overlap_area_m2', 0.0)):,.0f}",
+        "village_slivers": f"{int(totals.get('village_slivers', 0)):,}",
+        "village_sliver_area": f"{float(totals.get('village_sliver_area_m2', 0.0)):,.0f}",
+        "crumbs": int(totals.get("road_crumbs", 0)),
+        "crumb_m": f"{float(totals.get('road_crumb_m', 0.0)):,.1f}",
+        "crumb_min": f"{settings.sliver_length_m:g}",
+        "grids": [{
+            "grid": _text(r["grid_id"]), "village": f"{names.get(str(r['village_id']), '')} ({_text(r['village_id'])})",
+            "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}",
+            "overlap": f"{r['overlap_sliver_m2']:,.1f}",
+            "total": f"{r['sliver_m2']:,.1f}",
+        } for r in worst.to_dict("records")],
+    }

@@ -339,9 +339,10 @@ def _staffing(town: Town, labels: Mapping[str, str], vowner: Mapping[str, str | 
         out[col] = out["grid_id"].map(group_join(frame["grid_id"], values, sep))
     count = members.drop_duplicates(["grid_id", "person_id"])["grid_id"].value_counts()
     out["member_count"] = out["grid_id"].map(count).fillna(0).astype(int)
-    out["staffed"] = out["chief_id"].map(present).astype(bool)
+    out["staffed"] = out["chief_id"].notna().to_numpy(dtype=bool)
     for col in ("chief_id", "chief_name", "chief_phone", "members", "owner"):
-        out[col] = as_text(out[col])
+        # group_join keeps only present text (the rosters were cleaned by model): missing is NaN, made None
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
     out["owner"] = [o if s else vowner.get(v) or village_owner(v)
                     for o, s, v in zip(out["owner"], out["staffed"], out["village_id"], strict=True)]
     two = chiefs["grid_id"].value_counts()

@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 
 from gisgrid import settings
-from gisgrid._errors import SchemaError
-from gisgrid.findings import sort_findings
+from gisgrid.findings import sort_findings, validate_findings
 from gisgrid.vocab import percent
 
 __all__ = ["CHANGES", "Comparison", "compare"]
@@ -246,13 +245,7 @@ def _parts(side: Any, which: str) -> tuple[gpd.GeoDataFrame, dict[str, Any], pd.
         msg = f"compare() needs two Assessments (from gisgrid.analyze) or findings tables; {which} is a " \
               f"{type(side).__name__}."
         raise TypeError(msg)
-    if not isinstance(findings, gpd.GeoDataFrame):
-        findings = gpd.GeoDataFrame(findings, geometry="geometry" if "geometry" in findings.columns else None)
-    missing = [c for c in ("finding_id", "kind", "severity") if c not in findings.columns]
-    if missing:
-        msg = f"the {which} findings lack column(s) {missing}."
-        raise SchemaError(msg, fix="pass Assessments from gisgrid.analyze or findings tables read from its reports")
-    return findings, totals, summary, name
+    return validate_findings(findings, where=f"compare(): the {which} findings"), totals, summary, name
 
 
 def _flat_totals(totals: dict[str, Any], findings: pd.DataFrame) -> dict[str, float]:

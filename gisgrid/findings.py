@@ -32,7 +32,7 @@ import pandas as pd
 import shapely
 
 from gisgrid import settings
-from gisgrid._errors import ConfigError, SchemaError
+from gisgrid._errors import ConfigError, GisgridError, SchemaError
 from gisgrid.vocab import KINDS, SEVERITIES
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "OPEN_STATUSES",
     "OWNER_JOIN",
     "SEVERITY_RANK",
+    "SUBJECT_COLUMNS",
     "as_date",
     "as_text",
     "concat_findings",
@@ -58,6 +59,7 @@ __all__ = [
     "sort_findings",
     "split_owner",
     "unique_present",
+    "validate_findings",
     "with_lifecycle",
 ]
 
@@ -76,6 +78,21 @@ COLUMNS: tuple[str, ...] = (
 )
 
 _CELL_SHIFT = 0.37
+
+#: What a finding is about, beyond its village and grid: the checks fill the ones that apply.
+SUBJECT_COLUMNS: tuple[str, ...] = (
+    "road_id",        # road_uncovered, road_ambiguous, sensitive sections on roads
+    "road_class",     # road_uncovered, road_ambiguous
+    "poi_id",         # poi_uncovered, checkpoint_incomplete
+    "poi_kind",       # the kind of that must-check point
+    "river_id",       # river_unassigned, chief_unplaced, sections on rivers
+    "reach_id",       # river_unassigned (a village-level reach)
+    "section_id",     # a cross-boundary river section (交界断面)
+    "person_id",      # staff_unplaced, chief_unplaced, grid_overloaded
+    "layer",          # input_repaired: the layer that was repaired
+    "feature_id",     # input_repaired: the feature
+    "base_severity",  # the severity before a sensitive-section rule raised it
+)
 
 #: Columns :meth:`gisgrid.history.History.record` adds to every finding (its lifecycle).
 LIFECYCLE_COLUMNS: tuple[str, ...] = ("status", "first_seen", "last_seen", "opened_on", "deadline", "days_overdue",
@@ -202,6 +219,56 @@ def sort_findings(findings: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         )
     )
     return findings.iloc[order].reset_index(drop=True)
+
+
+def validate_findings(frame: Any, *, where: str, error: type[GisgridError] = SchemaError) -> gpd.GeoDataFrame:
+    """Check that ``frame`` is a findings table; return it as a GeoDataFrame with every declared column.
+
+    The one check of the schema that history, report, comparison and maps all make on what they are given.
+
+    Parameters
+    ----------
+    frame
+        A findings table (from :func:`make_findings`, an Assessment, a lifecycle table or a report's file).
+    where
+        Who is asking, for the message (e.g. ``"history.record"``).
+    error
+        The error class to raise (default :class:`~gisgrid.SchemaError`; history raises ``HistoryError``).
+
+    Returns
+    -------
+    GeoDataFrame
+        A new table with the columns of :data:`COLUMNS` (missing ones empty), then the subject and
+        lifecycle columns it has, then any others; the input is not changed.
+
+    Raises
+    ------
+    SchemaError
+        Not a table, no ``finding_id``/``kind``/``severity`` column, or a severity or kind gisgrid does not know.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        msg = f"{where} needs a findings table, not {type(frame).__name__}."
+        raise error(msg, fix="pass assessment.findings (or a table from make_findings)")
+    missing = [c for c in ("finding_id", "kind", "severity") if c not in frame.columns]
+    if missing:
+        msg = f"{where}: the findings lack the column(s) {missing}."
+        raise error(msg, fix="build findings with gisgrid.findings.make_findings")
+    bad = sorted({str(s) for s in frame["severity"].dropna()} - set(SEVERITY_RANK))
+    if bad:
+        msg = f"{where}: unknown severity {bad}."
+        raise error(msg, fix=f"use one of {list(SEVERITY_RANK)}")
+    unknown = sorted({str(k) for k in frame["kind"].dropna()} - set(KINDS))
+    if unknown:
+        msg = f"{where}: unknown finding kind {unknown}."
+        raise error(msg, fix=f"use one of {sorted(KINDS)}")
+    out = frame.copy()
+    if not isinstance(out, gpd.GeoDataFrame):
+        out = gpd.GeoDataFrame(out, geometry="geometry" if "geometry" in out.columns else None)
+    for col in COLUMNS:
+        if col not in out.columns and col != "geometry":
+            out[col] = np.nan if col == "measure" else None
+    order = [c for c in (*COLUMNS, *SUBJECT_COLUMNS, *LIFECYCLE_COLUMNS) if c in out.columns]
+    return out[order + [c for c in out.columns if c not in order]]
 
 
 # --------------------------------------------------------------------------- values
@@ -342,12 +409,8 @@ def with_lifecycle(assessment: Any, lifecycle: pd.DataFrame | None, as_of: dt.da
             raise ConfigError(msg, fix="pass assessment (with .findings) or the table History.record returned")
         life = _fresh(findings, as_of)
     else:
-        life = lifecycle.copy()
-    if not isinstance(life, gpd.GeoDataFrame):
-        life = gpd.GeoDataFrame(life, geometry="geometry" if "geometry" in life.columns else None)
-    for col in COLUMNS:
-        if col not in life.columns and col != "geometry":
-            life[col] = np.nan if col == "measure" else None
+        life = lifecycle
+    life = validate_findings(life, where="the report")
     for col in LIFECYCLE_COLUMNS:
         if col not in life.columns:
             life[col] = 0 if col in ("days_overdue", "times_reopened") else None

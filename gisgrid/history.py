@@ -74,28 +74,20 @@ import shapely
 
 from gisgrid import settings
 from gisgrid._errors import HistoryError
-from gisgrid.findings import COLUMNS, SEVERITY_RANK, sort_findings
+from gisgrid.findings import (
+    COLUMNS,
+    LIFECYCLE_COLUMNS,
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    sort_findings,
+    validate_findings,
+)
 from gisgrid.policy import deadline_days
+from gisgrid.vocab import STATUSES
 
 __all__ = ["LIFECYCLE_COLUMNS", "OPEN_STATUSES", "STATUSES", "History", "Run"]
 
 logger = logging.getLogger(__name__)
-
-#: Lifecycle statuses, in the order reports list them.
-STATUSES: tuple[str, ...] = ("overdue", "reopened", "new", "persisting", "resolved")
-#: Statuses of a finding that still has to be fixed.
-OPEN_STATUSES: tuple[str, ...] = ("new", "persisting", "overdue", "reopened")
-#: Columns :meth:`History.record` adds to the findings.
-LIFECYCLE_COLUMNS: tuple[str, ...] = (
-    "status",
-    "first_seen",
-    "last_seen",
-    "opened_on",
-    "deadline",
-    "days_overdue",
-    "resolved_on",
-    "times_reopened",
-)
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_S = 60.0
@@ -620,14 +612,8 @@ class History:
             else:
                 msg = f"record() needs a findings GeoDataFrame or an assessment, not {type(findings).__name__}."
                 raise HistoryError(msg, fix="pass assessment.findings")
-        missing = [c for c in ("finding_id", "kind", "severity") if c not in findings.columns]
-        if missing:
-            msg = f"the findings lack the columns {missing}."
-            raise HistoryError(msg, fix="build findings with gisgrid.findings.make_findings")
+        findings = validate_findings(findings, where="history.record", error=HistoryError)
         today = findings.drop(columns=[c for c in (*LIFECYCLE_COLUMNS, "as_of") if c in findings.columns])
-        for col in COLUMNS:
-            if col not in today.columns and col != "geometry":
-                today[col] = np.nan if col == "measure" else None
         today["finding_id"] = today["finding_id"].astype(str)
         dup = today["finding_id"].duplicated()
         if dup.any():

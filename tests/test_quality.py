@@ -32,7 +32,7 @@ ALLOWED = {
     "comparison": {"vocab", "_errors", "settings", "findings"},
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "__init__"},
-    "history": {"_errors", "settings", "findings", "policy"},
+    "history": {"vocab", "_errors", "settings", "findings", "policy"},
     "demo": {"_errors", "settings", "model"},
     "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "owners",
                  "policy", "checks", "demo"},

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ import pandas as pd
 from gisgrid import settings
 from gisgrid._errors import ConfigError, HistoryError
 from gisgrid.findings import SEVERITY_RANK, is_open, lifecycle_as_of, with_lifecycle
-from gisgrid.vocab import percent
+from gisgrid.vocab import as_number, as_shown, percent
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
@@ -74,34 +73,16 @@ THRESHOLD_KEYS: dict[str, str] = {
 }
 
 
-def _get(obj: Any, name: str) -> Any:
-    return getattr(obj, name, None)
-
-
-def _num(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
 def village_names(assessment: Any) -> dict[str, str]:
     """Village id -> name, from the town (or the summary when the town is not at hand)."""
-    villages = _get(_get(assessment, "town"), "villages")
+    villages = getattr(getattr(assessment, "town", None), "villages", None)
     if villages is None or "village_id" not in getattr(villages, "columns", ()):
-        summary = _get(assessment, "summary")
+        summary = getattr(assessment, "summary", None)
         if summary is not None and "name" in summary.columns:
-            return {str(k): _text(v) for k, v in summary["name"].items()}
+            return {str(k): as_shown(v) for k, v in summary["name"].items()}
         return {}
     names = villages["name"] if "name" in villages.columns else villages["village_id"]
-    return {str(k): _text(v) for k, v in zip(villages["village_id"], names, strict=True)}
+    return {str(k): as_shown(v) for k, v in zip(villages["village_id"], names, strict=True)}
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -111,7 +92,7 @@ def _threshold_value(key: str, value: Any) -> float | None:
             msg = f"fail_on.{key} must be a number, not {value!r}."
             raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
         return 1.0 if value else None
-    f = _num(value)
+    f = as_number(value)
     if f is None or f < 0:
         msg = f"fail_on.{key} must be a number >= 0, not {value!r}."
         raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
@@ -180,7 +161,7 @@ def evaluate_thresholds(
         "new": int((open_["status"] == "new").sum()),
         "open": len(open_),
     }
-    totals = dict(_get(assessment, "totals") or {})
+    totals = dict(getattr(assessment, "totals", None) or {})
     hits: list[str] = []
     veto_limit = _threshold_value("veto", rules.get("veto", 1))
     if veto_limit and counts["veto"] >= veto_limit:
@@ -196,14 +177,14 @@ def evaluate_thresholds(
         if key in rules:
             limit = _threshold_value(key, rules[key])
             name = key.removesuffix("_below")
-            value = _num(totals.get(name))
+            value = as_number(totals.get(name))
             if value is None:
                 logger.warning("fail_on.%s: the assessment has no %s; threshold not checked", key, name)
             elif limit is not None and value < limit:
                 hits.append(f"{name.replace('_', ' ')} {percent(value)} < {percent(limit)}")
     if "uncovered_lane_m_above" in rules:
         limit = _threshold_value("uncovered_lane_m_above", rules["uncovered_lane_m_above"])
-        value = _num(totals.get("uncovered_lane_m"))
+        value = as_number(totals.get("uncovered_lane_m"))
         if value is None:
             logger.warning("fail_on.uncovered_lane_m_above: the assessment has no uncovered_lane_m; not checked")
         elif limit is not None and value > limit:
@@ -234,7 +215,7 @@ def scorecard(assessment: Assessment, lifecycle: pd.DataFrame | None = None) -> 
     """
     life = with_lifecycle(assessment, lifecycle, lifecycle_as_of(lifecycle))
     names = village_names(assessment)
-    summary = _get(assessment, "summary")
+    summary = getattr(assessment, "summary", None)
     if summary is None:
         summary = pd.DataFrame(index=pd.Index(sorted(names), name="village_id"))
     s = pd.DataFrame(summary).copy()
@@ -260,7 +241,7 @@ def scorecard(assessment: Assessment, lifecycle: pd.DataFrame | None = None) -> 
 
     card = pd.DataFrame({
         "village_id": ids,
-        "name": [names.get(v, _text(s["name"].get(v)) if "name" in s.columns else v) or v for v in ids],
+        "name": [names.get(v, as_shown(s["name"].get(v)) if "name" in s.columns else v) or v for v in ids],
         "area_coverage": area.to_numpy(),
         "road_coverage": road.to_numpy(),
         "coverage": coverage.to_numpy(),

@@ -27,6 +27,8 @@ __all__ = [
     "STATUSES",
     "STATUS_COLOURS",
     "STATUS_LABELS",
+    "as_number",
+    "as_shown",
     "kind_label",
     "label",
     "percent",
@@ -154,3 +156,19 @@ def village_owner(village_id: str | None, name: str | None = None) -> str | None
     else:
         body = f"{name}村委会"
     return f"{body} ({village_id})"
+
+
+def as_number(value: Any) -> float | None:
+    """A loose value as a finite float; None for missing, text, NaN or infinity."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def as_shown(value: Any) -> str:
+    """A loose value as text to show: ``""`` for None and NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)

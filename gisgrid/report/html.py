@@ -21,8 +21,7 @@ from gisgrid import __version__, settings
 from gisgrid.findings import KINDS, is_open, lifecycle_as_of, sort_findings, with_lifecycle
 from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
 from gisgrid.report.charts import _charts
-from gisgrid.report.values import _get, _num, _text
-from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS, percent
+from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS, as_number, as_shown, percent
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
@@ -61,9 +60,9 @@ _HEADLINES: tuple[tuple[str, str, str, bool], ...] = (
 
 
 def _headline(assessment: Assessment, life: pd.DataFrame, previous: Run | None) -> list[dict[str, Any]]:
-    totals = dict(_get(assessment, "totals") or {})
+    totals = dict(getattr(assessment, "totals", None) or {})
     open_ = life[is_open(life)]
-    now: dict[str, float | None] = {k: _num(totals.get(k)) for k in
+    now: dict[str, float | None] = {k: as_number(totals.get(k)) for k in
                                     ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m")}
     now["open"] = len(open_)
     now["veto"] = int((open_["severity"] == "veto").sum())
@@ -74,11 +73,11 @@ def _headline(assessment: Assessment, life: pd.DataFrame, previous: Run | None) 
         counts = dict(getattr(previous, "counts", {}) or {})
         ptot = dict(getattr(previous, "totals", {}) or {})
         for k in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m"):
-            before[k] = _num(ptot.get(k))
-        before["open"] = _num(counts.get("open"))
-        before["veto"] = _num((counts.get("severity") or {}).get("veto"))
+            before[k] = as_number(ptot.get(k))
+        before["open"] = as_number(counts.get("open"))
+        before["veto"] = as_number((counts.get("severity") or {}).get("veto"))
         for st in ("overdue", "new", "reopened", "resolved"):
-            before[st] = _num((counts.get("status") or {}).get(st))
+            before[st] = as_number((counts.get("status") or {}).get(st))
     cards = []
     for key, label, fmt, higher_better in _HEADLINES:
         value = now.get(key)
@@ -117,10 +116,10 @@ def _fmt_delta(delta: float | None, fmt: str) -> str:
 
 
 def _measure(value: Any, unit: Any) -> str:
-    f = _num(value)
+    f = as_number(value)
     if f is None:
         return ""
-    unit = _text(unit)
+    unit = as_shown(unit)
     if unit in ("m2", "m²"):
         return f"{f:,.0f} m²"
     if unit == "m":
@@ -140,24 +139,24 @@ def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]
     for rec in frame.to_dict("records"):
         vid = rec.get("village_id")
         rows.append({
-            "finding_id": _text(rec.get("finding_id")),
-            "kind": _text(rec.get("kind")),
-            "kind_label": KIND_ZH.get(_text(rec.get("kind")), ""),
-            "kind_meaning": KINDS.get(_text(rec.get("kind")), ""),
-            "severity": _text(rec.get("severity")),
-            "severity_label": SEVERITY_LABELS.get(_text(rec.get("severity")), _text(rec.get("severity"))),
-            "status": _text(rec.get("status")),
-            "status_label": STATUS_LABELS.get(_text(rec.get("status")), _text(rec.get("status"))),
+            "finding_id": as_shown(rec.get("finding_id")),
+            "kind": as_shown(rec.get("kind")),
+            "kind_label": KIND_ZH.get(as_shown(rec.get("kind")), ""),
+            "kind_meaning": KINDS.get(as_shown(rec.get("kind")), ""),
+            "severity": as_shown(rec.get("severity")),
+            "severity_label": SEVERITY_LABELS.get(as_shown(rec.get("severity")), as_shown(rec.get("severity"))),
+            "status": as_shown(rec.get("status")),
+            "status_label": STATUS_LABELS.get(as_shown(rec.get("status")), as_shown(rec.get("status"))),
             "village": (names.get(str(vid)) or str(vid)) if vid is not None else "—",
-            "village_id": _text(vid),
-            "grid_id": _text(rec.get("grid_id")) or "—",
-            "owner": _text(rec.get("owner")) or settings.default_owner,
+            "village_id": as_shown(vid),
+            "grid_id": as_shown(rec.get("grid_id")) or "—",
+            "owner": as_shown(rec.get("owner")) or settings.default_owner,
             "measure": _measure(rec.get("measure"), rec.get("unit")),
-            "message": _text(rec.get("message")),
-            "first_seen": _text(rec.get("first_seen")),
-            "deadline": _text(rec.get("deadline")),
+            "message": as_shown(rec.get("message")),
+            "first_seen": as_shown(rec.get("first_seen")),
+            "deadline": as_shown(rec.get("deadline")),
             "days_overdue": int(rec.get("days_overdue") or 0),
-            "resolved_on": _text(rec.get("resolved_on")),
+            "resolved_on": as_shown(rec.get("resolved_on")),
             "times_reopened": int(rec.get("times_reopened") or 0),
         })
     return rows
@@ -182,7 +181,7 @@ def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> tuple[list[di
             "count": len(idx),
             "veto": int((severity[idx] == "veto").sum()),
             "overdue": int((status[idx] == "overdue").sum()),
-            "next_deadline": _text(min(dates) if dates else None),
+            "next_deadline": as_shown(min(dates) if dates else None),
             "table": {"rows": [rows[i] for i in idx] if rows else [], "more": 0, "total": len(idx)},
         })
     out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
@@ -190,7 +189,7 @@ def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> tuple[list[di
 
 
 def _checkpoint_rows(assessment: Assessment) -> list[dict[str, str]]:
-    cp = _get(assessment, "checkpoints")
+    cp = getattr(assessment, "checkpoints", None)
     if cp is None or not len(cp):
         return []
     df = pd.DataFrame(cp).drop(columns=["geometry"], errors="ignore")
@@ -198,7 +197,7 @@ def _checkpoint_rows(assessment: Assessment) -> list[dict[str, str]]:
         df = df.assign(_bad=~df["ok"].fillna(False).astype(bool)).sort_values("_bad", ascending=False, kind="stable")
     cols = [c for c in ("poi_id", "kind", "name", "village_id", "grid_id", "grid_chief", "river_chief", "ok",
                         "problem") if c in df.columns]
-    return [{c: ("✔" if v is True else "✘" if v is False else _text(v)) for c, v in rec.items()}
+    return [{c: ("✔" if v is True else "✘" if v is False else as_shown(v)) for c, v in rec.items()}
             for rec in df[cols].to_dict("records")]
 
 
@@ -211,8 +210,8 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda v: "—" if _num(v) is None else percent(v, 1)
-    env.filters["num"] = lambda v, d=1: "—" if _num(v) is None else f"{float(v):,.{d}f}"
+    env.filters["pct"] = lambda v: "—" if as_number(v) is None else percent(v, 1)
+    env.filters["num"] = lambda v, d=1: "—" if as_number(v) is None else f"{float(v):,.{d}f}"
     return env
 
 
@@ -258,13 +257,13 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
     new = sort_findings(life[life["status"].isin(("reopened", "new"))])
     new = pd.concat([new[new["status"] == "reopened"], new[new["status"] == "new"]])
     resolved = sort_findings(life[life["status"] == "resolved"])
-    town = _get(assessment, "town")
-    totals = dict(_get(assessment, "totals") or {})
+    town = getattr(assessment, "town", None)
+    totals = dict(getattr(assessment, "totals", None) or {})
     charts = _charts(card, life, history)
     owners, owners_compact = _owner_lists(open_, names)
     generated = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
     context = {
-        "town": _text(_get(town, "name")) or "town",
+        "town": as_shown(getattr(town, "name", None)) or "town",
         "as_of": day.isoformat(),
         "generated": generated,
         "version": __version__,
@@ -300,7 +299,7 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
 def _hygiene_context(assessment: Assessment, totals: Mapping[str, Any], top: int = 15) -> dict[str, Any] | None:
     """The data-hygiene section: what the digitising tolerance absorbed, and the grids to redraw first."""
     tol = float(totals.get("tolerance_m") or 0.0)
-    table = _get(assessment, "hygiene")
+    table = getattr(assessment, "hygiene", None)
     if tol <= 0 or table is None:
         return None
     names = village_names(assessment)
@@ -317,7 +316,8 @@ def _hygiene_context(assessment: Assessment, totals: Mapping[str, Any], top: int
         "crumb_m": f"{float(totals.get('road_crumb_m', 0.0)):,.1f}",
         "crumb_min": f"{settings.sliver_length_m:g}",
         "grids": [{
-            "grid": _text(r["grid_id"]), "village": f"{names.get(str(r['village_id']), '')} ({_text(r['village_id'])})",
+            "grid": as_shown(r["grid_id"]),
+            "village": f"{names.get(str(r['village_id']), '')} ({as_shown(r['village_id'])})",
             "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}",
             "overlap": f"{r['overlap_sliver_m2']:,.1f}",
             "total": f"{r['sliver_m2']:,.1f}",

@@ -18,7 +18,7 @@ import pandas as pd
 
 from gisgrid import io, settings
 from gisgrid.findings import COLUMNS, LIFECYCLE_COLUMNS
-from gisgrid.report.values import _get, _text
+from gisgrid.vocab import as_shown
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
@@ -69,7 +69,7 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Assessment) -> 
     sheets: dict[str, pd.DataFrame] = {"findings": table}
     village_names = dict(zip(table["village_id"], table["village_name"], strict=True))
     for vid, idx in sorted(table.groupby(table["village_id"].fillna("—").astype(str)).indices.items()):
-        name = _text(village_names.get(vid))
+        name = as_shown(village_names.get(vid))
         sheets[f"村 {vid} {name}".strip()] = table.iloc[idx]
     owners = sorted(table.groupby(table["owner"].fillna(settings.default_owner).astype(str)).indices.items())
     if len(sheets) - 1 + len(owners) <= MAX_SHEETS:
@@ -78,13 +78,13 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Assessment) -> 
     else:
         logger.warning("report: %d owners: findings.xlsx gets no per-owner sheets (more than %d sheets); "
                        "see the owners/ lists", len(owners), MAX_SHEETS)
-    checkpoints = _get(assessment, "checkpoints")
+    checkpoints = getattr(assessment, "checkpoints", None)
     if checkpoints is not None:
         cp = pd.DataFrame(checkpoints).drop(columns=["geometry"], errors="ignore").map(io.defuse)
     else:
         cp = pd.DataFrame({"note": ["no must-check points analysed"]})
     sheets["checkpoints"] = cp
-    summary = _get(assessment, "summary")
+    summary = getattr(assessment, "summary", None)
     summ = card.copy()
     if summary is not None:
         extra = pd.DataFrame(summary).copy()
@@ -104,8 +104,8 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Assessment) -> 
 
 def _hygiene_table(assessment: Assessment) -> pd.DataFrame | None:
     """Per grid, the slivers the digitising tolerance absorbed (None when the run had no tolerance)."""
-    hygiene = _get(assessment, "hygiene")
-    if hygiene is None or float((_get(assessment, "totals") or {}).get("tolerance_m") or 0) <= 0:
+    hygiene = getattr(assessment, "hygiene", None)
+    if hygiene is None or float((getattr(assessment, "totals", None) or {}).get("tolerance_m") or 0) <= 0:
         return None
     return pd.DataFrame(hygiene)
 

@@ -18,6 +18,7 @@ import gisgrid
 from gisgrid.checks import sensitive
 from gisgrid.checks.sensitive import DEFAULT_RULES, analyze_sensitive, parse_rules, summarise_sections
 from gisgrid.findings import COLUMNS, concat_findings, make_findings
+from gisgrid.geometry import linework
 from gisgrid.model import Town
 
 X0, Y0 = 500000.0, 3550000.0  # EPSG:4549 (CGCS2000 / 3-degree GK CM 120E), metres
@@ -607,30 +608,33 @@ def test_result_repr(demo_run):
 
 
 # ---------------------------------------------------------------------------- fast paths stay exact
-def test_section_id_midpoints_are_the_ones_geos_computes():
-    """Section ids hash the middle point; it is computed without GEOS, so it must match GEOS to the bit."""
-    rng = np.random.default_rng(3)
-    origin = np.array([X0, Y0])
-    lines = [shapely.linestrings(rng.normal(size=(300, n, 2)).cumsum(axis=1) * rng.uniform(1e-3, 1e3, (300, 1, 1))
-                                 + origin) for n in (2, 3, 5, 40)]
-    lines.append(np.array([ln((0, 0), (0, 0), (10, 0)), ln((0, 0), (3, 4), (3, 4), (3, 4)),
-                           ln((0, 0), (1e-9, 0))], dtype=object))  # repeated points, a tiny segment
-    geoms = np.concatenate(lines)
-    mid = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
-    x, y = sensitive._midpoints(geoms)
-    assert np.array_equal(x, shapely.get_x(mid))
-    assert np.array_equal(y, shapely.get_y(mid))
+def test_section_ids_stay_what_they_were():
+    """Section ids hash rule, feature, grid and the snapped middle point; they must not move between versions.
+
+    These are the ids gisgrid 0.1 gave (before the middle points came from GEOS instead of a copy of its arithmetic).
+    """
+    town = make_town(roads=[("R1", "lane", ln((100, 500), (450, 520), (520, 700), (900, 760))),
+                            ("R2", "main", ln((700, 300), (900, 380), (1100, 420), (1350, 610), (1600, 600)))],
+                     pois=[("P1", "school", pt(500, 650)), ("P2", "market", pt(1000, 450))])
+    s = analyze_sensitive(town, None, None, rules=only("school_200m", "market_clinic_100m", "main_roads")).sections
+    assert list(zip(s["section_id"], s["rule"], s["feature_id"], s["grid_id"], strict=True)) == [
+        ("S-57885c5f0c", "main_roads", "R2", "G1"),
+        ("S-6cd43c5e32", "main_roads", "R2", "G2"),
+        ("S-a12561f27f", "market_clinic_100m", "R2", "G2"),
+        ("S-f45637d462", "market_clinic_100m", "R2", "G1"),
+        ("S-a1f70f9948", "school_200m", "R1", "G1"),
+    ]
 
 
 @pytest.mark.parametrize("points", [True, False])
 def test_box_candidates_lose_no_pair(points):
-    """``_Lines.within`` narrows the pairs by boxes first; every pair still counts, exactly."""
+    """``Lines.within`` narrows the pairs by boxes first; every pair still counts, exactly."""
     rng = np.random.default_rng(4)
     xs = np.arange(0.0, 1001.0, 50.0)  # a lattice of lanes at exact distances, plus random long lines
     lattice = [ln((0, v), (1000, v)) for v in xs] + [ln((v, 0), (v, 1000)) for v in xs]
     origin = np.array([X0, Y0])
     walks = list(shapely.linestrings(rng.normal(scale=30.0, size=(20, 60, 2)).cumsum(axis=1) + origin + 500.0))
-    lines = sensitive._Lines(np.array(lattice + walks, dtype=object))
+    lines = linework.Lines(np.array(lattice + walks, dtype=object))
     ca = rng.uniform(0, 1000, (200, 2)) + origin
     ca[::2] = ca[::2].round(-1)  # half of them at exact distances from the lattice
     cb = ca.copy() if points else ca + rng.normal(scale=80.0, size=(200, 2)).round()
@@ -638,7 +642,7 @@ def test_box_candidates_lose_no_pair(points):
     got = lines.within(ca, cb, labels, 50.0)
     s_idx = np.repeat(np.arange(len(lines.seg_a)), len(ca))  # every (segment, target) pair
     t_idx = np.tile(np.arange(len(ca)), len(lines.seg_a))
-    lo, hi = sensitive._capsule_interval(lines.seg_a[s_idx], lines.seg_b[s_idx], ca[t_idx], cb[t_idx], 50.0)
+    lo, hi = linework.capsule_interval(lines.seg_a[s_idx], lines.seg_b[s_idx], ca[t_idx], cb[t_idx], 50.0)
     ok = np.isfinite(lo) & (hi > lo)
     s_idx, t_idx, lo, hi = s_idx[ok], t_idx[ok], lo[ok], hi[ok]
     want = lines.merge(lines.seg_part[s_idx], lines.seg_ch0[s_idx] + lo * lines.seg_len[s_idx],

@@ -20,7 +20,6 @@ left.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ import pandas as pd
 
 from gisgrid import settings
 from gisgrid.findings import sort_findings, validate_findings
-from gisgrid.vocab import percent
+from gisgrid.vocab import is_missing, percent
 
 __all__ = ["CHANGES", "Comparison", "compare"]
 
@@ -206,7 +205,7 @@ class Comparison:
 # --------------------------------------------------------------------------- helpers
 def _fmt(metric: str, value: Any, *, signed: bool = False) -> str:
     """A headline number as a person reads it (percent, metres, count)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return ""
     v = float(value)
     sign = "+" if signed and v > 0 else ""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ import shapely
 
 from gisgrid import settings
 from gisgrid._errors import ConfigError, GisgridError, SchemaError
-from gisgrid.vocab import KINDS, SEVERITIES
+from gisgrid.vocab import KINDS, SEVERITIES, is_missing
 
 __all__ = [
     "COLUMNS",
@@ -274,11 +273,7 @@ def validate_findings(frame: Any, *, where: str, error: type[GisgridError] = Sch
 # --------------------------------------------------------------------------- values
 def present(value: Any) -> bool:
     """False for None, NA, NaN and blank text: the one null check of the package."""
-    if value is None or value is pd.NA:
-        return False
-    if isinstance(value, float) and np.isnan(value):
-        return False
-    return not (isinstance(value, str) and not value.strip())
+    return not is_missing(value) and not (isinstance(value, str) and not value.strip())
 
 
 def id_list(value: Any) -> list[str]:
@@ -345,7 +340,7 @@ def as_text(series: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------- lifecycle
 def as_date(value: Any) -> dt.date | None:
     """A date from a date, datetime, Timestamp or ISO text; None for a missing or unreadable value."""
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return None
     if isinstance(value, pd.Timestamp):
         return value.date()

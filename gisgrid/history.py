@@ -83,7 +83,7 @@ from gisgrid.findings import (
     validate_findings,
 )
 from gisgrid.policy import deadline_days
-from gisgrid.vocab import STATUSES
+from gisgrid.vocab import STATUSES, as_shown, is_missing
 
 __all__ = ["LIFECYCLE_COLUMNS", "OPEN_STATUSES", "STATUSES", "History", "Run"]
 
@@ -176,7 +176,7 @@ def _iso(value: dt.date | str) -> str:
 
 
 def _date(value: Any) -> dt.date | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_missing(value):
         return None
     if isinstance(value, dt.datetime):
         return value.date()
@@ -628,7 +628,7 @@ class History:
         wkt = shapely.to_wkt(geoms, rounding_precision=-1) if len(geoms) else []
 
         def clean(v: Any) -> Any:
-            if v is None or (isinstance(v, float) and np.isnan(v)):
+            if is_missing(v):
                 return None
             if isinstance(v, np.generic):
                 return v.item()
@@ -896,8 +896,7 @@ class History:
         rows, expect = _replay(obs, dates, days)
 
         def norm(df: pd.DataFrame) -> pd.DataFrame:
-            return df.astype(object).map(lambda v: "" if v is None or v is pd.NA or (isinstance(v, float)
-                                                                                     and np.isnan(v)) else str(v))
+            return df.astype(object).map(as_shown)
 
         key = ["as_of", "finding_id"]
         a = rows[[*key, "status", "opened_on", "deadline", "times_reopened"]].sort_values(key).reset_index(drop=True)

@@ -36,6 +36,7 @@ from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
 from gisgrid.crs import analysis_crs as _choose_crs
 from gisgrid.crs import check_coordinates, parse_crs
+from gisgrid.vocab import is_missing
 
 __all__ = ["LAYERS", "ROSTERS", "LayerSpec", "RosterSpec", "Town"]
 
@@ -129,7 +130,7 @@ def _clean_text(series: pd.Series) -> pd.Series:
     """Ids and codes as stripped text; numbers read as 12.0 become '12'; blanks become None."""
 
     def one(v: Any) -> Any:
-        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+        if is_missing(v):
             return None
         if isinstance(v, (float, np.floating)) and float(v).is_integer():
             v = int(v)

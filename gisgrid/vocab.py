@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
+
 __all__ = [
     "KINDS",
     "KIND_ZH",
@@ -29,6 +31,7 @@ __all__ = [
     "STATUS_LABELS",
     "as_number",
     "as_shown",
+    "is_missing",
     "kind_label",
     "label",
     "percent",
@@ -167,8 +170,13 @@ def as_number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def is_missing(value: Any) -> bool:
+    """True for None, NaN, ``pd.NA`` and ``pd.NaT``: the one test for a missing cell (blank text is not missing)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
 def as_shown(value: Any) -> str:
-    """A loose value as text to show: ``""`` for None and NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
+    """A loose value as text to show: ``""`` for a missing one."""
+    return "" if is_missing(value) else str(value)

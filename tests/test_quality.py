@@ -21,8 +21,8 @@ ALLOWED = {
     "settings": {"vocab"},
     "vocab": set(),
     "crs": {"_errors"},
-    "io": {"_errors", "crs"},
-    "model": {"_errors", "crs", "settings"},
+    "io": {"vocab", "_errors", "crs"},
+    "model": {"vocab", "_errors", "crs", "settings"},
     "findings": {"_errors", "settings", "vocab"},
     "geometry": {"_errors", "settings", "vocab"},  # pure geometry: never model, findings or checks
     "checks": {"vocab", "_errors", "settings", "model", "findings", "geometry"},

@@ -25,6 +25,7 @@ import shapely
 
 from gisgrid._errors import ConfigError, CRSError, InputError
 from gisgrid.crs import OFFSET_DATUMS, bd09_to_wgs84, check_coordinates, gcj02_to_wgs84, parse_crs
+from gisgrid.vocab import is_missing
 
 try:  # Python 3.11+
     import tomllib
@@ -423,7 +424,7 @@ def _text_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_missing(value):
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -18,6 +18,7 @@ import pandas as pd
 import pyogrio
 
 from gisgrid.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from gisgrid.vocab import is_missing
 
 __all__ = ["FORMULA_STARTS", "defuse", "jsonable", "write_csv", "write_geojson", "write_layers", "write_xlsx"]
 
@@ -146,7 +147,7 @@ def jsonable(value: Any) -> Any:
 
 def _xlsx_value(value: Any) -> Any:
     """A cell value openpyxl stores as it is: None for missing, naive datetimes, containers as JSON, clean text."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if is_missing(value):
         return None
     if isinstance(value, np.generic):
         value = value.item()

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import struct
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +28,10 @@ from gisgrid._errors import ConfigError, CRSError, InputError
 from gisgrid.crs import OFFSET_DATUMS, bd09_to_wgs84, check_coordinates, gcj02_to_wgs84, parse_crs
 from gisgrid.vocab import is_missing
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 __all__ = ["detect_encoding", "list_layers", "read_config", "read_layer", "read_table"]
 

@@ -91,7 +91,7 @@ def _chart_context() -> Any:
     import matplotlib as mpl
 
     family = cjk_font()
-    rc = {
+    rc: Any = {  # matplotlib types its keys as literals
         "font.family": "sans-serif",
         "font.sans-serif": ([family] if family else []) + ["DejaVu Sans"],
         "axes.unicode_minus": False,

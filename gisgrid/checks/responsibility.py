@@ -71,6 +71,7 @@ __all__ = [
     "Responsibility",
     "analyze_responsibility",
     "resolve_options",
+    "staffing_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -322,6 +323,24 @@ def _line_note(town: Town, roster: str, row: Any) -> str:
 
 
 # --------------------------------------------------------------------------- staffing
+def staffing_table(town: Town) -> pd.DataFrame:
+    """The one staffing table: per grid its chief(s), members and owner (:attr:`Responsibility.staffing`).
+
+    Parameters
+    ----------
+    town
+        A validated town.
+
+    Returns
+    -------
+    DataFrame
+        One row per grid: ``grid_id``, ``village_id``, ``chief_id``, ``chief_name``, ``chief_phone``,
+        ``members``, ``member_count``, ``staffed``, ``owner`` (the chief(s), or the village that must name one).
+    """
+    names = dict(zip(town.villages["village_id"], town.villages["name"], strict=True))
+    return _staffing(town, _person_labels(town), {v: village_owner(v, n) for v, n in names.items()})
+
+
 def _staffing(town: Town, labels: Mapping[str, str], vowner: Mapping[str, str | None]) -> pd.DataFrame:
     grids = town.grids
     staff = town.grid_staff

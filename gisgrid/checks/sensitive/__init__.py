@@ -283,9 +283,11 @@ def analyze_sensitive(
         ``poi_id``, ``river_id`` and ``reach_id`` are used when present). Not
         modified.
     responsibility
-        A :class:`gisgrid.assign.Responsibility` (``staffing``, ``reaches``,
-        ``cross_sections`` and ``corridors`` are read). None: grid chiefs come
-        from ``town.grid_staff``, and no river chief is checked.
+        A :class:`gisgrid.checks.responsibility.Responsibility` (``staffing``,
+        ``reaches``, ``cross_sections`` and ``corridors`` are read). None: the
+        staffing table is made from ``town.grid_staff``
+        (:func:`~gisgrid.checks.responsibility.staffing_table`), and no river
+        chief is checked.
     rules
         The ``[rules]`` config table, or parsed rules; None for :data:`DEFAULT_RULES`.
     tolerance_m

@@ -9,6 +9,7 @@ turn user columns into text.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import geopandas as gpd
@@ -17,6 +18,7 @@ import pandas as pd
 import shapely
 from shapely import STRtree
 
+from gisgrid.checks.responsibility import staffing_table
 from gisgrid.findings import present
 from gisgrid.geometry.linework import Lines, segments_of
 from gisgrid.model import Town
@@ -197,11 +199,8 @@ def _staffing(town: Town, responsibility: Any) -> tuple[dict[str, str | None], d
         staffed = dict(zip(gid, flag_values, strict=True))
         owner = dict(zip(gid, [o or c for o, c in zip(owners, names, strict=True)], strict=True))
         return chiefs, staffed, owner
-    roster = town.grid_staff
-    heads = roster[roster["role"] == "grid_chief"]
-    joined = heads.groupby("grid_id")["name"].agg(lambda s: ", ".join(str(v) for v in s if v))
-    chiefs = {str(g): _text(joined.get(g)) for g in town.grids["grid_id"]}
-    return chiefs, {g: c is not None for g, c in chiefs.items()}, dict(chiefs)
+    # no Responsibility given: the one staffing table, from the roster
+    return _staffing(town, SimpleNamespace(staffing=staffing_table(town)))
 
 
 def _poi_texts(pois: gpd.GeoDataFrame) -> dict[str, str]:

@@ -314,7 +314,7 @@ def parse_rules(rules: Mapping[str, Any] | Sequence[Rule] | None) -> list[Rule]:
         if isinstance(rules, Sequence) and not isinstance(rules, str) and all(isinstance(r, Rule) for r in rules):
             return list(rules)
         msg = f"[rules] must be a table of rules, not {type(rules).__name__}."
-        raise RuleError(msg, fix="write [rules.NAME] tables (see gisgrid.sensitive.DEFAULT_RULES)")
+        raise RuleError(msg, fix="write [rules.NAME] tables (see gisgrid.checks.sensitive.DEFAULT_RULES)")
     table = dict(rules or {})
     use_defaults = table.pop("defaults", True)
     if not isinstance(use_defaults, bool):

@@ -36,16 +36,8 @@ _NEAR_SLACK_M = 1.0  # a river_unassigned this much farther than the nearest rea
 
 
 def _grids_of_points(ctx: _Context, pois: gpd.GeoDataFrame, pts: np.ndarray) -> np.ndarray:
-    """:func:`gisgrid.geometry.coverage.points_in_zones` of the points in the grids, by the grids' tree."""
-    out = np.full(len(pts), None, dtype=object)
-    p_idx, g_idx = ctx.grid_tree.query(pts, predicate="covered_by")
-    counts = np.bincount(p_idx, minlength=len(pts))
-    one = counts[p_idx] == 1
-    out[p_idx[one]] = np.asarray(ctx.grids["grid_id"].tolist(), dtype=object)[g_idx[one]]
-    multi = np.flatnonzero(counts > 1)
-    if len(multi):  # on a shared edge or in an overlap: the ids joined as points_in_zones joins them
-        zones = ctx.grids.iloc[np.unique(g_idx[~one])]
-        out[multi] = coverage.points_in_zones(pois.iloc[multi], zones, id_column="grid_id").to_numpy(dtype=object)
+    """The grid of each point (:func:`gisgrid.geometry.coverage.points_in_zones`), or the coverage check's."""
+    out = np.array(coverage.points_in_zones(pois.set_geometry(pts), ctx.grids, id_column="grid_id"), dtype=object)
     if ctx.poi_grid:  # in a sliver: the grid the coverage check gave it
         none = np.flatnonzero(pd.isna(out))
         out[none] = [ctx.poi_grid.get(str(p)) for p in pois["poi_id"].to_numpy(dtype=object)[none]]

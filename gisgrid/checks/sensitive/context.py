@@ -20,6 +20,7 @@ from shapely import STRtree
 
 from gisgrid.checks.responsibility import staffing_table
 from gisgrid.findings import present
+from gisgrid.geometry.coverage import zones_at
 from gisgrid.geometry.linework import Lines, segments_of
 from gisgrid.model import Town
 
@@ -154,11 +155,8 @@ class _Context:
         dummy = shapely.LineString([(0, 0), (1, 0)])
         mid = shapely.line_interpolate_point(np.where(lin, geoms, dummy), 0.5, normalized=True)
         pts = np.where(lin, mid, shapely.point_on_surface(np.where(lin, shapely.Point(0, 0), geoms)))
-        src, tgt = self.village_tree.query(pts, predicate="intersects")
-        order = np.lexsort((tgt, src))
-        src, tgt = src[order], tgt[order]
-        first = np.unique(src, return_index=True)[1]
-        out[src[first]] = self.village_ids[tgt[first]]
+        # on a border: the lowest village id, as everywhere else
+        out[:] = [ids[0] if ids else None for ids in zones_at(pts, self.village_tree, self.village_ids)]
         return out
 
     def village_label(self, vid: Any) -> str:

@@ -25,6 +25,8 @@ from gisgrid._errors import ConfigError
 from gisgrid.analysis import analyze
 from gisgrid.crs import wgs84_to_gcj02
 from gisgrid.demo import make_demo
+from gisgrid.maps.layers import _encode_geometries, _simplify
+from gisgrid.maps.prepare import _prepare
 from gisgrid.model import Town
 
 CRS = "EPSG:4549"
@@ -262,7 +264,7 @@ def test_every_layer_and_control_is_on_the_page(demo_page, demo_assessment):
     assert f"{np.floor(t['area_coverage'] * 10000) / 100:.2f}%" in title
     assert f"veto {t['veto']}" in re.sub(r"<[^>]+>", "", title)
     legend = html.unescape(cfg["legend"])
-    assert "网格空白 gaps" in legend
+    assert "覆盖空白 gaps" in legend  # the report's word for area_gap (gisgrid.vocab)
     assert "一票否决 veto items" in legend
 
 
@@ -287,7 +289,7 @@ def test_tooltips_and_popups_carry_the_fields(demo_page, demo_assessment):
     finding_fields = {f[0] for f in data["gaps"]["spec"]["pop"]}
     assert {"k", "s", "z", "o", "m", "fs"} <= finding_fields
     gap = data["gaps"]["rows"][0]
-    assert gap["k"].startswith("网格空白")
+    assert gap["k"].startswith("覆盖空白 · area_gap")
     assert gap["z"]
     assert gap["o"]
 
@@ -493,7 +495,7 @@ def test_coordinate_encoding_round_trips_every_geometry_type():
         shapely.MultiPolygon([box(0, 0, 1, 1), box(2, 2, 3, 3)]),
     ], dtype=object)
     rounded = shapely.transform(geoms, lambda c: np.round(c, 6))
-    encoded, types = maps._encode_geometries(rounded)
+    encoded, types = _encode_geometries(rounded)
     for g, code, kind in zip(rounded, encoded, types, strict=True):
         back = shapely.from_geojson(json.dumps(_geometry(kind, json.loads(json.dumps(code)), 10**6)))
         assert back.geom_type == g.geom_type
@@ -538,10 +540,10 @@ def test_hand_drawn_grids_are_simplified_one_by_one_and_stay_valid(demo_assessme
     # the demo is hand-drawn: no shared edges for coverage_simplify to keep, so each polygon on its own
     assert demo_assessment.totals["slivers"] > 0
     grids = np.asarray(demo_assessment.town.grids.geometry.values, dtype=object)
-    simple = maps._simplify(grids, 0.5, coverage=False)
+    simple = _simplify(grids, 0.5, coverage=False)
     assert shapely.is_valid(simple).all()
     assert not shapely.is_empty(simple).any()
     assert shapely.get_num_coordinates(simple).sum() < shapely.get_num_coordinates(grids).sum()
     assert shapely.hausdorff_distance(simple, grids).max() <= 0.5 + 1e-9
-    model = maps._prepare(demo_assessment, gcj=False, show_phones=False)
+    model = _prepare(demo_assessment, gcj=False, show_phones=False)
     assert len(model.layers["grids"]) == len(grids)

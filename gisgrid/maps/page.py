@@ -1,0 +1,398 @@
+"""The page: one Leaflet map per scope with its layers, legend, headline and controls, and saving it.
+
+:func:`command_center_map` prepares an assessment and draws one scope of it; :func:`_render` draws a
+scope of an already prepared model (``write_maps`` prepares once and draws many).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import folium
+import folium.plugins
+import numpy as np
+import pandas as pd
+from branca.element import Figure
+
+from gisgrid import settings
+from gisgrid._errors import ConfigError
+from gisgrid.io import atomic_write_text
+from gisgrid.maps.basemaps import BASEMAPS, _add_basemaps, _Base, _basemaps
+from gisgrid.maps.elements import _data_block, _Finish, _GeoLayer, _Pane, _Raw
+from gisgrid.maps.layers import _Layer
+from gisgrid.maps.prepare import _Model, _prepare
+from gisgrid.maps.scopes import _Scope, _scope_for
+from gisgrid.maps.static import _LEAFLET_CSS, _LEAFLET_JS, ASSETS, _inline_script, _leaflet_files, _static
+from gisgrid.maps.styles import (
+    _FINDING_LAYERS,
+    _HATCH_ID,
+    _HATCH_SVG,
+    _POI_ICON,
+    _POI_OTHER,
+    _ROAD_STYLE,
+    _TOP_PANE,
+    MINOR_ROAD_CLASSES,
+    PALETTE,
+    _road_label,
+)
+from gisgrid.maps.text import _fmt_measure, _fmt_pct, esc
+from gisgrid.vocab import KIND_ZH, POI_KIND_LABELS, SEVERITY_COLOURS
+
+if TYPE_CHECKING:
+    from gisgrid.analysis import Assessment
+
+logger = logging.getLogger(__name__)
+
+#: Layers with more features than this draw on the canvas (no hatch, no pulse).
+SVG_LIMIT = 3000
+#: Below this zoom village labels and point icons are hidden (a county overview would be all icons).
+DETAIL_ZOOM = 12
+#: Sensitive sections start hidden (loaded when switched on) past this many features.
+SHOW_LIMIT = 5000
+
+
+def _swatch(style: dict[str, Any], *, line: bool = False, extra: str = "") -> str:
+    if line:
+        dash = "dashed" if style.get("dashArray") else "solid"
+        w = max(1, min(6, round(float(style.get("weight", 2)))))
+        return (f'<span class="gg-sw gg-sw-line" style="border-top:{w}px {dash} {style.get("color", "#666")}">'
+                "</span>")
+    fill = style.get("fillColor", style.get("color", "#999"))
+    border = style.get("color", "#666")
+    return f'<span class="gg-sw {extra}" style="background:{fill};border-color:{border}"></span>'
+
+
+def _layer_name(swatch: str, label: str, n: int) -> str:
+    return f"{swatch}{esc(label)} <small>({n:,})</small>"
+
+
+def _headline(model: _Model, scope: _Scope, findings: _Layer) -> str:
+    t = model.totals
+    parts = []
+    if scope.kind == "town":
+        title = f"<b>{esc(model.town_name)}</b> 指挥中心"
+    elif scope.kind == "village":
+        title = f"<b>{esc(model.town_name)} · {esc(scope.label)}</b>"
+    else:
+        title = f"<b>{esc(scope.label)}</b> 责任地图 · {esc(model.town_name)}"
+    parts.append(title)
+    parts.append(f'<span class="gg-kpi">{esc(model.as_of)}</span>')
+    if scope.kind == "town" and t:
+        cov = t.get("area_coverage")
+        if cov is not None:
+            cls = "gg-ok" if float(cov) >= 0.9999 else "gg-bad"
+            parts.append(f'<span class="gg-kpi">面积覆盖 area <span class="{cls}">{esc(_fmt_pct(cov))}</span></span>')
+        lane = t.get("uncovered_lane_m")
+        if lane is not None:
+            cls = "gg-ok" if float(lane) == 0 else "gg-bad"
+            parts.append(f'<span class="gg-kpi">未覆盖小巷 uncovered lanes '
+                         f'<span class="{cls}">{esc(_fmt_measure(lane, "m"))}</span></span>')
+        veto = t.get("veto")
+        if veto is not None:
+            cls = "gg-ok" if int(veto) == 0 else "gg-bad"
+            parts.append(f'<span class="gg-kpi">一票否决 veto <span class="{cls}">{int(veto)}</span></span>')
+    else:
+        sev = findings.attrs["severity"] if len(findings) else pd.Series([], dtype=object)
+        veto = int((sev == "veto").sum())
+        parts.append(f'<span class="gg-kpi">问题 findings <b>{len(findings)}</b></span>')
+        parts.append(f'<span class="gg-kpi">一票否决 veto <span class="{"gg-bad" if veto else "gg-ok"}">'
+                     f"{veto}</span></span>")
+    return "".join(parts)
+
+
+def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int, assets: str,
+            show_phones: bool) -> folium.Map:
+    L = {k: v.take(scope.masks.get(k)) for k, v in model.layers.items()}
+    # Bounds: what the map is about (the scope's grids and findings, else the boundary).
+    focus = [L[k].bounds for k in ("grids", "findings") if len(L[k])] if scope.kind != "town" else []
+    if scope.kind != "town" and not focus and len(L["villages"]):
+        focus = [L["villages"].bounds]
+    allb = np.vstack(focus) if focus else (L["boundary"].bounds if len(L["boundary"]) else L["villages"].bounds)
+    if len(allb):
+        south, west = float(np.nanmin(allb[:, 1])), float(np.nanmin(allb[:, 0]))
+        north, east = float(np.nanmax(allb[:, 3])), float(np.nanmax(allb[:, 2]))
+    else:
+        south, west, north, east = 31.9, 120.8, 32.1, 121.0
+    m = folium.Map(location=[(south + north) / 2, (west + east) / 2], zoom_start=13, tiles=None,
+                   prefer_canvas=True, control_scale=False, max_zoom=20)
+    fig = cast(Figure, m.get_root())  # a Map's root is always its Figure
+    title_text = {"town": f"{model.town_name} 指挥中心", "village": f"{model.town_name} {scope.label}",
+                  "owner": f"{scope.label} 责任地图"}[scope.kind]
+    fig.title = esc(title_text)
+    # Assets: only Leaflet; folium's jQuery/Bootstrap/awesome-markers are not used by anything here.
+    m.default_js = []
+    m.default_css = []
+    if assets == "inline":
+        js, css = _leaflet_files()
+        fig.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
+        fig.header.add_child(_Raw(_inline_script(js)), name="leaflet")
+    else:
+        fig.header.add_child(_Raw(f'<link rel="stylesheet" href="{_LEAFLET_CSS}"/>'), name="leaflet_css")
+        fig.header.add_child(_Raw(f'<script src="{_LEAFLET_JS}"></script>'), name="leaflet")
+    fig.header.add_child(_Raw(f"<style>{_static('map.css')}</style>"), name="gg_css")
+    fig.header.add_child(_Raw(_inline_script(_static("map_runtime.js"))), name="gg_runtime")
+    fig.html.add_child(_Raw(_HATCH_SVG), name="gg_hatch")
+    _Pane(_TOP_PANE, 450).add_to(m)
+    _add_basemaps(m, bases, first_base)
+
+    legend: list[str] = []
+    counter = [0]
+
+    def overlay(key: str, layer: _Layer, label: str, swatch: str, spec: dict[str, Any], *, show: bool = True,
+                legend_line: str | None = None) -> None:
+        counter[0] += 1
+        ident = f"gg-d{counter[0]}"
+        if len(layer):
+            _data_block(m, layer, ident)
+        spec = {"key": key, "data": ident if len(layer) else None, "n": len(layer), "lazy": not show, **spec}
+        _GeoLayer(_layer_name(swatch, label, len(layer)), spec, show=show).add_to(m)
+        legend.append(f"<li>{swatch}{esc(legend_line or label)}</li>")
+
+    # Base layers of information.
+    bstyle = {"color": "#222222", "weight": 3, "dashArray": "10 6", "fill": False}
+    overlay("boundary", L["boundary"], "镇界 town boundary", _swatch(bstyle, line=True),
+            {"style": {"base": bstyle}, "interactive": False})
+    gstyle = {"color": "#555555", "weight": 1, "fillOpacity": 0.45}
+    overlay("grids", L["grids"], "网格 grids", _swatch({"fillColor": PALETTE[0], "color": "#555"}),
+            {"style": {"base": gstyle, "by": "_k", "styles": {str(i): {"fillColor": c} for i, c in enumerate(PALETTE)}},
+             "title": "网格 Grid",
+             "tip": [["g", "网格 grid"], ["v", "村居 village"], ["c", "网格长 chief"]],
+             "pop": [["g", "网格 grid"], ["nm", "名称 name"], ["v", "村居 village"], ["c", "网格长 chief"],
+                     ["m", "网格员 members"], ["p", "电话 phone"], ["h", "户数 households"]],
+             "search": ["g", "v", "c"]},
+            legend_line="网格 grids (neighbours differ in colour)")
+    vstyle = {"color": "#1f3b73", "weight": 2.5, "fill": False}
+    overlay("villages", L["villages"], "村居 villages", _swatch(vstyle, line=True),
+            {"style": {"base": vstyle}, "interactive": False, "labels": "n", "title": "村居 Village",
+             "tip": [["n", "村居 village"], ["i", "编号 id"], ["a", "面积覆盖 area in grids"], ["f", "问题 findings"]],
+             "pop": [["n", "村居 village"], ["i", "编号 id"], ["h", "户数 households"], ["g", "网格 grids"],
+                     ["u", "无网格长 unstaffed grids"], ["a", "面积覆盖 area in grids"],
+                     ["e", "有人管 staffed area"], ["r", "道路覆盖 roads in grids"], ["f", "问题 findings"],
+                     ["x", "一票否决 veto"]],
+             "search": ["n", "i"]})
+    for cls in settings.road_classes:
+        rstyle = {**_ROAD_STYLE.get(cls, {"color": "#999", "weight": 1}), "opacity": 0.9}
+        overlay(f"roads_{cls}", L[f"roads_{cls}"], _road_label(cls), _swatch(rstyle, line=True),
+                {"style": {"base": rstyle}, "title": "道路 Road",
+                 "tip": [["n", "名称 name"], ["i", "道路 road"], ["c", "等级 class"]]},
+                show=cls not in MINOR_ROAD_CLASSES)
+    wstyle = {"color": "#2b83ba", "weight": 3, "opacity": 0.9}
+    overlay("rivers", L["rivers"], "河段 river reaches", _swatch(wstyle, line=True),
+            {"style": {"base": wstyle}, "title": "河段 River reach",
+             "tip": [["n", "河流 river"], ["i", "河段 reach"], ["v", "村居 village"], ["t", "镇级河长 town chief"],
+                     ["c", "村级河长 village chief"], ["l", "长度 length"], ["lv", "等级 level"]]})
+    if "corridors" in L:
+        cstyle = {"color": "#2b83ba", "weight": 1, "opacity": 0.5, "fillColor": "#2b83ba", "fillOpacity": 0.12}
+        overlay("corridors", L["corridors"], "河道管理范围 river corridors", _swatch(cstyle),
+                {"style": {"base": cstyle}, "title": "河道管理范围 River corridor",
+                 "tip": [["c", "河长 chief"], ["lv", "级别 level"], ["r", "河流 river"], ["v", "村居 village"],
+                         ["a", "面积 area"]]},
+                show=False)
+    icons = {esc(k): {"glyph": g, "color": c} for k, (g, c) in _POI_ICON.items()}
+    icons["*"] = {"glyph": _POI_OTHER[0], "color": _POI_OTHER[1]}
+    overlay("pois", L["pois"], "必查点位 must-check points",
+            f'<span class="gg-poi" style="display:inline-block;background:{_POI_ICON["school"][1]};width:14px;'
+            f'height:14px;line-height:14px;font-size:9px">{_POI_ICON["school"][0]}</span> ',
+            {"style": {"base": {}}, "point": {"kind": "icon", "by": "kk", "icons": icons}, "title": "必查点位 Point",
+             "tip": [["n", "名称 name"], ["k", "类型 kind"], ["s", "状态 status"]],
+             "pop": [["n", "名称 name"], ["i", "编号 id"], ["k", "类型 kind"], ["g", "网格 grid"],
+                     ["c", "网格长 grid chief"], ["rc", "河长 river chief"], ["s", "状态 status"]],
+             "search": ["n", "i"]})
+    legend.append('<li class="gg-wrap">' + " ".join(
+        f'<span class="gg-poi" style="display:inline-block;background:{c};width:14px;height:14px;line-height:14px;'
+        f'font-size:9px">{g}</span>{esc(POI_KIND_LABELS[k])}' for k, (g, c) in _POI_ICON.items()) + "</li>")
+
+    # Findings on top.
+    fl = L["findings"]
+    kinds = fl.attrs["kind"].to_numpy() if len(fl) else np.zeros(0, dtype=object)
+    sev = fl.attrs["severity"].to_numpy() if len(fl) else np.zeros(0, dtype=object)
+    ftip = [["k", "问题 kind"], ["s", "严重度 severity"], ["z", "规模 size"], ["o", "责任人 owner"],
+            ["fs", "首次发现 first seen"], ["st", "状态 status"]]
+    fpop = [["k", "问题 kind"], ["w", "含义 meaning"], ["s", "严重度 severity"], ["z", "规模 size"],
+            ["o", "责任人 owner"], ["v", "村居 village"], ["g", "网格 grid"], ["m", "说明 message"],
+            ["r", "规则 rule"], ["fs", "首次发现 first seen"], ["st", "状态 status"], ["dl", "期限 deadline"],
+            ["i", "编号 id"]]
+    fbase = {"title": "问题 Finding", "tip": ftip, "pop": fpop, "point": {"kind": "circle", "radius": 7}}
+    sev_styles = {esc(s): {"color": c, "fillColor": c} for s, c in SEVERITY_COLOURS.items()}
+    shown = np.zeros(len(fl), dtype=bool)
+    notes: list[str] = []
+    for key, label, which in _FINDING_LAYERS:
+        mask = np.isin(kinds, which)
+        shown |= mask
+        sub = fl.take(mask)
+        if key == "gaps":
+            svg = len(sub) <= SVG_LIMIT
+            style = ({"color": "#d00000", "weight": 1.5, "fillColor": f"url(#{_HATCH_ID})", "fillOpacity": 1}
+                     if svg else {"color": "#d00000", "weight": 1.5, "fillColor": "#ff0000", "fillOpacity": 0.35})
+            if not svg:
+                notes.append(f"{KIND_ZH['area_gap']}超过 {SVG_LIMIT} 处，改为实色填充 "
+                             f"(more than {SVG_LIMIT} gaps: flat fill)")
+            overlay(key, sub, label, '<span class="gg-sw gg-hatch-sw"></span>',
+                    {**fbase, "style": {"base": style}, "svg": svg, "pane": _TOP_PANE if svg else None})
+        elif key == "overlaps":
+            style = {"color": "#e65c00", "weight": 1.5, "fillColor": "#ff8c00", "fillOpacity": 0.55}
+            overlay(key, sub, label, _swatch(style), {**fbase, "style": {"base": style}, "front": True})
+        elif key == "uncovered":
+            style = {"color": "#e00000", "weight": 5, "opacity": 0.95}
+            overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
+        else:
+            style = {"color": "#c51b7d", "weight": 5, "dashArray": "8 6", "opacity": 0.95}
+            overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
+    if "sensitive" in L:
+        # Context, not alarm: the problems inside sections are findings drawn above in their own colours.
+        style = {"color": "#7b3294", "weight": 2, "opacity": 0.35, "fillColor": "#7b3294", "fillOpacity": 0.1}
+        many = len(L["sensitive"]) > SHOW_LIMIT
+        if many:
+            notes.append(f"敏感地段超过 {SHOW_LIMIT} 段，默认关闭 (more than {SHOW_LIMIT} sensitive sections: "
+                         "switch the layer on to see them)")
+        overlay("sensitive", L["sensitive"], "敏感地段 sensitive sections", _swatch(style),
+                {"style": {"base": style}, "front": True, "title": "敏感地段 Sensitive section",
+                 "point": {"kind": "circle", "radius": 7},
+                 "tip": [["nm", "名称 name"], ["r", "规则 rule"], ["s", "严重度 severity"], ["o", "责任人 owner"],
+                         ["cv", "入网格 covered"], ["sf", "有人管 staffed"]],
+                 "pop": [["i", "地段 section"], ["nm", "名称 name"], ["r", "规则 rule"], ["d", "说明 detail"],
+                         ["s", "严重度 severity"], ["t", "触发 trigger"], ["v", "村居 village"], ["g", "网格 grid"],
+                         ["o", "责任人 owner"], ["rc", "河长 river chief"], ["cv", "入网格 covered"],
+                         ["sf", "有人管 staffed"], ["l", "长度 length"]]}, show=not many)
+    other = fl.take(~shown)
+    ostyle = {"color": "#e31a1c", "weight": 3, "fillOpacity": 0.35}
+    overlay("other", other, "其他问题 other findings", _swatch({"color": "#e31a1c", "fillColor": "#fd8d3c"}),
+            {**fbase, "style": {"base": ostyle, "by": "sv", "styles": sev_styles}, "front": True},
+            legend_line="其他问题 other findings (colour = severity)")
+    veto = fl.take(sev == "veto")
+    vsvg = len(veto) <= SVG_LIMIT
+    vstyle_ = {"color": "#8b0000", "weight": 4, "fillColor": "#8b0000", "fillOpacity": 0.25,
+               **({"className": "gg-pulse"} if vsvg else {})}
+    overlay("veto", veto, "一票否决 veto items", '<span class="gg-sw gg-sw-pulse" style="background:#f4cccc"></span>',
+            {**fbase, "style": {"base": vstyle_}, "svg": vsvg, "pane": _TOP_PANE if vsvg else None,
+             "front": not vsvg, "point": {"kind": "circle", "radius": 10}})
+
+    folium.LayerControl(position="topright", collapsed=False).add_to(m)
+
+    # Controls: folium's plugins from the CDN, our own small ones in the self-contained page.
+    tiles_cfg = None
+    if bases:
+        url, opts = bases[first_base].tiles[0]
+        tiles_cfg = {"url": url, "options": {k: v for k, v in opts.items() if k in ("subdomains", "maxZoom")}}
+    outline_id = "gg-d1" if len(L["boundary"]) else None  # the boundary layer's own data block, drawn first
+    cfg: dict[str, Any] = {"search": esc("搜索网格/村居/网格长 grid, village, chief"), "scale": True,
+                           "detailZoom": DETAIL_ZOOM}
+    if assets == "cdn":
+        folium.plugins.Fullscreen(position="topleft", title="Fullscreen 全屏", title_cancel="Exit 退出").add_to(m)
+        folium.plugins.MeasureControl(position="topleft", primary_length_unit="meters",
+                                      secondary_length_unit="kilometers", primary_area_unit="sqmeters").add_to(m)
+        if tiles_cfg is not None:
+            mini_url, mini_opts = bases[first_base].tiles[0]
+            folium.plugins.MiniMap(
+                tile_layer=folium.TileLayer(tiles=mini_url, attr=bases[first_base].attr,
+                                            subdomains=mini_opts.get("subdomains", "abc")),
+                position="bottomright", toggle_display=True, zoom_level_offset=-5).add_to(m)
+        else:
+            cfg["minimap"] = {"tiles": None, "outline": outline_id}
+    else:
+        cfg.update(fullscreen=True, measure=True, minimap={"tiles": tiles_cfg, "outline": outline_id})
+        notes.append("离线版：全屏、鹰眼、测距为内置简版 (self-contained page: built-in fullscreen, "
+                     "minimap and measure controls)")
+    if any(b for b in bases) and "AMap" in bases[0].name:
+        notes.append("高德底图为 GCJ-02 坐标，所有图层已偏移对齐 (AMap tiles are GCJ-02: overlays shifted to match)")
+    notes.append("电话已隐藏中间四位 (phones masked)" if not show_phones else "电话完整显示 (phones shown in full)")
+    if model.dropped_findings and scope.kind == "town":
+        notes.append(f"{model.dropped_findings} 条问题无位置，未画出 (findings without a location, not drawn)")
+    cfg["title"] = _headline(model, scope, fl)
+    cfg["legend"] = ("<details open><summary>图例 Legend</summary><ul>" + "".join(legend) + "</ul>"
+                     + "".join(f'<div class="gg-note">{esc(n)}</div>' for n in notes) + "</details>")
+    m.fit_bounds([[south, west], [north, east]], max_zoom=17)
+    _Finish(cfg).add_to(m)
+    return m
+
+
+def _check(basemap: str, assets: str) -> None:
+    if basemap not in BASEMAPS:
+        msg = f"unknown basemap {basemap!r}."
+        raise ConfigError(msg, fix=f"use one of {list(BASEMAPS)}")
+    if assets not in ASSETS:
+        msg = f"unknown assets mode {assets!r}."
+        raise ConfigError(msg, fix="use 'cdn' (links to CDNs) or 'inline' (one self-contained file for the intranet)")
+
+
+def command_center_map(
+    assessment: Assessment,
+    *,
+    basemap: str = "osm",
+    village: str | None = None,
+    owner: str | None = None,
+    assets: str = "cdn",
+    tiles_url: str | None = None,
+    show_phones: bool = False,
+    tianditu_key: str | None = None,
+) -> folium.Map:
+    """Draw the command-center map of an assessment.
+
+    Parameters
+    ----------
+    assessment
+        An :class:`gisgrid.analysis.Assessment` (``town``, ``findings``,
+        ``summary``, ``totals``, ``responsibility``, ``sensitive``,
+        ``checkpoints``).
+    basemap
+        One of :data:`BASEMAPS`: ``"osm"``, ``"tianditu"`` (vector),
+        ``"tianditu-img"`` (imagery), ``"gaode"``, ``"gaode-satellite"``,
+        ``"none"``. With ``gaode*`` every overlay is shifted to GCJ-02.
+    village
+        Only this village (``village_id``), its grids, roads, reaches, points
+        and findings; neighbouring villages for context.
+    owner
+        Only this owner's grids, reaches and findings (the owner string of the
+        findings: a chief's name, a village committee, ...).
+    assets
+        ``"cdn"`` (Leaflet and plugins from CDNs) or ``"inline"`` (everything
+        embedded; built-in fullscreen, minimap and measure controls).
+    tiles_url
+        A tile URL template (``https://tiles.intranet/{z}/{x}/{y}.png``) that
+        replaces the basemap's tiles.
+    show_phones
+        Show phone numbers in full (default: masked, ``138****0000``).
+    tianditu_key
+        Tianditu key; default the ``TIANDITU_KEY`` environment variable.
+
+    Returns
+    -------
+    folium.Map
+
+    Raises
+    ------
+    ConfigError
+        Unknown basemap or assets mode, a Tianditu basemap without a key,
+        ``assets="inline"`` without xstatic-leaflet, an unknown village or owner.
+    """
+    _check(basemap, assets)
+    if village is not None and owner is not None:
+        msg = "give village or owner, not both."
+        raise ConfigError(msg, fix="draw one map per village and one per owner")
+    bases, first = _basemaps(basemap, tiles_url, tianditu_key)
+    model = _prepare(assessment, gcj=basemap.startswith("gaode"), show_phones=show_phones)
+    scope = _scope_for(model, assessment, village=village, owner=owner)
+    return _render(model, scope, bases=bases, first_base=first, assets=assets, show_phones=show_phones)
+
+
+def save_map(m: folium.Map, path: str | os.PathLike[str]) -> Path:
+    """Render ``m`` to one HTML file, atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    m
+        A map from :func:`command_center_map`.
+    path
+        Target file; parent folders are created.
+
+    Returns
+    -------
+    Path
+    """
+    text = m.get_root().render()
+    out = atomic_write_text(path, text)
+    logger.info("map written: %s (%.1f MB)", out, len(text.encode("utf-8")) / 1e6)
+    return out

@@ -79,6 +79,7 @@ from gisgrid.findings import (
     LIFECYCLE_COLUMNS,
     OPEN_STATUSES,
     SEVERITY_RANK,
+    as_date,
     sort_findings,
     validate_findings,
 )
@@ -173,16 +174,6 @@ def _iso(value: dt.date | str) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     return dt.date.fromisoformat(str(value)).isoformat()
-
-
-def _date(value: Any) -> dt.date | None:
-    if is_missing(value):
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def _json_default(value: Any) -> Any:
@@ -789,7 +780,7 @@ class History:
                 "SELECT as_of, created, config_hash, fingerprints, counts, totals FROM runs ORDER BY as_of", conn)
         for col in ("fingerprints", "counts", "totals"):
             df[col] = df[col].map(lambda s: json.loads(s or "{}"))
-        df["as_of"] = df["as_of"].map(_date).astype(object)
+        df["as_of"] = df["as_of"].map(as_date).astype(object)
         df["open"] = df["counts"].map(lambda c: int(c.get("open", 0)))
         for s in STATUSES:
             df[s] = df["counts"].map(lambda c, s=s: int(c.get("status", {}).get(s, 0)))
@@ -819,7 +810,7 @@ class History:
             ).fetchone()
         if row is None:
             return None
-        day = _date(row[0])
+        day = as_date(row[0])
         if day is None:
             msg = f"the run history has a run with an unreadable date {row[0]!r}."
             raise HistoryError(msg, path=self.path, fix="restore the history file from a backup")
@@ -916,11 +907,11 @@ def _finish(out: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         if c != out.geometry.name and pd.api.types.is_string_dtype(out[c]) and out[c].dtype != object:
             out[c] = out[c].astype(object).where(out[c].notna(), None)
     for c in ("first_seen", "last_seen", "opened_on", "deadline"):
-        out[c] = out[c].map(_date).astype(object)
+        out[c] = out[c].map(as_date).astype(object)
     out["resolved_on"] = np.where(out["status"] == "resolved", out["as_of"], None) if "as_of" in out.columns else None
-    out["resolved_on"] = out["resolved_on"].map(_date).astype(object)
+    out["resolved_on"] = out["resolved_on"].map(as_date).astype(object)
     out["times_reopened"] = pd.to_numeric(out["times_reopened"], errors="coerce").fillna(0).astype(int)
-    as_of = out["as_of"].map(_date) if "as_of" in out.columns else pd.Series(None, index=out.index)
+    as_of = out["as_of"].map(as_date) if "as_of" in out.columns else pd.Series(None, index=out.index)
     late = [
         max((a - d).days, 0) if (s in OPEN_STATUSES and a is not None and d is not None) else 0
         for a, d, s in zip(as_of, out["deadline"], out["status"], strict=True)

@@ -1273,12 +1273,8 @@ def nearest_zones(
 
     Parameters
     ----------
-    points
-        Point layer in a metric CRS.
-    zones
-        Polygon/MultiPolygon layer in the same CRS.
-    id_column
-        Column of ``zones`` with the ids to report; default the index.
+    points, zones, id_column
+        As for :func:`points_in_zones`.
     max_distance_m
         Zones farther than this are not considered.
 

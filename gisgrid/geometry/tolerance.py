@@ -38,6 +38,8 @@ import numpy as np
 import shapely
 from shapely import STRtree
 
+from gisgrid.geometry.linework import grouped
+
 __all__ = [
     "Clock",
     "clean_coverage",
@@ -130,7 +132,7 @@ def polygon_parts(geoms: np.ndarray, owner: np.ndarray | None = None) -> tuple[n
 
 
 def grouped_union(geoms: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Union of ``geoms`` per group, vectorised by group size.
+    """Union of ``geoms`` per group, vectorised by group size (:func:`gisgrid.geometry.linework.grouped`).
 
     Parameters
     ----------
@@ -146,20 +148,7 @@ def grouped_union(geoms: np.ndarray, groups: np.ndarray, n_groups: int) -> np.nd
     numpy.ndarray
         One geometry per group; empty groups get an empty collection.
     """
-    out = np.full(n_groups, _EMPTY, dtype=object)
-    if len(geoms) == 0:
-        return out
-    order = np.argsort(groups, kind="stable")
-    items = np.asarray(geoms, dtype=object)[order]
-    counts = np.bincount(groups, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    single = np.flatnonzero(counts == 1)
-    out[single] = items[starts[single]]
-    for k in np.unique(counts[counts > 1]):
-        members = np.flatnonzero(counts == k)
-        take = starts[members][:, None] + np.arange(k)[None, :]
-        out[members] = shapely.union_all(items[take], axis=1)
-    return out
+    return grouped(np.asarray(geoms, dtype=object), groups, n_groups, shapely.union_all, _EMPTY)
 
 
 def parallel_union(geoms: np.ndarray, *, workers: int = 1) -> shapely.Geometry:

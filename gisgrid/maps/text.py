@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from gisgrid.vocab import percent
+from gisgrid.vocab import as_number, percent
 
 __all__ = ["esc", "mask_phone"]
 
@@ -113,23 +113,15 @@ def _text(series: pd.Series | Sequence[Any]) -> list[str | None]:
     return [done[c] if c >= 0 else None for c in codes.tolist()]
 
 
-def _as_float(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
-
-
 def _fmt_num(value: Any, digits: int = 0, unit: str = "") -> str | None:
-    x = _as_float(value)
+    x = as_number(value)
     if x is None:
         return None
     return f"{x:,.{digits}f}{(' ' + unit) if unit else ''}"
 
 
 def _fmt_pct(value: Any) -> str | None:
-    x = _as_float(value)
+    x = as_number(value)
     if x is None:
         return None
     return percent(x if x <= 1.0 else x / 100)

@@ -211,6 +211,17 @@ def _check_types(
         )
 
 
+def _typed(frame: Any, layer: str, types: tuple[str, ...], what: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The non-empty geometries of ``frame``, their positions and index labels, all of the geometry ``types``."""
+    geoms = _geometry_values(frame)
+    pos = _present(geoms)
+    geoms = geoms[pos]
+    index = frame.index[pos] if isinstance(frame, pd.Series | pd.DataFrame) else None
+    if geoms.size:
+        _check_types(geoms, index, types, layer, what)
+    return geoms, pos, index
+
+
 def _polygons(zones: Any, layer: str = "zones") -> tuple[np.ndarray, np.ndarray]:
     """Valid, non-empty polygonal geometries of ``zones`` and their positions.
 
@@ -219,33 +230,23 @@ def _polygons(zones: Any, layer: str = "zones") -> tuple[np.ndarray, np.ndarray]
     InputError
         A geometry is not polygonal or is invalid.
     """
-    geoms = _geometry_values(zones)
-    pos = _present(geoms)
-    geoms = geoms[pos]
-    index = zones.index[pos] if isinstance(zones, pd.Series | pd.DataFrame) else None
-    if geoms.size:
-        _check_types(geoms, index, _POLYGONAL, layer, "Polygon/MultiPolygon")
-        invalid = np.flatnonzero(~shapely.is_valid(geoms))
-        if invalid.size:
-            row = index[invalid[0]] if index is not None else int(pos[invalid[0]])
-            raise InputError(
-                f"{layer} has {invalid.size} invalid polygon(s): "
-                f"{shapely.is_valid_reason(geoms[invalid[0]])}.",
-                layer=layer,
-                row=row,
-                fix="repair them with shapely.make_valid (gisgrid.Town does this on load).",
-            )
+    geoms, pos, index = _typed(zones, layer, _POLYGONAL, "Polygon/MultiPolygon")
+    invalid = np.flatnonzero(~shapely.is_valid(geoms)) if geoms.size else np.empty(0, dtype=int)
+    if invalid.size:
+        row = index[invalid[0]] if index is not None else int(pos[invalid[0]])
+        raise InputError(
+            f"{layer} has {invalid.size} invalid polygon(s): "
+            f"{shapely.is_valid_reason(geoms[invalid[0]])}.",
+            layer=layer,
+            row=row,
+            fix="repair them with shapely.make_valid (gisgrid.Town does this on load).",
+        )
     return geoms, pos
 
 
 def _lines(lines: Any, layer: str = "lines") -> tuple[np.ndarray, np.ndarray]:
     """Non-empty linear geometries of ``lines`` and their positions."""
-    geoms = _geometry_values(lines)
-    pos = _present(geoms)
-    geoms = geoms[pos]
-    index = lines.index[pos] if isinstance(lines, pd.Series | pd.DataFrame) else None
-    if geoms.size:
-        _check_types(geoms, index, _LINEAR, layer, "LineString/MultiLineString")
+    geoms, pos, _ = _typed(lines, layer, _LINEAR, "LineString/MultiLineString")
     return geoms, pos
 
 

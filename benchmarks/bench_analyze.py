@@ -77,11 +77,12 @@ def main() -> None:
         resp = _timed(rows, "analyze_responsibility (staff, reaches, corridors)", assign.analyze_responsibility,
                       town, tolerance_m=tol)
         allf = concat_findings([found, resp.findings], crs=town.crs)
-        allf = _timed(rows, "assign_owners", owners.assign_owners, allf, town, resp)
         sres = _timed(rows, "analyze_sensitive (default rules)", sensitive.analyze_sensitive, town, allf, resp,
                       tolerance_m=tol, poi_grid=stats["poi_grid"])
+        owned = _timed(rows, "assign_owners (once, after every check)", owners.assign_owners, sres.findings, town,
+                       resp)
         sections = sensitive.summarise_sections(sres, town)
-        _timed(rows, "summary", analysis._summary, town, sres.findings, stats, resp, sections)
+        _timed(rows, "summary", analysis._summary, town, owned, stats, resp, sections)
         _timed(rows, "grid_hygiene", analysis.grid_hygiene, town, stats["grid_defects"])
         a = _timed(rows, "analyze (all of the above after Town)", analysis.analyze, town, tolerance_m=tol)
         if tol > 0:

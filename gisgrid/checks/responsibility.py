@@ -50,7 +50,6 @@ from gisgrid import settings
 from gisgrid._errors import ConfigError
 from gisgrid.findings import (
     OWNER_JOIN,
-    as_text,
     concat_findings,
     empty_findings,
     group_join,
@@ -293,6 +292,12 @@ def _only(geoms: np.ndarray, dim: int) -> np.ndarray:
     return out
 
 
+def _nones(series: pd.Series) -> pd.Series:
+    """An object column with None for missing values; the town's text was cleaned once, by model, on load."""
+    obj = series.astype(object)
+    return obj.where(obj.notna(), None)
+
+
 def _substring(line: shapely.Geometry, start: float, end: float) -> shapely.Geometry:
     """``shapely.ops.substring`` that also takes a MultiLineString (chainage summed over its parts)."""
     if line.geom_type == "LineString":
@@ -439,7 +444,7 @@ def _reaches(town: Town, merged: np.ndarray, chiefs: _Chiefs, tol: float) -> gpd
     frame["village_chief"] = [_comma(chiefs.village.get((a, b)))
                               for a, b in zip(frame["river_id"], frame["village_id"], strict=True)]
     for col in ("reach_id", "river_id", "river_name", "village_id", "town_chief", "village_chief"):
-        frame[col] = as_text(frame[col])
+        frame[col] = _nones(frame[col])
     return _gdf(frame, frame["_g"].to_numpy(), town.crs, _REACH_COLUMNS)
 
 
@@ -495,7 +500,7 @@ def _cross_sections(town: Town, merged: np.ndarray, reaches: gpd.GeoDataFrame, c
     cand["chiefs_b"] = [_comma(chiefs.village.get((r, v))) for r, v in zip(cand["river_id"], cand["village_b"],
                                                                            strict=True)]
     for col in ("village_a", "village_b", "chiefs_a", "chiefs_b", "section_id", "river_id", "border"):
-        cand[col] = as_text(cand[col])
+        cand[col] = _nones(cand[col])
     return _gdf(cand, geoms, town.crs, _SECTION_COLUMNS)
 
 
@@ -533,7 +538,7 @@ def _corridors(town: Town, merged: np.ndarray, chiefs: _Chiefs, opts: Mapping[st
     geoms = _only(shapely.intersection(buffers[r], clip), 2)
     frame = placed[["person_id", "label", "level", "river_id", "village_id", "phone"]].rename(
         columns={"label": "name"}).reset_index(drop=True)
-    frame["village_id"] = as_text(frame["village_id"].where(is_village, None))
+    frame["village_id"] = _nones(frame["village_id"].where(is_village, None))
     frame["area_m2"] = shapely.area(geoms)
     frame["half_width_m"] = half[r]
     lost = frame.loc[frame["area_m2"] <= 0, ["name", "river_id", "village_id"]]
@@ -682,7 +687,7 @@ def _border_roads(town: Town, rule: str, min_m: float, band_m: float) -> gpd.Geo
         frame["decided_by"] = decided
     frame = frame.assign(_g=parts).sort_values(["road_id", "grids", "length_m"], kind="stable")
     for col in ("road_id", "road_class", "grid_a", "grid_b", "grids", "owner_grid", "decided_by"):
-        frame[col] = as_text(frame[col])
+        frame[col] = _nones(frame[col])
     logger.info("%d road part(s) lie on grid borders (border_rule=%s)", len(frame), rule)
     return _gdf(frame, frame["_g"].to_numpy(), town.crs, _BORDER_COLUMNS)
 
@@ -743,7 +748,7 @@ def _workload(town: Town, labels: Mapping[str, str], border: gpd.GeoDataFrame
     work["grid_ids"] = work["person_id"].map(group_join(cz["person_id"], cz["grid_id"], ","))
     villages = cz[["person_id", "village_id"]].sort_values(["person_id", "village_id"], kind="stable")
     work["village_ids"] = work["person_id"].map(group_join(villages["person_id"], villages["village_id"], ","))
-    work["phone"] = as_text(work["person_id"].map(group_join(chiefs["person_id"], chiefs["phone"])))
+    work["phone"] = _nones(work["person_id"].map(group_join(chiefs["person_id"], chiefs["phone"])))
     # roads clipped to each chief's grids, by class; border parts counted for their owner grid only
     lengths = pd.DataFrame(0.0, index=people, columns=classes)
     roads = town.roads
@@ -769,7 +774,7 @@ def _workload(town: Town, labels: Mapping[str, str], border: gpd.GeoDataFrame
         hits = pd.DataFrame({"p": people[zi], "poi": pois["poi_id"].to_numpy(dtype=object)[pi]}).drop_duplicates()
         counts = counts.add(hits.groupby("p").size(), fill_value=0)
     work["pois"] = work["person_id"].map(counts).fillna(0).astype(int)
-    work["person_id"] = as_text(work["person_id"])
+    work["person_id"] = _nones(work["person_id"])
     return work[cols].reset_index(drop=True), zone_of
 
 
@@ -986,7 +991,7 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
         grid_rows) or len(river_rows) else pd.DataFrame()
     for col in ("layer", "zone_id", "village_id", "owner", "phone", "level"):
         if col in resp_frame.columns:
-            resp_frame[col] = as_text(resp_frame[col])
+            resp_frame[col] = _nones(resp_frame[col])
     responsibility = _gdf(resp_frame, resp_geoms, crs, ("layer", "zone_id", "village_id", "owner", "phone", "level"))
 
     parts = _finding_frames(town, staffing=staffing, reaches=reaches, merged=merged, chiefs=chiefs,
@@ -994,7 +999,7 @@ def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = No
     findings = concat_findings(parts, crs=crs) if parts else empty_findings(crs)
     for col in ("person_id", "river_id", "reach_id", "road_id", "road_class"):
         if col in findings.columns:
-            findings[col] = as_text(findings[col])
+            findings[col] = _nones(findings[col])
     result = Responsibility(staffing=staffing, reaches=reaches, cross_sections=sections, corridors=corridors,
                             responsibility=responsibility, workload=workload, findings=findings,
                             border_roads=border, options=opts)

@@ -429,13 +429,29 @@ MAX_DAYS_AHEAD = 2
 
 #: Environment variable naming a stage of ``run`` (load, analyse, history, maps, report, cleaned grids,
 #: done) at whose start an exception is raised: the crash and recovery tests use it.
+#: ``pause:<stage>`` instead writes the file named by :data:`PAUSE_FILE_ENV` (atomically; its text is the
+#: stage and the process id) at the start of that stage and then sleeps until the process is killed: the
+#: kill tests use it to stop a run at a known point.
 FAULT_ENV = "GISGRID_FAULT"
+#: Environment variable with the path of the marker file a ``pause:<stage>`` fault writes.
+PAUSE_FILE_ENV = "GISGRID_PAUSE_FILE"
+_PAUSE = "pause:"
 
 
 def _fault(step: str) -> None:
-    if os.environ.get(FAULT_ENV) == step:
+    fault = os.environ.get(FAULT_ENV)
+    if fault == step:
         msg = f"fault injected at the start of stage {step!r} ({FAULT_ENV})"
         raise RuntimeError(msg)
+    if fault == _PAUSE + step:
+        import time
+
+        marker = os.environ.get(PAUSE_FILE_ENV)
+        if marker:
+            io.atomic_write_text(marker, f"{step}\n{os.getpid()}\n")
+        logger.warning("paused at the start of stage %r (%s=%s): waiting to be killed", step, FAULT_ENV, fault)
+        while True:
+            time.sleep(3600)
 
 
 def write_crash_log(command: str, exc: BaseException, folder: str | os.PathLike[str] | None) -> Path:

@@ -24,7 +24,7 @@ from gisgrid import owners, settings
 from gisgrid.checks import responsibility as assign
 from gisgrid.checks import sensitive
 from gisgrid.checks.coverage import border_mismatch, coverage_findings, grid_hygiene, zone_of
-from gisgrid.findings import LIFECYCLE_COLUMNS, concat_findings, sort_findings
+from gisgrid.findings import LIFECYCLE_COLUMNS, concat_findings, explode_ids, id_list, sort_findings
 from gisgrid.geometry import tolerance
 from gisgrid.model import Town
 from gisgrid.vocab import percent
@@ -221,7 +221,7 @@ def cleaned_grids(assessment: Assessment, *, workers: int | None = None) -> gpd.
         over = defects[(defects["kind"] == "overlap") & ~defects["sliver"]]
         pos = {str(g): i for i, g in enumerate(grids["grid_id"])}
         for ids, geom in zip(over["zone_ids"], _geoms(over), strict=True):
-            keep += [(pos[g], geom) for g in str(ids).split(",") if g in pos]
+            keep += [(pos[g], geom) for g in id_list(ids) if g in pos]
     cleaned = tolerance.clean_coverage(geoms, grids["village_id"].astype(str).to_numpy(), tol, keep=keep,
                                        workers=settings.thread_count(workers))
     out = grids.copy()
@@ -352,7 +352,9 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
             s[f"sensitive_{col}" if not col.startswith("sensitive") else col] = sections[col].reindex(
                 idx, fill_value=0).to_numpy()
     # Findings by severity.
-    sev = findings.groupby(["village_id", "severity"]).size().unstack(fill_value=0) if len(findings) else None
+    # a finding about two villages counts in both
+    sev = explode_ids(pd.DataFrame(findings[["village_id", "severity"]]), "village_id").groupby(
+        ["village_id", "severity"]).size().unstack(fill_value=0) if len(findings) else None
     for level in settings.severities:
         s[level] = (sev[level].reindex(idx, fill_value=0).to_numpy() if sev is not None and level in sev.columns
                     else 0)

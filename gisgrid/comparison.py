@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from gisgrid import settings
-from gisgrid.findings import sort_findings, validate_findings
+from gisgrid.findings import show_ids, sort_findings, validate_findings
 from gisgrid.vocab import is_missing, percent
 
 __all__ = ["CHANGES", "Comparison", "compare"]
@@ -226,7 +226,8 @@ def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
         if not pd.api.types.is_numeric_dtype(out[col]):
-            out[col] = out[col].astype(object).where(out[col].notna(), "")
+            shown = out[col].astype(object).map(lambda v: show_ids(v) if isinstance(v, (list, tuple)) else v)
+            out[col] = shown.where(shown.notna(), "")
     return out
 
 

@@ -3,6 +3,15 @@
 Columns (in this order): ``finding_id``, ``kind``, ``severity``, ``village_id``,
 ``grid_id``, ``owner``, ``measure``, ``unit``, ``rule``, ``message``, ``geometry``.
 
+Id cells
+--------
+``village_id`` and ``grid_id`` hold one id as text, or a tuple of ids when a
+finding concerns several (an overlap of two grids, a road on the border of
+two villages), never ids joined into one text: an id may contain a comma.
+Read them with :func:`id_list`, make them with :func:`ids_cell`; only files
+without lists (CSV, XLSX, GeoPackage) and text for people join them
+(:func:`show_ids`); GeoJSON keeps them as arrays and the history as JSON.
+
 Stable ids
 ----------
 ``finding_id`` is ``"<kind>-<12 hex>"`` where the hex digits are the start of a
@@ -46,15 +55,20 @@ __all__ = [
     "as_text",
     "concat_findings",
     "empty_findings",
+    "explode_ids",
+    "group_ids",
     "group_join",
     "id_list",
+    "ids_cell",
     "is_open",
     "join_present",
     "lifecycle_as_of",
     "make_findings",
+    "names_in",
     "present",
     "present_mask",
     "severity_rank",
+    "show_ids",
     "sort_findings",
     "split_owner",
     "unique_present",
@@ -277,10 +291,45 @@ def present(value: Any) -> bool:
 
 
 def id_list(value: Any) -> list[str]:
-    """Split ``"A,B"`` (or ``"A, B"``) into ``["A", "B"]``; [] for a missing value."""
+    """The ids in one id cell (``grid_id``, ``village_id``, ``zone_ids``): a tuple's items, a text's one id.
+
+    An id cell holds one id as text, or a tuple of ids when a finding concerns several (an overlap of two
+    grids): never ids joined into one text, so an id may itself contain a comma. [] for a missing cell.
+    """
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v) for v in value if present(v)]
+    return [str(value).strip()] if present(value) else []
+
+
+def ids_cell(ids: Iterable[Any]) -> str | tuple[str, ...] | None:
+    """The id cell for these ids: None for none, the id for one, a tuple for several (distinct, in order)."""
+    if isinstance(ids, str):
+        ids = [ids]
+    items = unique_present(i for v in ids for i in id_list(v))
+    if not items:
+        return None
+    return items[0] if len(items) == 1 else tuple(items)
+
+
+def show_ids(value: Any, sep: str = ", ") -> str | None:
+    """An id cell as people read it: the ids joined with ``sep`` (only CSV, XLSX, maps and messages join)."""
+    items = id_list(value)
+    return sep.join(items) if items else None
+
+
+def names_in(value: Any) -> list[str]:
+    """The names in a ``", "``-joined display list (e.g. the chiefs of a reach), [] for a missing one."""
     if not present(value):
         return []
     return [p.strip() for p in str(value).split(",") if p.strip()]
+
+
+def explode_ids(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One row per id of ``column``: a finding about two villages counts for each (a missing id stays None)."""
+    cells: list[list[str | None]] = [[*id_list(v)] or [None] for v in frame[column]]
+    out = frame.assign(**{column: cells}).explode(column)
+    out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out
 
 
 def unique_present(values: Iterable[Any]) -> list[str]:
@@ -298,20 +347,31 @@ def join_present(values: Iterable[Any], sep: str = ", ") -> str | None:
     return sep.join(items) if items else None
 
 
-def group_join(keys: Any, values: Any, sep: str = ", ") -> pd.Series:
-    """Distinct present values per key, in order of appearance, joined with ``sep`` (a Series indexed by key)."""
+def _groups(keys: Any, values: Any) -> tuple[np.ndarray, list[list[str]]]:
+    """The keys with a present value, and per key its distinct present values as text, in order of appearance."""
     df = pd.DataFrame({"k": np.asarray(keys, dtype=object), "v": np.asarray(values, dtype=object)})
     df = df[present_mask(df["v"])].drop_duplicates()
     if not len(df):
-        return pd.Series([], dtype=object)
+        return np.empty(0, dtype=object), []
     df = df.sort_values("k", kind="stable")
     k = df["k"].to_numpy(dtype=object)
     v = df["v"].astype(str).tolist()
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     ends = np.r_[starts[1:], len(v)].tolist()
     # list slices: np.split costs more than the joins on 100k small groups
-    joined = [sep.join(v[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
-    return pd.Series(joined, index=k[starts], dtype=object)
+    return k[starts], [v[a:b] for a, b in zip(starts.tolist(), ends, strict=True)]
+
+
+def group_join(keys: Any, values: Any, sep: str = ", ") -> pd.Series:
+    """Distinct present values per key, in order of appearance, joined with ``sep`` (a Series indexed by key)."""
+    index, groups = _groups(keys, values)
+    return pd.Series([sep.join(g) for g in groups], index=index, dtype=object)
+
+
+def group_ids(keys: Any, values: Any) -> pd.Series:
+    """Distinct present ids per key, in order of appearance, as id cells (:func:`ids_cell`), indexed by key."""
+    index, groups = _groups(keys, values)
+    return pd.Series([g[0] if len(g) == 1 else tuple(g) for g in groups], index=index, dtype=object)
 
 
 def split_owner(owner: Any) -> list[str]:

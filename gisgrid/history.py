@@ -176,6 +176,18 @@ def _iso(value: dt.date | str) -> str:
     return dt.date.fromisoformat(str(value)).isoformat()
 
 
+def _id_cell(text: Any) -> Any:
+    """A stored id cell: one id as text, or a JSON list of ids (written for a finding about several)."""
+    if isinstance(text, str) and text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(items, list) and all(isinstance(i, str) for i in items):
+            return tuple(items)
+    return text
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -623,6 +635,8 @@ class History:
                 return None
             if isinstance(v, np.generic):
                 return v.item()
+            if isinstance(v, (list, tuple)):  # an id list: JSON text, read back as a tuple
+                return json.dumps([str(x) for x in v], ensure_ascii=False)
             return v if isinstance(v, (int, float)) else str(v)
 
         columns = [[clean(v) for v in today[a].to_numpy(dtype=object)] for a in _ATTRS]
@@ -751,6 +765,8 @@ class History:
             frames.append(pd.read_sql_query(f"SELECT {', '.join(cols)} FROM findings WHERE finding_id IN ({marks})",
                                             conn, params=chunk))
         df = pd.concat(frames, ignore_index=True)
+        for col in ("village_id", "grid_id"):
+            df[col] = df[col].map(_id_cell)
         geoms = shapely.from_wkt(df["geometry"].to_numpy(dtype=object), on_invalid="warn")
         parts = []
         for crs_text, idx in df.groupby(df["crs"].fillna(""), sort=False).groups.items():

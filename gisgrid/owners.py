@@ -29,7 +29,9 @@ from gisgrid import settings
 from gisgrid.findings import (
     OWNER_JOIN,
     id_list,
+    ids_cell,
     join_present,
+    names_in,
     present,
     sort_findings,
     split_owner,
@@ -77,9 +79,9 @@ class _OwnerBook:
             if present(village) and village not in self.river_villages[river]:
                 self.river_villages[river].append(village)
             if present(tc):
-                self.town_chief[river] = OWNER_JOIN.join(id_list(tc))
+                self.town_chief[river] = OWNER_JOIN.join(names_in(tc))
             if present(vc):
-                self.reach_chief[reach] = OWNER_JOIN.join(id_list(vc))
+                self.reach_chief[reach] = OWNER_JOIN.join(names_in(vc))
                 self.river_village_chief[(river, village)] = self.reach_chief[reach]
         corr = resp.corridors
         if len(corr):
@@ -95,7 +97,7 @@ class _OwnerBook:
             sides = []
             for v, c in ((va, ca), (vb, cb)):
                 if present(c):
-                    sides.append(OWNER_JOIN.join(id_list(c)))
+                    sides.append(OWNER_JOIN.join(names_in(c)))
                 elif present(v):
                     sides.append(self.village.get(v) or village_owner(v) or str(v))
             self.section[sid] = OWNER_JOIN.join(unique_present(sides)) or self.town_chief.get(river) or default
@@ -129,7 +131,7 @@ def assign_owners(findings: gpd.GeoDataFrame, town: Town, responsibility: Respon
     Only rows whose ``owner`` is missing or blank are filled. ``village_id``
     is filled where missing: from the finding's grids, else both sides of its
     cross-boundary section, else the villages a whole river runs through,
-    else the village(s) its representative point lies in (``"A,B"`` when
+    else the village(s) its representative point lies in (a tuple of ids when
     several). Owner rules, first match wins:
 
     1. ``staff_unplaced``, ``chief_unplaced``, ``input_repaired`` (roster and
@@ -143,7 +145,7 @@ def assign_owners(findings: gpd.GeoDataFrame, town: Town, responsibility: Respon
        of both sides (a side without a chief: its village);
     5. any other finding with a ``reach_id`` or ``river_id``: the reach's
        village chief, else the river's town chief;
-    6. a finding with ``grid_id`` (``"A,B"`` for two grids): each grid's chief
+    6. a finding with ``grid_id`` (a tuple of ids for two grids): each grid's chief
        (an unstaffed grid: its village), joined with ``" / "``; without
        ``grid_id``, the grids its representative point lies in;
     7. the village(s) of ``village_id``;
@@ -189,7 +191,7 @@ def assign_owners(findings: gpd.GeoDataFrame, town: Town, responsibility: Respon
             on_river = book.river_villages.get(str(river), []) if present(river) and not present(reach) else []
             on_section = book.section_villages.get(str(section), []) if present(section) else []
             vids = sorted(from_grids or on_section or on_river) or list(in_villages[i])
-        villages.append(vid if present(vid) else (",".join(vids) or None))
+        villages.append(vid if present(vid) else ids_cell(vids))
         if present(owner):
             owners.append(owner)
             continue

@@ -34,7 +34,7 @@ import pandas as pd
 
 from gisgrid import settings
 from gisgrid._errors import ConfigError, HistoryError
-from gisgrid.findings import SEVERITY_RANK, is_open, lifecycle_as_of, with_lifecycle
+from gisgrid.findings import SEVERITY_RANK, explode_ids, is_open, lifecycle_as_of, with_lifecycle
 from gisgrid.vocab import as_number, as_shown, percent
 
 if TYPE_CHECKING:
@@ -233,8 +233,10 @@ def scorecard(assessment: Assessment, lifecycle: pd.DataFrame | None = None) -> 
     else:
         road = pd.Series(np.nan, index=s.index)
     coverage = (pd.concat([area, road], axis=1).mean(axis=1, skipna=True) * 100).fillna(100.0)
-    open_ = life[is_open(life)]
-    vid = open_["village_id"].astype(object).map(lambda v: None if v is None else str(v))
+    # a finding about two villages costs both (谁丢分、谁担责)
+    open_ = explode_ids(pd.DataFrame(life[is_open(life)][["village_id", "severity", "status", "kind"]]),
+                        "village_id")
+    vid = open_["village_id"]
 
     def per_village(mask: pd.Series) -> pd.Series:
         return vid[mask].value_counts().reindex(ids, fill_value=0).astype(int)

@@ -60,7 +60,7 @@ def test_gap_overlap_road_and_point_found_exactly(assessment):
         box(100, 50, 150, 100)).area < 1e-6
     ov = _one(f, "area_overlap")
     assert ov["measure"] == pytest.approx(5000.0)
-    assert ov["grid_id"] == "G3,G4"
+    assert ov["grid_id"] == ("G3", "G4")
     road = _one(f, "road_uncovered")
     assert road["measure"] == pytest.approx(50.0)
     assert road["unit"] == "m"

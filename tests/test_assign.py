@@ -338,7 +338,7 @@ def test_responsibility_layer(resp: Responsibility) -> None:
 def test_border_rule_left(resp: Responsibility) -> None:
     br = by(resp.border_roads, "road_id")
     assert list(br["road_id"]) == ["RD1", "RD2"]  # RD3 only crosses a border
-    assert br.at["RD1", "grids"] == "G11,G12"
+    assert br.at["RD1", "grids"] == ("G11", "G12")
     assert br.at["RD1", "owner_grid"] == "G11"  # going north, west is on the left
     assert br.at["RD2", "owner_grid"] == "G22"  # going south, east is on the left
     assert br.at["RD1", "length_m"] == pytest.approx(1000)
@@ -358,7 +358,7 @@ def test_border_rule_flag(town: Town) -> None:
     resp = analyze_responsibility(town, options={"border_rule": "flag"})
     assert resp.border_roads["owner_grid"].isna().all()
     f = by(owned(resp, town)[owned(resp, town)["kind"] == "road_ambiguous"], "road_id")
-    assert list(f.sort_index()["grid_id"]) == ["G11,G12", "G21,G22"]
+    assert list(f.sort_index()["grid_id"]) == [("G11", "G12"), ("G21", "G22")]
     assert f.at["RD1", "severity"] == "medium"
     assert f.at["RD1", "owner"] == "张三 / 李四"
     assert f.at["RD2", "owner"] == "王五 / 中村村委会 (V2)"
@@ -378,7 +378,7 @@ def test_border_within_tolerance() -> None:
     roads = frames()["roads"].iloc[[0]].copy()
     roads["geometry"] = [line((500.03, 0), (500.03, 1000))]  # 3 cm off the shared edge
     br = analyze_responsibility(make_town(roads=roads)).border_roads
-    assert list(br["grids"]) == ["G11,G12"]
+    assert list(br["grids"]) == [("G11", "G12")]
     assert br.iloc[0]["owner_grid"] == "G11"
 
 
@@ -396,8 +396,8 @@ def test_workload(resp: Responsibility) -> None:
     w = by(resp.workload, "person_id")
     assert list(w["person_id"]) == ["P1", "P2", "P3"]
     assert w.loc["P1", ["grids", "area_m2", "households", "pois"]].tolist() == pytest.approx([2, 1e6, 120, 1])
-    assert w.at["P1", "grid_ids"] == "G11,G31"
-    assert w.at["P1", "village_ids"] == "V1,V3"
+    assert w.at["P1", "grid_ids"] == ("G11", "G31")
+    assert w.at["P1", "village_ids"] == ("V1", "V3")
     assert w.at["P1", "road_m_main"] == pytest.approx(400)
     assert w.at["P1", "road_m_lane"] == pytest.approx(1000)  # RD1 goes to G11 (left rule)
     assert w.at["P2", "road_m_lane"] == pytest.approx(0)
@@ -425,7 +425,7 @@ def test_grid_overloaded(town: Town, resp: Responsibility) -> None:
                    ("P3", "max_households", 110)]
     row = f[(f["person_id"] == "P1") & (f["rule"] == "max_grids")].iloc[0]
     assert row["severity"] == "low"
-    assert row["grid_id"] == "G11,G31"
+    assert row["grid_id"] == ("G11", "G31")
     assert row["owner"] == "东村村委会 (V1) / 西湖社区居委会 (V3)"
     assert row["geometry"].area == pytest.approx(1e6)
 
@@ -465,7 +465,7 @@ def _findings(crs: object) -> gpd.GeoDataFrame:
         # kind, severity, village_id, grid_id, geometry, extras
         ("area_gap", "high", "V2", None, b(1400, 900, 1450, 950), {}),
         ("area_gap", "high", None, None, b(-50, 0, -10, 10), {}),  # outside every village
-        ("area_overlap", "medium", "V1", "G11,G12", b(490, 0, 510, 10), {}),
+        ("area_overlap", "medium", "V1", ("G11", "G12"), b(490, 0, 510, 10), {}),
         ("road_uncovered", "high", None, None, line((100, 900), (200, 900)), {}),  # located in G11
         ("road_uncovered", "high", None, None, line((1600, 900), (1700, 900)), {}),  # G22: unstaffed
         ("poi_uncovered", "veto", None, None, pt(-100, -100), {}),  # outside the town
@@ -507,7 +507,7 @@ def test_assign_owners_every_kind(town: Town, resp: Responsibility) -> None:
         DEFAULT,  # input repairs: the command center
         "预设的人",  # an owner already set is kept
     ]
-    assert list(out["village_id"]) == ["V2", None, "V1", "V1", "V2", None, "V2", "V2", "V3", "V1,V2", "V1",
+    assert list(out["village_id"]) == ["V2", None, "V1", "V1", "V2", None, "V2", "V2", "V3", ("V1", "V2"), "V1",
                                        "V1", "V1"]
     assert out.loc[3, "grid_id"] is None  # grid_id is not invented
 
@@ -536,7 +536,7 @@ def test_grid_with_two_chiefs() -> None:
     assert st.at["G12", "chief_name"] == "李四, 何二"
     assert st.at["G12", "chief_id"] == "P2, P6"
     assert st.at["G12", "owner"] == "李四 / 何二"
-    f = owned(resp, town)[resp.findings["grid_id"] == "G11,G12"]
+    f = owned(resp, town)[resp.findings["grid_id"] == ("G11", "G12")]
     assert f.iloc[0]["owner"] == "张三 / 李四 / 何二"
     assert set(task_lists(owned(resp, town))) >= {"张三", "李四", "何二"}
 
@@ -546,7 +546,7 @@ def test_shared_names_are_told_apart() -> None:
     staff.loc[staff["person_id"] == "P2", "name"] = "张三"  # a second 张三
     town = make_town(grid_staff=staff)
     resp = analyze_responsibility(town, options={"border_rule": "flag"})
-    f = owned(resp, town)[resp.findings["grid_id"] == "G11,G12"]
+    f = owned(resp, town)[resp.findings["grid_id"] == ("G11", "G12")]
     assert f.iloc[0]["owner"] == "张三 (P1) / 张三 (P2)"
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import shapely
 
 from gisgrid import settings
-from gisgrid.findings import concat_findings, empty_findings, make_findings
+from gisgrid.findings import concat_findings, empty_findings, id_list, ids_cell, make_findings, show_ids
 from gisgrid.geometry import coverage, tolerance
 from gisgrid.model import Town
 from gisgrid.vocab import ROAD_CLASS_EN, ROAD_CLASS_ZH, percent
@@ -42,7 +42,7 @@ def zone_of(geoms: np.ndarray, zones: gpd.GeoDataFrame, id_column: str) -> np.nd
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     pts = np.where(ok, shapely.point_on_surface(np.where(ok, geoms, shapely.Point(0, 0))), None)
     ids = coverage.points_in_zones(gpd.GeoDataFrame(geometry=pts, crs=zones.crs), zones, id_column=id_column)
-    return np.array([None if v is None else str(v).split(",")[0] for v in ids], dtype=object)
+    return np.array([next(iter(id_list(v)), None) for v in ids], dtype=object)
 
 
 def _names(frame: pd.DataFrame, id_col: str) -> dict[str, str]:
@@ -54,7 +54,7 @@ def _names(frame: pd.DataFrame, id_col: str) -> dict[str, str]:
 def _label(ids: Any, names: dict[str, str]) -> str:
     if ids is None:
         return "no village"
-    parts = [p for p in str(ids).split(",") if p]
+    parts = id_list(ids)
     return ", ".join(f"{names.get(p, p)} ({p})" if names.get(p) and names.get(p) != p else p for p in parts)
 
 
@@ -135,25 +135,25 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
         rows.append({"kind": "area_gap", "severity": "high", "rule": "no_grid", "village_id": vid, "grid_id": None,
                      "measure": float(area), "unit": "m2", "geometry": geom,
                      "message": f"{float(area):,.0f} m² in village {_label(vid, vnames)} lies in no grid "
-                                f"(between grids {touching or '-'}); add it to a grid."})
+                                f"(between grids {show_ids(touching, ',') or '-'}); add it to a grid."})
         keys.append(f"gap:{vid}")
     for frame, what, rule in ((gdef, "grids", "grid_overlap"), (vdef, "villages", "village_overlap")):
         ov = frame[(frame["kind"] == "overlap") & ~frame["sliver"]]
         if not len(ov):
             continue
         if what == "villages":
-            vids = ov["zone_ids"].to_numpy(dtype=object)
+            vids = pd.Series([ids_cell(v) for v in ov["zone_ids"]], dtype=object).to_numpy()  # 1-D: cells
         elif tol > 0:
             vids = ov["split_id"].to_numpy(dtype=object)
         else:
             vids = zone_of(_arr(ov), town.villages, "village_id")
         for geom, area, ids, vid in zip(_arr(ov), ov["area_m2"], ov["zone_ids"], vids, strict=True):
             rows.append({"kind": "area_overlap", "severity": "high", "rule": rule, "village_id": vid,
-                         "grid_id": ids if what == "grids" else None, "measure": area, "unit": "m2",
+                         "grid_id": ids_cell(ids) if what == "grids" else None, "measure": area, "unit": "m2",
                          "geometry": geom,
-                         "message": f"{area:,.0f} m² is claimed by {what} {ids}; one place must have one master "
-                                    "— redraw the border."})
-            keys.append(f"{rule}:{ids}")
+                         "message": f"{area:,.0f} m² is claimed by {what} {show_ids(ids, ',')}; one place must have "
+                                    "one master — redraw the border."})
+            keys.append(f"{rule}:{','.join(ids)}")
     if rows:
         parts.append(make_findings(pd.DataFrame(rows), crs=crs, key=keys))
 
@@ -305,9 +305,9 @@ def grid_hygiene(town: Town, grid_defects: gpd.GeoDataFrame) -> pd.DataFrame:
                         "village_id": grids["village_id"].to_numpy(dtype=object),
                         "name": grids["name"].to_numpy(dtype=object) if "name" in grids.columns else None})
     sl = grid_defects[grid_defects["sliver"]]
-    table = pd.DataFrame({"grid_id": sl["zone_ids"].astype(str).str.split(","), "kind": sl["kind"].to_numpy(),
+    table = pd.DataFrame({"grid_id": sl["zone_ids"].map(list), "kind": sl["kind"].to_numpy(),
                           "area": sl["area_m2"].to_numpy(dtype=float)}).explode("grid_id")
-    table = table[table["grid_id"].astype(bool)]
+    table = table[table["grid_id"].notna()]
     count = table.groupby("grid_id").size()
     area = table.pivot_table(index="grid_id", columns="kind", values="area", aggfunc="sum", fill_value=0.0)
     key = out["grid_id"].astype(str)
@@ -367,7 +367,7 @@ def border_mismatch(town: Town, *, tolerance_m: float | None = None, workers: in
     top = np.argsort(-bound, kind="stable")[: max(widest * 40, 200)]
     wt = tolerance.widths(geoms[top], precision_m=0.02) if top.size else np.empty(0)
     order = np.argsort(-wt, kind="stable")[:widest]
-    widest_rows = [{"kind": str(pieces["kind"].iat[top[i]]), "grid_ids": str(pieces["zone_ids"].iat[top[i]]),
+    widest_rows = [{"kind": str(pieces["kind"].iat[top[i]]), "grid_ids": show_ids(pieces["zone_ids"].iat[top[i]], ","),
                     "width_m": round(float(wt[i]), 2), "area_m2": round(float(pieces["area_m2"].iat[top[i]]), 1)}
                    for i in order]
     q = np.quantile(w, [0.5, 0.95, 0.99]) if w.size else np.zeros(3)

@@ -52,10 +52,13 @@ from gisgrid.findings import (
     OWNER_JOIN,
     concat_findings,
     empty_findings,
+    group_ids,
     group_join,
+    ids_cell,
     join_present,
     make_findings,
     present,
+    show_ids,
     split_owner,
     unique_present,
 )
@@ -669,7 +672,7 @@ def _border_roads(town: Town, rule: str, min_m: float, band_m: float) -> gpd.Geo
         "road_id": roads["road_id"].to_numpy(dtype=object)[r], "road_class": roads["road_class"].to_numpy(
             dtype=object)[r], "grid_a": gids[a], "grid_b": gids[b], "length_m": shapely.length(parts),
     })
-    frame["grids"] = frame["grid_a"] + "," + frame["grid_b"]
+    frame["grids"] = list(zip(frame["grid_a"], frame["grid_b"], strict=True))
     if rule == "flag":
         frame["owner_grid"] = None
         frame["decided_by"] = "flag"
@@ -685,8 +688,9 @@ def _border_roads(town: Town, rule: str, min_m: float, band_m: float) -> gpd.Geo
             decided = np.where(clear, "longer", "longer (tie: left)").astype(object)
         frame["owner_grid"] = owner
         frame["decided_by"] = decided
-    frame = frame.assign(_g=parts).sort_values(["road_id", "grids", "length_m"], kind="stable")
-    for col in ("road_id", "road_class", "grid_a", "grid_b", "grids", "owner_grid", "decided_by"):
+    frame = frame.assign(_g=parts, _gs=[",".join(g) for g in frame["grids"]]).sort_values(
+        ["road_id", "_gs", "length_m"], kind="stable").drop(columns="_gs")
+    for col in ("road_id", "road_class", "grid_a", "grid_b", "owner_grid", "decided_by"):
         frame[col] = _nones(frame[col])
     logger.info("%d road part(s) lie on grid borders (border_rule=%s)", len(frame), rule)
     return _gdf(frame, frame["_g"].to_numpy(), town.crs, _BORDER_COLUMNS)
@@ -745,9 +749,9 @@ def _workload(town: Town, labels: Mapping[str, str], border: gpd.GeoDataFrame
     work["grids"] = work["person_id"].map(grouped["grid_id"].nunique()).astype(int)
     work["area_m2"] = shapely.area(zones)
     work["households"] = work["person_id"].map(grouped["households"].sum(min_count=1)).astype(float)
-    work["grid_ids"] = work["person_id"].map(group_join(cz["person_id"], cz["grid_id"], ","))
+    work["grid_ids"] = work["person_id"].map(group_ids(cz["person_id"], cz["grid_id"]))
     villages = cz[["person_id", "village_id"]].sort_values(["person_id", "village_id"], kind="stable")
-    work["village_ids"] = work["person_id"].map(group_join(villages["person_id"], villages["village_id"], ","))
+    work["village_ids"] = work["person_id"].map(group_ids(villages["person_id"], villages["village_id"]))
     work["phone"] = _nones(work["person_id"].map(group_join(chiefs["person_id"], chiefs["phone"])))
     # roads clipped to each chief's grids, by class; border parts counted for their owner grid only
     lengths = pd.DataFrame(0.0, index=people, columns=classes)
@@ -909,7 +913,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
             "grid_id": over["grid_ids"].to_numpy(), "measure": over[col].astype(float).to_numpy(), "unit": unit,
             "rule": limit, "geometry": [zones[p] for p in over["person_id"]],
             "person_id": over["person_id"].to_numpy(),
-            "message": [f"grid chief {n} ({p}) has {float(x):,.0f} {words} in grids {g}, over the limit "
+            "message": [f"grid chief {n} ({p}) has {float(x):,.0f} {words} in grids {show_ids(g, ',')}, over the limit "
                         f"{limit} = {value:,.0f}; split the work or add a grid chief."
                         for n, p, x, g in zip(over["name"], over["person_id"], over[col], over["grid_ids"],
                                               strict=True)],
@@ -919,7 +923,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
     flagged = border[border["owner_grid"].isna()] if len(border) else border
     if len(flagged):
         gv = dict(zip(town.grids["grid_id"], town.grids["village_id"], strict=True))
-        villages = [",".join(sorted(unique_present([gv.get(a), gv.get(b)])))
+        villages = [ids_cell(sorted(unique_present([gv.get(a), gv.get(b)])))
                     for a, b in zip(flagged["grid_a"], flagged["grid_b"], strict=True)]
         frame = pd.DataFrame({
             "kind": "road_ambiguous", "severity": "medium", "village_id": villages,
@@ -931,7 +935,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
                         for c, r, m, a, b in zip(flagged["road_class"], flagged["road_id"], flagged["length_m"],
                                                  flagged["grid_a"], flagged["grid_b"], strict=True)],
         })
-        keys = [f"road:{r}|{g}" for r, g in zip(flagged["road_id"], flagged["grids"], strict=True)]
+        keys = [f"road:{r}|{','.join(g)}" for r, g in zip(flagged["road_id"], flagged["grids"], strict=True)]
         parts.append(make_findings(frame, crs=crs, key=keys))
     return parts
 

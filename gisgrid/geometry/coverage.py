@@ -325,9 +325,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, str(value))
 
 
-def _join_ids(values: Iterable[Hashable]) -> str:
-    """Sorted (numbers numerically, then text) ids joined with ','."""
-    return ",".join(str(v) for v in sorted(set(values), key=_sort_key))
+def _join_ids(values: Iterable[Hashable]) -> tuple[str, ...]:
+    """The distinct ids as text, sorted (numbers numerically, then text): a real list, never a joined string."""
+    return tuple(str(v) for v in sorted(set(values), key=_sort_key))
 
 
 def _bounds_box(*bounds: np.ndarray, margin_factor: float = 0.01) -> tuple[np.ndarray, float]:
@@ -907,9 +907,9 @@ def partition_defects(
     -------
     geopandas.GeoDataFrame
         One row per connected gap or overlap piece (the slivers last), columns ``kind``
-        (``'gap'``/``'overlap'``), ``zone_ids`` (overlap: sorted ids of the
-        zones covering the piece; gap: ids of the zones touching it; joined
-        with ``','``), ``n_zones`` (zones over the piece, 0 for gaps),
+        (``'gap'``/``'overlap'``), ``zone_ids`` (a tuple of ids as text,
+        sorted: overlap, the zones covering the piece; gap, the zones
+        touching it), ``n_zones`` (zones over the piece, 0 for gaps),
         ``area_m2``, ``sliver``, ``split_id`` (the ``split_by`` polygon a
         piece lies in; None outside them or without ``split_by``) and
         ``geometry``. In
@@ -947,7 +947,7 @@ def partition_defects(
     gaps, _ = _explode(
         np.array([shapely.difference(region, union)], dtype=object), np.zeros(1, np.intp), "Polygon"
     )
-    gap_ids: list[str] = []
+    gap_ids: list[tuple[str, ...]] = []
     if gaps.size:
         g_idx, z_idx = STRtree(geoms).query(gaps, predicate="intersects")
         order = np.lexsort((z_idx, g_idx))
@@ -982,7 +982,9 @@ def partition_defects(
 def _defect_frame(frame: pd.DataFrame, crs: Any) -> gpd.GeoDataFrame:
     # real pieces by kind, ids and size; the (many) slivers after them, by kind, in the order found
     real = ~frame["sliver"].to_numpy(dtype=bool)
-    head = frame[real].sort_values(["kind", "zone_ids", "area_m2"], ascending=[True, True, False], kind="stable")
+    head = frame[real]
+    head = head.assign(_ids=[",".join(v) for v in head["zone_ids"]]).sort_values(
+        ["kind", "_ids", "area_m2"], ascending=[True, True, False], kind="stable").drop(columns="_ids")
     tail = frame[~real].sort_values("kind", kind="stable")
     frame = pd.concat([head, tail], ignore_index=True)
     geometry = frame.pop("geometry").to_numpy(dtype=object)
@@ -1090,8 +1092,9 @@ def _id_ranks(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return text, rank
 
 
-def _joined(groups: np.ndarray, members: np.ndarray, n: int, text: np.ndarray, rank: np.ndarray) -> list[str]:
-    """Per group 0..n-1, the distinct member ids joined with ',' in :func:`_join_ids` order."""
+def _joined(groups: np.ndarray, members: np.ndarray, n: int, text: np.ndarray, rank: np.ndarray
+            ) -> list[tuple[str, ...]]:
+    """Per group 0..n-1, the distinct member ids in :func:`_join_ids` order."""
     order = np.lexsort((rank[members], groups))
     groups, members = groups[order], members[order]
     keep = np.ones(groups.size, dtype=bool)
@@ -1099,14 +1102,14 @@ def _joined(groups: np.ndarray, members: np.ndarray, n: int, text: np.ndarray, r
     groups, members = groups[keep], members[keep]
     names = text[members].tolist()
     bounds = np.searchsorted(groups, np.arange(n + 1)).tolist()
-    return [",".join(names[bounds[i]:bounds[i + 1]]) for i in range(n)]
+    return [tuple(names[bounds[i]:bounds[i + 1]]) for i in range(n)]
 
 
 def _touching(pieces: np.ndarray, zones: np.ndarray, ranked: tuple[np.ndarray, np.ndarray],
-              distance: float = 0.0) -> list[str]:
-    """Ids of the zones touching (or within ``distance`` of) each piece, joined."""
+              distance: float = 0.0) -> list[tuple[str, ...]]:
+    """Ids of the zones touching (or within ``distance`` of) each piece."""
     if pieces.size == 0 or zones.size == 0:
-        return [""] * pieces.size
+        return [()] * pieces.size
     if distance > 0:
         p_idx, z_idx = STRtree(zones).query(pieces, predicate="dwithin", distance=distance)
     else:
@@ -1123,7 +1126,7 @@ def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tu
     ranked = _id_ranks(ids)
     clock = Clock(logger)
 
-    def add(kind: str, pieces: np.ndarray, zone_ids: list[str], n_zones: Any, sliver: Any,
+    def add(kind: str, pieces: np.ndarray, zone_ids: list[tuple[str, ...]], n_zones: Any, sliver: Any,
             extent_ids: np.ndarray) -> None:
         area = shapely.area(pieces) if pieces.size else np.empty(0)
         rows.append(pd.DataFrame({
@@ -1159,7 +1162,10 @@ def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tu
         text, rank = ranked
         first = np.where(rank[a] <= rank[b], a, b)
         second = np.where(rank[a] <= rank[b], b, a)
-        pair_ids = list(text[first] + "," + text[second])
+        # a pair's ids as a tuple, and as one text key to group by (NUL never occurs in an id)
+        pair_ids = list(zip(text[first].tolist(), text[second].tolist(), strict=True))
+        pair_keys = list(text[first] + "\x00" + text[second])
+        pair_of_key = dict(zip(pair_keys, pair_ids, strict=True))
         real = opening(pieces, tol, workers=workers)
         clock.lap("partition_defects: overlaps opened")
         has = ~shapely.is_empty(real)
@@ -1170,11 +1176,11 @@ def _tolerant_defects(geoms: np.ndarray, ids: np.ndarray, extent: Any, split: tu
             tails, t_owner = polygon_parts(shapely.difference(pieces[hit], real[hit]), hit)
             add("overlap", tails, [pair_ids[i] for i in t_owner], 2, True, where(tails))
             # one piece per pair and connected part, inside the extent, split like the gaps
-            codes, pair_of = np.unique(np.array([pair_ids[i] for i in hit], dtype=object), return_inverse=True)
+            codes, pair_of = np.unique(np.array([pair_keys[i] for i in hit], dtype=object), return_inverse=True)
             merged = shapely.intersection(grouped_union(real[hit], pair_of, codes.size), ext)
             parts, owner = polygon_parts(merged)
             parts, owner, label = _split(parts, owner, split_geoms, split_ids, tol)
-            add("overlap", parts, [str(codes[k]) for k in owner], 2, shapely.area(parts) < min_area, label)
+            add("overlap", parts, [pair_of_key[codes[k]] for k in owner], 2, shapely.area(parts) < min_area, label)
     if not rows:
         add("gap", np.empty(0, dtype=object), [], 0, True, np.empty(0, dtype=object))
     clock.lap("partition_defects: overlaps described")
@@ -1235,7 +1241,7 @@ def points_in_zones(
         Indexed like ``points`` (object dtype, named ``id_column`` or
         ``'zone_id'``): the id of the zone covering the point (a point on an
         edge counts), None when no zone covers it or the geometry is missing,
-        and the sorted ids joined with ``','`` when several zones do.
+        and a tuple of the sorted ids (as text) when several zones do.
 
     Raises
     ------

@@ -36,6 +36,24 @@ def defuse(value: Any) -> Any:
     return value
 
 
+def _listed(value: Any) -> Any:
+    """A list of ids (a tuple cell) as people read it in a file without lists: ``"G1, G2"``."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _flat(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its list cells joined for display (CSV, XLSX and GeoPackage have no lists)."""
+    cols = [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, tuple))).any()]
+    if not cols:
+        return df
+    out = df.copy()
+    for c in cols:
+        out[c] = out[c].map(_listed)
+    return out
+
+
 def _defused(df: pd.DataFrame) -> pd.DataFrame:
     text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
     if not text:
@@ -54,7 +72,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, encoding: st
     df = pd.DataFrame(frame)
     if isinstance(frame, gpd.GeoDataFrame):
         df = df.drop(columns=[frame.geometry.name])
-    df = _defused(df)
+    df = _defused(_flat(df))
     buf = _io.StringIO()
     df.to_csv(buf, index=False)
     return atomic_write_bytes(path, buf.getvalue().encode(encoding))
@@ -146,7 +164,7 @@ def jsonable(value: Any) -> Any:
 
 
 def _xlsx_value(value: Any) -> Any:
-    """A cell value openpyxl stores as it is: None for missing, naive datetimes, containers as JSON, clean text."""
+    """A cell openpyxl stores as it is: None for missing, naive datetimes, id lists joined, JSON, clean text."""
     if is_missing(value):
         return None
     if isinstance(value, np.generic):
@@ -157,7 +175,9 @@ def _xlsx_value(value: Any) -> Any:
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             return value.replace(tzinfo=None)
         return value
-    if isinstance(value, (list, tuple, set, dict, np.ndarray)):
+    if isinstance(value, (list, tuple)):
+        value = _listed(value)
+    elif isinstance(value, (set, dict, np.ndarray)):
         value = json.dumps(jsonable(value), ensure_ascii=False)
     return _ILLEGAL_XLSX.sub("", str(value))
 
@@ -172,7 +192,7 @@ def _text_cell(sheet: Any, value: str) -> Any:
 
 
 def write_geojson(frame: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a GeoDataFrame as GeoJSON in EPSG:4326, atomically."""
+    """Write a GeoDataFrame as GeoJSON in EPSG:4326, atomically (id lists stay JSON arrays)."""
     out = frame.to_crs(4326) if frame.crs is not None else frame
     return atomic_write_text(path, out.to_json(drop_id=True, ensure_ascii=False))
 
@@ -192,7 +212,7 @@ def write_layers(
                 kwargs["encoding"] = encoding
             if target.suffix.lower() == ".gpkg":
                 kwargs["layer"] = name
-            pyogrio.write_dataframe(gdf, tmp, **kwargs)
+            pyogrio.write_dataframe(_flat(gdf), tmp, **kwargs)
         if target.suffix.lower() == ".shp":
             for ext in (".shx", ".dbf", ".prj", ".cpg"):
                 side = tmp.with_suffix(ext)

@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from gisgrid.findings import id_list
 from gisgrid.io import atomic_write_text
 from gisgrid.maps.basemaps import BASEMAPS, _basemaps
 from gisgrid.maps.colouring import colour_graph, grid_colours
@@ -225,7 +226,7 @@ def write_maps(
         [] if owner is not None else assessment.town.villages["village_id"].astype(str).tolist())
     if village is None and owner is None and (per_village is False or (
             per_village is None and len(villages) > MAX_VILLAGE_MAPS)):
-        with_findings = set(assessment.findings["village_id"].dropna().astype(str))
+        with_findings = {i for v in assessment.findings["village_id"] for i in id_list(v)}
         quiet = [v for v in villages if v not in with_findings]
         villages = [v for v in villages if v in with_findings]
         if quiet:

@@ -17,6 +17,7 @@ import pandas as pd
 import shapely
 
 from gisgrid import settings
+from gisgrid.findings import id_list
 from gisgrid.maps.colouring import grid_colours
 from gisgrid.maps.layers import _arr, _build_layer, _Layer, _tolerance
 from gisgrid.maps.styles import PALETTE, _road_label
@@ -118,7 +119,7 @@ def _prepare(assessment: Assessment, *, gcj: bool, show_phones: bool) -> _Model:
     vnames = dict(zip(town.villages["village_id"].astype(str), town.villages["name"].astype(str), strict=False))
 
     def vname(ids: pd.Series) -> list[str | None]:
-        return _text(pd.Series(ids, dtype=object).map(lambda v: vnames.get(str(v), v) if v is not None else None))
+        return _text([", ".join(vnames.get(i, i) for i in id_list(v)) or None for v in ids])
 
     # Town boundary (or the villages' outline).
     if len(town.boundary):

@@ -9,6 +9,7 @@ import numpy as np
 
 from gisgrid import settings
 from gisgrid._errors import ConfigError
+from gisgrid.findings import id_list
 from gisgrid.maps.layers import _Layer
 from gisgrid.maps.prepare import _Model
 
@@ -52,8 +53,9 @@ def _village_scope(model: _Model, assessment: Assessment, village: str) -> _Scop
     road_rows = rel.road_village[0][rel.road_village[1] == v]
     fat = L["findings"].attrs
     near = np.isin(fat["pos"].to_numpy(), rel.finding_village[0][rel.finding_village[1] == v])
-    fmask = (fat["village_id"].astype(object) == str(village)).to_numpy() | (fat["village_id"].isna().to_numpy()
-                                                                              & near)
+    # a finding about several villages shows on each of their maps
+    fmask = np.array([str(village) in id_list(v) for v in fat["village_id"]], dtype=bool) | (
+        fat["village_id"].isna().to_numpy() & near)
     masks: dict[str, np.ndarray | None] = {
         "boundary": None,
         "villages": np.isin(L["villages"].attrs["village_id"].to_numpy(), vids[vmask]),
@@ -90,7 +92,7 @@ def _owner_scope(model: _Model, assessment: Assessment, owner: str) -> _Scope:
     pmask = np.isin(rel.poi_grid, gidx)
     # Villages: those of the owner's grids and findings.
     vil_ids = set(L["grids"].attrs["village_id"][gmask].astype(str))
-    vil_ids.update(str(v) for v in fat["village_id"][fmask] if v is not None and v == v)
+    vil_ids.update(i for v in fat["village_id"][fmask] for i in id_list(v))
     masks: dict[str, np.ndarray | None] = {
         "boundary": None,
         "villages": np.isin(L["villages"].attrs["village_id"].to_numpy(), list(vil_ids)),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from gisgrid.findings import show_ids
 from gisgrid.vocab import as_number, percent
 
 __all__ = ["esc", "mask_phone"]
@@ -103,7 +104,8 @@ def _mask_one(text: str) -> str:
 
 def _text(series: pd.Series | Sequence[Any]) -> list[str | None]:
     """Escaped text per value (None for blanks); each distinct value is escaped once."""
-    codes, uniques = pd.factorize(pd.Series(series, dtype=object), use_na_sentinel=True)
+    values = [show_ids(v) if isinstance(v, (list, tuple)) else v for v in series]  # id lists read "G1, G2"
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
     texts = [str(u) for u in uniques]
     joined = "\x00".join(texts)
     if texts and joined.count("\x00") == len(texts) - 1:  # escape every distinct value in one pass

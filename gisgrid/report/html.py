@@ -18,7 +18,7 @@ import jinja2
 import pandas as pd
 
 from gisgrid import __version__, settings
-from gisgrid.findings import KINDS, is_open, lifecycle_as_of, sort_findings, with_lifecycle
+from gisgrid.findings import KINDS, id_list, is_open, lifecycle_as_of, show_ids, sort_findings, with_lifecycle
 from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
 from gisgrid.report.charts import _charts
 from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS, as_number, as_shown, percent
@@ -147,9 +147,9 @@ def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]
             "severity_label": SEVERITY_LABELS.get(as_shown(rec.get("severity")), as_shown(rec.get("severity"))),
             "status": as_shown(rec.get("status")),
             "status_label": STATUS_LABELS.get(as_shown(rec.get("status")), as_shown(rec.get("status"))),
-            "village": (names.get(str(vid)) or str(vid)) if vid is not None else "—",
-            "village_id": as_shown(vid),
-            "grid_id": as_shown(rec.get("grid_id")) or "—",
+            "village": ", ".join(names.get(v) or v for v in id_list(vid)) or "—",
+            "village_id": show_ids(vid) or "",
+            "grid_id": show_ids(rec.get("grid_id")) or "—",
             "owner": as_shown(rec.get("owner")) or settings.default_owner,
             "measure": _measure(rec.get("measure"), rec.get("unit")),
             "message": as_shown(rec.get("message")),
@@ -316,8 +316,8 @@ def _hygiene_context(assessment: Assessment, totals: Mapping[str, Any], top: int
         "crumb_m": f"{float(totals.get('road_crumb_m', 0.0)):,.1f}",
         "crumb_min": f"{settings.sliver_length_m:g}",
         "grids": [{
-            "grid": as_shown(r["grid_id"]),
-            "village": f"{names.get(str(r['village_id']), '')} ({as_shown(r['village_id'])})",
+            "grid": show_ids(r["grid_id"]) or "",
+            "village": f"{names.get(str(r['village_id']), '')} ({show_ids(r['village_id']) or ''})",
             "slivers": int(r["slivers"]), "gap": f"{r['gap_sliver_m2']:,.1f}",
             "overlap": f"{r['overlap_sliver_m2']:,.1f}",
             "total": f"{r['sliver_m2']:,.1f}",

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from gisgrid import io, settings
-from gisgrid.findings import COLUMNS, LIFECYCLE_COLUMNS
+from gisgrid.findings import COLUMNS, LIFECYCLE_COLUMNS, explode_ids, id_list
+from gisgrid.policy import village_names
 from gisgrid.vocab import as_shown
 
 if TYPE_CHECKING:
@@ -32,12 +33,16 @@ MAX_HYGIENE_ROWS = 1000
 MAX_SHEETS = 500
 
 
+def _village_names(ids: pd.Series, names: Mapping[str, str]) -> list[str | None]:
+    """The name(s) of each id cell's village(s), joined for display."""
+    return [", ".join(names.get(v) or v for v in id_list(cell)) or None for cell in ids]
+
+
 def _finding_table(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> pd.DataFrame:
     """The flat findings table of the CSV and XLSX: finding and lifecycle columns, village name, lon/lat."""
     df = pd.DataFrame(life.drop(columns=[life.geometry.name])) if isinstance(life, gpd.GeoDataFrame) and \
         life.geometry.name in life.columns else pd.DataFrame(life).drop(columns=["geometry"], errors="ignore")
-    df.insert(df.columns.get_loc("village_id") + 1, "village_name",
-              df["village_id"].map(lambda v: names.get(str(v)) if v is not None else None))
+    df.insert(df.columns.get_loc("village_id") + 1, "village_name", _village_names(df["village_id"], names))
     lon = lat = np.full(len(df), np.nan)
     if isinstance(life, gpd.GeoDataFrame) and life.crs is not None and len(life):
         geo = life.geometry
@@ -67,10 +72,12 @@ def _finding_table(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> pd.DataF
 def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Assessment) -> dict[str, pd.DataFrame]:
     """All findings, one sheet per village and per owner, the checkpoints and the village summary."""
     sheets: dict[str, pd.DataFrame] = {"findings": table}
-    village_names = dict(zip(table["village_id"], table["village_name"], strict=True))
-    for vid, idx in sorted(table.groupby(table["village_id"].fillna("—").astype(str)).indices.items()):
-        name = as_shown(village_names.get(vid))
-        sheets[f"村 {vid} {name}".strip()] = table.iloc[idx]
+    # a finding about two villages is on both villages' sheets
+    names = village_names(assessment)
+    per_village = explode_ids(table.reset_index(drop=True).rename_axis("_row").reset_index(), "village_id")
+    for vid, idx in sorted(per_village.groupby(per_village["village_id"].fillna("—").astype(str)).indices.items()):
+        name = as_shown(names.get(vid))
+        sheets[f"村 {vid} {name}".strip()] = table.iloc[per_village["_row"].to_numpy()[idx]]
     owners = sorted(table.groupby(table["owner"].fillna(settings.default_owner).astype(str)).indices.items())
     if len(sheets) - 1 + len(owners) <= MAX_SHEETS:
         for owner, idx in owners:
@@ -113,15 +120,15 @@ def _hygiene_table(assessment: Assessment) -> pd.DataFrame | None:
 def _geojson_frame(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> gpd.GeoDataFrame:
     """The findings with their village name, every property a plain JSON value."""
     out = life.copy()
-    out.insert(out.columns.get_loc("village_id") + 1, "village_name",
-               out["village_id"].map(lambda v: names.get(str(v)) if v is not None else None))
+    out.insert(out.columns.get_loc("village_id") + 1, "village_name", _village_names(out["village_id"], names))
     for col in out.columns:
         if col == out.geometry.name:
             continue
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(lambda v: v if v is None or isinstance(v, (str, int, float, bool))
+                                    else [str(x) for x in v] if isinstance(v, (list, tuple))  # id lists: arrays
                                     else json.dumps(io.jsonable(v), ensure_ascii=False) if isinstance(
-                                        v, (list, tuple, dict, np.ndarray)) else io.jsonable(v))
+                                        v, (dict, np.ndarray)) else io.jsonable(v))
         elif pd.api.types.is_datetime64_any_dtype(out[col]):
             out[col] = out[col].map(io.jsonable)
     return out

@@ -22,7 +22,7 @@ from gisgrid import settings
 from gisgrid.checks.sensitive.context import _arr, _column, _Context, _rule_pois, _text
 from gisgrid.checks.sensitive.escalation import _Candidates
 from gisgrid.checks.sensitive.rules import Rule
-from gisgrid.findings import empty_findings, make_findings, present
+from gisgrid.findings import empty_findings, id_list, make_findings, present
 from gisgrid.geometry import coverage
 
 __all__ = ["CHECKPOINT_COLUMNS"]
@@ -53,12 +53,12 @@ def _checkpoints(ctx: _Context, kinds: Sequence[str], near_m: float) -> gpd.GeoD
     n = len(pois)
     grid = _grids_of_points(ctx, pois, pts)
     gvil = dict(zip(ctx.grid_id_str, ctx.grids["village_id"].to_numpy(dtype=object), strict=True))
-    village = np.array([gvil.get(str(g).split(",")[0]) if g is not None else None for g in grid], dtype=object)
+    village = np.array([gvil.get((id_list(g) or [""])[0]) for g in grid], dtype=object)
     lost = np.array([v is None for v in village], dtype=bool)
     if lost.any():
         village[lost] = ctx.village_at(pts[lost])
-    chief = np.array([", ".join(c for c in (ctx.chiefs.get(x) for x in str(g).split(",")) if c) or None
-                      if g is not None else None for g in grid], dtype=object)
+    chief = np.array([", ".join(c for c in (ctx.chiefs.get(x) for x in id_list(g)) if c) or None for g in grid],
+                     dtype=object)
     # Near a river: within near_m of a centreline, or inside a river corridor (河道管理范围).
     near = np.zeros(n, dtype=bool)
     rivers = ctx.town.rivers
@@ -166,9 +166,10 @@ def _reporters_of_checkpoints(cp: gpd.GeoDataFrame, findings: gpd.GeoDataFrame) 
     # no grid chief: the grid_unstaffed of its grid
     by_grid: dict[str, list[int]] = {}
     for p in np.flatnonzero(fkind == "grid_unstaffed"):
-        by_grid.setdefault(str(findings["grid_id"].iat[p]), []).append(int(p))
+        for g in id_list(findings["grid_id"].iat[p]):
+            by_grid.setdefault(g, []).append(int(p))
     for i, g in enumerate(cp["grid_id"]):
-        found = [p for x in str(g).split(",") for p in by_grid.get(x, [])] if g is not None else []
+        found = [p for x in id_list(g) for p in by_grid.get(x, [])]
         if found:
             out[(i, "no_chief")] = found
     # no river chief: the river_unassigned of its reach (by reach_id, else the one along the nearest reach)
@@ -236,8 +237,7 @@ def _checkpoint_findings(ctx: _Context, cp: gpd.GeoDataFrame, findings: gpd.GeoD
             fid_out[i] = ",".join(dict.fromkeys(str(fids[p]) for p in linked))
         if left:
             head = "Veto item (一票否决): m" if rule.effective_severity == "veto" else "M"
-            owner = (ctx.grid_owner.get(str(cp["grid_id"].iat[i]).split(",")[0])
-                     if cp["grid_id"].iat[i] is not None else None)
+            owner = ctx.grid_owner.get((id_list(cp["grid_id"].iat[i]) or [""])[0])
             rows.append({
                 "kind": "checkpoint_incomplete", "severity": rule.effective_severity,
                 "village_id": cp["village_id"].iat[i], "grid_id": cp["grid_id"].iat[i],

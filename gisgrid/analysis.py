@@ -27,7 +27,7 @@ from gisgrid.checks.coverage import border_mismatch, coverage_findings, grid_hyg
 from gisgrid.findings import LIFECYCLE_COLUMNS, concat_findings, explode_ids, id_list, sort_findings
 from gisgrid.geometry import tolerance
 from gisgrid.model import Town
-from gisgrid.vocab import percent
+from gisgrid.vocab import METRIC_LABELS, percent
 
 __all__ = ["Assessment", "analyze", "border_mismatch", "cleaned_grids", "coverage_findings", "grid_hygiene"]
 
@@ -139,10 +139,10 @@ class Assessment:
             banner = (f"<p style='color:#fff;background:#8b0000;padding:4px 8px'><b>一票否决 veto: {t['veto']} "
                       "item(s) fail the whole assessment</b> — fix these first.</p>")
         rows = [
-            ("area in a grid 网格覆盖", percent(t["area_coverage"])),
-            ("area under a grid chief 有网格长", percent(t["effective_coverage"])),
-            ("roads in a grid 道路覆盖", f"{percent(t['road_coverage'])} of {t.get('road_m', 0) / 1000:,.1f} km"),
-            ("uncovered lanes 未覆盖小巷农路", f"{t['uncovered_lane_m']:,.0f} m"),
+            (METRIC_LABELS["area_coverage"], percent(t["area_coverage"])),
+            (METRIC_LABELS["effective_coverage"], percent(t["effective_coverage"])),
+            (METRIC_LABELS["road_coverage"], f"{percent(t['road_coverage'])} of {t.get('road_m', 0) / 1000:,.1f} km"),
+            (METRIC_LABELS["uncovered_lane_m"], f"{t['uncovered_lane_m']:,.0f} m"),
             ("grids without a chief 无网格长", f"{t.get('grids_unstaffed', 0)} of {t.get('grids', 0)}"),
             ("reaches without a chief 无河长河段", str(kinds.get("river_unassigned", 0))),
             ("must-check points in no grid 必查点位未覆盖", str(kinds.get("poi_uncovered", 0))),

@@ -20,6 +20,7 @@ import pandas as pd
 __all__ = [
     "KINDS",
     "KIND_ZH",
+    "METRIC_LABELS",
     "POI_KIND_LABELS",
     "ROAD_CLASS_EN",
     "ROAD_CLASS_ZH",
@@ -75,6 +76,14 @@ KIND_ZH: dict[str, str] = {
     "checkpoint_incomplete": "必查点位责任人不全",
     "sensitive_section": "敏感地段",
     "input_repaired": "输入数据已修复",
+}
+
+#: The headline numbers, as the report, the maps and the notebooks name them.
+METRIC_LABELS: dict[str, str] = {
+    "area_coverage": "面积覆盖率 area in a grid",
+    "effective_coverage": "有人负责 staffed area",
+    "road_coverage": "道路覆盖率 roads in a grid",
+    "uncovered_lane_m": "未覆盖小巷农路 lanes in no grid",
 }
 
 #: Lifecycle statuses, most urgent first.

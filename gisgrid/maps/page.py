@@ -39,7 +39,7 @@ from gisgrid.maps.styles import (
     _road_label,
 )
 from gisgrid.maps.text import _fmt_measure, _fmt_pct, esc
-from gisgrid.vocab import KIND_ZH, POI_KIND_LABELS, SEVERITY_COLOURS
+from gisgrid.vocab import KIND_ZH, METRIC_LABELS, POI_KIND_LABELS, SEVERITY_COLOURS
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
@@ -84,11 +84,12 @@ def _headline(model: _Model, scope: _Scope, findings: _Layer) -> str:
         cov = t.get("area_coverage")
         if cov is not None:
             cls = "gg-ok" if float(cov) >= 0.9999 else "gg-bad"
-            parts.append(f'<span class="gg-kpi">面积覆盖 area <span class="{cls}">{esc(_fmt_pct(cov))}</span></span>')
+            parts.append(f'<span class="gg-kpi">{METRIC_LABELS["area_coverage"]} '
+                         f'<span class="{cls}">{esc(_fmt_pct(cov))}</span></span>')
         lane = t.get("uncovered_lane_m")
         if lane is not None:
             cls = "gg-ok" if float(lane) == 0 else "gg-bad"
-            parts.append(f'<span class="gg-kpi">未覆盖小巷 uncovered lanes '
+            parts.append(f'<span class="gg-kpi">{METRIC_LABELS["uncovered_lane_m"]} '
                          f'<span class="{cls}">{esc(_fmt_measure(lane, "m"))}</span></span>')
         veto = t.get("veto")
         if veto is not None:
@@ -167,10 +168,12 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
     vstyle = {"color": "#1f3b73", "weight": 2.5, "fill": False}
     overlay("villages", L["villages"], "村居 villages", _swatch(vstyle, line=True),
             {"style": {"base": vstyle}, "interactive": False, "labels": "n", "title": "村居 Village",
-             "tip": [["n", "村居 village"], ["i", "编号 id"], ["a", "面积覆盖 area in grids"], ["f", "问题 findings"]],
+             "tip": [["n", "村居 village"], ["i", "编号 id"], ["a", METRIC_LABELS["area_coverage"]],
+                     ["f", "问题 findings"]],
              "pop": [["n", "村居 village"], ["i", "编号 id"], ["h", "户数 households"], ["g", "网格 grids"],
-                     ["u", "无网格长 unstaffed grids"], ["a", "面积覆盖 area in grids"],
-                     ["e", "有人管 staffed area"], ["r", "道路覆盖 roads in grids"], ["f", "问题 findings"],
+                     ["u", "无网格长 unstaffed grids"], ["a", METRIC_LABELS["area_coverage"]],
+                     ["e", METRIC_LABELS["effective_coverage"]], ["r", METRIC_LABELS["road_coverage"]],
+                     ["f", "问题 findings"],
                      ["x", "一票否决 veto"]],
              "search": ["n", "i"]})
     for cls in settings.road_classes:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gisgrid.findings import OPEN_STATUSES, SEVERITY_RANK, is_open
-from gisgrid.vocab import SEVERITY_COLOURS, SEVERITY_LABELS, STATUS_COLOURS, STATUS_LABELS
+from gisgrid.vocab import METRIC_LABELS, SEVERITY_COLOURS, SEVERITY_LABELS, STATUS_COLOURS, STATUS_LABELS
 
 if TYPE_CHECKING:
     from gisgrid.history import History
@@ -120,9 +120,9 @@ def _charts(card: pd.DataFrame, life: pd.DataFrame, history: History | None, max
                                                                                  strict=True)]
         y = np.arange(len(show))
         ax.barh(y + 0.2, show["area_coverage"].fillna(0) * 100, height=0.4, color="#3182bd",
-                label=_label("面积覆盖 area", "area"))
+                label=_label(METRIC_LABELS["area_coverage"], "area"))
         ax.barh(y - 0.2, show["road_coverage"].fillna(0) * 100, height=0.4, color="#9ecae1",
-                label=_label("道路覆盖 roads", "roads"))
+                label=_label(METRIC_LABELS["road_coverage"], "roads"))
         ax.set_yticks(y, labels)
         low = float(np.nanmin(np.r_[show["area_coverage"].to_numpy(dtype=float),
                                     show["road_coverage"].to_numpy(dtype=float), 1.0]) * 100) if len(show) else 0

@@ -21,7 +21,7 @@ from gisgrid import __version__, settings
 from gisgrid.findings import KINDS, id_list, is_open, lifecycle_as_of, show_ids, sort_findings, with_lifecycle
 from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
 from gisgrid.report.charts import _charts
-from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS, as_number, as_shown, percent
+from gisgrid.vocab import KIND_ZH, METRIC_LABELS, SEVERITY_LABELS, STATUS_LABELS, as_number, as_shown, percent
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
@@ -46,10 +46,10 @@ def _safe_href(href: str | None) -> str | None:
 
 _HEADLINES: tuple[tuple[str, str, str, bool], ...] = (
     # key, label, format, higher is better
-    ("area_coverage", "面积覆盖率 area in a grid", "pct", True),
-    ("effective_coverage", "有人负责 staffed area", "pct", True),
-    ("road_coverage", "道路覆盖率 roads in a grid", "pct", True),
-    ("uncovered_lane_m", "未覆盖小巷农路 lanes in no grid (m)", "m", False),
+    ("area_coverage", METRIC_LABELS["area_coverage"], "pct", True),
+    ("effective_coverage", METRIC_LABELS["effective_coverage"], "pct", True),
+    ("road_coverage", METRIC_LABELS["road_coverage"], "pct", True),
+    ("uncovered_lane_m", f"{METRIC_LABELS['uncovered_lane_m']} (m)", "m", False),
     ("open", "未整改问题 open findings", "int", False),
     ("veto", "一票否决 veto items", "int", False),
     ("overdue", "逾期 overdue", "int", False),

@@ -24,11 +24,11 @@ from gisgrid.checks.sensitive.context import _ON_BORDER_M, _arr, _column, _Conte
 from gisgrid.checks.sensitive.rules import Rule
 from gisgrid.findings import present
 from gisgrid.geometry.linework import Intervals, Lines, lines_only, segments_of
+from gisgrid.vocab import ROAD_CLASS_ZH
 
 logger = logging.getLogger(__name__)
 
 _TOUCH_M = 1.0  # a piece reaching within this of the town boundary is an entrance
-_CLASS_ZH = {"main": "主干道", "secondary": "次干道", "village": "村道", "lane": "小巷农路"}
 
 
 @dataclass
@@ -240,7 +240,7 @@ def _road_class(ctx: _Context, rule: Rule) -> _Raw:
     cls = ctx.town.roads["road_class"].to_numpy(dtype=object)[lines.owner]
     sel = np.flatnonzero(np.isin(cls, list(rule.classes)))
     iv = Intervals(sel, np.zeros(len(sel)), lines.part_len[sel], cls[sel].astype(object))
-    texts = {c: f"on a {c} road ({_CLASS_ZH.get(c, c)})" for c in rule.classes}
+    texts = {c: f"on a {c} road ({ROAD_CLASS_ZH.get(c, c)})" for c in rule.classes}
     return _raw(rule, "roads", lines, iv, texts)
 
 

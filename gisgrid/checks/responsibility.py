@@ -598,13 +598,18 @@ def _along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float,
     r_lo, r_hi = np.minimum(rseg[:, :2], rseg[:, 2:]), np.maximum(rseg[:, :2], rseg[:, 2:])
     rbox = shapely.box(r_lo[:, 0] - t, r_lo[:, 1] - t, r_hi[:, 0] + t, r_hi[:, 1] + t)
     s_all, p_all = shapely.STRtree(polygons).query(rbox)
+    # edge boxes grown by the tolerance once, one coordinate per array: the box test gathers 1-D columns
+    ex0, ey0, ex1, ey1 = e_lo[:, 0] - t, e_lo[:, 1] - t, e_hi[:, 0] + t, e_hi[:, 1] + t
+    rx0, ry0, rx1, ry1 = r_lo[:, 0], r_lo[:, 1], r_hi[:, 0], r_hi[:, 1]
     found: list[np.ndarray] = []
     for at in range(0, len(s_all), chunk):
         seg_i, poly = s_all[at:at + chunk], p_all[at:at + chunk]
         cnt = e_cnt[poly]
         si = np.repeat(seg_i, cnt)
         ei = np.repeat(e_off[poly] - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) + np.arange(cnt.sum())
-        near = ((r_lo[si] <= e_hi[ei] + t) & (e_lo[ei] - t <= r_hi[si])).all(1)
+        near = (rx0[si] <= ex1[ei]) & (ex0[ei] <= rx1[si])  # x first: most pairs fail it
+        si, ei = si[near], ei[near]
+        near = (ry0[si] <= ey1[ei]) & (ey0[ei] <= ry1[si])
         si, ei = si[near], ei[near]
         p0, p1 = rseg[si, :2], rseg[si, 2:]
         q0 = eseg[ei, :2]

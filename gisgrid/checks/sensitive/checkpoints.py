@@ -22,8 +22,8 @@ from gisgrid import settings
 from gisgrid.checks.sensitive.context import _arr, _column, _Context, _rule_pois, _text
 from gisgrid.checks.sensitive.escalation import _Candidates
 from gisgrid.checks.sensitive.rules import Rule
-from gisgrid.findings import empty_findings, id_list, make_findings, present
-from gisgrid.geometry import coverage
+from gisgrid.findings import empty_findings, id_list, ids_cell, make_findings, present
+from gisgrid.geometry.coverage import zones_at
 
 __all__ = ["CHECKPOINT_COLUMNS"]
 
@@ -36,8 +36,9 @@ _NEAR_SLACK_M = 1.0  # a river_unassigned this much farther than the nearest rea
 
 
 def _grids_of_points(ctx: _Context, pois: gpd.GeoDataFrame, pts: np.ndarray) -> np.ndarray:
-    """The grid of each point (:func:`gisgrid.geometry.coverage.points_in_zones`), or the coverage check's."""
-    out = np.array(coverage.points_in_zones(pois.set_geometry(pts), ctx.grids, id_column="grid_id"), dtype=object)
+    """The grid(s) of each point (by the grids' tree, :func:`~gisgrid.geometry.coverage.zones_at`), else the coverage check's."""
+    out = np.empty(len(pts), dtype=object)  # filled cell by cell: a cell may be a tuple of grid ids
+    out[:] = [ids_cell(z) for z in zones_at(pts, ctx.grid_tree, ctx.grid_id_str)]
     if ctx.poi_grid:  # in a sliver: the grid the coverage check gave it
         none = np.flatnonzero(pd.isna(out))
         out[none] = [ctx.poi_grid.get(str(p)) for p in pois["poi_id"].to_numpy(dtype=object)[none]]

@@ -36,7 +36,7 @@ _NEAR_SLACK_M = 1.0  # a river_unassigned this much farther than the nearest rea
 
 
 def _grids_of_points(ctx: _Context, pois: gpd.GeoDataFrame, pts: np.ndarray) -> np.ndarray:
-    """The grid(s) of each point (by the grids' tree, :func:`~gisgrid.geometry.coverage.zones_at`), else the coverage check's."""
+    """The grid(s) of each point by the grids' tree (``zones_at``), else the one the coverage check gave."""
     out = np.empty(len(pts), dtype=object)  # filled cell by cell: a cell may be a tuple of grid ids
     out[:] = [ids_cell(z) for z in zones_at(pts, ctx.grid_tree, ctx.grid_id_str)]
     if ctx.poi_grid:  # in a sliver: the grid the coverage check gave it

@@ -215,7 +215,7 @@ def _crs_text(crs: Any) -> str | None:
 # --------------------------------------------------------------------------- lifecycle replay
 def _replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, int]]) -> tuple[pd.DataFrame,
                                                                                              pd.DataFrame]:
-    """Derive statuses from present-observations.
+    """Every run again, from nothing, with the one lifecycle step (:func:`_step`) that :meth:`History.record` uses.
 
     Parameters
     ----------
@@ -229,76 +229,20 @@ def _replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, in
     Returns
     -------
     rows : DataFrame
-        One row per observation plus one ``resolved`` row after each stretch
-        that ends before the last run: ``as_of``, ``finding_id``, ``severity``,
-        ``status``, ``first_seen``, ``last_seen``, ``opened_on``, ``deadline``,
-        ``times_reopened`` (dates as ISO text).
+        The observations each run would have written (``resolved`` rows included).
     state : DataFrame
-        One row per finding, its lifecycle after the last run: ``finding_id``,
-        ``first_seen``, ``last_seen``, ``opened_on``, ``deadline``, ``status``,
-        ``resolved_on``, ``times_reopened``.
+        One row per finding, its lifecycle after the last run.
     """
-    cols = ["as_of", "finding_id", "severity", "status", "first_seen", "last_seen", "opened_on", "deadline",
-            "times_reopened"]
-    state_cols = ["finding_id", "first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
-                  "times_reopened"]
-    if obs.empty:
-        return pd.DataFrame(columns=cols), pd.DataFrame(columns=state_cols)
-    index = {d: i for i, d in enumerate(run_dates)}
-    run_dt = np.array(run_dates, dtype="datetime64[D]")
-    o = pd.DataFrame({"finding_id": obs["finding_id"].astype(str).to_numpy(),
-                      "k": obs["as_of"].map(index).to_numpy(dtype=np.int64),
-                      "severity": obs["severity"].to_numpy(dtype=object)})
-    o = o.sort_values(["finding_id", "k"], kind="stable").reset_index(drop=True)
-    fid = o["finding_id"].to_numpy(dtype=object)
-    k = o["k"].to_numpy()
-    same = np.r_[False, fid[1:] == fid[:-1]]
-    cont = same & np.r_[False, k[1:] == k[:-1] + 1]
-    new_ep = ~cont
-    episode = np.cumsum(new_ep)
-    ep_no = pd.Series(new_ep.astype(np.int64)).groupby(fid).cumsum().to_numpy()
-    sev_names = list(SEVERITY_RANK)
-    table = np.array([[days.get(s, max(days.values())) for s in sev_names] for days in run_days], dtype=np.int64)
-    sev_idx = o["severity"].map({s: i for i, s in enumerate(sev_names)}).fillna(len(sev_names) - 1)
-    allowed = table[k, sev_idx.to_numpy(dtype=np.int64)]
-    allowed = pd.Series(allowed).groupby(episode).cummin().to_numpy()
-    date = run_dt[k]
-    opened = pd.Series(date).groupby(episode).transform("first").to_numpy(dtype="datetime64[D]")
-    first = pd.Series(date).groupby(fid).transform("first").to_numpy(dtype="datetime64[D]")
-    deadline = opened + allowed.astype("timedelta64[D]")
-    status = np.where(new_ep & (ep_no == 1), "new",
-                      np.where(new_ep, "reopened", np.where(date > deadline, "overdue", "persisting")))
-    reopened = ep_no - 1
-    present = pd.DataFrame({
-        "as_of": date, "finding_id": fid, "severity": o["severity"].to_numpy(dtype=object), "status": status,
-        "first_seen": first, "last_seen": date, "opened_on": opened, "deadline": deadline,
-        "times_reopened": reopened, "k": k,
-    })
-    is_last = ~np.r_[cont[1:], False]
-    ends = present[is_last & (k < len(run_dates) - 1)].copy()
-    ends["k"] = ends["k"] + 1
-    ends["as_of"] = run_dt[ends["k"].to_numpy()]
-    ends["status"] = "resolved"
-    rows = pd.concat([present, ends], ignore_index=True)
-    last_of_fid = ~np.r_[same[1:], False]
-    st = present[last_of_fid].copy()
-    gone = st["k"].to_numpy() < len(run_dates) - 1
-    resolved_k = np.minimum(st["k"].to_numpy() + 1, len(run_dates) - 1)
-    st["resolved_on"] = np.where(gone, run_dt[resolved_k], np.datetime64("NaT"))
-    st["status"] = np.where(gone, "resolved", st["status"].to_numpy())
-
-    def text(values: Any) -> np.ndarray:
-        arr = np.asarray(values, dtype="datetime64[D]")
-        out = np.datetime_as_string(arr, unit="D").astype(object)
-        out[np.isnat(arr)] = None
-        return out
-
-    for frame in (rows, st):
-        for c in ("as_of", "first_seen", "last_seen", "opened_on", "deadline", "resolved_on"):
-            if c in frame.columns:
-                frame[c] = text(frame[c].to_numpy(dtype="datetime64[D]"))
-    rows = rows.sort_values(["as_of", "finding_id"], kind="stable").reset_index(drop=True)
-    return rows[cols], st[state_cols].reset_index(drop=True)
+    state = _state_frame(pd.DataFrame({"finding_id": pd.Series([], dtype=object)}))
+    parts = []
+    for day, allowed in zip(run_dates, run_days, strict=True):
+        rows, state = _step(state, day, obs.loc[obs["as_of"] == day, ["finding_id", "severity"]], allowed)
+        parts.append(rows)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["as_of", "finding_id", "status", "opened_on", "deadline", "times_reopened"])
+    state = state[state["first_seen"].notna()].reset_index().rename(columns={"index": "finding_id"})
+    return rows, state[["finding_id", "first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
+                        "times_reopened"]]
 
 
 _STATE_COLUMNS = ("present", "severity", "first_seen", "last_seen", "opened_on", "deadline", "status",
@@ -876,7 +820,7 @@ class History:
             return self._lifecycle_frame(conn, rows, None, crs=crs)
 
     def verify(self) -> list[str]:
-        """Check the database against a replay of all observations.
+        """Check the database against every run replayed from its observations.
 
         Returns
         -------

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import geopandas as gpd
+import history_oracle  # tests/history_oracle.py: the independent lifecycle oracle
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,6 +194,7 @@ def test_random_histories_match_a_full_replay(tmp_path: Path, seed: int) -> None
         life = hist.record(findings(*keep), as_of=day, force=force, deadlines={"low": int(rng.integers(1, 20))})
         assert set(life.loc[life["status"] != "resolved", "message"]) == {r["message"] for r in keep}
         assert hist.verify() == [], f"seed {seed} step {step} day {day}"
+        assert history_oracle.check(hist) == [], f"seed {seed} step {step} day {day}"
     assert {"next", "replace", "insert"} <= set(ops)
 
 
@@ -357,3 +359,17 @@ def test_a_killed_run_leaves_history_as_it_was(tmp_path: Path) -> None:
     # the lock died with the process: the next night records normally
     life = after.record(findings(UNSTAFFED), as_of=D2)
     assert set(life["status"]) == {"overdue", "resolved"}
+
+
+def test_verify_finds_a_tampered_history(hist: History) -> None:
+    hist.record(findings(GAP, LANE), as_of=D1)
+    hist.record(findings(GAP), as_of=D2)
+    assert hist.verify() == []
+    assert history_oracle.check(hist) == []
+    with sqlite3.connect(hist.path) as conn:
+        conn.execute("UPDATE observations SET deadline = '2099-01-01' WHERE status != 'resolved'")
+        conn.execute("UPDATE findings SET times_reopened = 3")
+    problems = hist.verify()
+    assert any("observations differ" in p for p in problems)
+    assert any("findings state differs" in p for p in problems)
+    assert len(history_oracle.check(hist)) == 2

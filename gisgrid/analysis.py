@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import html
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -395,8 +396,8 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
 def analyze(
     town: Town,
     *,
-    rules: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
+    rules: Mapping[str, Any] | None = None,
+    options: assign.AssignOptions | Mapping[str, Any] | None = None,
     sliver_area_m2: float | None = None,
     tolerance_m: float | None = None,
     workers: int | None = None,

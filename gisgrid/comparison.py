@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -30,6 +30,9 @@ import pandas as pd
 from gisgrid import settings
 from gisgrid.findings import show_ids, sort_findings, validate_findings
 from gisgrid.vocab import is_missing, percent
+
+if TYPE_CHECKING:
+    from gisgrid.analysis import Assessment
 
 __all__ = ["CHANGES", "Comparison", "compare"]
 
@@ -317,7 +320,7 @@ def _geo(frame: pd.DataFrame, like: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 # --------------------------------------------------------------------------- compare
-def compare(before: Any, after: Any) -> Comparison:
+def compare(before: Assessment | pd.DataFrame, after: Assessment | pd.DataFrame) -> Comparison:
     """Compare two assessments: what was fixed, what was created, what persists.
 
     Parameters

@@ -41,6 +41,7 @@ from gisgrid.geometry.coverage import zones_at
 from gisgrid.vocab import village_owner
 
 if TYPE_CHECKING:
+    from gisgrid.analysis import Assessment
     from gisgrid.checks.responsibility import Responsibility
     from gisgrid.model import Town
 
@@ -227,7 +228,7 @@ def _owner_of(book: _OwnerBook, *, kind: Any, rule: Any, vids: list[str], gids: 
 
 
 # --------------------------------------------------------------------------- task lists
-def task_lists(assessment: Any) -> dict[str, pd.DataFrame]:
+def task_lists(assessment: Assessment | pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Split the open findings into one responsibility list (责任清单) per owner.
 
     Parameters
@@ -247,7 +248,7 @@ def task_lists(assessment: Any) -> dict[str, pd.DataFrame]:
         findings without an owner go to ``settings.default_owner``. Owners are
         in name order.
     """
-    findings = getattr(assessment, "findings", assessment)
+    findings: pd.DataFrame | None = assessment if isinstance(assessment, pd.DataFrame) else assessment.findings
     if findings is None or not len(findings):
         return {}
     frame = findings

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import geopandas as gpd
 import numpy as np
@@ -70,6 +70,7 @@ __all__ = [
     "BORDER_RULES",
     "DEFAULT_OPTIONS",
     "LIMITS",
+    "AssignOptions",
     "Responsibility",
     "analyze_responsibility",
     "resolve_options",
@@ -89,6 +90,18 @@ LIMITS: dict[str, tuple[str, str, str]] = {
     "max_road_m": ("road_m", "m", "m of road"),
     "max_pois": ("pois", "count", "must-check points"),
 }
+
+class AssignOptions(TypedDict, total=False):
+    """The ``[assign]`` options (every key optional; :func:`resolve_options` fills the defaults)."""
+
+    border_rule: str  # "left" | "longer" | "flag"
+    border_min_m: float
+    section_m: float
+    corridor_m: float | dict[str, float]  # a number, or by river level with "default"
+    bank_m: float | None
+    limits: dict[str, float | bool]  # max_grids, max_households, max_area_m2, max_road_m, max_pois
+    default_owner: str | None
+
 
 #: Defaults of the ``[assign]`` options (see :func:`resolve_options`).
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -189,7 +202,7 @@ def _by_level(value: Any, key: str, *, strict: bool) -> float | dict[str, float]
     return _number(value, key, strict=strict)
 
 
-def resolve_options(options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve_options(options: AssignOptions | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Check the ``[assign]`` options and fill in the defaults.
 
     Parameters
@@ -946,7 +959,7 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
 
 
 # --------------------------------------------------------------------------- main entry
-def analyze_responsibility(town: Town, *, options: Mapping[str, Any] | None = None,
+def analyze_responsibility(town: Town, *, options: AssignOptions | Mapping[str, Any] | None = None,
                            tolerance_m: float | None = None) -> Responsibility:
     """Join the rosters onto grids and river reaches and report what is missing.
 

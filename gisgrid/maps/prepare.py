@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 
 from gisgrid import settings
-from gisgrid.findings import id_list
+from gisgrid.findings import id_list, validate_findings
 from gisgrid.maps.colouring import grid_colours
 from gisgrid.maps.layers import _arr, _build_layer, _Layer, _tolerance
 from gisgrid.maps.styles import PALETTE, _road_label
@@ -227,7 +227,7 @@ def _prepare(assessment: Assessment, *, gcj: bool, show_phones: bool) -> _Model:
     layers["pois"] = _build_layer("pois", pois, pcols, crs=crs, gcj=gcj)
 
     # Findings.
-    fnd = assessment.findings.reset_index(drop=True)
+    fnd = validate_findings(assessment.findings, where="the map").reset_index(drop=True)
     fgeo = _arr(fnd) if len(fnd) else np.array([], dtype=object)
     located = ~(shapely.is_missing(fgeo) | shapely.is_empty(fgeo)) if len(fgeo) else np.zeros(0, bool)
     dropped = int((~located).sum())

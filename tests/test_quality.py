@@ -131,3 +131,27 @@ def test_mypy_clean():
     mypy = shutil.which("mypy") or str(Path(sys.executable).parent / "mypy")
     res = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout[-4000:]
+
+
+FILE_CALLS = {"open", "write_text", "write_bytes", "mkdir", "unlink", "rmdir", "rmtree", "to_file", "to_csv",
+              "to_excel", "to_parquet", "write_dataframe", "savefig", "touch"}
+TOUCH_FILES = {"io", "history", "pipeline"}
+
+
+def test_only_io_history_and_pipeline_touch_files():
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        if _part_of(path) in TOUCH_FILES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name not in FILE_CALLS:
+                continue
+            # writing into an in-memory buffer (a chart's SVG) touches no file
+            target = node.args[0] if node.args else None
+            if name == "savefig" and isinstance(target, ast.Name) and target.id == "buf":
+                continue
+            offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}()")
+    assert offenders == [], "file I/O belongs in io/, history or pipeline"

@@ -33,6 +33,7 @@ from shapely import STRtree
 __all__ = [
     "Intervals",
     "Lines",
+    "along_pairs",
     "capsule_interval",
     "grouped",
     "lines_only",
@@ -662,3 +663,96 @@ def union_lines(geoms: np.ndarray, axis: int) -> np.ndarray:
         The merged unions.
     """
     return shapely.line_merge(shapely.union_all(geoms, axis=axis))
+
+
+# --------------------------------------------------------------------------- lines along polygon edges
+def _polyline_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Straight segments of lines as an (n, 4) array ``x0 y0 x1 y1``, and the index of each one's geometry."""
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    coords, pidx = shapely.get_coordinates(parts, return_index=True)
+    same = pidx[1:] == pidx[:-1]
+    return np.hstack([coords[:-1][same], coords[1:][same]]), owner[pidx[:-1][same]]
+
+
+def _interval(a: np.ndarray, b: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The t-interval where ``lo <= a + b * t <= hi`` (all t when b is 0 and a fits, none when it does not)."""
+    flat = np.abs(b) < 1e-12
+    safe = np.where(flat, 1.0, b)
+    t1, t2 = (lo - a) / safe, (hi - a) / safe
+    fits = (a >= lo) & (a <= hi)
+    start = np.where(flat, np.where(fits, -np.inf, np.inf), np.minimum(t1, t2))
+    end = np.where(flat, np.where(fits, np.inf, -np.inf), np.maximum(t1, t2))
+    return start, end
+
+
+def along_pairs(lines: np.ndarray, polygons: np.ndarray, *, tolerance_m: float, min_length_m: float,
+                 chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """(line, polygon) index pairs where a line may run along the polygon's edge (the border-road candidates).
+
+    Parameters
+    ----------
+    lines
+        Linear geometries.
+    polygons
+        Polygonal geometries.
+    tolerance_m
+        How far from the polygon's edge a line may run.
+    min_length_m
+        How long it must run within that distance.
+    chunk
+        (segment, polygon) pairs expanded to edges at a time (bounds the memory).
+
+    Returns
+    -------
+    line, polygon : numpy.ndarray
+        Index pairs, unique.
+
+    Notes
+    -----
+    A pair is kept when a segment of the line lies within ``tolerance_m`` of
+    an edge of the polygon for at least ``min_length_m``: segment against
+    segment in numpy, a cheap superset of the exact (buffer) test. The
+    (segment, polygon) pairs whose boxes meet are expanded to the polygon's
+    edges ``chunk`` pairs at a time, so memory stays bounded however many
+    vertices hand-drawn polygons have.
+    """
+    rseg, rown = _polyline_segments(lines)
+    eseg, eown = _polyline_segments(shapely.boundary(polygons))
+    length_e = np.hypot(eseg[:, 2] - eseg[:, 0], eseg[:, 3] - eseg[:, 1])
+    ok = length_e > 0
+    eseg, eown, length_e = eseg[ok], eown[ok], length_e[ok]
+    e_lo, e_hi = np.minimum(eseg[:, :2], eseg[:, 2:]), np.maximum(eseg[:, :2], eseg[:, 2:])
+    e_off = np.searchsorted(eown, np.arange(len(polygons)))
+    e_cnt = np.bincount(eown, minlength=len(polygons))
+    t = tolerance_m
+    r_lo, r_hi = np.minimum(rseg[:, :2], rseg[:, 2:]), np.maximum(rseg[:, :2], rseg[:, 2:])
+    rbox = shapely.box(r_lo[:, 0] - t, r_lo[:, 1] - t, r_hi[:, 0] + t, r_hi[:, 1] + t)
+    s_all, p_all = shapely.STRtree(polygons).query(rbox)
+    # edge boxes grown by the tolerance once, one coordinate per array: the box test gathers 1-D columns
+    ex0, ey0, ex1, ey1 = e_lo[:, 0] - t, e_lo[:, 1] - t, e_hi[:, 0] + t, e_hi[:, 1] + t
+    rx0, ry0, rx1, ry1 = r_lo[:, 0], r_lo[:, 1], r_hi[:, 0], r_hi[:, 1]
+    found: list[np.ndarray] = []
+    for at in range(0, len(s_all), chunk):
+        seg_i, poly = s_all[at:at + chunk], p_all[at:at + chunk]
+        cnt = e_cnt[poly]
+        si = np.repeat(seg_i, cnt)
+        ei = np.repeat(e_off[poly] - np.concatenate([[0], np.cumsum(cnt)[:-1]]), cnt) + np.arange(cnt.sum())
+        near = (rx0[si] <= ex1[ei]) & (ex0[ei] <= rx1[si])  # x first: most pairs fail it
+        si, ei = si[near], ei[near]
+        near = (ry0[si] <= ey1[ei]) & (ey0[ei] <= ry1[si])
+        si, ei = si[near], ei[near]
+        p0, p1 = rseg[si, :2], rseg[si, 2:]
+        q0 = eseg[ei, :2]
+        u = (eseg[ei, 2:] - q0) / length_e[ei, None]
+        n = np.column_stack([-u[:, 1], u[:, 0]])
+        rel, step = p0 - q0, p1 - p0
+        d_lo, d_hi = _interval((n * rel).sum(1), (n * step).sum(1), -t, t)
+        s_lo, s_hi = _interval((u * rel).sum(1), (u * step).sum(1), -t, length_e[ei] + t)
+        lo = np.maximum.reduce([np.zeros(len(si)), d_lo, s_lo])
+        hi = np.minimum.reduce([np.ones(len(si)), d_hi, s_hi])
+        along = np.clip(hi - lo, 0.0, None) * np.hypot(step[:, 0], step[:, 1])
+        keep = along >= min_length_m
+        found.append(np.column_stack([rown[si[keep]], eown[ei[keep]]]))
+    pairs = np.unique(np.concatenate(found), axis=0) if found else np.empty((0, 2), dtype=np.intp)
+    return pairs[:, 0], pairs[:, 1]

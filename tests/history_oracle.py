@@ -7,40 +7,20 @@ written from the rules in history's docstring, and checks a history database aga
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gisgrid.findings import SEVERITY_RANK
-from gisgrid.vocab import as_shown
 
 
 def replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, int]]) -> tuple[pd.DataFrame,
                                                                                              pd.DataFrame]:
-    """Derive statuses from present-observations.
+    """All statuses from the observations in one pass, by stretches of consecutive runs.
 
-    Parameters
-    ----------
-    obs
-        ``finding_id``, ``as_of``, ``severity``: one row per run a finding was seen.
-    run_dates
-        Every run date (ISO text), ascending.
-    run_days
-        Days allowed per severity at each run (same order as ``run_dates``).
-
-    Returns
-    -------
-    rows : DataFrame
-        One row per observation plus one ``resolved`` row after each stretch
-        that ends before the last run: ``as_of``, ``finding_id``, ``severity``,
-        ``status``, ``first_seen``, ``last_seen``, ``opened_on``, ``deadline``,
-        ``times_reopened`` (dates as ISO text).
-    state : DataFrame
-        One row per finding, its lifecycle after the last run: ``finding_id``,
-        ``first_seen``, ``last_seen``, ``opened_on``, ``deadline``, ``status``,
-        ``resolved_on``, ``times_reopened``.
+    Takes what ``gisgrid.history._replay`` takes and returns the same two tables: the observations each
+    run writes (``resolved`` rows included) and each finding's lifecycle after the last run.
     """
     cols = ["as_of", "finding_id", "severity", "status", "first_seen", "last_seen", "opened_on", "deadline",
             "times_reopened"]
@@ -107,28 +87,4 @@ def replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, int
 
 def check(hist: Any) -> list[str]:
     """Problems of a history database against :func:`replay` (empty when it agrees)."""
-    with sqlite3.connect(hist.path) as conn:
-        dates, days = hist._run_schedule(conn)
-        obs = pd.read_sql_query("SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved'",
-                                conn)
-        stored = pd.read_sql_query(
-            "SELECT as_of, finding_id, status, opened_on, deadline, times_reopened FROM observations", conn)
-        state = pd.read_sql_query(
-            "SELECT finding_id, first_seen, last_seen, opened_on, deadline, status, resolved_on, times_reopened "
-            "FROM findings", conn)
-    rows, expect = replay(obs, dates, days)
-
-    def norm(df: pd.DataFrame) -> pd.DataFrame:
-        return df.astype(object).map(as_shown)
-
-    problems = []
-    key = ["as_of", "finding_id"]
-    a = rows[[*key, "status", "opened_on", "deadline", "times_reopened"]].sort_values(key).reset_index(drop=True)
-    b = stored.sort_values(key).reset_index(drop=True)
-    if len(a) != len(b) or not norm(a).equals(norm(b[a.columns])):
-        problems.append(f"observations differ from the oracle ({len(b)} stored, {len(a)} replayed)")
-    e = expect.sort_values("finding_id").reset_index(drop=True)
-    s = state.sort_values("finding_id").reset_index(drop=True)
-    if len(e) != len(s) or not norm(e).equals(norm(s[e.columns])):
-        problems.append(f"findings state differs from the oracle ({len(s)} stored, {len(e)} replayed)")
-    return problems
+    return hist.verify(replay=replay)

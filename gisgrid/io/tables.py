@@ -43,25 +43,24 @@ def _listed(value: Any) -> Any:
     return value
 
 
-def _flat(df: pd.DataFrame) -> pd.DataFrame:
-    """The table with its list cells joined for display (CSV, XLSX and GeoPackage have no lists)."""
-    cols = [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, tuple))).any()]
+def _map_text(df: pd.DataFrame, fn: Any) -> pd.DataFrame:
+    """``fn`` applied to every cell of the text (object) columns; the table itself when it has none."""
+    cols = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
     if not cols:
         return df
     out = df.copy()
     for c in cols:
-        out[c] = out[c].map(_listed)
+        out[c] = out[c].map(fn)
     return out
+
+
+def _flat(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its list cells joined for display (CSV, XLSX and GeoPackage have no lists)."""
+    return _map_text(df, _listed)
 
 
 def _defused(df: pd.DataFrame) -> pd.DataFrame:
-    text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
-    if not text:
-        return df
-    out = df.copy()
-    for c in text:
-        out[c] = out[c].map(defuse)
-    return out
+    return _map_text(df, defuse)
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, encoding: str = "utf-8-sig") -> Path:

@@ -24,7 +24,6 @@ best.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ import pandas as pd
 from gisgrid import settings
 from gisgrid._errors import ConfigError, HistoryError
 from gisgrid.findings import SEVERITY_RANK, explode_ids, is_open, lifecycle_as_of, with_lifecycle
-from gisgrid.vocab import as_number, as_shown, percent
+from gisgrid.vocab import as_number, as_shown, nearest, percent
 
 if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
@@ -110,8 +109,8 @@ def check_thresholds(fail_on: Mapping[str, Any] | None) -> dict[str, Any]:
     rules = dict(fail_on or {})
     bad = sorted(str(k) for k in rules if k not in THRESHOLD_KEYS)
     if bad:
-        close = difflib.get_close_matches(bad[0], list(THRESHOLD_KEYS), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        close = nearest(bad, THRESHOLD_KEYS)
+        hint = f"did you mean {close!r}? " if close else ""
         msg = f"[report] fail_on has unknown key(s) {bad}."
         raise ConfigError(msg, fix=f"{hint}use {sorted(THRESHOLD_KEYS)}")
     for key, value in rules.items():

@@ -12,7 +12,9 @@ ratio over nothing (no roads to cover) reads "n/a", never 100%.
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -35,6 +37,7 @@ __all__ = [
     "is_missing",
     "kind_label",
     "label",
+    "nearest",
     "percent",
     "village_owner",
 ]
@@ -189,3 +192,13 @@ def is_missing(value: Any) -> bool:
 def as_shown(value: Any) -> str:
     """A loose value as text to show: ``""`` for a missing one."""
     return "" if is_missing(value) else str(value)
+
+
+def nearest(values: Any, choices: Iterable[str]) -> str | None:
+    """The choice nearest the first of ``values`` that is close to one: the one did-you-mean of the package."""
+    options = [str(c) for c in choices]
+    for value in [values] if isinstance(values, str) else values:
+        close = difflib.get_close_matches(str(value), options, n=1)
+        if close:
+            return close[0]
+    return None

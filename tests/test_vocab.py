@@ -23,3 +23,11 @@ def test_percent(value, digits, shown):
 @given(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 4))
 def test_a_ratio_below_one_never_reads_100_percent(value, digits):
     assert not percent(value, digits).startswith("100")
+
+
+def test_nearest_is_the_one_did_you_mean():
+    from gisgrid.vocab import nearest
+
+    assert nearest("overdu", ["overdue", "veto"]) == "overdue"
+    assert nearest(["zzz", "tolerance_n"], ["tolerance_m", "workers"]) == "tolerance_m"
+    assert nearest("qqqq", ["tolerance_m"]) is None

@@ -13,7 +13,6 @@ runs all of them for both commands.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 
 from gisgrid._errors import ConfigError
 from gisgrid.io.files import list_layers, read_config
+from gisgrid.vocab import nearest
 
 __all__ = [
     "LAYER_SOURCES",
@@ -61,8 +61,8 @@ def unknown_keys(given: Iterable[str], known: Iterable[str], *, where: str, path
     bad = sorted(str(k) for k in given if k not in known)
     if not bad:
         return
-    close = difflib.get_close_matches(bad[0], known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    close = nearest(bad, known)
+    hint = f"did you mean {close!r}? " if close else ""
     msg = f"{where} has unknown {what}(s) {bad}."
     raise ConfigError(msg, path=path, fix=f"{hint}use only {sorted(known)}")
 
@@ -236,8 +236,8 @@ def _parse_config(data: dict[str, Any]) -> Config:
     for name, spec in sources_in.items():
         where = f"[sources.{name}]"
         if name not in SOURCE_NAMES:
-            close = difflib.get_close_matches(str(name), SOURCE_NAMES, n=1)
-            hint = f"did you mean [sources.{close[0]}]? " if close else ""
+            close = nearest(str(name), SOURCE_NAMES)
+            hint = f"did you mean [sources.{close}]? " if close else ""
             msg = f"unknown source {where}."
             raise ConfigError(msg, path=path, fix=f"{hint}use one of {list(SOURCE_NAMES)}")
         if not isinstance(spec, dict) or "path" not in spec:

@@ -9,7 +9,6 @@ did-you-mean for a misspelt type, key, severity or kind.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ import shapely
 from gisgrid import settings
 from gisgrid._errors import RuleError
 from gisgrid.findings import KINDS, SEVERITY_RANK
+from gisgrid.vocab import nearest
 
 __all__ = ["DEFAULT_RULES", "POI_KINDS", "RULE_TYPES", "Rule", "parse_rules"]
 
@@ -221,11 +221,8 @@ def _parse_polygon(name: str, spec: Mapping[str, Any]) -> tuple[str | None, tupl
 
 def _did_you_mean(values: Any, choices: Sequence[str]) -> str:
     """`` (did you mean 'x'?)`` for the first of ``values`` close to one of ``choices``; '' when none is."""
-    for value in [values] if isinstance(values, str) else values:
-        close = difflib.get_close_matches(str(value), list(choices), n=1)
-        if close:
-            return f" (did you mean {close[0]!r}?)"
-    return ""
+    close = nearest(values, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def _parse_one(name: str, spec: Mapping[str, Any], known_kinds: Sequence[str]) -> Rule:

@@ -122,7 +122,7 @@ class Assessment:
         sev = t.get("by_severity", {})
         extra = f", {sev['high']} high" if sev.get("high") else ""
         return (f"<Assessment {self.town.name!r}: area coverage {percent(t['area_coverage'])}, "
-                f"roads {percent(t.get('road_coverage', 1.0))}, {len(self.findings)} findings "
+                f"roads {percent(t.get('road_coverage'))}, {len(self.findings)} findings "
                 f"({t['veto']} veto{extra}), {t.get('grids_unstaffed', 0)} grid(s) without a chief, "
                 f"uncovered lanes {t['uncovered_lane_m']:,.0f} m>")
 
@@ -286,7 +286,8 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     else:
         gap_area = _area_by_village(_geoms(gaps), villages)
     s["grid_area_m2"] = (s["area_m2"] - gap_area.to_numpy()).clip(lower=0.0)
-    s["area_coverage"] = np.where(s["area_m2"] > 0, s["grid_area_m2"] / s["area_m2"], 1.0)
+    # a ratio over nothing is no ratio: shown as n/a, never 100%
+    s["area_coverage"] = np.where(s["area_m2"] > 0, s["grid_area_m2"] / s["area_m2"].where(s["area_m2"] > 0), np.nan)
     slivers = gdef[gdef["sliver"]]
     if stats.get("tolerance_m", 0) > 0:
         sv = slivers["split_id"].to_numpy(dtype=object)
@@ -312,7 +313,8 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
         rest = shapely.difference(un_union, shapely.union_all(near)) if len(near) else un_union
         un_only = np.array([rest], dtype=object)
     s["staffed_area_m2"] = (s["grid_area_m2"] - _area_by_village(un_only, villages)).clip(lower=0.0)
-    s["effective_coverage"] = np.where(s["area_m2"] > 0, s["staffed_area_m2"] / s["area_m2"], 1.0)
+    s["effective_coverage"] = np.where(s["area_m2"] > 0, s["staffed_area_m2"] / s["area_m2"].where(s["area_m2"] > 0),
+                                       np.nan)
     # Roads.
     roads_in = town.roads
     by_class = _length_by_village(roads_in, villages)
@@ -328,7 +330,8 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
         s[f"uncovered_m_{c}"] = unc_piv[c].to_numpy()
     s["road_m"] = by_class.sum(axis=1).to_numpy()
     s["uncovered_road_m"] = unc_piv.sum(axis=1).to_numpy()
-    s["road_coverage"] = np.where(s["road_m"] > 0, 1 - s["uncovered_road_m"] / s["road_m"], 1.0)
+    s["road_coverage"] = np.where(s["road_m"] > 0, 1 - s["uncovered_road_m"] / s["road_m"].where(s["road_m"] > 0),
+                                  np.nan)
     if len(un_only) and len(roads_in):
         r_un = roads_in.copy()
         r_un = r_un.set_geometry(shapely.intersection(_geoms(r_un), un_only[0]))
@@ -337,7 +340,8 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     else:
         un_road = pd.Series(0.0, index=idx)
     s["staffed_road_m"] = (s["road_m"] - s["uncovered_road_m"] - un_road.reindex(idx, fill_value=0.0)).clip(lower=0)
-    s["effective_road_coverage"] = np.where(s["road_m"] > 0, s["staffed_road_m"] / s["road_m"], 1.0)
+    s["effective_road_coverage"] = np.where(s["road_m"] > 0, s["staffed_road_m"] / s["road_m"].where(s["road_m"] > 0),
+                                            np.nan)
     # Points.
     if len(town.pois):
         pv = zone_of(_geoms(town.pois), villages, "village_id")
@@ -364,12 +368,12 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     total_road = float(s["road_m"].sum())
     totals = {
         "area_m2": total_area,
-        "area_coverage": float(s["grid_area_m2"].sum() / total_area) if total_area else 1.0,
-        "effective_coverage": float(s["staffed_area_m2"].sum() / total_area) if total_area else 1.0,
+        "area_coverage": float(s["grid_area_m2"].sum() / total_area) if total_area else float("nan"),
+        "effective_coverage": float(s["staffed_area_m2"].sum() / total_area) if total_area else float("nan"),
         "road_m": total_road,
         "uncovered_road_m": float(s["uncovered_road_m"].sum()),
-        "road_coverage": float(1 - s["uncovered_road_m"].sum() / total_road) if total_road else 1.0,
-        "effective_road_coverage": float(s["staffed_road_m"].sum() / total_road) if total_road else 1.0,
+        "road_coverage": float(1 - s["uncovered_road_m"].sum() / total_road) if total_road else float("nan"),
+        "effective_road_coverage": float(s["staffed_road_m"].sum() / total_road) if total_road else float("nan"),
         "uncovered_lane_m": float(s["uncovered_m_lane"].sum()),
         "slivers": int(gdef["sliver"].sum()),
         "sliver_area_m2": float(gdef.loc[gdef["sliver"], "area_m2"].sum()),

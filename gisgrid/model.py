@@ -36,7 +36,7 @@ from gisgrid import settings
 from gisgrid._errors import CRSError, InputError, SchemaError
 from gisgrid.crs import analysis_crs as _choose_crs
 from gisgrid.crs import check_coordinates, parse_crs
-from gisgrid.vocab import is_missing
+from gisgrid.vocab import POI_KIND_LABELS, is_missing
 
 __all__ = ["LAYERS", "ROSTERS", "LayerSpec", "RosterSpec", "Town"]
 
@@ -166,6 +166,59 @@ def _check_ids(frame: Any, name: str, col: str) -> None:
         raise SchemaError(msg, **_where(frame, name), column=col, fix=f"give each row its own {col}")
 
 
+def _poi_kinds(kinds: pd.Series, frame: Any, where: dict[str, Any]) -> pd.Series:
+    """POI kinds with case and spacing normalised (``School `` is ``school``); a shipped kind's label refused.
+
+    A kind written as the Chinese or English name of a shipped must-check kind (``学校``, ``Water intake``)
+    that the config did not map would silently drop every such point and its veto: it is refused.
+    """
+    def norm(kind: str) -> str:
+        return "_".join(kind.lower().replace("-", " ").split()) if kind.isascii() else kind.strip()
+
+    out = kinds.map(lambda k: norm(str(k)) if k is not None else None)
+    labels: dict[str, str] = {}
+    for kind, label in POI_KIND_LABELS.items():
+        zh, _, en = label.partition(" ")
+        labels[zh] = kind
+        labels[norm(en)] = kind
+    unmapped = sorted({str(v) for v in out.dropna() if v in labels and v != labels[v]})
+    if unmapped:
+        rows = out.index[out.isin(unmapped)]
+        pairs = ", ".join(f'"{v}" = "{labels[v]}"' for v in unmapped)
+        msg = (f"POI kind(s) {unmapped} ({_row_label(frame, rows)}) name shipped must-check kinds in words gisgrid "
+               "does not read: those points and their veto checks would be lost.")
+        fix = f"map them in the config: values = {{ kind = {{ {pairs} }} }}"
+        raise SchemaError(msg, **where, column="kind", fix=fix)
+    return out
+
+
+def _check_layers_meet(prepared: dict[str, gpd.GeoDataFrame], frames: dict[str, Any]) -> None:
+    """Refuse a layer that lies nowhere near the villages: almost always a CRS label that does not fit its numbers.
+
+    Grids in one Gauss-Kruger zone's numbers but labelled as the next zone land some 300 km away; coordinates
+    without their zone prefix, or degrees labelled as metres, land further still. Every check would then
+    report the whole town as uncovered.
+    """
+    x0, y0, x1, y1 = prepared["villages"].total_bounds
+    margin = max(1000.0, 0.5 * max(x1 - x0, y1 - y0))
+    for lname in ("boundary", "grids", "roads", "rivers", "pois"):
+        gdf = prepared[lname]
+        if not len(gdf) or gdf.geometry.is_empty.all():
+            continue
+        a0, b0, a1, b1 = gdf.total_bounds
+        if a1 >= x0 - margin and a0 <= x1 + margin and b1 >= y0 - margin and b0 <= y1 + margin:
+            continue
+        dx, dy = (a0 + a1 - x0 - x1) / 2, (b0 + b1 - y0 - y1) / 2
+        source = frames.get(lname)
+        declared = getattr(getattr(source, "crs", None), "name", None) or "its declared CRS"
+        msg = (f"the {lname} layer lies {np.hypot(dx, dy) / 1000:,.0f} km from the villages "
+               f"({dx / 1000:+,.0f} km east, {dy / 1000:+,.0f} km north): its coordinates do not fit {declared}.")
+        raise CRSError(msg, **_where(source, lname),
+                       fix="check the layer's CRS against the villages': a neighbouring Gauss-Kruger zone (3° apart, "
+                           "about 300 km), a missing or extra zone prefix on x (e.g. 40 500000 vs 500000), or "
+                           "degrees labelled as metres; declare the right one with crs = \"EPSG:…\" in the config")
+
+
 def _prepare_layer(
     name: str, frame: Any, target: pyproj.CRS
 ) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]]]:
@@ -208,6 +261,8 @@ def _prepare_layer(
         rows = gdf.index[gdf["kind"].isna()]
         msg = f"{_row_label(frame, rows)} have no kind."
         raise SchemaError(msg, **where, column="kind", fix="give every point a kind (school, market, …)")
+    if name == "pois":
+        gdf["kind"] = _poi_kinds(gdf["kind"], frame, where)
 
     repairs: list[dict[str, Any]] = []
     idcol = spec.id
@@ -455,6 +510,7 @@ class Town:
             empty = "villages" if not len(prepared["villages"]) else "grids"
             msg = f"the {empty} layer has no features."
             raise SchemaError(msg, **_where(frames[empty], empty), fix="point the config at the right file and layer")
+        _check_layers_meet(prepared, frames)
         rosters = {
             "grid_staff": (_empty_roster("grid_staff") if grid_staff is None
                            else _prepare_roster("grid_staff", grid_staff)),

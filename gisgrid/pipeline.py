@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from gisgrid import io
-from gisgrid._errors import ConfigError, SchemaError
+from gisgrid._errors import ConfigError, InputError, SchemaError
 from gisgrid.io.config import Config, describe_config, find_config, load_config
 from gisgrid.model import LAYERS, ROSTERS, Town
 from gisgrid.vocab import percent
@@ -118,6 +118,13 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
     for name, spec in cfg.sources.items():
         logger.info("reading %s from %s", name, spec["path"])
         frames[name] = _read_source(name, spec)
+        if not len(frames[name]) and not spec.get("allow_empty", False):
+            # an empty layer silently switches its checks off: the veto with the POIs, 100% with the roads
+            msg = f"the {name} {'roster' if name in ROSTERS else 'layer'} has no rows; every check that reads it " \
+                  "would pass without looking."
+            raise InputError(msg, path=spec["path"], layer=spec.get("layer") or spec.get("sheet") or name,
+                             fix=f"point [sources.{name}] at the right file and layer, or write allow_empty = true "
+                                 "under it if the town really has none")
     return Town.from_frames(**frames, crs=cfg.town.get("crs"), name=cfg.town.get("name"))
 
 

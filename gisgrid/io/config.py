@@ -43,7 +43,7 @@ __all__ = [
 LAYER_SOURCES: tuple[str, ...] = ("boundary", "villages", "grids", "roads", "rivers", "pois")
 ROSTER_SOURCES: tuple[str, ...] = ("grid_staff", "river_chiefs")
 SOURCE_NAMES: tuple[str, ...] = (*LAYER_SOURCES, *ROSTER_SOURCES)
-_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet")
+_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty")
 _SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps")
 _TOWN_KEYS = ("name", "crs")
 
@@ -248,6 +248,9 @@ def _parse_config(data: dict[str, Any]) -> Config:
             if key in spec and not isinstance(spec[key], dict):
                 msg = f"{where} {key} must be a table."
                 raise ConfigError(msg, path=path, fix=f'write {key} = {{ canonical = "yours" }}')
+        if "allow_empty" in spec and not isinstance(spec["allow_empty"], bool):
+            msg = f"{where} allow_empty must be true or false, not {spec['allow_empty']!r}."
+            raise ConfigError(msg, path=path, fix="write allow_empty = true if the layer is empty on purpose")
         entry = dict(spec)
         entry["path"] = str((base / str(spec["path"])).resolve())
         sources[name] = entry

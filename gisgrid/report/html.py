@@ -81,8 +81,9 @@ def _headline(assessment: Assessment, life: pd.DataFrame, previous: Run | None) 
     cards = []
     for key, label, fmt, higher_better in _HEADLINES:
         value = now.get(key)
-        if value is None and key in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m"):
-            continue
+        if value is None and key in ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m") \
+                and key not in totals:
+            continue  # an assessment without it (a ratio over nothing is in totals, as NaN, and reads n/a)
         prev = before.get(key)
         delta = None if value is None or prev is None else value - prev
         trend = "same"
@@ -94,10 +95,10 @@ def _headline(assessment: Assessment, life: pd.DataFrame, previous: Run | None) 
 
 
 def _fmt(value: float | None, fmt: str) -> str:
+    if fmt == "pct":
+        return percent(value)  # None (over nothing) reads n/a
     if value is None:
         return "—"
-    if fmt == "pct":
-        return percent(value)
     if fmt == "m":
         return f"{value:,.0f}"
     return f"{int(value):,d}"

@@ -548,3 +548,18 @@ def test_file_lock_held_too_long_is_a_clear_error(tmp_path):
         t.join()
     with file_lock(lock, timeout_s=1):  # free again once the holder is done
         pass
+
+
+def test_file_names_fit_the_byte_limit_and_windows(tmp_path):
+    from gisgrid.io import safe_filename
+    from gisgrid.maps import safe_name
+
+    long_name = "𠀀" * 100 + "村委会"  # 4-byte characters: 100 of them alone are 400 bytes
+    for name in (safe_filename(long_name), safe_name(long_name)):
+        assert len(name.encode("utf-8")) <= 130
+        (tmp_path / f"owner_{name}.html").write_text("x", encoding="utf-8")  # the file system takes it
+    assert safe_filename(long_name) != safe_filename("𠀀" * 100 + "居委会")  # the hash keeps them apart
+    for reserved in ("CON", "nul", "Aux", "COM1", "lpt9"):
+        assert safe_filename(reserved).upper() != reserved.upper()
+        assert safe_name(reserved).upper() != reserved.upper()
+    assert safe_filename("镇综治办") == "镇综治办"  # a plain name is kept as it is

@@ -17,8 +17,8 @@ from typing import Any
 
 from gisgrid._errors import InputError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "file_digest", "file_lock",
-           "remove_stale_staging", "safe_filename", "staged_folder", "write_with"]
+__all__ = ["WINDOWS_RESERVED", "atomic_path", "atomic_write_bytes", "atomic_write_text", "cut_utf8", "file_digest",
+           "file_lock", "remove_stale_staging", "safe_filename", "staged_folder", "write_with"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,27 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def safe_filename(name: str, *, max_len: int = 80) -> str:
-    """A file name for ``name`` that keeps Chinese text but no path separators or control characters."""
-    cleaned = "".join("_" if (ch in '<>:"/\\|?*' or ord(ch) < 32) else ch for ch in str(name)).strip(" .")
-    cleaned = cleaned[:max_len] or "unnamed"
+#: Names Windows refuses for a file whatever its extension (command centers run Windows desktops).
+WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                              *(f"LPT{i}" for i in range(1, 10))})
+
+
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 without splitting a character (file names count bytes)."""
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
+
+
+def safe_filename(name: str, *, max_bytes: int = 120) -> str:
+    """A file name for ``name`` that keeps Chinese text but no path separators, control characters or reserved names.
+
+    The name is cut to ``max_bytes`` of UTF-8 (a 255-byte limit counts a 4-byte character four times); a name
+    that had to change gets a short hash of the original, so two long names that share a start stay apart.
+    """
+    cleaned = "".join("_" if (ch in '<>:"/\\|?*' or ord(ch) < 32 or ord(ch) == 127) else ch for ch in str(name))
+    cleaned = cut_utf8(cleaned.strip(" ."), max_bytes).strip(" .")
+    if cleaned.split(".")[0].upper() in WINDOWS_RESERVED:
+        cleaned = f"_{cleaned}"
+    cleaned = cleaned or "unnamed"
     digest = hashlib.sha1(str(name).encode()).hexdigest()[:6]
     return f"{cleaned}_{digest}" if cleaned != str(name) else cleaned
 

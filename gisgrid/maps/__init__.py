@@ -85,6 +85,7 @@ from urllib.parse import quote
 
 from gisgrid.findings import id_list
 from gisgrid.io import atomic_write_text
+from gisgrid.io.atomic import WINDOWS_RESERVED, cut_utf8
 from gisgrid.maps.basemaps import BASEMAPS, _basemaps
 from gisgrid.maps.colouring import colour_graph, grid_colours
 from gisgrid.maps.layers import DECIMALS
@@ -126,8 +127,14 @@ _UNSAFE = re.compile(r"[^\w\-]+", re.UNICODE)
 
 
 def safe_name(text: str, *, limit: int = 60) -> str:
-    """File-name part for an owner or village: letters (any script), digits, ``-`` and ``_`` only."""
-    s = _UNSAFE.sub("_", str(text)).strip("_.")[:limit]
+    """File-name part for an owner or village: letters (any script), digits, ``-`` and ``_`` only.
+
+    At most ``limit`` characters and 120 bytes of UTF-8 (file names are limited in bytes, not characters);
+    a Windows device name (``CON``, ``NUL``, …) gets a leading ``_``.
+    """
+    s = cut_utf8(_UNSAFE.sub("_", str(text)).strip("_.")[:limit], 120)
+    if s.upper() in WINDOWS_RESERVED:
+        s = f"_{s}"
     return s or "_"
 
 

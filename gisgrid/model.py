@@ -390,6 +390,22 @@ def _prepare_roster(name: str, frame: Any) -> pd.DataFrame:
     return df
 
 
+def _damaged_phones(phones: pd.Series) -> dict[str, np.ndarray]:
+    """Phone numbers a spreadsheet damaged, by what happened to them (masks over the roster's rows)."""
+    text = phones.astype(object).where(phones.notna(), "").astype(str)
+    digits = text.str.replace(r"[\s\-()（）]", "", regex=True)
+    scientific = text.str.contains(r"^\d(?:\.\d+)?[eE]\+?\d+$", regex=True).to_numpy(dtype=bool)
+    plain = digits.str.fullmatch(r"\d+").to_numpy(dtype=bool)
+    first = digits.str[:1]
+    lost_zero = plain & (first != "0").to_numpy() & (first != "1").to_numpy() & \
+        digits.str.len().between(9, 11).to_numpy(dtype=bool)
+    return {
+        "Excel turned the number into scientific notation and lost its last digits; re-export the column as text":
+            scientific,
+        "a landline that lost its leading 0 (area code); re-export the column as text": lost_zero & ~scientific,
+    }
+
+
 def _issue_rows(df: pd.DataFrame, mask: Any, *, kind: str, source: str, column: str, problem: str) -> list[dict]:
     out = []
     for idx in df.index[mask]:
@@ -584,6 +600,10 @@ class Town:
                               & ~chiefs["village_id"].isin(village_ids), kind="chief_unplaced",
                               source="river_chiefs", column="village_id",
                               problem="village does not exist in the villages layer")
+        for source, roster in (("grid_staff", staff), ("river_chiefs", chiefs)):
+            for problem, mask in _damaged_phones(roster["phone"]).items():
+                issues += _issue_rows(roster, mask, kind="phone_damaged", source=source, column="phone",
+                                      problem=problem)
         return issues
 
     # ------------------------------------------------------------------ derived

@@ -141,3 +141,27 @@ def test_cli_refuses_grids_in_the_wrong_zone_before_writing(demo, tmp_path):
     out = tmp_path / "out"
     refused(cli("run", demo / "zone.toml", "--out", out, cwd=tmp_path), "grids", "km from the villages")
     assert not (out / "reports").exists() or not any((out / "reports").rglob("*.sqlite"))
+
+
+# --------------------------------------------------------------------------- phones Excel damaged
+def test_check_flags_phones_a_spreadsheet_damaged_with_file_and_line(demo, tmp_path):
+    lines = (demo / "grid_staff.csv").read_bytes().decode("gbk").splitlines()
+    head, rows = lines[0], lines[1:]
+    cells = rows[0].split(",")
+    cells[2] = "1.91957E+10"  # what Excel shows, and saves, for a long number
+    rows[0] = ",".join(cells)
+    cells = rows[4].split(",")
+    cells[2] = "51386123456"  # a landline whose leading 0 was dropped
+    rows[4] = ",".join(cells)
+    staff = tmp_path / "staff.csv"
+    staff.write_bytes(("\n".join([head, *rows]) + "\n").encode("gbk"))
+    cfg = (demo / "gisgrid.toml").read_text(encoding="utf-8").replace(
+        'path = "grid_staff.csv"', f'path = "{staff.as_posix()}"')
+    assert staff.as_posix() in cfg
+    (demo / "phones.toml").write_text(cfg, encoding="utf-8")
+    res = cli("check", demo / "phones.toml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "issue grid_staff line 2: phone='1.91957E+10'" in res.stdout
+    assert "scientific notation" in res.stdout
+    assert "issue grid_staff line 6: phone='51386123456'" in res.stdout
+    assert "leading 0" in res.stdout

@@ -165,3 +165,31 @@ def test_check_flags_phones_a_spreadsheet_damaged_with_file_and_line(demo, tmp_p
     assert "scientific notation" in res.stdout
     assert "issue grid_staff line 6: phone='51386123456'" in res.stdout
     assert "leading 0" in res.stdout
+
+
+# --------------------------------------------------------------------------- no server paths in what is published
+def test_published_outputs_never_show_the_servers_folders(demo, tmp_path):
+    import zipfile
+
+    cfg = (demo / "gisgrid.toml").read_text(encoding="utf-8")
+    # a roster person on a grid that does not exist: a finding whose message names the roster's file and line
+    lines = (demo / "grid_staff.csv").read_bytes().decode("gbk").splitlines()
+    lines.append("S9999,测试员,13800000000,网格员,NO-SUCH-GRID")
+    (tmp_path / "staff.csv").write_bytes(("\n".join(lines) + "\n").encode("gbk"))
+    cfg = cfg.replace('path = "grid_staff.csv"', f'path = "{(tmp_path / "staff.csv").as_posix()}"')
+    (demo / "paths.toml").write_text(cfg, encoding="utf-8")
+    out = tmp_path / "out"
+    res = cli("run", demo / "paths.toml", "--out", out, "--no-maps", "--as-of", "2026-11-01", cwd=tmp_path)
+    assert res.returncode in (0, 1), res.stderr
+    folders = {str(tmp_path), tmp_path.as_posix(), str(demo), demo.as_posix()}
+    report = out / "reports" / "2026-11-01"
+    texts = []
+    for f in report.rglob("*"):
+        if f.suffix in (".csv", ".json", ".geojson", ".html"):
+            texts.append((f, f.read_text(encoding="utf-8-sig")))
+        elif f.suffix == ".xlsx":
+            with zipfile.ZipFile(f) as z:
+                texts += [(f, z.read(n).decode("utf-8")) for n in z.namelist() if n.endswith(".xml")]
+    assert any("line " in t and "staff.csv" in t for _, t in texts)  # the file is still named, by its name
+    leaks = [str(f) for f, t in texts if any(d in t for d in folders)]
+    assert leaks == []

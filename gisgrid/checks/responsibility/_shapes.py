@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -91,5 +92,6 @@ def _person_labels(town: Town) -> dict[str, str]:
 def _line_note(town: Town, roster: str, row: Any) -> str:
     path = str((town.sources.get(roster) or {}).get("path") or "")
     if path.lower().endswith((".csv", ".txt", ".xlsx", ".xlsm")) and isinstance(row, (int, np.integer)):
-        return f" (line {int(row) + 2} of {path})"
+        # the file's name only: published reports never show the server's folders
+        return f" (line {int(row) + 2} of {Path(path).name})"
     return ""

@@ -378,12 +378,18 @@ def run(
             io.remove_stale_staging(reports)
             tick("history", 2, total)
             hist = history_mod.History(db_path)
+            latest = hist.last_run()
+            # a backfill (--force, an older date) records its report but leaves the live maps/ at the newest state
+            backfill = latest is not None and as_of < latest.as_of
             lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
                                     fingerprints=_fingerprints(cfg), force=force,
                                     deadlines=cfg.report.deadlines, totals=assessment.totals)
             verdict = policy.evaluate_thresholds(assessment, lifecycle, cfg.report.fail_on)  # once per run
             maps_written: list[Path] = []
-            if maps:  # before the report: the proposal is still being computed beside them
+            if maps and backfill:
+                logger.warning("backfill of %s: maps/ keeps the state of the latest run (%s)", as_of.isoformat(),
+                               latest.as_of.isoformat() if latest else "-")
+            if maps and not backfill:  # before the report: the proposal is still being computed beside them
                 tick("maps", 3, total)
                 # Maps show each finding's status and first-seen date from the history.
                 maps_written = maps_mod.write_maps(
@@ -391,7 +397,7 @@ def run(
                     assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
                     per_owner=cfg.maps.per_owner, per_village=cfg.maps.per_village)
             tick("report", total - 2, total)
-            map_href = "../../maps/command_center.html" if maps else None
+            map_href = "../../maps/command_center.html" if maps and not backfill else None
             with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
                 written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
                                                    fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict)

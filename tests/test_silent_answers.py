@@ -193,3 +193,19 @@ def test_published_outputs_never_show_the_servers_folders(demo, tmp_path):
     assert any("line " in t and "staff.csv" in t for _, t in texts)  # the file is still named, by its name
     leaks = [str(f) for f, t in texts if any(d in t for d in folders)]
     assert leaks == []
+
+
+# --------------------------------------------------------------------------- backfill
+def test_a_backfill_keeps_the_live_maps_at_the_newest_state(demo, tmp_path):
+    cfg = (demo / "gisgrid.toml").read_text(encoding="utf-8") + "\n[maps]\nper_owner = false\nper_village = false\n"
+    (demo / "backfill.toml").write_text(cfg, encoding="utf-8")
+    out = tmp_path / "out"
+    res = cli("run", demo / "backfill.toml", "--out", out, "--as-of", "2026-11-03", cwd=tmp_path)
+    assert res.returncode in (0, 1), res.stderr
+    live = (out / "maps" / "command_center.html").read_bytes()
+    assert "2026-11-03" in live.decode("utf-8")
+    res = cli("run", demo / "backfill.toml", "--out", out, "--as-of", "2026-11-01", "--force", cwd=tmp_path)
+    assert res.returncode in (0, 1), res.stderr
+    assert (out / "reports" / "2026-11-01" / "report.html").exists()  # the backfilled report is written
+    assert (out / "maps" / "command_center.html").read_bytes() == live  # the live map still shows 11-03
+    assert "backfill" in res.stderr

@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="allow a run dated before the last recorded run")
     r.add_argument("--no-maps", action="store_true", help="skip the HTML maps")
 
+    h = sub.add_parser("history", parents=[common], help="the run history: list the runs, or undo one")
+    h.add_argument("action", choices=["list", "undo"], help="list the recorded runs, or undo one")
+    h.add_argument("date", nargs="?", default=None, help="undo: the date of the run to remove (YYYY-MM-DD)")
+    h.add_argument("config", nargs="?", help=_CONFIG_HELP)
+    h.add_argument("--out", default=".", help="the folder run wrote to (reports/history.sqlite; default: here)")
+
     m = sub.add_parser("map", parents=[common], help="write the command-center maps only")
     m.add_argument("config", nargs="?", help=_CONFIG_HELP)
     m.add_argument("--out", default=".", help="folder for maps/ (default: current folder)")
@@ -199,6 +205,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+
+    if args.action == "undo":
+        try:
+            day = _date(args.date or "")
+        except argparse.ArgumentTypeError:
+            _say("gisgrid history: error: undo needs the DATE of the run to remove. Fix: gisgrid history undo "
+                 "YYYY-MM-DD [CONFIG] [--out DIR]", file=sys.stderr)
+            return 2
+        _say(pipeline.undo_run(args.config, out=args.out, as_of=day))
+        return 0
+    for line in pipeline.list_runs(args.config or args.date, out=args.out):  # list takes no date
+        _say(line)
+    return 0
+
+
 def _cmd_map(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
@@ -216,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose, args.quiet, args.debug)
-    handler = {"demo": _cmd_demo, "check": _cmd_check, "run": _cmd_run, "map": _cmd_map}[args.command]
+    handler = {"demo": _cmd_demo, "check": _cmd_check, "run": _cmd_run, "map": _cmd_map,
+               "history": _cmd_history}[args.command]
     try:
         return handler(args)
     except GisgridError as exc:

@@ -233,16 +233,24 @@ def _replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, in
     state : DataFrame
         One row per finding, its lifecycle after the last run.
     """
+    rows, state = _replay_state(obs, run_dates, run_days)
+    state = state[state["first_seen"].notna()].reset_index().rename(columns={"index": "finding_id"})
+    return rows, state[["finding_id", "first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
+                        "times_reopened"]]
+
+
+def _replay_state(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, int]]
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`_replay` with the lifecycle state as :func:`_step` keeps it (index ``finding_id``)."""
     state = _state_frame(pd.DataFrame({"finding_id": pd.Series([], dtype=object)}))
     parts = []
     for day, allowed in zip(run_dates, run_days, strict=True):
         rows, state = _step(state, day, obs.loc[obs["as_of"] == day, ["finding_id", "severity"]], allowed)
         parts.append(rows)
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["as_of", "finding_id", "status", "opened_on", "deadline", "times_reopened"])
-    state = state[state["first_seen"].notna()].reset_index().rename(columns={"index": "finding_id"})
-    return rows, state[["finding_id", "first_seen", "last_seen", "opened_on", "deadline", "status", "resolved_on",
-                        "times_reopened"]]
+        columns=["as_of", "finding_id", "severity", "status", "first_seen", "last_seen", "opened_on", "deadline",
+                 "times_reopened", "present"])
+    return rows, state
 
 
 _STATE_COLUMNS = ("present", "severity", "first_seen", "last_seen", "opened_on", "deadline", "status",
@@ -818,6 +826,50 @@ class History:
                 conn, params=(day,))
             rows["last_seen"] = [prev if s == "resolved" else day for s in rows["status"]]
             return self._lifecycle_frame(conn, rows, None, crs=crs)
+
+    def undo(self, as_of: dt.date) -> Run:
+        """Remove a run recorded by mistake; the runs after it are re-derived as if it had never been.
+
+        Parameters
+        ----------
+        as_of
+            The date of the run to remove.
+
+        Returns
+        -------
+        Run
+            The run removed (its date, counts and totals).
+
+        Raises
+        ------
+        HistoryError
+            No run is recorded on that date.
+        """
+        day = _iso(as_of)
+        removed = self.get_run(as_of)
+        if removed is None:
+            msg = f"no run is recorded on {day}."
+            raise HistoryError(msg, path=self.path, fix="give the date of a recorded run (gisgrid history shows them)")
+        with self._connect() as conn, self._transaction(conn):
+            conn.execute("DELETE FROM observations WHERE as_of = ?", (day,))
+            conn.execute("DELETE FROM runs WHERE as_of = ?", (day,))
+            dates, days = self._run_schedule(conn)
+            seen = pd.read_sql_query(
+                "SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved'", conn)
+            rows, state = _replay_state(seen, dates, days)
+            conn.execute("DELETE FROM observations")
+            conn.executemany(
+                "INSERT INTO observations (as_of, finding_id, severity, status, opened_on, deadline, times_reopened) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                list(rows[["as_of", "finding_id", "severity", "status", "opened_on", "deadline", "times_reopened"]]
+                     .astype(object).itertuples(index=False, name=None)),
+            )
+            self._drop_orphans(conn)
+            self._write_state(conn, state)
+            if dates:
+                self._update_counts(conn, start=dates[0])
+        logger.info("history %s: removed the run of %s; %d run(s) left", self.path.name, day, len(dates))
+        return removed
 
     def verify(self, *, replay: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None) -> list[str]:
         """Check the database against every run replayed from its observations.

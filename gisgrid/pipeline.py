@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from gisgrid import io
-from gisgrid._errors import ConfigError, InputError, SchemaError
+from gisgrid._errors import ConfigError, HistoryError, InputError, SchemaError
 from gisgrid.io.config import Config, describe_config, find_config, load_config
 from gisgrid.model import LAYERS, ROSTERS, Town
 from gisgrid.vocab import percent
@@ -33,10 +33,12 @@ __all__ = [
     "coverage_options",
     "describe_config",
     "find_config",
+    "list_runs",
     "load_config",
     "load_town",
     "make_maps",
     "run",
+    "undo_run",
     "validate",
     "write_demo",
 ]
@@ -415,6 +417,54 @@ def run(
     code, reason = verdict
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
+
+
+def _history_path(cfg: Config, out: str | os.PathLike[str]) -> Path:
+    path = cfg.history.path or Path(out) / "reports" / "history.sqlite"
+    if not path.exists():
+        msg = f"there is no run history at {path}."
+        raise HistoryError(msg, path=path, fix="give --out the folder gisgrid run wrote to (or [history] path)")
+    return path
+
+
+def list_runs(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = "."
+              ) -> list[str]:
+    """One line per recorded run, oldest first (``gisgrid history list``)."""
+    from gisgrid.history import History
+
+    cfg = source if isinstance(source, Config) else load_config(source)
+    runs = History(_history_path(cfg, out)).runs()
+    return [f"{r.as_of.isoformat()}  open {r.open:>5}  new {r.new:>4}  overdue {r.overdue:>4}  "
+            f"resolved {r.resolved:>4}  recorded {r.created}" for r in runs.itertuples()] or ["no runs recorded"]
+
+
+def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",
+             as_of: dt.date) -> str:
+    """Remove a run recorded by mistake and its report folder (``gisgrid history undo DATE``).
+
+    The runs after it are re-derived as if it had never been; the maps keep whatever the last ``run`` drew.
+
+    Returns
+    -------
+    str
+        One line saying what was removed.
+    """
+    import shutil
+
+    from gisgrid.history import History
+
+    cfg = source if isinstance(source, Config) else load_config(source)
+    path = _history_path(cfg, out)
+    reports = Path(out) / "reports"
+    with io.file_lock(reports / ".gisgrid.lock"):
+        removed = History(path).undo(as_of)
+        folder = reports / as_of.isoformat()
+        if folder.is_dir():
+            aside = folder.with_name(f".{folder.name}.old")  # renamed first: the folder goes at once
+            os.replace(folder, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+    return (f"removed the run of {as_of.isoformat()} ({sum(removed.counts.get('status', {}).values())} observations) "
+            f"and its report; run gisgrid run again to redraw the maps if it was the latest")
 
 
 def check_output_folder(out: str | os.PathLike[str], *subfolders: str) -> Path:

@@ -373,3 +373,26 @@ def test_verify_finds_a_tampered_history(hist: History) -> None:
     assert any("observations differ" in p for p in problems)
     assert any("findings state differs" in p for p in problems)
     assert len(history_oracle.check(hist)) == 2
+
+
+@pytest.mark.parametrize("undo", [D2, D3])
+def test_undo_removes_a_run_as_if_it_had_never_been(tmp_path: Path, undo: dt.date) -> None:
+    nights = {D1: (GAP, LANE), D2: (GAP,), D3: (GAP, LANE)}
+    hist = History(tmp_path / "h.sqlite")
+    for day, found in nights.items():
+        hist.record(findings(*found), as_of=day)
+    clean = History(tmp_path / "clean.sqlite")  # the same nights without the mistaken one
+    for day, found in nights.items():
+        if day != undo:
+            clean.record(findings(*found), as_of=day)
+    removed = hist.undo(undo)
+    assert removed.as_of == undo
+    assert list(hist.runs()["as_of"]) == list(clean.runs()["as_of"])
+    cols = ["finding_id", "status", "first_seen", "opened_on", "deadline", "times_reopened"]
+    last = max(d for d in nights if d != undo)
+    assert hist.snapshot(last)[cols].sort_values("finding_id").reset_index(drop=True).equals(
+        clean.snapshot(last)[cols].sort_values("finding_id").reset_index(drop=True))
+    assert hist.verify() == []
+    assert history_oracle.check(hist) == []
+    with pytest.raises(HistoryError, match="no run is recorded"):
+        hist.undo(undo)

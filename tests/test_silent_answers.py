@@ -209,3 +209,28 @@ def test_a_backfill_keeps_the_live_maps_at_the_newest_state(demo, tmp_path):
     assert (out / "reports" / "2026-11-01" / "report.html").exists()  # the backfilled report is written
     assert (out / "maps" / "command_center.html").read_bytes() == live  # the live map still shows 11-03
     assert "backfill" in res.stderr
+
+
+# --------------------------------------------------------------------------- undo a run recorded by mistake
+def test_history_undo_removes_a_mistaken_run_and_its_report(demo, tmp_path):
+    out = tmp_path / "out"
+    for day in ("2026-11-01", "2026-11-03"):
+        res = cli("run", demo / "gisgrid.toml", "--out", out, "--no-maps", "--as-of", day, cwd=tmp_path)
+        assert res.returncode in (0, 1), res.stderr
+    listed = cli("history", "list", demo / "gisgrid.toml", "--out", out, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "2026-11-01" in listed.stdout
+    assert "2026-11-03" in listed.stdout
+    res = cli("history", "undo", "2026-11-03", demo / "gisgrid.toml", "--out", out, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "removed the run of 2026-11-03" in res.stdout
+    assert not (out / "reports" / "2026-11-03").exists()
+    assert (out / "reports" / "2026-11-01" / "report.html").exists()
+    listed = cli("history", "list", demo / "gisgrid.toml", "--out", out, cwd=tmp_path)
+    assert "2026-11-03" not in listed.stdout
+    refused(cli("history", "undo", "2026-11-03", demo / "gisgrid.toml", "--out", out, cwd=tmp_path),
+            "no run is recorded on 2026-11-03")
+    refused(cli("history", "undo", "yesterday", demo / "gisgrid.toml", "--out", out, cwd=tmp_path), "YYYY-MM-DD")
+    # the next night runs on as usual
+    res = cli("run", demo / "gisgrid.toml", "--out", out, "--no-maps", "--as-of", "2026-11-02", cwd=tmp_path)
+    assert res.returncode in (0, 1), res.stderr

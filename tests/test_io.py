@@ -563,3 +563,16 @@ def test_file_names_fit_the_byte_limit_and_windows(tmp_path):
         assert safe_filename(reserved).upper() != reserved.upper()
         assert safe_name(reserved).upper() != reserved.upper()
     assert safe_filename("镇综治办") == "镇综治办"  # a plain name is kept as it is
+
+
+def test_a_windows_path_turned_into_a_tab_by_toml_is_refused(tmp_path):
+    from gisgrid import ConfigError
+    from gisgrid.io.config import load_config
+
+    cfg = tmp_path / "gisgrid.toml"
+    cfg.write_text('[sources.villages]\npath = ".\\town.gpkg"\n[sources.grids]\npath = "a.gpkg"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="backslash starts an escape") as info:
+        load_config(cfg)
+    assert "single quotes" in info.value.fix
+    cfg.write_text("[sources.villages]\npath = './town.gpkg'\n[sources.grids]\npath = \"a.gpkg\"\n", encoding="utf-8")
+    assert load_config(cfg).sources["villages"]["path"].endswith("town.gpkg")

@@ -182,6 +182,7 @@ class HistoryOptions:
         if not isinstance(table["path"], str) or not table["path"].strip():
             msg = f"[history] path must be a file name, not {table['path']!r}."
             raise ConfigError(msg, path=path, fix='write path = "history.sqlite"')
+        _check_path_text(table["path"], "[history] path", path)
         p = Path(table["path"])
         return cls(path=p if p.is_absolute() or base is None else base / p)
 
@@ -222,6 +223,16 @@ class Config:
         return dict(self.sections.get(name) or {})
 
 
+def _check_path_text(value: Any, where: str, path: Path | None) -> None:
+    r"""Refuse a path that TOML turned into control characters: ``".\town.gpkg"`` in double quotes holds a tab."""
+    text = str(value)
+    if any(ch in text for ch in "\t\n\r\b\f"):
+        shown = text.encode("unicode_escape").decode("ascii")
+        msg = f"{where} {shown!r} holds a control character: in TOML double quotes a backslash starts an escape."
+        raise ConfigError(msg, path=path, fix="write Windows paths with forward slashes (./town.gpkg), in single "
+                                              "quotes ('.\\town.gpkg') or with doubled backslashes")
+
+
 def _parse_config(data: dict[str, Any]) -> Config:
     path = Path(data.pop("_path"))
     base = Path(data.pop("_dir"))
@@ -244,6 +255,7 @@ def _parse_config(data: dict[str, Any]) -> Config:
             msg = f"{where} has no path."
             raise ConfigError(msg, path=path, fix=f'add path = "file.gpkg" under {where}')
         unknown_keys(spec, _SOURCE_KEYS, where=where, path=path)
+        _check_path_text(spec["path"], f"{where} path", path)
         for key in ("fields", "values"):
             if key in spec and not isinstance(spec[key], dict):
                 msg = f"{where} {key} must be a table."

@@ -8,6 +8,7 @@ canonical layer names, or nothing: the embedded demo town) into a validated
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -378,38 +379,48 @@ def run(
     try:
         with io.file_lock(reports / ".gisgrid.lock"):
             io.remove_stale_staging(reports)
-            tick("history", 2, total)
             hist = history_mod.History(db_path)
+            _recover_half_runs(reports, hist)
+            tick("history", 2, total)
             latest = hist.last_run()
             # a backfill (--force, an older date) records its report but leaves the live maps/ at the newest state
             backfill = latest is not None and as_of < latest.as_of
-            lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
-                                    fingerprints=_fingerprints(cfg), force=force,
-                                    deadlines=cfg.report.deadlines, totals=assessment.totals)
-            verdict = policy.evaluate_thresholds(assessment, lifecycle, cfg.report.fail_on)  # once per run
-            maps_written: list[Path] = []
-            if maps and backfill:
-                logger.warning("backfill of %s: maps/ keeps the state of the latest run (%s)", as_of.isoformat(),
-                               latest.as_of.isoformat() if latest else "-")
-            if maps and not backfill:  # before the report: the proposal is still being computed beside them
-                tick("maps", 3, total)
-                # Maps show each finding's status and first-seen date from the history.
-                maps_written = maps_mod.write_maps(
-                    assessment.with_lifecycle(lifecycle), out_dir, basemap=cfg.maps.basemap,
-                    assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
-                    per_owner=cfg.maps.per_owner, per_village=cfg.maps.per_village)
-            tick("report", total - 2, total)
-            map_href = "../../maps/command_center.html" if maps and not backfill else None
-            with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
-                written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
-                                                   fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict)
-                written += _write_layers(staging, assessment)
-                for owner, table in task_lists(assessment.with_lifecycle(lifecycle)).items():
-                    written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
-                if cleaning is not None:
-                    tick("cleaned grids", total - 1, total)
-                    written.append(io.write_layers({"cleaned_grids": cleaning.result()},
-                                                   staging / "cleaned_grids.gpkg"))
+            pending = reports / f"{PENDING_PREFIX}{as_of.isoformat()}"
+            io.atomic_write_text(pending, f"{as_of.isoformat()}\n")  # until the report is published
+            try:
+                lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
+                                        fingerprints=_fingerprints(cfg), force=force,
+                                        deadlines=cfg.report.deadlines, totals=assessment.totals)
+                verdict = policy.evaluate_thresholds(assessment, lifecycle, cfg.report.fail_on)  # once per run
+                maps_written: list[Path] = []
+                if maps and backfill:
+                    logger.warning("backfill of %s: maps/ keeps the state of the latest run (%s)", as_of.isoformat(),
+                                   latest.as_of.isoformat() if latest else "-")
+                if maps and not backfill:  # before the report: the proposal is still being computed beside them
+                    tick("maps", 3, total)
+                    # Maps show each finding's status and first-seen date from the history.
+                    maps_written = maps_mod.write_maps(
+                        assessment.with_lifecycle(lifecycle), out_dir, basemap=cfg.maps.basemap,
+                        assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
+                        per_owner=cfg.maps.per_owner, per_village=cfg.maps.per_village)
+                tick("report", total - 2, total)
+                map_href = "../../maps/command_center.html" if maps and not backfill else None
+                with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
+                    written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
+                                                       fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict)
+                    written += _write_layers(staging, assessment)
+                    for owner, table in task_lists(assessment.with_lifecycle(lifecycle)).items():
+                        written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
+                    if cleaning is not None:
+                        tick("cleaned grids", total - 1, total)
+                        written.append(io.write_layers({"cleaned_grids": cleaning.result()},
+                                                       staging / "cleaned_grids.gpkg"))
+            except BaseException:
+                # a fault after the history commit (a full disk, a bad file name): undo it, nothing half-recorded
+                with contextlib.suppress(Exception):
+                    _recover_half_runs(reports, hist)
+                raise
+            pending.unlink(missing_ok=True)  # the history and its report are both published
             written = [folder / p.relative_to(staging) for p in written] + maps_written
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -417,6 +428,25 @@ def run(
     code, reason = verdict
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written)
+
+
+#: A run's marker in ``reports/`` from before its history commit until its report is published.
+PENDING_PREFIX = ".pending-"
+
+
+def _recover_half_runs(reports: Path, hist: Any) -> None:
+    """Undo a run whose history was committed but whose report never appeared (a kill or a full disk between).
+
+    The history and the report folder move together: a pending marker with no published report means the
+    history holds a run nobody can read, so it is removed; with the report published, only the marker goes.
+    """
+    for marker in sorted(reports.glob(f"{PENDING_PREFIX}*")):
+        day = dt.date.fromisoformat(marker.name.removeprefix(PENDING_PREFIX))
+        if not (reports / day.isoformat() / "report.html").exists() and hist.get_run(day) is not None:
+            hist.undo(day)
+            logger.warning("the run of %s was recorded but its report never appeared (interrupted): it is undone; "
+                           "run that date again to redo it", day.isoformat())
+        marker.unlink(missing_ok=True)
 
 
 def _history_path(cfg: Config, out: str | os.PathLike[str]) -> Path:

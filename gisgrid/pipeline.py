@@ -417,8 +417,8 @@ def run(
                                                        staging / "cleaned_grids.gpkg"))
             except BaseException:
                 # a fault after the history commit (a full disk, a bad file name): undo it, nothing half-recorded
-                with contextlib.suppress(Exception):
-                    _recover_half_runs(reports, hist)
+                with contextlib.suppress(Exception):  # the error line already says nothing was published
+                    _recover_half_runs(reports, hist, level=logging.INFO)
                 raise
             pending.unlink(missing_ok=True)  # the history and its report are both published
             written = [folder / p.relative_to(staging) for p in written] + maps_written
@@ -434,7 +434,7 @@ def run(
 PENDING_PREFIX = ".pending-"
 
 
-def _recover_half_runs(reports: Path, hist: Any) -> None:
+def _recover_half_runs(reports: Path, hist: Any, *, level: int = logging.WARNING) -> None:
     """Undo a run whose history was committed but whose report never appeared (a kill or a full disk between).
 
     The history and the report folder move together: a pending marker with no published report means the
@@ -444,8 +444,8 @@ def _recover_half_runs(reports: Path, hist: Any) -> None:
         day = dt.date.fromisoformat(marker.name.removeprefix(PENDING_PREFIX))
         if not (reports / day.isoformat() / "report.html").exists() and hist.get_run(day) is not None:
             hist.undo(day)
-            logger.warning("the run of %s was recorded but its report never appeared (interrupted): it is undone; "
-                           "run that date again to redo it", day.isoformat())
+            logger.log(level, "the run of %s was recorded but its report never appeared (interrupted): it is "
+                       "undone; run that date again to redo it", day.isoformat())
         marker.unlink(missing_ok=True)
 
 

@@ -660,3 +660,13 @@ def test_demo_planted_defects_found(hand_drawn: bool, tol: float) -> None:
         wide = analyze_responsibility(clean, options={"border_rule": "flag"}, tolerance_m=2 * tol).findings
         assert set(got) <= set(wide.loc[wide["kind"] == "road_ambiguous", "road_id"])
         assert set(edge_roads) <= set(got)
+
+
+def test_a_shared_name_is_not_followed_by_its_id_twice() -> None:
+    staff = pd.DataFrame(STAFF, columns=["person_id", "name", "phone", "role", "grid_id"])
+    staff.loc[staff["person_id"] == "P3", "name"] = "张三"  # a second 张三, who chiefs G21 and G32
+    resp = analyze_responsibility(make_town(grid_staff=staff), options={"limits": {"max_grids": 1}})
+    over = resp.findings[resp.findings["kind"] == "grid_overloaded"].set_index("person_id")
+    assert "张三 (P1) has" in over.at["P1", "message"]
+    assert "(P1) (P1)" not in over.at["P1", "message"]
+    assert "张三 (P3) has" in over.at["P3", "message"]

@@ -370,7 +370,9 @@ def _finding_frames(town: Town, *, staffing: pd.DataFrame, reaches: gpd.GeoDataF
             "grid_id": over["grid_ids"].to_numpy(), "measure": over[col].astype(float).to_numpy(), "unit": unit,
             "rule": limit, "geometry": [zones[p] for p in over["person_id"]],
             "person_id": over["person_id"].to_numpy(),
-            "message": [f"grid chief {n} ({p}) has {float(x):,.0f} {words} in grids {show_ids(g, ',')}, over the limit "
+            # a shared name is already labelled "name (id)": the id is not said twice
+            "message": [f"grid chief {n if str(n).endswith(f'({p})') else f'{n} ({p})'} has {float(x):,.0f} {words} "
+                        f"in grids {show_ids(g, ',')}, over the limit "
                         f"{limit} = {value:,.0f}; split the work or add a grid chief."
                         for n, p, x, g in zip(over["name"], over["person_id"], over[col], over["grid_ids"],
                                               strict=True)],

@@ -3,6 +3,13 @@
 :func:`evaluate_thresholds` turns the findings (and their lifecycle) into the
 exit status of ``gisgrid run``; :func:`scorecard` ranks the villages.
 
+Default thresholds (:data:`DEFAULT_FAIL_ON`)
+--------------------------------------------
+A run fails (exit 1) on any open veto item, on anything overdue, and when less
+than 99% of the town's area is in a grid: "OK" must never mean half the town is
+uncovered. ``[report] fail_on`` overrides each (``overdue = 0`` or ``false``
+switches a rule off, ``area_coverage_below = 0.95`` relaxes it).
+
 Village score (村居评分)
 ------------------------
 Villages are ranked each period by::
@@ -40,11 +47,13 @@ if TYPE_CHECKING:
     from gisgrid.analysis import Assessment
 
 __all__ = [
+    "DEFAULT_FAIL_ON",
     "SCORE_WEIGHTS",
     "SENSITIVE_KINDS",
     "THRESHOLD_KEYS",
     "check_thresholds",
     "deadline_days",
+    "effective_thresholds",
     "evaluate_thresholds",
     "scorecard",
     "village_names",
@@ -52,6 +61,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The thresholds a run applies when the config says nothing (see the module docstring).
+DEFAULT_FAIL_ON: dict[str, Any] = {"veto": 1, "overdue": 1, "area_coverage_below": 0.99}
 #: Weights of the village score (see the module docstring).
 SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.0}
 #: Kinds counted as "sensitive" in the village score.
@@ -86,16 +97,24 @@ def village_names(assessment: Any) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- thresholds
 def _threshold_value(key: str, value: Any) -> float | None:
+    """The limit of one ``fail_on`` rule; None when it is switched off (``false``, or 0 for a count)."""
     if isinstance(value, bool):
-        if key != "veto":
-            msg = f"fail_on.{key} must be a number, not {value!r}."
+        if value and key != "veto":
+            msg = f"fail_on.{key} must be a number (or false to switch it off), not {value!r}."
             raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
         return 1.0 if value else None
     f = as_number(value)
     if f is None or f < 0:
         msg = f"fail_on.{key} must be a number >= 0, not {value!r}."
         raise ConfigError(msg, fix=f"write e.g. fail_on = {{ {key} = 1 }}")
+    if f == 0 and not key.endswith(("_below", "_above")):
+        return None  # "fail when 0 or more" would fail every night: 0 switches a count off
     return f
+
+
+def effective_thresholds(fail_on: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The thresholds a run applies: :data:`DEFAULT_FAIL_ON` with the config's ``fail_on`` over it."""
+    return {**DEFAULT_FAIL_ON, **check_thresholds(fail_on)}
 
 
 def check_thresholds(fail_on: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -136,8 +155,9 @@ def evaluate_thresholds(
         The ``[report] fail_on`` table, e.g. ``{"overdue": 1,
         "area_coverage_below": 0.99}``; keys in :data:`THRESHOLD_KEYS`. Counts
         fail when they reach the value, ``*_below`` ratios when they fall
-        below it, ``*_above`` lengths when they exceed it. Any open veto finding
-        fails unless ``veto = 0`` (or ``false``).
+        below it, ``*_above`` lengths when they exceed it. It is applied over
+        :data:`DEFAULT_FAIL_ON` (any veto, anything overdue, area coverage below
+        99%); 0 or ``false`` switches a count off.
 
     Returns
     -------
@@ -149,7 +169,7 @@ def evaluate_thresholds(
     ConfigError
         For an unknown key or a value that is not a number.
     """
-    rules = check_thresholds(fail_on)
+    rules = effective_thresholds(fail_on)
     life = with_lifecycle(assessment, lifecycle, lifecycle_as_of(lifecycle))
     open_ = life[is_open(life)]
     counts = {
@@ -170,7 +190,7 @@ def evaluate_thresholds(
     for key in ("overdue", "reopened", "new", "open", "high"):
         if key in rules:
             limit = _threshold_value(key, rules[key])
-            if limit is not None and counts[key] >= limit:
+            if limit and counts[key] >= limit:
                 hits.append(f"{key} {counts[key]} >= {limit:g}")
     for key in ("area_coverage_below", "effective_coverage_below", "road_coverage_below"):
         if key in rules:

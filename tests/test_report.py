@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -372,3 +373,21 @@ def test_hygiene_sheet_keeps_the_worst_grids_and_points_to_the_csv(tmp_path, mon
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Data hygiene" in html
     assert f"{a.totals['slivers']:,}" in html
+
+
+def test_default_thresholds_never_say_ok_for_half_a_town() -> None:
+    town = _town()
+    a = _stand_in(town)
+    assert policy.effective_thresholds(None) == policy.DEFAULT_FAIL_ON
+    half = dataclasses.replace(a, totals={**a.totals, "area_coverage": 0.53})
+    code, reason = policy.evaluate_thresholds(half, None, {"veto": 0})
+    assert code == 1
+    assert "area coverage 53.00% < 99.00%" in reason
+    assert policy.evaluate_thresholds(half, None, {"veto": 0, "area_coverage_below": 0.5})[0] == 0
+    fixed = _stand_in(town, fixed=True)
+    overdue = fixed.findings.assign(status="overdue", deadline=D1, days_overdue=3)
+    assert policy.evaluate_thresholds(fixed, overdue, None) == (1, "overdue 1 >= 1")  # by default
+    assert policy.evaluate_thresholds(fixed, overdue, {"overdue": 0})[0] == 0  # 0 switches a count off
+    assert policy.evaluate_thresholds(fixed, overdue, {"overdue": False})[0] == 0
+    with pytest.raises(ConfigError, match="or false"):
+        policy.check_thresholds({"overdue": True})

@@ -24,7 +24,7 @@ import pandas as pd
 
 from gisgrid import __version__, io
 from gisgrid.findings import SEVERITY_RANK, is_open
-from gisgrid.policy import SCORE_WEIGHTS, THRESHOLD_KEYS, evaluate_thresholds, scorecard
+from gisgrid.policy import SCORE_WEIGHTS, THRESHOLD_KEYS, effective_thresholds, evaluate_thresholds, scorecard
 from gisgrid.report.charts import _label as _label  # tests call it here
 from gisgrid.report.charts import cjk_font
 from gisgrid.report.html import MAX_ROWS, _build, _safe_href, render_html
@@ -151,7 +151,7 @@ def _summary(built: dict[str, Any], life: pd.DataFrame, card: pd.DataFrame, fail
         "gisgrid_version": __version__,
         "exit_status": built["code"],
         "reason": built["reason"],
-        "thresholds": dict(fail_on or {}),
+        "thresholds": effective_thresholds(fail_on),
         "counts": {
             "total": len(life),
             "open": len(open_),

@@ -440,15 +440,24 @@ def test_village_map(small_assessment):
 def test_write_maps(small_assessment, tmp_path):
     files = maps.write_maps(small_assessment, tmp_path)
     names = {p.name for p in files}
-    assert {"command_center.html", "village_V1.html", "village_V2.html", "owner_张三.html", "index.html"} <= names
+    assert {"command_center.html", "village_V1.html", "village_V2.html", "index.html"} <= names
+    # one map per owner with something to fix, and none for an owner with nothing (张三's grid is clean)
+    to_fix = {who for o in small_assessment.findings["owner"].dropna() for who in str(o).split(" / ")}
+    assert {n for n in names if n.startswith("owner_")} == {f"owner_{maps.safe_name(w)}.html" for w in to_fix}
+    assert "张三" not in to_fix
+    assert "owner_张三.html" not in names
+    assert "nothing to fix" in (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
     assert all(p.parent == tmp_path / "maps" for p in files)
     index = (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
     hrefs = {unquote(html.unescape(h)) for h in re.findall(r'href="([^"]+)"', index)}
     assert hrefs == names - {"index.html"}
-    only = maps.write_maps(small_assessment, tmp_path / "one", owner="李四")
-    assert [p.name for p in only] == ["owner_李四.html", "index.html"]
-    only = maps.write_maps(small_assessment, tmp_path / "two", village="V1")
-    assert [p.name for p in only] == ["village_V1.html", "index.html"]
+    # one map asked for: that map only; the set's index is not replaced by a one-map index
+    before = index
+    only = maps.write_maps(small_assessment, tmp_path, owner="李四")
+    assert [p.name for p in only] == ["owner_李四.html"]
+    only = maps.write_maps(small_assessment, tmp_path, village="V1")
+    assert [p.name for p in only] == ["village_V1.html"]
+    assert (tmp_path / "maps" / "index.html").read_text(encoding="utf-8") == before
 
 
 def test_write_maps_hostile_names(hostile_assessment, tmp_path):

@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from gisgrid.findings import id_list
+from gisgrid.findings import OPEN_STATUSES, id_list, split_owner
 from gisgrid.io import atomic_write_text
 from gisgrid.io.atomic import WINDOWS_RESERVED, cut_utf8
 from gisgrid.maps.basemaps import BASEMAPS, _basemaps
@@ -173,6 +173,14 @@ MAX_OWNER_MAPS = 500
 MAX_VILLAGE_MAPS = 100
 
 
+def _owners_to_fix(assessment: Assessment) -> list[str]:
+    """The owners with an open finding (every finding when there is no history): one map each."""
+    found = assessment.findings
+    if "status" in found.columns:
+        found = found[found["status"].isin(OPEN_STATUSES)]
+    return sorted({who for o in found["owner"] for who in split_owner(o)}) if "owner" in found.columns else []
+
+
 def write_maps(
     assessment: Assessment,
     out: str | os.PathLike[str],
@@ -246,7 +254,11 @@ def write_maps(
         name = f"village_{vfile[vid]}.html"
         written.append(draw(_village_scope(model, assessment, vid), name))
         entries.append(("村居 villages", f"{model.village_names.get(vid, vid)} ({vid})", name))
-    owners = [str(owner)] if owner is not None else ([] if village is not None else model.owners)
+    owners = [str(owner)] if owner is not None else ([] if village is not None else _owners_to_fix(assessment))
+    if owner is None and village is None and len(owners) < len(model.owners):
+        rest = len(model.owners) - len(owners)
+        entries.append(("责任人 owners", f"另有 {rest} 个责任人无待办 {rest} more owners with nothing to fix: "
+                        "gisgrid map --owner NAME", ""))
     if owner is None and owners and (per_owner is False or (per_owner is None and len(owners) > MAX_OWNER_MAPS)):
         logger.info("maps: %d owners; per-owner maps not written (gisgrid map --owner NAME writes one)", len(owners))
         entries.append(("责任人 owners", f"{len(owners)} 个责任人: gisgrid map --owner NAME", ""))
@@ -256,6 +268,7 @@ def write_maps(
         name = f"owner_{ofile[who]}.html"
         written.append(draw(_owner_scope(model, assessment, who), name))
         entries.append(("责任人 owners", who, name))
-    written.append(atomic_write_text(folder / "index.html", _index_html(town, entries)))
+    if village is None and owner is None:  # one map asked for: the index of the whole set stays as it is
+        written.append(atomic_write_text(folder / "index.html", _index_html(town, entries)))
     logger.info("maps: %d files in %s", len(written), folder)
     return written

@@ -284,3 +284,13 @@ def test_a_run_killed_after_the_history_commit_is_undone_on_the_next_start(demo,
     assert "2026-11-02" in res.stderr  # and the operator is told
     assert not list((out / "reports").glob(".pending-*"))
     assert {p.name for p in (out / "reports").iterdir() if p.is_dir()} == {"2026-11-01", "2026-11-03"}
+
+
+def test_allow_empty_must_be_true_or_false_and_history_needs_a_history(demo, tmp_path):
+    cfg = (demo / "gisgrid.toml").read_text(encoding="utf-8").replace(
+        '[sources.pois]\npath = "town.gpkg"', '[sources.pois]\npath = "town.gpkg"\nallow_empty = "yes"')
+    (demo / "allow.toml").write_text(cfg, encoding="utf-8")
+    refused(cli("check", demo / "allow.toml", cwd=tmp_path), "[sources.pois] allow_empty must be true or false")
+    refused(cli("history", "list", demo / "gisgrid.toml", "--out", tmp_path / "nowhere", cwd=tmp_path),
+            "there is no run history at", "--out")
+    assert not (tmp_path / "nowhere").exists()  # asking never creates an empty history

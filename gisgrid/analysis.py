@@ -383,6 +383,9 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
         "village_sliver_area_m2": float(stats["village_defects"].loc[stats["village_defects"]["sliver"],
                                                                      "area_m2"].sum()),
         "tolerance_m": float(stats.get("tolerance_m", 0.0)),
+        "outside": dict(stats.get("outside", {})),
+        "derived": {f"{lay}.{col}": int(n) for (lay, col), n in
+                    town.derived.groupby(["layer", "column"]).size().items()},
         "road_crumbs": int(stats.get("crumbs", {}).get("pieces", 0)),
         "road_crumb_m": float(stats.get("crumbs", {}).get("length_m", 0.0)),
         "villages": len(villages),
@@ -405,6 +408,7 @@ def analyze(
     sliver_area_m2: float | None = None,
     tolerance_m: float | None = None,
     workers: int | None = None,
+    outside_town: bool = True,
     as_of: dt.date | None = None,
 ) -> Assessment:
     """Run every check on ``town`` and gather one findings table and the summary.
@@ -426,6 +430,9 @@ def analyze(
         slivers, counted per grid (``Assessment.hygiene``) but not reported.
     workers
         Threads for the geometry engine (default ``settings.workers``).
+    outside_town
+        Report roads and grid parts outside the town as ``outside_town``
+        findings (they are counted in the totals either way).
     as_of
         The date the data describes, shown on maps and reports.
 
@@ -435,7 +442,8 @@ def analyze(
     """
     opts = dict(options or {})
     logger.info("coverage: %s", town.name)
-    found, stats = coverage_findings(town, sliver_area_m2=sliver_area_m2, tolerance_m=tolerance_m, workers=workers)
+    found, stats = coverage_findings(town, sliver_area_m2=sliver_area_m2, tolerance_m=tolerance_m, workers=workers,
+                                     outside_town=outside_town)
     logger.info("responsibility: staffing, river chiefs, owners")
     resp = assign.analyze_responsibility(town, options=opts, tolerance_m=stats["tolerance_m"])
     allf = concat_findings([found, resp.findings], crs=town.crs)
@@ -451,6 +459,6 @@ def analyze(
     return Assessment(town=town, findings=findings, summary=summary, totals=totals, responsibility=resp,
                       sensitive=sres.sections, checkpoints=sres.checkpoints,
                       options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2,
-                               "tolerance_m": stats["tolerance_m"]},
+                               "tolerance_m": stats["tolerance_m"], "outside_town": outside_town},
                       as_of=as_of, hygiene=grid_hygiene(town, gdef),
                       defects=gdef[~gdef["sliver"]].reset_index(drop=True))

@@ -12,6 +12,11 @@ DataFrames, and two records of what validation did:
     One row per broken reference (a roster person whose grid does not exist,
     a chief whose river or village does not exist, a grid whose village does
     not exist). Nothing is dropped; the coverage engine reports them.
+``derived``
+    One row per value gisgrid filled in because the data did not give it: a
+    grid's ``village_id`` from the village holding most of its area, a
+    ``road_id`` from the road's geometry, a configured default (e.g.
+    ``road_class``) for a missing or unmapped value.
 
 Everything else that is wrong is refused with a :class:`~gisgrid.SchemaError`
 or :class:`~gisgrid.CRSError` naming the file, layer, column, rows and fix.
@@ -38,7 +43,7 @@ from gisgrid.crs import analysis_crs as _choose_crs
 from gisgrid.crs import check_coordinates, parse_crs
 from gisgrid.vocab import POI_KIND_LABELS, is_missing
 
-__all__ = ["LAYERS", "ROSTERS", "LayerSpec", "RosterSpec", "Town"]
+__all__ = ["DERIVABLE", "DERIVED_COLUMNS", "LAYERS", "ROSTERS", "LayerSpec", "RosterSpec", "Town"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +97,12 @@ _GEOM_TYPES = {
 _PART_TYPE_IDS = {"polygon": (3,), "line": (1, 2), "point": (0,)}
 
 REPAIR_COLUMNS = ("layer", "feature_id", "row", "action", "detail", "area_before", "area_after", "geometry")
+DERIVED_COLUMNS = ("layer", "column", "feature_id", "row", "value", "rule", "detail", "measure", "villages")
+#: Columns gisgrid can fill in from the data itself when a layer lacks them (see :data:`DERIVED_COLUMNS`).
+DERIVABLE: dict[str, tuple[str, ...]] = {"grids": ("village_id",), "roads": ("road_id",)}
+#: A grid whose area outside its derived village is at least this share (and ``settings.sliver_area_m2``)
+#: straddles villages: a finding, because its village committee is then a guess.
+STRADDLE_SHARE = 0.05
 ISSUE_COLUMNS = ("kind", "source", "row", "person_id", "name", "column", "value", "problem")
 
 
@@ -166,6 +177,127 @@ def _check_ids(frame: Any, name: str, col: str) -> None:
         raise SchemaError(msg, **_where(frame, name), column=col, fix=f"give each row its own {col}")
 
 
+def _derived_row(layer: str, column: str, feature_id: Any, row: Any, value: Any, rule: str, detail: str,
+                 measure: float = np.nan, villages: Any = None) -> dict[str, Any]:
+    return {"layer": layer, "column": column, "feature_id": feature_id, "row": row, "value": value, "rule": rule,
+            "detail": detail, "measure": measure, "villages": villages}
+
+
+def _apply_defaults(gdf: gpd.GeoDataFrame, name: str, defaults: dict[str, Any], allowed: dict[str, tuple[str, ...]],
+                    where: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fill configured defaults into missing (and, for closed vocabularies, unknown) values; return the record."""
+    record: list[dict[str, Any]] = []
+    for col, value in defaults.items():
+        if col not in gdf.columns:
+            gdf[col] = None
+        choices = allowed.get(col)
+        if choices is not None and value not in choices:
+            msg = f"the default {col} = {value!r} for the {name} layer is not one of {list(choices)}."
+            raise SchemaError(msg, **where, column=col,
+                              fix=f'write defaults = {{ {col} = "{choices[-1]}" }} or another of {list(choices)}')
+        cells = gdf[col]
+        fill = cells.isna() | (~cells.isin(choices) if choices is not None else False)
+        for idx in gdf.index[fill.to_numpy(dtype=bool)]:
+            before = cells.at[idx]
+            why = "missing" if is_missing(before) else f"unmapped value {before!r}"
+            record.append(_derived_row(name, col, None, idx, value, "default",
+                                       f"{why}: the configured default {value!r}"))
+        gdf.loc[fill.to_numpy(dtype=bool), col] = value
+    return record
+
+
+def _geometry_ids(geoms: np.ndarray, crs: Any, prefix: str, rows: Any) -> np.ndarray:
+    """Ids that stay the same for the same geometry: a hash of its normalised shape to the centimetre.
+
+    Identical geometries get ``-2``, ``-3`` … in row order; a feature with no geometry gets its row number.
+    """
+    import hashlib
+
+    geographic = bool(getattr(crs, "is_geographic", False))
+    grid = 1e-7 if geographic else 0.01  # about 1 cm either way
+    out = np.empty(len(geoms), dtype=object)
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if ok.any():
+        shapes = shapely.normalize(shapely.set_precision(geoms[ok], grid))
+        out[ok] = [f"{prefix}{hashlib.sha1(w).hexdigest()[:10]}" for w in shapely.to_wkb(shapes, hex=False)]
+    out[~ok] = [f"{prefix}row{r}" for r in np.asarray(rows)[~ok]]
+    seen: dict[str, int] = {}
+    for i, v in enumerate(out):
+        seen[v] = seen.get(v, 0) + 1
+        if seen[v] > 1:
+            out[i] = f"{v}-{seen[v]}"
+    return out
+
+
+def _derive_ids(gdf: gpd.GeoDataFrame, name: str, col: str, crs: Any) -> list[dict[str, Any]]:
+    """Fill a missing id column (or blank ids) from the geometry; return the record."""
+    if col not in gdf.columns:
+        gdf[col] = None
+    blank = gdf[col].isna().to_numpy(dtype=bool)
+    if not blank.any():
+        return []
+    ids = _geometry_ids(np.asarray(gdf.geometry.values, dtype=object)[blank], crs, prefix=f"{name[0].upper()}-",
+                        rows=gdf.index[blank])
+    gdf.loc[blank, col] = ids
+    return [_derived_row(name, col, v, idx, v, "from_geometry",
+                         f"no {col} in the data: a stable id from the geometry (the same shape keeps it)")
+            for idx, v in zip(gdf.index[blank], ids, strict=True)]
+
+
+def _derive_grid_villages(grids: gpd.GeoDataFrame, villages: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame,
+                                                                                       list[dict[str, Any]]]:
+    """A grid without a village gets the village holding most of its area; straddling grids are marked."""
+    blank = grids["village_id"].isna().to_numpy(dtype=bool)
+    if not blank.any() or not len(villages):
+        return grids, []
+    out = grids.copy()
+    gg = np.asarray(out.geometry.values, dtype=object)[blank]
+    vg = np.asarray(villages.geometry.values, dtype=object)
+    vid = villages["village_id"].to_numpy(dtype=object)
+    gi, vi = shapely.STRtree(vg).query(gg, predicate="intersects")
+    share = shapely.area(shapely.intersection(gg[gi], vg[vi]))
+    pairs = pd.DataFrame({"g": gi, "v": vid[vi], "m2": share}).sort_values(["g", "m2", "v"],
+                                                                         ascending=[True, False, True])
+    record: list[dict[str, Any]] = []
+    chosen = np.full(len(gg), None, dtype=object)
+    area = shapely.area(gg)
+    perimeter = shapely.length(gg)
+    rows = out.index[blank]
+    for g, part in pairs.groupby("g", sort=True):
+        best = part.iloc[0]
+        chosen[g] = best["v"]
+        outside = float(area[g] - best["m2"])
+        others = part[part["m2"] > settings.sliver_area_m2]
+        limit = max(STRADDLE_SHARE * area[g], settings.tolerance_m * perimeter[g] / 2, settings.sliver_area_m2)
+        straddles = outside >= limit and len(others) > 1
+        shares = ", ".join(f"{v} {m / area[g]:.0%}" for v, m in zip(others["v"], others["m2"], strict=True))
+        detail = (f"no village_id in the data: village {best['v']} holds {best['m2'] / area[g]:.0%} of the grid"
+                  + (f"; the grid straddles villages ({shares})" if straddles else ""))
+        record.append(_derived_row("grids", "village_id", out.at[rows[g], "grid_id"], rows[g], best["v"],
+                                   "largest_share", detail, measure=outside if straddles else np.nan,
+                                   villages=tuple(others["v"]) if straddles else None))
+    placed = np.array([c is not None for c in chosen], dtype=bool)
+    out.loc[rows[placed], "village_id"] = chosen[placed]
+    return out, record
+
+
+def _lonlat_reason(reason: str, crs: Any) -> str:
+    """GEOS's ``Self-intersection[x y]`` with lon/lat, the way people search a map."""
+    import re
+
+    m = re.search(r"\[\s*(-?[\d.eE+-]+)\s+(-?[\d.eE+-]+)\s*\]", reason)
+    if not m:
+        return reason
+    try:
+        to_wgs = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+        lon, lat = to_wgs.transform(float(m.group(1)), float(m.group(2)))
+    except (ValueError, pyproj.exceptions.ProjError):
+        return reason
+    if not (np.isfinite(lon) and np.isfinite(lat)):
+        return reason
+    return f"{reason[:m.start()]} at lon {lon:.6f}, lat {lat:.6f}{reason[m.end():]}"
+
+
 def _poi_kinds(kinds: pd.Series, frame: Any, where: dict[str, Any]) -> pd.Series:
     """POI kinds with case and spacing normalised (``School `` is ``school``); a shipped kind's label refused.
 
@@ -220,19 +352,25 @@ def _check_layers_meet(prepared: dict[str, gpd.GeoDataFrame], frames: dict[str, 
 
 
 def _prepare_layer(
-    name: str, frame: Any, target: pyproj.CRS
-) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]]]:
+    name: str, frame: Any, target: pyproj.CRS, defaults: dict[str, Any] | None = None
+) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]], list[dict[str, Any]]]:
     spec = LAYERS[name]
     where = _where(frame, name)
     if not isinstance(frame, gpd.GeoDataFrame):
         msg = f"the {name} layer must be a GeoDataFrame, got {type(frame).__name__}."
         raise SchemaError(msg, **where, fix="read it with gisgrid.io.read_layer or geopandas.read_file")
-    _check_columns(frame, name, spec.required)
+    defaults = dict(defaults or {})
+    unknown = sorted(set(defaults) - {*spec.required, *spec.optional})
+    if unknown:
+        msg = f"defaults for {unknown}, which the {name} layer does not use; it uses {[*spec.required, *spec.optional]}."
+        raise SchemaError(msg, **where, column=unknown[0], fix=f"correct [sources.{name}] defaults")
+    derivable = DERIVABLE.get(name, ())
+    _check_columns(frame, name, tuple(c for c in spec.required if c not in derivable and c not in defaults))
     if frame.crs is None:
         msg = f"the {name} layer has no CRS."
         raise CRSError(msg, **where, fix='set it with .set_crs("EPSG:4490") or declare crs in the config')
     gdf = frame.copy()
-    for col in spec.optional:
+    for col in (*spec.optional, *derivable):
         if col not in gdf.columns:
             gdf[col] = None
     for col in spec.numeric:
@@ -245,6 +383,9 @@ def _prepare_layer(
     text_cols = [c for c in (*spec.required, *spec.optional) if c not in spec.numeric]
     for col in text_cols:
         gdf[col] = _clean_text(gdf[col])
+    derived = _apply_defaults(gdf, name, defaults, {"road_class": settings.road_classes}, where)
+    if spec.id in derivable:
+        derived += _derive_ids(gdf, name, spec.id, frame.crs)
     if spec.id:
         _check_ids(gdf, name, spec.id)
     if name == "roads":
@@ -340,7 +481,8 @@ def _prepare_layer(
                 fixed = shapely.union_all(polys) if polys else shapely.Polygon()
             idx = gdf.index[pos]
             repairs.append({"layer": name, "feature_id": fid(idx), "row": idx, "action": "make_valid",
-                            "detail": f"invalid polygon ({reason}) repaired with make_valid(method='structure')",
+                            "detail": f"invalid polygon ({_lonlat_reason(reason, target)}) repaired with "
+                                      "make_valid(method='structure')",
                             "area_before": float(shapely.area(before)), "area_after": float(shapely.area(fixed)),
                             "geometry": fixed if not fixed.is_empty else before})
             geoms[pos] = fixed
@@ -356,7 +498,10 @@ def _prepare_layer(
                         r["detail"] += "; nothing with area was left, so it was removed"
                 gdf = gdf.loc[~collapsed]
     gdf.attrs = {}
-    return gdf, repairs
+    for r in derived:
+        if r["feature_id"] is None and spec.id:
+            r["feature_id"] = gdf.at[r["row"], spec.id] if r["row"] in gdf.index else None
+    return gdf, repairs, derived
 
 
 def _prepare_roster(name: str, frame: Any) -> pd.DataFrame:
@@ -445,6 +590,10 @@ class Town:
         Geometry repairs and removals made on load.
     issues : DataFrame
         Broken references found on load (nothing is dropped for them).
+    derived : DataFrame
+        Values filled in on load (:data:`DERIVED_COLUMNS`): the layer, column,
+        feature, value, the rule and why; ``measure`` and ``villages`` name
+        the area outside the chosen village of a grid that straddles villages.
     sources : dict
         Where each layer came from (``{"path": ..., "layer": ...}``).
     """
@@ -462,6 +611,7 @@ class Town:
     repairs: gpd.GeoDataFrame
     issues: pd.DataFrame
     sources: dict[str, Any] = field(default_factory=dict)
+    derived: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(DERIVED_COLUMNS)))
 
     LAYER_NAMES = ("boundary", "villages", "grids", "roads", "rivers", "pois")
     ROSTER_NAMES = ("grid_staff", "river_chiefs")
@@ -480,6 +630,7 @@ class Town:
         river_chiefs: pd.DataFrame | None = None,
         crs: Any = None,
         name: str | None = None,
+        defaults: dict[str, dict[str, Any] | None] | None = None,
     ) -> Town:
         """Validate canonical frames and return a Town in one analysis CRS.
 
@@ -495,6 +646,11 @@ class Town:
             zone nearest the data (UTM outside China); else any CRS in metres.
         name
             Town name; default the boundary's ``name``.
+        defaults
+            Per layer, values for missing cells, e.g. ``{"roads": {"road_class": "lane"}}``
+            (for ``road_class`` also for values that are not a road class). Every value filled in is
+            recorded in :attr:`derived`, as are a grid's ``village_id`` taken from its location and a
+            ``road_id`` made from the geometry when the data has none.
 
         Returns
         -------
@@ -511,22 +667,33 @@ class Town:
             if frames[req] is None:
                 msg = f"the {req} layer is required."
                 raise SchemaError(msg, layer=req, fix=f"give a {req} layer ([sources.{req}] in the config)")
+        extra = sorted(k for k, v in (defaults or {}).items() if v and k not in cls.LAYER_NAMES)
+        if extra:
+            msg = f"defaults are for layers; {extra} {'is' if len(extra) == 1 else 'are'} not one."
+            raise SchemaError(msg, layer=extra[0], fix=f"remove defaults from [sources.{extra[0]}]")
         target = cls._target_crs(crs, villages)
         prepared: dict[str, gpd.GeoDataFrame] = {}
         repairs: list[dict[str, Any]] = []
+        derived: list[dict[str, Any]] = []
         for lname in cls.LAYER_NAMES:
             frame = frames[lname]
             if frame is None:
                 prepared[lname] = _empty_layer(lname, target)
                 continue
-            gdf, rep = _prepare_layer(lname, frame, target)
+            gdf, rep, der = _prepare_layer(lname, frame, target, (defaults or {}).get(lname))
             prepared[lname] = gdf
             repairs.extend(rep)
+            derived.extend(der)
         if not len(prepared["villages"]) or not len(prepared["grids"]):
             empty = "villages" if not len(prepared["villages"]) else "grids"
             msg = f"the {empty} layer has no features."
             raise SchemaError(msg, **_where(frames[empty], empty), fix="point the config at the right file and layer")
         _check_layers_meet(prepared, frames)
+        prepared["grids"], der = _derive_grid_villages(prepared["grids"], prepared["villages"])
+        derived.extend(der)
+        if derived:
+            for (lname, col, rule), n in pd.DataFrame(derived).groupby(["layer", "column", "rule"]).size().items():
+                logger.info("%s.%s: %d value(s) derived (%s)", lname, col, n, rule)
         rosters = {
             "grid_staff": (_empty_roster("grid_staff") if grid_staff is None
                            else _prepare_roster("grid_staff", grid_staff)),
@@ -544,7 +711,8 @@ class Town:
             names = prepared["boundary"]["name"].dropna()
             name = str(names.iloc[0]) if len(names) else "town"
         town = cls(name=name, crs=target, **prepared, **rosters, repairs=rep_frame,
-                   issues=_issue_frame(issues), sources=sources)
+                   issues=_issue_frame(issues), sources=sources,
+                   derived=pd.DataFrame(derived, columns=list(DERIVED_COLUMNS)))
         logger.info("town %s: %d villages, %d grids, %d roads, %d rivers, %d POIs in %s; %d repairs, %d issues",
                     town.name, len(town.villages), len(town.grids), len(town.roads), len(town.rivers),
                     len(town.pois), town.crs.to_string(), len(town.repairs), len(town.issues))
@@ -636,11 +804,34 @@ class Town:
         kwargs.setdefault("name", self.name)
         new = Town.from_frames(**kwargs, crs=self.crs)
         # Layers kept as they were keep the record of the repairs made when they were first loaded.
+        kept_derived = self.derived[~self.derived["layer"].isin(list(changes))]
+        if len(kept_derived):
+            new = dataclasses.replace(new, derived=pd.concat([kept_derived, new.derived], ignore_index=True)
+                                      if len(new.derived) else kept_derived.reset_index(drop=True))
         kept = self.repairs[~self.repairs["layer"].isin(list(changes))] if len(self.repairs) else self.repairs
         if not len(kept):
             return new
         merged = pd.concat([kept, new.repairs], ignore_index=True) if len(new.repairs) else kept.copy()
         return dataclasses.replace(new, repairs=gpd.GeoDataFrame(merged, geometry="geometry", crs=new.crs))
+
+    def derivation_notes(self) -> list[str]:
+        """One line per layer and column whose values gisgrid filled in (for ``gisgrid check`` and the run)."""
+        lines = []
+        for (lname, col, rule), rows in self.derived.groupby(["layer", "column", "rule"], sort=False):
+            n = len(rows)
+            if rule == "largest_share":
+                straddle = int(rows["villages"].notna().sum())
+                how = "the village holding most of each grid's area" + (
+                    f"; {straddle} grid(s) straddle villages (a grid_straddles finding each)" if straddle else "")
+            elif rule == "from_geometry":
+                how = "an id made from the geometry (the same shape keeps the same id)"
+            else:
+                counts = rows["detail"].str.replace(r": the configured default .*$", "", regex=True).value_counts()
+                how = (f"the configured default {rows['value'].iloc[0]!r} for "
+                       + ", ".join(f"{k} ({v})" for k, v in counts.head(5).items())
+                       + (f" and {len(counts) - 5} more" if len(counts) > 5 else ""))
+            lines.append(f"derived {lname}.{col} for {n:,} feature(s): {how}")
+        return lines
 
     def layer_table(self) -> pd.DataFrame:
         """One row per layer and roster: rows, geometry, repairs and issues (for ``gisgrid check``)."""

@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["DESK_KINDS", "VILLAGE_KINDS", "assign_owners", "task_lists", "village_owner"]
 
 #: Finding kinds whose owner is the village that must name someone.
-VILLAGE_KINDS = frozenset({"area_gap", "grid_unstaffed", "grid_overloaded"})
+VILLAGE_KINDS = frozenset({"area_gap", "grid_unstaffed", "grid_overloaded", "grid_straddles"})
 #: Finding kinds about rosters or input data: the command center (default owner) fixes them.
-DESK_KINDS = frozenset({"staff_unplaced", "chief_unplaced", "input_repaired"})
+DESK_KINDS = frozenset({"staff_unplaced", "chief_unplaced", "input_repaired", "outside_town"})
 
 _TASK_COLUMNS = ("finding_id", "kind", "severity", "village_id", "grid_id", "owner", "measure", "unit",
                  "message")
@@ -135,9 +135,9 @@ def assign_owners(findings: gpd.GeoDataFrame, town: Town, responsibility: Respon
     else the village(s) its representative point lies in (a tuple of ids when
     several). Owner rules, first match wins:
 
-    1. ``staff_unplaced``, ``chief_unplaced``, ``input_repaired`` (roster and
-       data upkeep): ``default_owner``;
-    2. ``area_gap``, ``grid_unstaffed``, ``grid_overloaded``: the village(s)
+    1. ``staff_unplaced``, ``chief_unplaced``, ``input_repaired``,
+       ``outside_town`` (roster and data upkeep): ``default_owner``;
+    2. ``area_gap``, ``grid_unstaffed``, ``grid_overloaded``, ``grid_straddles``: the village(s)
        (``"<name>村委会 (<id>)"``, the level that must name someone);
     3. ``river_unassigned``: a river without a town chief (rule
        ``town_chief``) goes to ``default_owner``; a reach without a village

@@ -63,6 +63,8 @@ KINDS: dict[str, str] = {
     "checkpoint_incomplete": "must-check point missing its grid chief or river chief",
     "sensitive_section": "sensitive section (near a must-check point or border)",
     "input_repaired": "input geometry repaired or removed on load",
+    "grid_straddles": "grid lying in two or more villages (its village was taken from the largest share)",
+    "outside_town": "roads or grid parts outside the town's boundary and villages (not checked)",
 }
 #: The Chinese name of every finding kind.
 KIND_ZH: dict[str, str] = {
@@ -79,6 +81,8 @@ KIND_ZH: dict[str, str] = {
     "checkpoint_incomplete": "必查点位责任人不全",
     "sensitive_section": "敏感地段",
     "input_repaired": "输入数据已修复",
+    "grid_straddles": "网格跨村",
+    "outside_town": "镇域外要素",
 }
 
 #: The headline numbers, as the report, the maps and the notebooks name them.

@@ -550,6 +550,34 @@ def test_file_lock_held_too_long_is_a_clear_error(tmp_path):
         pass
 
 
+def test_file_lock_leaves_no_file_and_still_excludes(tmp_path):
+    import threading
+    import time
+
+    from gisgrid.io import file_lock
+
+    lock = tmp_path / "reports" / ".gisgrid.lock"
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def work(n: int) -> None:
+        for _ in range(15):
+            with file_lock(lock, timeout_s=30):
+                inside.append(n)
+                if len(inside) > 1:
+                    overlaps.append(n)
+                time.sleep(0.002)
+                inside.remove(n)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlaps  # removing the file on release never let two holders in
+    assert not lock.exists()  # and no empty lock file stays behind
+
+
 def test_file_names_fit_the_byte_limit_and_windows(tmp_path):
     from gisgrid.io import safe_filename
     from gisgrid.maps import safe_name

@@ -231,13 +231,13 @@ def test_blank_ids_are_refused(town_frames):
 
 
 def test_missing_column_lists_the_columns_present_and_the_fix(town_frames):
-    grids = town_frames["grids"].rename(columns={"village_id": "所属村"})
+    grids = town_frames["grids"].rename(columns={"grid_id": "网格编码"})
     grids.attrs["source"] = {"path": "/data/网格.shp", "layer": None}
-    with pytest.raises(SchemaError, match="village_id") as info:
+    with pytest.raises(SchemaError, match="grid_id") as info:
         Town.from_frames(**{**town_frames, "grids": grids})
     exc = info.value
-    assert "'grid_id', '所属村'" in str(exc)
-    assert exc.column == "village_id"
+    assert "'网格编码', 'village_id'" in str(exc)
+    assert exc.column == "grid_id"
     assert exc.path == "/data/网格.shp"
     assert "[sources.grids]" in exc.fix
     assert "fields" in exc.fix

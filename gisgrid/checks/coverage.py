@@ -64,9 +64,85 @@ def _metres(value: float) -> str:
 
 
 # ----------------------------------------------------------------------------- coverage
+def _outside_town(town: Town, *, tol: float, min_area: float, report: bool,
+                  workers: int | None) -> tuple[list[gpd.GeoDataFrame], dict[str, Any]]:
+    """Roads and grid parts outside the town: counted always, reported as ``outside_town`` unless switched off.
+
+    With a tolerance, a border drawn a little off the town's is not outside: roads within ``tol`` of the town
+    and grid parts narrower than ``tol`` are the same digitising noise the coverage checks absorb.
+    """
+    extent = town.extent
+    near = shapely.buffer(extent, tol) if tol > 0 else extent
+    stats: dict[str, Any] = {"roads": 0, "road_m": 0.0, "grids": 0, "grid_area_m2": 0.0, "pois": 0}
+    parts: list[gpd.GeoDataFrame] = []
+    shapely.prepare(near)
+    if len(town.roads):
+        rg = _arr(town.roads)
+        cand = np.flatnonzero(~shapely.covered_by(rg, near))
+        pieces = shapely.difference(rg[cand], near)
+        length = shapely.length(pieces)
+        keep = length >= settings.sliver_length_m
+        cand, pieces, length = cand[keep], pieces[keep], length[keep]
+        stats.update(roads=int(cand.size), road_m=float(length.sum()))
+        if report and cand.size:
+            ids = town.roads["road_id"].to_numpy(dtype=object)[cand]
+            order = np.argsort(-length)
+            shown = ", ".join(str(i) for i in ids[order[:5]]) + (f" and {cand.size - 5} more" if cand.size > 5 else "")
+            frame = pd.DataFrame({
+                "kind": ["outside_town"], "severity": ["low"], "rule": ["roads"], "village_id": [None],
+                "grid_id": [None], "measure": [float(length.sum())], "unit": ["m"],
+                "geometry": [shapely.union_all(pieces)],
+                "message": [f"{cand.size:,} road(s) have {_metres(float(length.sum()))} outside the town's boundary "
+                            f"and villages ({shown}); they are not checked. Clip the roads layer to the town, or "
+                            "extend the boundary if the land is the town's."],
+            })
+            parts.append(make_findings(frame, crs=town.crs, key=["outside:roads"]))
+    if len(town.grids):
+        gg = _arr(town.grids)
+        cand = np.flatnonzero(~shapely.covered_by(gg, extent))
+        pieces = tolerance.opening(shapely.difference(gg[cand], extent), tol, workers=workers or 1)
+        area = shapely.area(pieces)
+        keep = area >= max(min_area, tol * tol)
+        cand, pieces, area = cand[keep], pieces[keep], area[keep]
+        stats.update(grids=int(cand.size), grid_area_m2=float(area.sum()))
+        if report and cand.size:
+            gids = town.grids["grid_id"].to_numpy(dtype=object)[cand]
+            vids = town.grids["village_id"].to_numpy(dtype=object)[cand]
+            frame = pd.DataFrame({
+                "kind": "outside_town", "severity": "low", "rule": "grid", "village_id": vids, "grid_id": gids,
+                "measure": area, "unit": "m2", "geometry": pieces,
+                "message": [f"grid {g} reaches {a:,.0f} m² beyond the town's boundary and villages; redraw it to "
+                            "the boundary (or correct the boundary)." for g, a in zip(gids, area, strict=True)],
+            })
+            parts.append(make_findings(frame, crs=town.crs, key=[f"outside:grid:{g}" for g in gids]))
+    if len(town.pois):
+        stats["pois"] = int((~shapely.covered_by(_arr(town.pois), near)).sum())
+    return parts, stats
+
+
+def _straddling_grids(town: Town) -> list[gpd.GeoDataFrame]:
+    """Grids whose village was derived from their location but that lie in two or more villages."""
+    der = town.derived
+    rows = der[(der["layer"] == "grids") & (der["column"] == "village_id") & der["villages"].notna()]
+    if not len(rows):
+        return []
+    geom = dict(zip(town.grids["grid_id"], _arr(town.grids), strict=True))
+    frame = pd.DataFrame({
+        "kind": "grid_straddles", "severity": "medium", "rule": "village_from_location",
+        "village_id": [ids_cell(v) for v in rows["villages"]], "grid_id": rows["feature_id"].to_numpy(dtype=object),
+        "measure": rows["measure"].to_numpy(dtype=float), "unit": "m2",
+        "geometry": [geom.get(g, shapely.Point()) for g in rows["feature_id"]],
+        "message": [f"grid {g} has no village_id and straddles villages {d.split('straddles villages ')[-1]}; it "
+                    f"was counted in village {v}. Give it a village_id, or split it at the village border."
+                    for g, d, v in zip(rows["feature_id"], rows["detail"], rows["value"], strict=True)],
+    })
+    return [make_findings(frame, crs=town.crs, key=[f"straddle:{g}" for g in rows["feature_id"]])]
+
+
 def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolerance_m: float | None = None,
-                      workers: int | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """Area gaps and overlaps, uncovered roads and must-check points, and input repairs.
+                      workers: int | None = None, outside_town: bool = True,
+                      ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Area gaps and overlaps, uncovered roads and must-check points, input repairs, what lies outside.
 
     Parameters
     ----------
@@ -82,6 +158,9 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
         are covered.
     workers
         Threads for the geometry engine.
+    outside_town
+        Report roads and grid parts outside the town as ``outside_town``
+        findings (low); they are counted in ``stats["outside"]`` either way.
 
     Returns
     -------
@@ -272,9 +351,11 @@ def coverage_findings(town: Town, *, sliver_area_m2: float | None = None, tolera
         frame["geometry"] = [grid_geom.get(g, shapely.Point()) for g in frame["grid_id"]]
         parts.append(make_findings(frame, crs=crs, key=[f"ref:{n}" for n in refs["name"]]))
 
+    outside, outside_stats = _outside_town(town, tol=tol, min_area=min_area, report=outside_town, workers=workers)
+    parts += outside + _straddling_grids(town)
     findings = concat_findings(parts, crs=crs) if parts else empty_findings(crs)
     stats = {"grid_defects": gdef, "village_defects": vdef, "uncovered": uncovered, "poi_grid": poi_grid,
-             "crumbs": crumbs, "tolerance_m": tol}
+             "crumbs": crumbs, "tolerance_m": tol, "outside": outside_stats}
     return findings, stats
 
 

@@ -101,28 +101,46 @@ def safe_filename(name: str, *, max_bytes: int = 120) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str], *, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) so two runs never write at once."""
+    """Hold an exclusive lock on ``path`` (created if needed) so two runs never write at once.
+
+    The lock file is removed on release, so no empty file stays behind. A waiter that wins the lock on a file
+    that was removed meanwhile opens the new one and waits again, so two holders never coexist.
+    """
     import fcntl
     import time
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    msg = f"another gisgrid run has held the lock for over {timeout_s:.0f} s."
-                    raise InputError(msg, path=p, fix="wait for it to finish, or remove a stale lock file") from None
-                logger.info("waiting for another run to release %s", p)
-                time.sleep(0.2)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fh = p.open("a+")
         try:
-            yield
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        msg = f"another gisgrid run has held the lock for over {timeout_s:.0f} s."
+                        raise InputError(msg, path=p,
+                                         fix="wait for it to finish, or remove a stale lock file") from None
+                    logger.info("waiting for another run to release %s", p)
+                    time.sleep(0.2)
+            try:
+                same = os.fstat(fh.fileno()).st_ino == p.stat().st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed it as we waited: lock the file that is there now
+                continue
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
 
 
 def remove_stale_staging(folder: str | os.PathLike[str]) -> list[Path]:

@@ -1,9 +1,12 @@
-"""Command line: ``gisgrid demo | check | run | map``.
+"""Command line: ``gisgrid demo | check | run | map | history | dispatch``.
 
 Exit codes: 0 done and within thresholds; 1 done but a veto item or a
 configured threshold was hit; 2 bad input or configuration (the message says
 what and where; ``--debug`` adds the traceback); 3 an unexpected failure (one
-line, the traceback in a log file); 130 interrupted.
+line, the traceback in a log file); 4 done, but a dispatch channel failed
+(``gisgrid dispatch``; ``run --dispatch`` adds 4 to its 0 or 1, so 5 is a
+threshold hit and a failed channel; the rest of the messages went out);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -128,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--as-of", type=_date, default=None, help="date of the run, YYYY-MM-DD (default: today)")
     r.add_argument("--force", action="store_true", help="allow a run dated before the last recorded run")
     r.add_argument("--no-maps", action="store_true", help="skip the HTML maps")
+    r.add_argument("--dispatch", action="store_true",
+                   help="then send each owner's news over the [dispatch] channels (see gisgrid dispatch)")
+
+    s = sub.add_parser("dispatch", parents=[common],
+                       help="send each owner's new and overdue items (WeCom, DingTalk, e-mail, webhook), once")
+    s.add_argument("config", nargs="?", help=_CONFIG_HELP)
+    s.add_argument("--out", default=".", help="the folder run wrote to (reports/history.sqlite; default: here)")
+    s.add_argument("--as-of", type=_date, default=None, help="the run date, YYYY-MM-DD (default: the latest run)")
+    s.add_argument("--dry-run", action="store_true", help="print exactly what would be sent, per channel; send "
+                   "nothing")
 
     h = sub.add_parser("history", parents=[common], help="the run history: list the runs, or undo one")
     h.add_argument("action", choices=["list", "undo"], help="list the recorded runs, or undo one")
@@ -195,7 +208,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     try:
         result = pipeline.run(args.config, out=args.out, as_of=args.as_of, force=args.force,
-                              maps=not args.no_maps, progress=progress)
+                              maps=not args.no_maps, progress=progress, dispatch=args.dispatch)
     finally:
         progress.close()
     if args.quiet:
@@ -222,6 +235,21 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dispatch(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+    from gisgrid.dispatch import describe_message
+
+    if not args.quiet:
+        _say(pipeline.describe_config(args.config))
+    result = pipeline.send_dispatch(args.config, out=args.out, as_of=args.as_of, dry_run=args.dry_run)
+    if args.dry_run and not args.quiet:
+        for message in result.preview:
+            _say(describe_message(message))
+    for line in [result.one_line()] if args.quiet else result.describe():
+        _say(line)
+    return result.exit_code
+
+
 def _cmd_map(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
@@ -240,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose, args.quiet, args.debug)
     handler = {"demo": _cmd_demo, "check": _cmd_check, "run": _cmd_run, "map": _cmd_map,
-               "history": _cmd_history}[args.command]
+               "history": _cmd_history, "dispatch": _cmd_dispatch}[args.command]
     try:
         return handler(args)
     except GisgridError as exc:

@@ -39,6 +39,7 @@ __all__ = [
     "load_town",
     "make_maps",
     "run",
+    "send_dispatch",
     "undo_run",
     "validate",
     "write_demo",
@@ -215,6 +216,7 @@ class RunResult:
     report_dir: Path
     as_of: dt.date
     written: list[Path] = field(default_factory=list)
+    dispatched: Any = None  # the DispatchResult of ``run(dispatch=True)``
 
     def counts(self) -> dict[str, int]:
         """Findings by lifecycle status."""
@@ -229,7 +231,8 @@ class RunResult:
         flag = "FAIL" if self.exit_code else "OK"
         return (f"gisgrid {flag} {self.assessment.town.name} {self.as_of.isoformat()}: "
                 f"area {percent(t['area_coverage'])}, lanes uncovered {t['uncovered_lane_m']:,.0f} m, "
-                f"veto {t['veto']}; {st}; {self.reason}; report {self.report_dir}")
+                f"veto {t['veto']}; {st}; {self.reason}; report {self.report_dir}"
+                + (f"; {self.dispatched.one_line()}" if self.dispatched is not None else ""))
 
     def describe(self) -> str:
         """A short multi-line description for a terminal."""
@@ -247,6 +250,8 @@ class RunResult:
         maps = [p for p in self.written if p.suffix == ".html" and p.parent.name == "maps"]
         if maps:
             lines.append(f"  maps               {maps[0].parent} ({len(maps)} files)")
+        if self.dispatched is not None:
+            lines += [f"  {line}" for line in self.dispatched.describe()]
         return "\n".join(lines)
 
 
@@ -290,6 +295,7 @@ def validate(cfg: Config) -> None:
     resolve_options(cfg.section("assign"))
     policy.check_thresholds(cfg.report.fail_on)
     policy.deadline_days(cfg.report.deadlines)
+    _dispatch_options(cfg)
 
 
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
@@ -310,6 +316,7 @@ def run(
     force: bool = False,
     maps: bool = True,
     progress: ProgressFn | None = None,
+    dispatch: bool = False,
 ) -> RunResult:
     """Load, analyse, record history, write the report folder and the maps.
 
@@ -331,6 +338,9 @@ def run(
         Write the HTML maps.
     progress
         ``progress(step, done, total)`` callback (the CLI draws a bar with it).
+    dispatch
+        After the report is published, send each owner's news (``[dispatch]``, see :func:`send_dispatch`); a
+        channel that failed adds :data:`gisgrid.dispatch.EXIT_DELIVERY` to the exit code.
 
     Returns
     -------
@@ -358,6 +368,8 @@ def run(
                           "really mean it")
     cfg = source if isinstance(source, Config) else load_config(source)
     validate(cfg)
+    if dispatch:  # refused before anything is recorded: no [dispatch], or a secret missing from the environment
+        _dispatch_ready(cfg)
     cov = coverage_options(cfg)
     out_dir = check_output_folder(out, "reports", "maps", f"reports/{as_of.isoformat()}")
     reports = out_dir / "reports"
@@ -426,8 +438,12 @@ def run(
         pool.shutdown(wait=True, cancel_futures=True)
     tick("done", total, total)
     code, reason = verdict
+    sent = None
+    if dispatch:  # the report is published: the links in the messages work
+        sent = send_dispatch(cfg, out=out_dir, as_of=as_of, lifecycle=lifecycle, town=assessment.town.name)
+        code += sent.exit_code
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
-                     report_dir=folder, as_of=as_of, written=written)
+                     report_dir=folder, as_of=as_of, written=written, dispatched=sent)
 
 
 #: A run's marker in ``reports/`` from before its history commit until its report is published.
@@ -602,3 +618,109 @@ def make_maps(
     return maps_mod.write_maps(assessment, Path(out), basemap=basemap or cfg.maps.basemap,
                                assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
                                village=village, owner=owner)
+
+
+# --------------------------------------------------------------------------- dispatch (吹哨)
+def _dispatch_options(cfg: Config) -> Any:
+    """``[dispatch]``, parsed (empty options when the section is absent)."""
+    from gisgrid.dispatch import parse_dispatch
+
+    return parse_dispatch(cfg.sections.get("dispatch"), path=cfg.path)
+
+
+def _dispatch_ready(cfg: Config, *, secrets: bool = True) -> Any:
+    """The ``[dispatch]`` options, refusing a config without channels or (``secrets``) an unset variable."""
+    from gisgrid.dispatch import check_secrets
+
+    options = _dispatch_options(cfg)
+    if not options.enabled:
+        msg = "the config has no [dispatch] section with channels, so there is nowhere to send to."
+        raise ConfigError(msg, path=cfg.path, fix="add [dispatch] and [dispatch.channels.NAME] (see docs/dispatch.md)")
+    missing = check_secrets(options) if secrets else []
+    if missing:
+        msg = f"the environment variable(s) {missing} named in [dispatch] are not set."
+        raise ConfigError(msg, path=cfg.path, fix="export them in the environment of the scheduled job (their "
+                          "values are never written in the config)")
+    return options
+
+
+def _dispatch_links(cfg: Config, options: Any, as_of: dt.date) -> Callable[[str, str], list[tuple[str, str]]]:
+    """Links under ``[dispatch] base_url`` to the files ``run`` wrote (their names as the maps and task lists)."""
+    from urllib.parse import quote
+
+    from gisgrid.maps import safe_name
+
+    base = options.base_url
+    day = as_of.isoformat()
+    owner_maps = cfg.maps.per_owner is not False
+
+    def links(kind: str, who: str) -> list[tuple[str, str]]:
+        if not base:
+            return []
+        if kind == "owner":
+            out = [("任务清单 task list", f"{base}/reports/{day}/owners/{quote(io.safe_filename(who))}.csv")]
+            if owner_maps:
+                out.append(("地图 map", f"{base}/maps/owner_{quote(safe_name(who))}.html"))
+            return out
+        return [("报告 report", f"{base}/reports/{day}/report.html"),
+                ("指挥中心地图 map", f"{base}/maps/command_center.html")]
+
+    return links
+
+
+def send_dispatch(
+    source: str | os.PathLike[str] | Config | None = None,
+    *,
+    out: str | os.PathLike[str] = ".",
+    as_of: dt.date | None = None,
+    dry_run: bool = False,
+    lifecycle: Any = None,
+    town: str | None = None,
+) -> Any:
+    """Send each owner's news of a recorded run (``gisgrid dispatch``, ``gisgrid run --dispatch``).
+
+    Parameters
+    ----------
+    source
+        The config (its ``[dispatch]`` section).
+    out
+        The folder ``run`` wrote to (its ``reports/history.sqlite`` holds the outbox), unless ``[history]
+        path`` says otherwise.
+    as_of
+        The run date (default: the latest recorded run).
+    dry_run
+        Show what would be sent; send and record nothing, read no secret.
+    lifecycle
+        The run's lifecycle table when the caller has it (default: rebuilt from the history).
+    town
+        The town's name for the titles (default ``[town] name``).
+
+    Returns
+    -------
+    gisgrid.dispatch.DispatchResult
+
+    Raises
+    ------
+    ConfigError, HistoryError
+        No ``[dispatch]``, an unset secret variable, no history or no run on that date.
+    """
+    from gisgrid import dispatch as dispatch_mod
+    from gisgrid import settings
+    from gisgrid.history import History
+
+    cfg = source if isinstance(source, Config) else load_config(source)
+    options = _dispatch_ready(cfg, secrets=not dry_run)
+    path = _history_path(cfg, out)
+    hist = History(path)
+    run_ = hist.last_run() if as_of is None else hist.get_run(as_of)
+    if run_ is None:
+        msg = "no run is recorded" + ("" if as_of is None else f" on {as_of.isoformat()}") + "."
+        raise HistoryError(msg, path=path, fix="run gisgrid run first, or give the --as-of date of a recorded run")
+    life = hist.snapshot(run_.as_of) if lifecycle is None else lifecycle
+    center = cfg.section("assign").get("default_owner") or settings.default_owner
+    lock = Path(out) / "reports" / ".gisgrid.lock"
+    with contextlib.nullcontext() if dry_run else io.file_lock(lock):
+        return dispatch_mod.send(life, db_path=path, as_of=run_.as_of, options=options, run_stamp=run_.created,
+                                 center=str(center), town=town or str(cfg.town.get("name") or ""),
+                                 links=_dispatch_links(cfg, options, run_.as_of), dry_run=dry_run,
+                                 before_send=lambda n: _fault(f"dispatch-{n}"))

@@ -33,12 +33,14 @@ ALLOWED = {
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "__init__"},
     "history": {"vocab", "_errors", "settings", "findings", "policy"},
+    # outputs: messages from the findings' lifecycle; sends over the network and keeps its outbox in the history db
+    "dispatch": {"vocab", "_errors", "settings", "findings", "io"},
     "demo": {"_errors", "settings", "model"},
     "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "owners",
-                 "policy", "checks", "demo"},
+                 "policy", "checks", "demo", "dispatch"},
     "cli": {"_errors", "pipeline", "demo", "__init__"},
 }
-OUTPUTS = {"maps", "report", "history", "comparison"}
+OUTPUTS = {"maps", "report", "history", "comparison", "dispatch"}
 PARTS = {p.stem for p in PKG.iterdir()
          if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.stem not in {"__init__", "__main__"}}
 

@@ -44,7 +44,7 @@ LAYER_SOURCES: tuple[str, ...] = ("boundary", "villages", "grids", "roads", "riv
 ROSTER_SOURCES: tuple[str, ...] = ("grid_staff", "river_chiefs")
 SOURCE_NAMES: tuple[str, ...] = (*LAYER_SOURCES, *ROSTER_SOURCES)
 _SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty")
-_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps")
+_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "dispatch")
 _TOWN_KEYS = ("name", "crs")
 
 

@@ -148,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("config", nargs="?", help=_CONFIG_HELP)
     h.add_argument("--out", default=".", help="the folder run wrote to (reports/history.sqlite; default: here)")
 
+    s = sub.add_parser("score", parents=[common], help="rank villages and departments over a period (测评)")
+    s.add_argument("config", nargs="?", help=_CONFIG_HELP)
+    s.add_argument("--period", default=None,
+                   help="2026Q4, 2026-11 or 2026 (default: the [scoring] period of the latest run)")
+    s.add_argument("--out", default=".", help="the folder run wrote to (reports/; default: current folder)")
+
     m = sub.add_parser("map", parents=[common], help="write the command-center maps only")
     m.add_argument("config", nargs="?", help=_CONFIG_HELP)
     m.add_argument("--out", default=".", help="folder for maps/ (default: current folder)")
@@ -250,6 +256,25 @@ def _cmd_dispatch(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from gisgrid import pipeline
+
+    if not args.quiet:
+        _say(pipeline.describe_config(args.config))
+    scores = pipeline.score(args.config, out=args.out, period=args.period)
+    if args.quiet:
+        _say(scores.lines(top=0)[0] + "; " + "; ".join(line.strip() for line in scores.lines(top=0)[1:]))
+        return 0
+    for level, table in scores.levels.items():
+        _say(f"{level} — {scores.period.label}")
+        if len(table):
+            _print_table(table[["rank", "party", "name", "score", "lost", "credit", "veto", "overdue", "reopened",
+                                "fixed_on_time", "flag"]])
+    _say("\n".join(scores.lines()))
+    _say(f"wrote {scores.folder}")
+    return 0
+
+
 def _cmd_map(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
@@ -268,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose, args.quiet, args.debug)
     handler = {"demo": _cmd_demo, "check": _cmd_check, "run": _cmd_run, "map": _cmd_map,
-               "history": _cmd_history, "dispatch": _cmd_dispatch}[args.command]
+               "history": _cmd_history, "score": _cmd_score, "dispatch": _cmd_dispatch}[args.command]
     try:
         return handler(args)
     except GisgridError as exc:

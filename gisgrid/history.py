@@ -797,6 +797,28 @@ class History:
         """The run of ``as_of`` (None when there is none)."""
         return self._run("WHERE as_of = ?", (_iso(as_of),))
 
+    def observations(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Every observation of the runs from ``start`` to ``end`` (both included), for scoring a period.
+
+        Returns
+        -------
+        DataFrame
+            One row per run and finding seen (or resolved) at it, oldest run first: ``as_of`` (date),
+            ``finding_id``, ``severity`` and ``status`` of that run, ``opened_on``, ``deadline`` (dates),
+            ``times_reopened``, and the finding's last recorded ``kind``, ``village_id`` (id cell),
+            ``owner``, ``measure``, ``unit``.
+        """
+        with self._connect() as conn:
+            df = pd.read_sql_query(
+                "SELECT o.as_of, o.finding_id, o.severity, o.status, o.opened_on, o.deadline, o.times_reopened, "
+                "f.kind, f.village_id, f.owner, f.measure, f.unit FROM observations o JOIN findings f "
+                "USING (finding_id) WHERE o.as_of >= ? AND o.as_of <= ? ORDER BY o.as_of, o.finding_id",
+                conn, params=(_iso(start), _iso(end)))
+        for col in ("as_of", "opened_on", "deadline"):
+            df[col] = df[col].map(as_date).astype(object)
+        df["village_id"] = df["village_id"].map(_id_cell)
+        return df
+
     def snapshot(self, as_of: dt.date | None = None) -> gpd.GeoDataFrame:
         """The lifecycle table of a recorded run, rebuilt from the database.
 

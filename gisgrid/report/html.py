@@ -20,6 +20,7 @@ import pandas as pd
 from gisgrid import __version__, settings
 from gisgrid.findings import KINDS, id_list, is_open, lifecycle_as_of, show_ids, sort_findings, with_lifecycle
 from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
+from gisgrid.report import points
 from gisgrid.report.charts import _charts
 from gisgrid.vocab import KIND_ZH, METRIC_LABELS, SEVERITY_LABELS, STATUS_LABELS, as_number, as_shown, percent
 
@@ -239,7 +240,7 @@ def render_html(
 
 def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: History | None, map_href: str | None,
            fail_on: Mapping[str, Any] | None, as_of: dt.date | None,
-           verdict: tuple[int, str] | None = None) -> dict[str, Any]:
+           verdict: tuple[int, str] | None = None, scheme: Any = None) -> dict[str, Any]:
     day = as_of or lifecycle_as_of(lifecycle)
     life = with_lifecycle(assessment, lifecycle, day)
     names = village_names(assessment)
@@ -250,7 +251,9 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
             previous = history.previous_run(day)
         except Exception as exc:  # noqa: BLE001 - the report still renders without the comparison
             logger.warning("report: previous run not read from the history (%s)", exc)
-    card = scorecard(assessment, life)
+    # the rank, score and flags are the 测评体系's, over the period to date (谁丢分、谁担责, report/points.py)
+    run_ledger, period = points.run_points(assessment, life, history=history, scheme=scheme, as_of=day)
+    card = points.with_ranking(scorecard(assessment, life), period.levels["village"])
     open_ = sort_findings(life[is_open(life)])
     veto = open_[open_["severity"] == "veto"]
     overdue = life[life["status"] == "overdue"].sort_values(["days_overdue", "finding_id"],
@@ -279,6 +282,8 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
         "resolved": _listing(resolved, names),
         "persisting": int((life["status"] == "persisting").sum()),
         "scorecard": card.to_dict("records"),
+        "points_note": points.points_note(period),
+        "points_section": points.render_points(run_ledger, period, as_of=day),
         "weights": SCORE_WEIGHTS,
         "sensitive_kinds": SENSITIVE_KINDS,
         "owners": owners,
@@ -294,6 +299,7 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
     }
     html = _environment().get_template("report.html.j2").render(**context)
     return {"html": html, "life": life, "names": names, "code": code, "reason": reason, "card": card,
+            "points": (run_ledger, period),
             "previous": previous, "day": day, "totals": totals, "town": context["town"]}
 
 

@@ -26,7 +26,7 @@ from gisgrid import __version__, io
 from gisgrid.findings import SEVERITY_RANK, is_open
 from gisgrid.policy import SCORE_WEIGHTS, THRESHOLD_KEYS, effective_thresholds, evaluate_thresholds, scorecard
 from gisgrid.report.charts import _label as _label  # tests call it here
-from gisgrid.report.charts import cjk_font
+from gisgrid.report.charts import cjk_font, use_cjk_font
 from gisgrid.report.html import MAX_ROWS, _build, _safe_href, render_html
 from gisgrid.report.points import points_sheets
 from gisgrid.report.tables import MAX_HYGIENE_ROWS, MAX_SHEETS, _finding_table, _geojson_frame, _hygiene_table, _sheets
@@ -47,6 +47,7 @@ __all__ = [
     "STATUS_LABELS",
     "THRESHOLD_KEYS",
     "cjk_font",
+    "use_cjk_font",
     "evaluate_thresholds",
     "render_html",
     "scorecard",
@@ -177,6 +178,8 @@ def _summary(built: dict[str, Any], life: pd.DataFrame, card: pd.DataFrame, fail
         "hygiene": {k: totals.get(k) for k in (
             "tolerance_m", "slivers", "sliver_area_m2", "sliver_gap_area_m2", "sliver_overlap_area_m2",
             "village_slivers", "village_sliver_area_m2", "road_crumbs", "road_crumb_m") if k in totals},
+        "outside_town": totals.get("outside") or {},  # counted, not checked
+        "derived": totals.get("derived") or {},  # values gisgrid filled in (derived.csv)
         "flags": {
             "red": [r["village_id"] for r in card.to_dict("records") if r["flag"] == "red"],
             "yellow": [r["village_id"] for r in card.to_dict("records") if r["flag"] == "yellow"],

@@ -67,6 +67,23 @@ def cjk_font() -> str | None:
     return None
 
 
+def use_cjk_font() -> str | None:
+    """Make matplotlib draw Chinese in this session (notebooks); return the font's name, or None.
+
+    The font is found by its file when matplotlib's font cache predates it (a font installed after the
+    cache was built), so a stale ``~/.cache/matplotlib`` does not matter. Also sets an ASCII minus sign,
+    which every font has.
+    """
+    import matplotlib as mpl
+
+    family = cjk_font()
+    if family:
+        mpl.rcParams["font.sans-serif"] = [family, *[f for f in mpl.rcParams["font.sans-serif"] if f != family]]
+    mpl.rcParams["font.family"] = "sans-serif"
+    mpl.rcParams["axes.unicode_minus"] = False
+    return family
+
+
 def _label(text: str, ascii_fallback: str) -> str:
     """Chart-safe label: ``$`` escaped (no mathtext); ids when no CJK font can draw the text."""
     if not text.isascii() and cjk_font() is None:

@@ -18,13 +18,14 @@ noise, times in Beijing time. Then the planted cases (:data:`PLANTED`):
 One compliant track also holds a GPS spike (one fix 8 km off and straight
 back), which cleaning drops without a finding. Nothing else is wrong.
 
-The fixes are delivered as a phone app exports them: GCJ-02 coordinates,
+The fixes are delivered as a phone app exports them (``gisgrid demo`` writes GCJ-02),
 Chinese headers (:data:`SOURCE_FIELDS`), local times with their offset.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -67,11 +68,19 @@ class DemoPatrols:
     fixes: pd.DataFrame
     truth: gpd.GeoDataFrame
 
-    def source_table(self) -> pd.DataFrame:
-        """The fixes as the app exports them: GCJ-02, Chinese headers, local times with offset."""
-        from gisgrid.crs import wgs84_to_gcj02
+    def source_table(self, shift: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+                     ) -> pd.DataFrame:
+        """The fixes as the app exports them: Chinese headers, local times with their offset.
 
-        lon, lat = wgs84_to_gcj02(self.fixes["lon"].to_numpy(), self.fixes["lat"].to_numpy())
+        Parameters
+        ----------
+        shift
+            ``shift(lon, lat)`` applied to the positions, e.g. :func:`gisgrid.crs.wgs84_to_gcj02` for the GCJ-02
+            of Chinese map apps (the demo writer passes it; the demo makes data and converts nothing itself).
+        """
+        lon, lat = self.fixes["lon"].to_numpy(), self.fixes["lat"].to_numpy()
+        if shift is not None:
+            lon, lat = shift(lon, lat)
         when = pd.to_datetime(self.fixes["t"].to_numpy(), unit="s", utc=True).tz_convert("Asia/Shanghai")
         out = pd.DataFrame({
             "person_id": self.fixes["person_id"].to_numpy(dtype=object),

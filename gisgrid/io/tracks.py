@@ -210,13 +210,13 @@ def read_track_table(path: str | os.PathLike[str], *, fields: Mapping[str, str] 
     enc = encoding or detect_encoding(p)
     offset = 2  # the header is line 1
     try:
-        reader = pd.read_csv(p, dtype=str, encoding=enc, chunksize=chunk_rows, keep_default_na=False,
-                             na_values=[""], skipinitialspace=True)
-        for chunk in reader:
-            frame = _map_columns(chunk, fields, p)
-            frame["line"] = np.arange(offset, offset + len(frame))
-            offset += len(frame)
-            yield frame[[*TRACK_COLUMNS, "line"]]
+        with pd.read_csv(p, dtype=str, encoding=enc, chunksize=chunk_rows, keep_default_na=False,
+                         na_values=[""], skipinitialspace=True) as reader:  # closed even when the reading stops
+            for chunk in reader:
+                frame = _map_columns(chunk, fields, p)
+                frame["line"] = np.arange(offset, offset + len(frame))
+                offset += len(frame)
+                yield frame[[*TRACK_COLUMNS, "line"]]
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         msg = f"cannot be read as CSV ({exc})."
         raise InputError(msg, path=p, fix="save it again as CSV (comma separated, UTF-8 or GBK)") from None
@@ -266,7 +266,7 @@ def _check_rows(raw: pd.DataFrame, name: str, *, timezone: str, datum: str | Non
 
     def refuse(mask: np.ndarray, problem: str, values: Any) -> None:
         vals = np.asarray(values, dtype=object)
-        issues.extend(TrackIssue(name, int(line[i]), problem, "" if vals[i] is None else str(vals[i]))
+        issues.extend(TrackIssue(name, int(line[i]), problem, "" if pd.isna(vals[i]) else str(vals[i]))
                       for i in np.flatnonzero(mask))
 
     person = raw["person_id"].astype(object).where(raw["person_id"].notna(), None)

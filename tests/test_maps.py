@@ -6,6 +6,7 @@ for the layer data in a rendered page) are shared with ``test_maps_browser.py``.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -25,6 +26,7 @@ from gisgrid._errors import ConfigError
 from gisgrid.analysis import analyze
 from gisgrid.crs import wgs84_to_gcj02
 from gisgrid.demo import make_demo
+from gisgrid.io import config as config_mod
 from gisgrid.maps.layers import _encode_geometries, _simplify
 from gisgrid.maps.prepare import _prepare
 from gisgrid.model import Town
@@ -244,17 +246,20 @@ def test_every_layer_and_control_is_on_the_page(demo_page, demo_assessment):
     assert data["grids"]["spec"]["lazy"] is False
     # Reaches carry their chiefs.
     assert any(r.get("t") or r.get("c") for r in data["rivers"]["rows"])
-    # Controls: layers, fullscreen, measure, minimap (folium plugins from the CDN), search, legend, title.
-    for needle in ("L.control.layers(", "L.control.fullscreen(", "L.Control.Measure(", "L.Control.MiniMap(",
-                   "Control.FullScreen.min.js", "leaflet-measure", "Control.MiniMap", '"preferCanvas": true',
-                   "GG.finish(", '"search":', '"legend":', '"title":'):
+    # Controls: layers, search, legend, title; the offline default has our own fullscreen, measure and minimap.
+    for needle in ("L.control.layers(", '"preferCanvas": true', "GG.finish(", '"search":', '"legend":', '"title":',
+                   '"fullscreen":true', '"measure":true', '"minimap":'):
         assert needle in page, needle
-    # Hatched gaps (SVG pattern, SVG renderer, own pane) and pulsing veto items.
+    # Hatched gaps (SVG pattern, SVG renderer, own pane) and pulsing veto items; a veto point is an alarm marker.
     assert 'id="gg-hatch"' in page
     assert data["gaps"]["spec"]["svg"] is True
     assert data["gaps"]["spec"]["style"]["base"]["fillColor"] == "url(#gg-hatch)"
     assert data["veto"]["spec"]["style"]["base"]["className"] == "gg-pulse"
-    assert "@keyframes gg-pulse" in page
+    assert data["veto"]["spec"]["point"] == {"kind": "alarm"}
+    # Sensitive sections are context: off when the map opens (loaded when switched on), light, under the findings.
+    assert data["sensitive"]["spec"]["lazy"] is True
+    assert data["sensitive"]["spec"]["style"]["base"]["fillOpacity"] <= 0.1
+    assert not data["sensitive"]["spec"].get("front")
     # Title: town, date, headline numbers.
     cfg = json.loads(re.search(r"GG\.finish\(\w+, (\{.*\})\);", page).group(1))
     title = html.unescape(cfg["title"])
@@ -395,6 +400,34 @@ def test_other_basemaps_and_intranet_tiles(small_assessment):
         maps.command_center_map(small_assessment, assets="local")
 
 
+def test_cdn_page_links_leaflet_and_its_plugins(small_assessment):
+    page = _render(small_assessment, assets="cdn")
+    for needle in ("cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js", "L.control.fullscreen(",
+                   "L.Control.Measure(", "L.Control.MiniMap(", "@keyframes gg-pulse", "GG.finish("):
+        assert needle in page, needle
+    assert "assets/leaflet.js" not in page
+
+
+def test_default_page_links_the_shared_assets_folder(small_assessment, tmp_path):
+    m = maps.command_center_map(small_assessment, basemap="none")
+    page = maps.save_map(m, tmp_path / "m.html").read_text(encoding="utf-8")
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert [u.split("?")[0] for u in links] == ["assets/leaflet.css", "assets/leaflet.js", "assets/gisgrid.css",
+                                                "assets/gisgrid.js"]
+    for u in links:  # each link names its file's content, so a browser never keeps a stale copy
+        name, version = u.split("?v=")
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest().startswith(version)
+    assert "Leaflet 1.9.3" in (tmp_path / "assets" / "leaflet.js").read_text(encoding="utf-8")
+    assert "url(images/" not in (tmp_path / "assets" / "leaflet.css").read_text(encoding="utf-8")
+    assert "Leaflet 1.9.3" not in page  # not embedded: one shared copy
+    assert "https://" not in page.replace("https://www.openstreetmap.org", "")
+    assert maps.ASSETS == config_mod.MAP_ASSETS
+    # the files are written once: an unchanged folder is left as it is
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "assets").iterdir()}
+    maps.save_map(m, tmp_path / "n.html")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "assets").iterdir()} == before
+
+
 def test_inline_page_fetches_nothing(small_assessment):
     page = _render(small_assessment, assets="inline", basemap="none")
     assert not re.search(r"<script[^>]+src=", page)
@@ -447,10 +480,18 @@ def test_write_maps(small_assessment, tmp_path):
     assert "张三" not in to_fix
     assert "owner_张三.html" not in names
     assert "nothing to fix" in (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
-    assert all(p.parent == tmp_path / "maps" for p in files)
+    # one shared assets/ folder, written first; every map links it and embeds no copy of Leaflet
+    assert [p.relative_to(tmp_path / "maps").as_posix() for p in files[:4]] == [
+        "assets/leaflet.css", "assets/leaflet.js", "assets/gisgrid.css", "assets/gisgrid.js"]
+    pages = files[4:]
+    assert all(p.parent == tmp_path / "maps" for p in pages)
+    for p in pages[:-1]:
+        text = p.read_text(encoding="utf-8")
+        assert 'src="assets/leaflet.js?v=' in text
+        assert "Leaflet 1.9.3" not in text
     index = (tmp_path / "maps" / "index.html").read_text(encoding="utf-8")
     hrefs = {unquote(html.unescape(h)) for h in re.findall(r'href="([^"]+)"', index)}
-    assert hrefs == names - {"index.html"}
+    assert hrefs == {p.name for p in pages} - {"index.html"}
     # one map asked for: that map only; the set's index is not replaced by a one-map index
     before = index
     only = maps.write_maps(small_assessment, tmp_path, owner="李四")
@@ -474,7 +515,7 @@ def test_save_map_atomic(small_assessment, tmp_path):
     m = maps.command_center_map(small_assessment)
     out = maps.save_map(m, tmp_path / "a" / "m.html")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
-    assert [p.name for p in out.parent.iterdir()] == ["m.html"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["assets", "m.html"]  # no temporary file left
 
 
 def test_explore_uses_the_command_center_map(small_assessment):
@@ -556,3 +597,10 @@ def test_hand_drawn_grids_are_simplified_one_by_one_and_stay_valid(demo_assessme
     assert shapely.hausdorff_distance(simple, grids).max() <= 0.5 + 1e-9
     model = _prepare(demo_assessment, gcj=False, show_phones=False)
     assert len(model.layers["grids"]) == len(grids)
+
+
+def test_config_assets_mode_checked_with_did_you_mean():
+    assert config_mod.MapOptions.parse({}).assets == "assets"  # offline by default
+    assert config_mod.MapOptions.parse({"assets": "cdn"}).assets == "cdn"
+    with pytest.raises(ConfigError, match='did you mean assets = "inline"'):
+        config_mod.MapOptions.parse({"assets": "inlne"})

@@ -113,7 +113,23 @@ def test_town_map_renders_offline(driver, demo_assessment, tmp_path):
     fills = driver.execute_script(
         "return Array.from(document.querySelectorAll('.leaflet-ggTop-pane path')).map(p => p.getAttribute('fill'))")
     assert "url(#gg-hatch)" in fills
-    if stats["veto"]["features"]:
+    # A veto point is a large alarm marker above every icon, not a faint ring; sensitive sections start off.
+    vetoes = demo_assessment.findings[demo_assessment.findings["severity"] == "veto"]
+    points = int((vetoes.geom_type == "Point").sum())
+    assert points >= 1  # the demo plants a school in no grid
+    alarms = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.gg-alarm')).map(function (e) {"
+        "var r = e.getBoundingClientRect(); return [r.width, r.height, getComputedStyle(e).borderTopColor,"
+        "+getComputedStyle(e.parentNode).zIndex]; })")
+    assert len(alarms) == points
+    poi_z = driver.execute_script("return Math.max.apply(null, Array.from(document.querySelectorAll("
+                                  "'.gg-poi-icon')).map(function (e) { return +getComputedStyle(e).zIndex; }))")
+    for w, h, colour, z in alarms:
+        assert min(w, h) >= 30
+        assert colour == "rgb(192, 0, 0)"
+        assert z > poi_z  # drawn above the school's own icon
+    assert stats["sensitive"]["onMap"] is False
+    if len(vetoes) > points:
         assert driver.execute_script("return document.querySelectorAll('path.gg-pulse').length") > 0
     # Controls are there: layers, search, fullscreen, measure, minimap, legend, title.
     for sel in (".leaflet-control-layers", ".gg-search input", ".gg-fullscreen", ".gg-measure", ".gg-minimap",
@@ -204,3 +220,98 @@ def test_owner_map_in_browser(driver, tmp_path):
     assert "V1-G2" not in text
     assert "李四" not in text
     assert _problems(driver) == []
+
+
+# A popup as the user sees it: its box and the map's, once any auto-pan has finished.
+POPUP_BOX_JS = """
+var p = GG.map._popup;
+if (!p || !p.isOpen()) { return null; }
+var r = p.getElement().getBoundingClientRect(), c = GG.map.getContainer().getBoundingClientRect();
+var body = p.getElement().querySelector('.leaflet-popup-content');
+return {w: r.width, h: r.height, top: r.top - c.top, left: r.left - c.left, bottom: c.bottom - r.bottom,
+        right: c.right - r.right, scrolls: body.scrollHeight > body.clientHeight + 1,
+        text: body.innerText, moving: !!(GG.map._panAnim && GG.map._panAnim._inProgress)};
+"""
+CLICK_JS = """
+var key = arguments[0], k = arguments[1];
+var g = GG.layers.filter(function (x) { return x.ggSpec.key === key; })[0];
+if (!GG.map.hasLayer(g)) { GG.map.addLayer(g); }
+var ls = [];
+g.eachLayer(function (l) { if (l.feature && !l.ggLabel) { ls.push(l); } });
+var l = ls[k % ls.length];
+GG.map.closePopup();
+l.fire('click', {latlng: l.getLatLng ? l.getLatLng() : l.getBounds().getCenter()}, true);
+return ls.length;
+"""
+
+
+def _popup_box(drv) -> dict:
+    last = None
+    for _ in range(40):  # until auto-pan has settled (two equal reads)
+        box = drv.execute_script(POPUP_BOX_JS)
+        if box is not None and not box["moving"] and box == last:
+            return box
+        last = box
+        time.sleep(0.05)
+    pytest.fail(f"popup did not settle: {last}")
+    return {}
+
+
+def _readable_and_on_screen(box: dict, what: str) -> None:
+    assert 220 <= box["w"] <= 380, (what, box)
+    assert 40 <= box["h"] <= 420, (what, box)  # a long popup scrolls instead of growing
+    assert min(box["top"], box["left"], box["bottom"], box["right"]) >= 0, (what, box)
+
+
+def test_popups_are_readable_and_stay_on_screen(driver, demo_assessment, tmp_path):
+    # The demo's findings (their messages are long), plus one with a 3,000-character message and an id list
+    # without spaces: each popup a field | value table of a fixed width, scrolled when long, inside the map.
+    f = demo_assessment.findings.copy()
+    gap = f.index[f["kind"] == "area_gap"][0]
+    f.loc[gap, "message"] = "很长的说明 a long message " * 120
+    f.loc[gap, "grid_id"] = ",".join(f"V01-G{k:03d}" for k in range(150))
+    a = type(demo_assessment)(**{**demo_assessment.__dict__, "findings": f})
+    path = maps.save_map(maps.command_center_map(a, basemap="none"), tmp_path / "town.html")
+    _open(driver, path)
+    seen = set()
+    for key in ("grids", "villages", "pois", "gaps", "overlaps", "uncovered", "unassigned", "other", "veto",
+                "sensitive"):
+        for k in (0, 5):
+            n = driver.execute_script(CLICK_JS, key, k)
+            box = _popup_box(driver)
+            _readable_and_on_screen(box, (key, k))
+            assert "\t" in box["text"] or "\n" in box["text"]  # a table: field, value
+            seen.add(key)
+            if key == "gaps" and k == 0 and n:
+                assert box["scrolls"]
+                assert "很长的说明" in box["text"]
+    # A search result opens its popup the same way.
+    gid = demo_assessment.town.grids["grid_id"].iloc[-1]
+    assert driver.execute_script(f"GG.map.setView([0, 0], 3); return GG.search({gid!r})") >= 1
+    driver.find_element("css selector", ".gg-search li").click()
+    box = _popup_box(driver)
+    _readable_and_on_screen(box, "search")
+    assert gid in box["text"]
+    assert _problems(driver) == []
+
+
+def test_default_maps_work_offline(driver, tmp_path):
+    # The default maps link one shared assets/ folder; this browser has no network (no DNS, a dead proxy).
+    a = analyze(small_town())
+    files = maps.write_maps(a, tmp_path, basemap="none")
+    assert (tmp_path / "maps" / "assets" / "leaflet.js").is_file()
+    for page in (tmp_path / "maps" / "command_center.html", next(p for p in files if p.name == "village_V2.html")):
+        _open(driver, page)
+        assert driver.execute_script("return typeof L !== 'undefined' && L.version") == "1.9.3"
+        stats = driver.execute_script("return GG.stats()")
+        assert stats["grids"]["drawn"] >= 1
+        assert stats["gaps"]["drawn"] == 1
+        assert driver.execute_script("return document.querySelectorAll('.gg-fullscreen, .gg-measure, "
+                                     ".gg-minimap').length") == 3
+        assert _problems(driver) == []
+    assert len([p for p in files if p.suffix == ".html"]) > 3
+    # The same set with Leaflet from its CDN is the white page this browser must show without a network.
+    maps.write_maps(a, tmp_path / "cdn", basemap="none", assets="cdn", per_owner=False, per_village=False)
+    driver.get((tmp_path / "cdn" / "maps" / "command_center.html").as_uri())
+    assert driver.execute_script("return document.readyState") == "complete"
+    assert driver.execute_script("return typeof L") == "undefined"

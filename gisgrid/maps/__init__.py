@@ -14,8 +14,9 @@ villages (labelled), grids (coloured so that neighbours differ, with their
 chief), roads by class (village roads and lanes start hidden), river reaches
 with their chiefs, river corridors (hidden), must-check points (icons by
 kind) and, on top, the findings: gaps (red hatch), overlaps (orange),
-uncovered roads (bold red), unassigned reaches, sensitive sections, other
-findings, and veto items (pulsing).
+uncovered roads (bold red), unassigned reaches, sensitive sections (off at
+first, drawn light: context, not alarm), other findings, and veto items
+(pulsing; a veto point is a large red ring with a badge above its icon).
 
 Design decisions
 ----------------
@@ -32,8 +33,8 @@ Escaping
 Tooltips, popups, search
     folium's ``GeoJsonTooltip``/``GeoJsonPopup`` embed every column of every
     feature and build their tables with template literals; we use a small
-    runtime of our own (``gisgrid/maps/assets/map_runtime.js``, inlined in every
-    page) that binds one tooltip and one popup per layer and builds the table
+    runtime of our own (``gisgrid/maps/assets/map_runtime.js``, shared by or
+    inlined in every page) that binds one tooltip and one popup per layer and builds the table
     from short property keys. The same runtime runs the search box (grid id,
     village, chief) over the layers' properties.
 Hatching
@@ -57,11 +58,15 @@ Basemaps
     :func:`gisgrid.crs.wgs84_to_gcj02`), ``none``; ``tiles_url`` replaces the
     basemap's tiles with an intranet tile server (``gaode`` still shifts).
 Assets
+    ``assets="assets"`` (the default) writes one ``maps/assets/`` folder per
+    map set, Leaflet (JS, CSS and its images) from the ``xstatic-leaflet``
+    package plus our runtime and CSS, and every map links it relatively: the
+    maps work offline and share one copy. ``assets="inline"`` embeds the same
+    in each page (one self-contained file). Both use small built-in
+    fullscreen, minimap and measure controls instead of folium's plugins (no
+    package ships them): the page fetches nothing but tiles.
     ``assets="cdn"`` links Leaflet and folium's Fullscreen, MiniMap and
-    MeasureControl plugins from their CDNs. ``assets="inline"`` embeds
-    Leaflet (JS, CSS and its images) from the ``xstatic-leaflet`` package and
-    uses small built-in fullscreen, minimap and measure controls instead of
-    the plugins (no package ships them): the page fetches nothing but tiles.
+    MeasureControl plugins from their CDNs.
 
 Modules
 -------
@@ -89,10 +94,18 @@ from gisgrid.io.atomic import WINDOWS_RESERVED, cut_utf8
 from gisgrid.maps.basemaps import BASEMAPS, _basemaps
 from gisgrid.maps.colouring import colour_graph, grid_colours
 from gisgrid.maps.layers import DECIMALS
-from gisgrid.maps.page import DETAIL_ZOOM, SHOW_LIMIT, SVG_LIMIT, _check, _render, command_center_map, save_map
+from gisgrid.maps.page import (
+    DETAIL_ZOOM,
+    SVG_LIMIT,
+    _check,
+    _render,
+    command_center_map,
+    save_map,
+    write_assets,
+)
 from gisgrid.maps.prepare import _prepare
 from gisgrid.maps.scopes import _owner_scope, _Scope, _village_scope
-from gisgrid.maps.static import ASSETS, LEAFLET_VERSION
+from gisgrid.maps.static import ASSETS, ASSETS_DIR, LEAFLET_VERSION
 from gisgrid.maps.styles import MINOR_ROAD_CLASSES, PALETTE
 from gisgrid.maps.text import esc, mask_phone
 
@@ -101,6 +114,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASSETS",
+    "ASSETS_DIR",
     "BASEMAPS",
     "DECIMALS",
     "DETAIL_ZOOM",
@@ -109,7 +123,6 @@ __all__ = [
     "MAX_VILLAGE_MAPS",
     "MINOR_ROAD_CLASSES",
     "PALETTE",
-    "SHOW_LIMIT",
     "SVG_LIMIT",
     "colour_graph",
     "command_center_map",
@@ -118,6 +131,7 @@ __all__ = [
     "mask_phone",
     "safe_name",
     "save_map",
+    "write_assets",
     "write_maps",
 ]
 
@@ -186,7 +200,7 @@ def write_maps(
     out: str | os.PathLike[str],
     *,
     basemap: str = "osm",
-    assets: str = "cdn",
+    assets: str = "assets",
     village: str | None = None,
     owner: str | None = None,
     tiles_url: str | None = None,
@@ -204,6 +218,7 @@ def write_maps(
         Folder that receives ``maps/``.
     basemap, assets, tiles_url, tianditu_key
         As for :func:`command_center_map`. Phones are always masked in files.
+        With ``assets="assets"`` the shared ``maps/assets/`` folder is written once for the set.
     village, owner
         Write only that village's (or owner's) map, plus the index.
     per_owner
@@ -220,7 +235,7 @@ def write_maps(
     Returns
     -------
     list of Path
-        Every file written, the index last.
+        Every file written (the changed asset files first), the index last.
     """
     _check(basemap, assets)
     bases, first = _basemaps(basemap, tiles_url, tianditu_key)
@@ -230,9 +245,10 @@ def write_maps(
 
     def draw(scope: _Scope, name: str) -> Path:
         m = _render(model, scope, bases=bases, first_base=first, assets=assets, show_phones=False)
-        return save_map(m, folder / name)
+        return save_map(m, folder / name, assets=False)
 
-    written: list[Path] = []
+    # One shared copy of Leaflet and our runtime for the whole set (written once, before any map links it).
+    written: list[Path] = write_assets(folder) if assets == "assets" else []
     entries: list[tuple[str, str, str]] = []
     if village is None and owner is None:
         written.append(draw(_Scope("town", town, {}), "command_center.html"))

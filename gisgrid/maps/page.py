@@ -25,7 +25,17 @@ from gisgrid.maps.elements import _data_block, _Finish, _GeoLayer, _Pane, _Raw
 from gisgrid.maps.layers import _Layer
 from gisgrid.maps.prepare import _Model, _prepare
 from gisgrid.maps.scopes import _Scope, _scope_for
-from gisgrid.maps.static import _LEAFLET_CSS, _LEAFLET_JS, ASSETS, _inline_script, _leaflet_files, _static
+from gisgrid.maps.static import (
+    _LEAFLET_CSS,
+    _LEAFLET_JS,
+    ASSETS,
+    ASSETS_DIR,
+    _asset_files,
+    _asset_links,
+    _inline_script,
+    _leaflet_files,
+    _static,
+)
 from gisgrid.maps.styles import (
     _FINDING_LAYERS,
     _HATCH_ID,
@@ -46,12 +56,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_ASSET_LINKS = "gg_assets"  # the page header's element that links the shared assets/ folder
 #: Layers with more features than this draw on the canvas (no hatch, no pulse).
 SVG_LIMIT = 3000
 #: Below this zoom village labels and point icons are hidden (a county overview would be all icons).
 DETAIL_ZOOM = 12
-#: Sensitive sections start hidden (loaded when switched on) past this many features.
-SHOW_LIMIT = 5000
 
 
 def _swatch(style: dict[str, Any], *, line: bool = False, extra: str = "") -> str:
@@ -126,15 +135,18 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
     # Assets: only Leaflet; folium's jQuery/Bootstrap/awesome-markers are not used by anything here.
     m.default_js = []
     m.default_css = []
-    if assets == "inline":
-        js, css = _leaflet_files()
-        fig.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
-        fig.header.add_child(_Raw(_inline_script(js)), name="leaflet")
+    if assets == "assets":  # one shared copy beside the maps, relative links: works offline (save_map writes it)
+        fig.header.add_child(_Raw(_asset_links()), name=_ASSET_LINKS)
     else:
-        fig.header.add_child(_Raw(f'<link rel="stylesheet" href="{_LEAFLET_CSS}"/>'), name="leaflet_css")
-        fig.header.add_child(_Raw(f'<script src="{_LEAFLET_JS}"></script>'), name="leaflet")
-    fig.header.add_child(_Raw(f"<style>{_static('map.css')}</style>"), name="gg_css")
-    fig.header.add_child(_Raw(_inline_script(_static("map_runtime.js"))), name="gg_runtime")
+        if assets == "inline":
+            js, css = _leaflet_files()
+            fig.header.add_child(_Raw(f"<style>{css}</style>"), name="leaflet_css")
+            fig.header.add_child(_Raw(_inline_script(js)), name="leaflet")
+        else:
+            fig.header.add_child(_Raw(f'<link rel="stylesheet" href="{_LEAFLET_CSS}"/>'), name="leaflet_css")
+            fig.header.add_child(_Raw(f'<script src="{_LEAFLET_JS}"></script>'), name="leaflet")
+        fig.header.add_child(_Raw(f"<style>{_static('map.css')}</style>"), name="gg_css")
+        fig.header.add_child(_Raw(_inline_script(_static("map_runtime.js"))), name="gg_runtime")
     fig.html.add_child(_Raw(_HATCH_SVG), name="gg_hatch")
     _Pane(_TOP_PANE, 450).add_to(m)
     _add_basemaps(m, bases, first_base)
@@ -245,21 +257,21 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             style = {"color": "#c51b7d", "weight": 5, "dashArray": "8 6", "opacity": 0.95}
             overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
     if "sensitive" in L:
-        # Context, not alarm: the problems inside sections are findings drawn above in their own colours.
-        style = {"color": "#7b3294", "weight": 2, "opacity": 0.35, "fillColor": "#7b3294", "fillOpacity": 0.1}
-        many = len(L["sensitive"]) > SHOW_LIMIT
-        if many:
-            notes.append(f"敏感地段超过 {SHOW_LIMIT} 段，默认关闭 (more than {SHOW_LIMIT} sensitive sections: "
-                         "switch the layer on to see them)")
+        # Context, not alarm: the problems inside sections are findings drawn above in their own colours. The
+        # layer starts off (a town has thousands of sections) and is drawn light and below the findings.
+        style = {"color": "#9e7bb5", "weight": 1.5, "opacity": 0.45, "fillColor": "#9e7bb5", "fillOpacity": 0.06}
+        if len(L["sensitive"]):
+            notes.append("敏感地段默认关闭，在图层列表中打开 (sensitive sections: off at first, switch the layer on "
+                         "to see them)")
         overlay("sensitive", L["sensitive"], "敏感地段 sensitive sections", _swatch(style),
-                {"style": {"base": style}, "front": True, "title": "敏感地段 Sensitive section",
-                 "point": {"kind": "circle", "radius": 7},
+                {"style": {"base": style}, "title": "敏感地段 Sensitive section",
+                 "point": {"kind": "circle", "radius": 4},
                  "tip": [["nm", "名称 name"], ["r", "规则 rule"], ["s", "严重度 severity"], ["o", "责任人 owner"],
                          ["cv", "入网格 covered"], ["sf", "有人管 staffed"]],
                  "pop": [["i", "地段 section"], ["nm", "名称 name"], ["r", "规则 rule"], ["d", "说明 detail"],
                          ["s", "严重度 severity"], ["t", "触发 trigger"], ["v", "村居 village"], ["g", "网格 grid"],
                          ["o", "责任人 owner"], ["rc", "河长 river chief"], ["cv", "入网格 covered"],
-                         ["sf", "有人管 staffed"], ["l", "长度 length"]]}, show=not many)
+                         ["sf", "有人管 staffed"], ["l", "长度 length"]]}, show=False)
     other = fl.take(~shown)
     ostyle = {"color": "#e31a1c", "weight": 3, "fillOpacity": 0.35}
     overlay("other", other, "其他问题 other findings", _swatch({"color": "#e31a1c", "fillColor": "#fd8d3c"}),
@@ -267,11 +279,14 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             legend_line="其他问题 other findings (colour = severity)")
     veto = fl.take(sev == "veto")
     vsvg = len(veto) <= SVG_LIMIT
-    vstyle_ = {"color": "#8b0000", "weight": 4, "fillColor": "#8b0000", "fillOpacity": 0.25,
+    vstyle_ = {"color": "#c00000", "weight": 5, "fillColor": "#ff0000", "fillOpacity": 0.3,
                **({"className": "gg-pulse"} if vsvg else {})}
-    overlay("veto", veto, "一票否决 veto items", '<span class="gg-sw gg-sw-pulse" style="background:#f4cccc"></span>',
+    # A veto point is a large red ring with a badge above its own icon (an SVG/canvas circle hid under it).
+    overlay("veto", veto, "一票否决 veto items",
+            '<span class="gg-sw-alarm"></span><span class="gg-sw gg-sw-pulse" style="background:#f4cccc"></span>',
             {**fbase, "style": {"base": vstyle_}, "svg": vsvg, "pane": _TOP_PANE if vsvg else None,
-             "front": not vsvg, "point": {"kind": "circle", "radius": 10}})
+             "front": not vsvg,
+             "point": {"kind": "alarm"} if vsvg else {"kind": "circle", "radius": 12}})
 
     folium.LayerControl(position="topright", collapsed=False).add_to(m)
 
@@ -297,7 +312,7 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
             cfg["minimap"] = {"tiles": None, "outline": outline_id}
     else:
         cfg.update(fullscreen=True, measure=True, minimap={"tiles": tiles_cfg, "outline": outline_id})
-        notes.append("离线版：全屏、鹰眼、测距为内置简版 (self-contained page: built-in fullscreen, "
+        notes.append("离线版：全屏、鹰眼、测距为内置简版 (offline page: built-in fullscreen, "
                      "minimap and measure controls)")
     if any(b for b in bases) and "AMap" in bases[0].name:
         notes.append("高德底图为 GCJ-02 坐标，所有图层已偏移对齐 (AMap tiles are GCJ-02: overlays shifted to match)")
@@ -318,7 +333,8 @@ def _check(basemap: str, assets: str) -> None:
         raise ConfigError(msg, fix=f"use one of {list(BASEMAPS)}")
     if assets not in ASSETS:
         msg = f"unknown assets mode {assets!r}."
-        raise ConfigError(msg, fix="use 'cdn' (links to CDNs) or 'inline' (one self-contained file for the intranet)")
+        raise ConfigError(msg, fix="use 'assets' (the default: one shared assets/ folder beside the maps, works "
+                                   "offline), 'cdn' (links to CDNs) or 'inline' (one self-contained file)")
 
 
 def command_center_map(
@@ -327,7 +343,7 @@ def command_center_map(
     basemap: str = "osm",
     village: str | None = None,
     owner: str | None = None,
-    assets: str = "cdn",
+    assets: str = "assets",
     tiles_url: str | None = None,
     show_phones: bool = False,
     tianditu_key: str | None = None,
@@ -351,8 +367,11 @@ def command_center_map(
         Only this owner's grids, reaches and findings (the owner string of the
         findings: a chief's name, a village committee, ...).
     assets
-        ``"cdn"`` (Leaflet and plugins from CDNs) or ``"inline"`` (everything
-        embedded; built-in fullscreen, minimap and measure controls).
+        ``"assets"`` (default: Leaflet and our runtime in one ``assets/``
+        folder beside the map, linked relatively; :func:`save_map` writes it;
+        works offline), ``"cdn"`` (Leaflet and plugins from CDNs) or
+        ``"inline"`` (everything embedded: one self-contained file). The
+        offline modes use built-in fullscreen, minimap and measure controls.
     tiles_url
         A tile URL template (``https://tiles.intranet/{z}/{x}/{y}.png``) that
         replaces the basemap's tiles.
@@ -381,7 +400,32 @@ def command_center_map(
     return _render(model, scope, bases=bases, first_base=first, assets=assets, show_phones=show_phones)
 
 
-def save_map(m: folium.Map, path: str | os.PathLike[str]) -> Path:
+def write_assets(folder: str | os.PathLike[str]) -> list[Path]:
+    """Write the shared ``assets/`` folder (Leaflet, our runtime and CSS) under ``folder``.
+
+    A file whose content is already there is left as it is.
+
+    Parameters
+    ----------
+    folder
+        The folder of the map files; ``folder/assets`` receives the files.
+
+    Returns
+    -------
+    list of Path
+        The files written (those that changed).
+    """
+    out = []
+    for name, text in _asset_files().items():
+        target = Path(folder) / ASSETS_DIR / name
+        data = text.encode("utf-8")
+        if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+            continue
+        out.append(atomic_write_text(target, text))
+    return out
+
+
+def save_map(m: folium.Map, path: str | os.PathLike[str], *, assets: bool = True) -> Path:
     """Render ``m`` to one HTML file, atomically (temporary file + rename).
 
     Parameters
@@ -390,11 +434,17 @@ def save_map(m: folium.Map, path: str | os.PathLike[str]) -> Path:
         A map from :func:`command_center_map`.
     path
         Target file; parent folders are created.
+    assets
+        For a map drawn with ``assets="assets"``: also write the shared ``assets/`` folder beside the file
+        (see :func:`write_assets`; unchanged files are left alone). :func:`gisgrid.maps.write_maps` writes it
+        once for the whole set.
 
     Returns
     -------
     Path
     """
+    if assets and _ASSET_LINKS in cast(Figure, m.get_root()).header._children:  # the map links assets/
+        write_assets(Path(path).parent)
     text = m.get_root().render()
     out = atomic_write_text(path, text)
     logger.info("map written: %s (%.1f MB)", out, len(text.encode("utf-8")) / 1e6)

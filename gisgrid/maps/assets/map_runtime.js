@@ -40,6 +40,11 @@
     };
   };
 
+  // Popups: a readable width (the CSS gives the table its width and a scrolling height), panned into view
+  // with room to spare, and never left hanging off the screen.
+  GG.POPUP = {maxWidth: 360, minWidth: 220, className: 'gg-pop', autoPan: true, keepInView: true,
+              autoPanPaddingTopLeft: [20, 60], autoPanPaddingBottomRight: [20, 20]};
+
   GG.style = function (spec) {
     spec = spec || {};
     return function (feature) {
@@ -117,6 +122,14 @@
           pane: 'markerPane'
         });
       }
+      if (pt.kind === 'alarm') {
+        // A veto point: a large pulsing red ring with a badge, above every icon, at every zoom.
+        return L.marker(latlng, {
+          icon: L.divIcon({className: 'gg-alarm-icon', html: '<span class="gg-alarm"><b>!</b></span>',
+                           iconSize: [36, 36], iconAnchor: [18, 18]}),
+          pane: 'markerPane', zIndexOffset: 1000, riseOnHover: true
+        });
+      }
       var o = {radius: pt.radius || 6};
       if (spec.pane) { o.pane = spec.pane; }
       if (renderer) { o.renderer = renderer; }
@@ -172,7 +185,7 @@
     group.ggSpec = spec;
     group.ggCount = spec.n || 0;
     if (spec.tip) { group.bindTooltip(GG.detail(spec.tip, spec.title), {sticky: true, className: 'gg-tip'}); }
-    if (spec.pop) { group.bindPopup(GG.detail(spec.pop, spec.title), {maxWidth: 380, className: 'gg-pop'}); }
+    if (spec.pop) { group.bindPopup(GG.detail(spec.pop, spec.title), GG.POPUP); }
     var loaded = false;
     group.ggLoad = function () {
       if (loaded) { return; }

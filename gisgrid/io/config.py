@@ -144,12 +144,16 @@ class ReportOptions:
                                           "sliver_area_m2 = 1.0"))
 
 
+#: ``[maps] assets`` modes (as ``gisgrid.maps.ASSETS``; a test holds them equal).
+MAP_ASSETS: tuple[str, ...] = ("assets", "cdn", "inline")
+
+
 @dataclass(frozen=True)
 class MapOptions:
     """``[maps]``: basemap, where Leaflet comes from, a custom tile URL, which per-owner/village maps to draw."""
 
     basemap: str = "osm"
-    assets: str = "cdn"
+    assets: str = "assets"  # one shared maps/assets/ folder: the maps work offline
     tiles_url: str | None = None
     per_owner: bool | None = None
     per_village: bool | None = None
@@ -162,7 +166,14 @@ class MapOptions:
             if key in table and not isinstance(table[key], str):
                 msg = f"[maps] {key} must be text, not {table[key]!r}."
                 raise ConfigError(msg, path=path, fix=f'write {key} = "..." (see README)')
-        return cls(basemap=table.get("basemap", "osm"), assets=table.get("assets", "cdn"),
+        assets = table.get("assets", "assets")
+        if assets not in MAP_ASSETS:  # the same modes as gisgrid.maps.ASSETS (io does not import maps)
+            close = nearest(assets, MAP_ASSETS)
+            msg = f"[maps] assets = {assets!r} is not a mode."
+            raise ConfigError(msg, path=path, fix=(f'did you mean assets = "{close}"? ' if close else "")
+                              + 'use "assets" (default: a shared maps/assets/ folder, works offline), "cdn" or '
+                              '"inline" (one self-contained file)')
+        return cls(basemap=table.get("basemap", "osm"), assets=assets,
                    tiles_url=table.get("tiles_url"),
                    per_owner=_flag(table.get("per_owner"), "[maps] per_owner", path, "per_owner = false"),
                    per_village=_flag(table.get("per_village"), "[maps] per_village", path, "per_village = false"))

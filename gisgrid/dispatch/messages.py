@@ -278,7 +278,8 @@ def plan_messages(
     for who in sorted(by_owner):
         items = [it for rec in by_owner[who]
                  if (it := _owner_items(rec, as_of, who, options.remind_days_before, sent, told)) is not None]
-        emit("owner", who, options.route(who), items, {"open": len(by_owner[who])})
+        route = options.center_route(center) if who == center else options.route(who)
+        emit("owner", who, route, items, {"open": len(by_owner[who])})
 
     esc = options.escalation
     levels: dict[str, list[Item]] = {}

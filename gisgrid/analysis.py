@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from gisgrid import owners, settings
 from gisgrid.checks import responsibility as assign
 from gisgrid.checks import sensitive
 from gisgrid.checks.coverage import border_mismatch, coverage_findings, grid_hygiene, zone_of
+from gisgrid.checks.patrols import PatrolResult, analyze_patrols
 from gisgrid.findings import LIFECYCLE_COLUMNS, concat_findings, explode_ids, id_list, sort_findings
 from gisgrid.geometry import tolerance
 from gisgrid.model import Town
@@ -81,6 +82,7 @@ class Assessment:
     as_of: dt.date | None = None
     hygiene: pd.DataFrame | None = None
     defects: gpd.GeoDataFrame | None = None
+    patrols: PatrolResult | None = None
 
     @property
     def workload(self) -> pd.DataFrame | None:
@@ -399,6 +401,34 @@ def _summary(town: Town, findings: gpd.GeoDataFrame, stats: dict[str, Any], resp
     return s, totals
 
 
+def _patrol_summary(summary: pd.DataFrame, totals: dict[str, Any], town: Town, resp: Any, pres: PatrolResult
+                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Effective coverage: reach length and grids patrolled by a valid patrol in the judged month, per village."""
+    s = summary.copy()
+    idx = s.index
+    reaches = resp.reaches
+    length = reaches.groupby("village_id")["length_m"].sum().reindex(idx, fill_value=0.0)
+    walked = reaches["reach_id"].map(pres.reach_patrolled).fillna(0.0).clip(upper=reaches["length_m"])
+    done = walked.groupby(reaches["village_id"]).sum().reindex(idx, fill_value=0.0)
+    s["river_m"] = length.to_numpy()
+    s["river_patrolled_m"] = done.to_numpy()
+    s["river_patrolled"] = np.where(s["river_m"] > 0, s["river_patrolled_m"] / s["river_m"].where(s["river_m"] > 0),
+                                    np.nan)
+    ok = town.grids["grid_id"].map(pres.grid_patrolled).fillna(False).astype(bool)
+    s["grids_patrolled"] = ok.groupby(town.grids["village_id"]).sum().reindex(idx, fill_value=0).to_numpy()
+    s["grid_patrolled"] = np.where(s["grids"] > 0, s["grids_patrolled"] / s["grids"].where(s["grids"] > 0), np.nan)
+    t = dict(totals)
+    river_m = float(s["river_m"].sum())
+    t["patrol_month"] = f"{pres.month[0]}-{pres.month[1]:02d}"
+    t["river_patrolled"] = float(s["river_patrolled_m"].sum() / river_m) if river_m else float("nan")
+    t["grid_patrolled"] = float(ok.mean()) if len(ok) else float("nan")
+    t["patrols"] = len(pres.patrols)
+    t["patrols_valid"] = int(pres.patrols["valid"].sum()) if len(pres.patrols) else 0
+    t["patrol_fixes"] = pres.points
+    t["patrol_rows_refused"] = len(pres.issues)
+    return s, t
+
+
 # ----------------------------------------------------------------------------- analyze
 def analyze(
     town: Town,
@@ -410,6 +440,8 @@ def analyze(
     workers: int | None = None,
     outside_town: bool = True,
     as_of: dt.date | None = None,
+    patrols: Iterable[Any] | None = None,
+    patrol_options: Mapping[str, Any] | None = None,
 ) -> Assessment:
     """Run every check on ``town`` and gather one findings table and the summary.
 
@@ -435,6 +467,11 @@ def analyze(
         findings (they are counted in the totals either way).
     as_of
         The date the data describes, shown on maps and reports.
+    patrols
+        Batches of GPS fixes of the chiefs' patrols (:func:`gisgrid.io.tracks.iter_track_batches`), or None:
+        no patrol check (:mod:`gisgrid.checks.patrols`).
+    patrol_options
+        The ``[patrols]`` config table (the judged month, rules per level, distances).
 
     Returns
     -------
@@ -452,13 +489,21 @@ def analyze(
     gaps = _geoms(gdef[(gdef["kind"] == "gap") & ~gdef["sliver"]]) if stats["tolerance_m"] > 0 else None
     sres = sensitive.analyze_sensitive(town, allf, resp, rules=rules, tolerance_m=stats["tolerance_m"], gaps=gaps,
                                        poi_grid=stats["poi_grid"])
+    found_all = sres.findings
+    pres = None
+    if patrols is not None:
+        logger.info("patrols: tracks against reaches and grids")
+        pres = analyze_patrols(town, resp.reaches, patrols, options=patrol_options, as_of=as_of)
+        found_all = concat_findings([found_all, pres.findings], crs=town.crs)
     # 谁主管、谁负责: one owner per finding, decided once, after every check.
     findings = sort_findings(owners.assign_owners(sres.findings, town, resp, default_owner=opts.get("default_owner")))
     sections = sensitive.summarise_sections(sres, town)
     summary, totals = _summary(town, findings, stats, resp, sections)
+    if pres is not None:
+        summary, totals = _patrol_summary(summary, totals, town, resp, pres)
     return Assessment(town=town, findings=findings, summary=summary, totals=totals, responsibility=resp,
                       sensitive=sres.sections, checkpoints=sres.checkpoints,
                       options={"rules": rules, "assign": opts, "sliver_area_m2": sliver_area_m2,
                                "tolerance_m": stats["tolerance_m"], "outside_town": outside_town},
                       as_of=as_of, hygiene=grid_hygiene(town, gdef),
-                      defects=gdef[~gdef["sliver"]].reset_index(drop=True))
+                      defects=gdef[~gdef["sliver"]].reset_index(drop=True), patrols=pres)

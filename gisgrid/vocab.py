@@ -63,6 +63,9 @@ KINDS: dict[str, str] = {
     "checkpoint_incomplete": "must-check point missing its grid chief or river chief",
     "sensitive_section": "sensitive section (near a must-check point or border)",
     "input_repaired": "input geometry repaired or removed on load",
+    "patrol_missing": "river chief or grid staff with too few valid patrols in a period",
+    "patrol_partial": "patrols cover only part of the assigned reach or grid",
+    "patrol_suspect": "patrol too short, too fast (a vehicle), off its route or teleporting",
     "grid_straddles": "grid lying in two or more villages (its village was taken from the largest share)",
     "outside_town": "roads or grid parts outside the town's boundary and villages (not checked)",
 }
@@ -81,6 +84,9 @@ KIND_ZH: dict[str, str] = {
     "checkpoint_incomplete": "必查点位责任人不全",
     "sensitive_section": "敏感地段",
     "input_repaired": "输入数据已修复",
+    "patrol_missing": "巡查次数不足",
+    "patrol_partial": "巡查未全覆盖",
+    "patrol_suspect": "疑似虚假巡查",
     "grid_straddles": "网格跨村",
     "outside_town": "镇域外要素",
 }

@@ -390,16 +390,16 @@ def _local_seconds(tz: str, day: dt.date) -> int:
 
 def _match_person(sub: list[_Subject], track: Track, rows: np.ndarray, opts: Mapping[str, Any]
                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
-    """On-route share and the median distance from the route of each patrol of one person; intervals per subject."""
-    pat = np.flatnonzero(rows)  # this person's patrols (numbers in track.patrols)
-    n = len(pat)
-    local = np.full(track.patrol.max() + 1 if len(track.patrol) else 0, -1)
-    local[pat] = np.arange(n)
-    a, b, sp = track.segments()
-    mine = local[sp] >= 0
-    a, b, sp = a[mine], b[mine], local[sp[mine]]
-    fix_mine = local[track.patrol] >= 0
-    fx, fy, fp = track.x[fix_mine], track.y[fix_mine], local[track.patrol[fix_mine]]
+    """On-route share and the median distance from the route of each patrol of one person; intervals per subject.
+
+    ``pat`` is the person's patrols (contiguous: the fixes are sorted by person), ``segs`` the steps of all patrols.
+    """
+    n = pat.stop - pat.start
+    a, b, sp = segs
+    lo, hi = np.searchsorted(sp, [pat.start, pat.stop])
+    a, b, sp = a[lo:hi], b[lo:hi], sp[lo:hi] - pat.start
+    f0, f1 = np.searchsorted(track.patrol, [pat.start, pat.stop])
+    fx, fy, fp = track.x[f0:f1], track.y[f0:f1], track.patrol[f0:f1] - pat.start
     river = [s for s in sub if s.kind == "river"]
     grid = [s for s in sub if s.kind == "grid"]
     on_route = np.zeros(n)
@@ -452,13 +452,15 @@ def _judge_patrols(track: Track, uid: np.ndarray, people: np.ndarray, subjects: 
     level = np.empty(n, dtype=object)
     person_ids = people[pt["person"].to_numpy(dtype=np.int64)] if n else np.empty(0, dtype=object)
     label = np.empty(n, dtype=object)
-    for pid in pd.unique(person_ids):
-        rows = person_ids == pid
+    # a person's patrols are contiguous (the fixes are sorted by person, then time)
+    starts = np.flatnonzero(np.r_[True, person_ids[1:] != person_ids[:-1]]) if n else np.empty(0, np.intp)
+    for p0, p1 in zip(starts, np.r_[starts[1:], n], strict=True):
+        pid = person_ids[p0]
         sub = subjects.get(str(pid))
         if not sub:
             continue
-        o, off, per = _match_person(sub, track, rows, opts)
-        idx = np.flatnonzero(rows)
+        o, off, per = _match_person(sub, track, segs, slice(int(p0), int(p1)), opts)
+        idx = np.arange(p0, p1)
         on_route[idx], off_m[idx] = o, off
         level[idx] = sub[0].level
         label[idx] = sub[0].label
@@ -601,14 +603,25 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
     rows: list[dict[str, Any]] = []
     keys: list[str] = []
     people_rows: list[dict[str, Any]] = []
-    valid_uid = set(patrols.loc[patrols["valid"].astype(bool), "patrol_uid"]) if len(patrols) else set()
-    start_of = dict(zip(patrols["patrol_uid"], patrols["start_s"], strict=True)) if len(patrols) else {}
+    n_uid = int(patrols["patrol_uid"].max()) + 1 if len(patrols) else 0
+    valid_of = np.zeros(n_uid, dtype=bool)
+    start_of = np.zeros(n_uid, dtype=np.int64)
+    on_of = np.zeros(n_uid)
+    if len(patrols):
+        u = patrols["patrol_uid"].to_numpy(dtype=np.int64)
+        valid_of[u] = patrols["valid"].to_numpy(dtype=bool)
+        start_of[u] = patrols["start_s"].to_numpy(dtype=np.int64)
+        on_of[u] = patrols["on_route"].to_numpy(dtype=float)
+    by_person = {str(k): v.to_numpy(dtype=np.int64) for k, v in
+                 patrols.groupby("person_id")["patrol_uid"]} if len(patrols) else {}
+    bounds = {lv: [(_local_seconds(tz, a), _local_seconds(tz, b + dt.timedelta(days=1))) for _, a, b in ps]
+              for lv, ps in periods.items()}
     reach_m: dict[str, float] = {}
     grid_ok: dict[str, bool] = dict.fromkeys(town.grids["grid_id"], False)
     min_gap = max(settings.sliver_length_m, 1.0)
     tag = f"{month[0]}-{month[1]:02d}"
     for pid, subs in subjects.items():
-        mine = patrols[patrols["person_id"] == pid] if len(patrols) else patrols
+        mine = by_person.get(pid, np.empty(0, dtype=np.int64))  # uids of the person's patrols
         for k, s in enumerate(subs):
             rule = opts["rules"][s.level]
             ps = periods[s.level] if month[1] in rule["months"] else []
@@ -620,8 +633,7 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
             ok = np.isin(uid, list(valid_uid))
             touched = set(uid[ok & (en - st > 0)].tolist())
             if s.kind == "grid":  # a grid without lanes is patrolled by a valid patrol in it
-                touched |= set(mine.loc[mine["valid"].astype(bool) & (mine["on_route"] >= float(opts["min_on_route"])),
-                                        "patrol_uid"].tolist())
+                touched |= set(mine[valid_of[mine] & (on_of[mine] >= float(opts["min_on_route"]))].tolist())
             lines = Lines(s.lines) if len(s.lines) else None
             total = float(lines.part_len.sum()) if lines is not None else 0.0
             covered = 0.0
@@ -647,7 +659,7 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
                 counts.append(sum(1 for u in touched if lo <= start_of[u] < hi))
             short = [(p[0], c) for p, c in zip(ps, counts, strict=True) if c < rule["times"]]
             n_valid = len(touched)
-            n_suspect = int((~mine["valid"].astype(bool)).sum()) if len(mine) else 0
+            n_suspect = int((~valid_of[mine]).sum())
             status = "not judged" if not ps else ("missing" if short else "ok")
             subject_geom = (shapely.union_all(s.lines) if s.kind == "river" else shapely.boundary(s.area))
             base = {"village_id": s.village_ids, "grid_id": s.grid_id, "owner": s.label, "person_id": pid,

@@ -72,6 +72,7 @@ from gisgrid.demo.partition import (
     _village_frames,
     _villages,
 )
+from gisgrid.demo.patrols import DemoPatrols, make_patrols
 from gisgrid.demo.plant import _Planter
 from gisgrid.demo.pois import _pois
 from gisgrid.demo.rosters import _grid_staff, _reaches, _river_chiefs
@@ -179,6 +180,12 @@ class DemoData:
             TOML text loadable with :mod:`tomllib`.
         """
         return _config_toml(self.name, gpkg=gpkg, staff_csv=staff_csv, chiefs_xlsx=chiefs_xlsx)
+
+    def patrols(self) -> DemoPatrols:
+        """A month of patrol tracks of the chiefs, with planted cases (:mod:`gisgrid.demo.patrols`; made once)."""
+        if "_patrols" not in self.__dict__:  # frozen: the cache goes straight into the instance's dict
+            self.__dict__["_patrols"] = make_patrols(self.layers, self.rosters)
+        return self.__dict__["_patrols"]
 
     def town(self) -> Town:
         """Validate the layers and rosters into a :class:`gisgrid.model.Town`.

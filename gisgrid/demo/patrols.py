@@ -148,7 +148,7 @@ def _lanes_path(lanes: np.ndarray) -> shapely.LineString | None:
         c = c[::-1] if side == 1 else c
         coords.append(c)
         here = c[-1]
-        left.pop(int(k))
+        left[k] = False
     xy = np.concatenate(coords)
     length = float(np.sum(np.hypot(*np.diff(xy, axis=0).T)))
     if length < 400:  # a grid with few lanes: walk them there and back, a patrol is 300 m at least

@@ -496,7 +496,7 @@ def analyze(
         pres = analyze_patrols(town, resp.reaches, patrols, options=patrol_options, as_of=as_of)
         found_all = concat_findings([found_all, pres.findings], crs=town.crs)
     # 谁主管、谁负责: one owner per finding, decided once, after every check.
-    findings = sort_findings(owners.assign_owners(sres.findings, town, resp, default_owner=opts.get("default_owner")))
+    findings = sort_findings(owners.assign_owners(found_all, town, resp, default_owner=opts.get("default_owner")))
     sections = sensitive.summarise_sections(sres, town)
     summary, totals = _summary(town, findings, stats, resp, sections)
     if pres is not None:

@@ -388,7 +388,8 @@ def _local_seconds(tz: str, day: dt.date) -> int:
     return int(pd.Timestamp(day).tz_localize(tz).tz_convert("UTC").timestamp())
 
 
-def _match_person(sub: list[_Subject], track: Track, rows: np.ndarray, opts: Mapping[str, Any]
+def _match_person(sub: list[_Subject], track: Track, segs: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  pat: slice, opts: Mapping[str, Any]
                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
     """On-route share and the median distance from the route of each patrol of one person; intervals per subject.
 
@@ -447,6 +448,7 @@ def _judge_patrols(track: Track, uid: np.ndarray, people: np.ndarray, subjects: 
                    opts: Mapping[str, Any], acc: _Acc, crs: Any) -> None:
     pt = track.patrols
     n = len(pt)
+    segs = track.segments()
     on_route = np.zeros(n)
     off_m = np.full(n, np.nan)
     level = np.empty(n, dtype=object)
@@ -630,7 +632,7 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
             part = np.concatenate([g[1] for g in got]) if got else np.empty(0, np.intp)
             st = np.concatenate([g[2] for g in got]) if got else np.empty(0)
             en = np.concatenate([g[3] for g in got]) if got else np.empty(0)
-            ok = np.isin(uid, list(valid_uid))
+            ok = valid_of[uid] if len(uid) else np.zeros(0, dtype=bool)
             touched = set(uid[ok & (en - st > 0)].tolist())
             if s.kind == "grid":  # a grid without lanes is patrolled by a valid patrol in it
                 touched |= set(mine[valid_of[mine] & (on_of[mine] >= float(opts["min_on_route"]))].tolist())
@@ -653,10 +655,9 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
             if s.kind == "grid" and touched:
                 grid_ok[str(s.grid_id)] = True
             share = covered / total if total > 0 else float("nan")
-            counts = []
-            for _, a, b in ps:
-                lo, hi = _local_seconds(tz, a), _local_seconds(tz, b + dt.timedelta(days=1))
-                counts.append(sum(1 for u in touched if lo <= start_of[u] < hi))
+            when = np.sort(start_of[np.fromiter(touched, dtype=np.int64, count=len(touched))])
+            counts = [int(np.searchsorted(when, hi) - np.searchsorted(when, lo))
+                      for lo, hi in (bounds[s.level] if ps else [])]
             short = [(p[0], c) for p, c in zip(ps, counts, strict=True) if c < rule["times"]]
             n_valid = len(touched)
             n_suspect = int((~valid_of[mine]).sum())

@@ -136,16 +136,15 @@ def _lanes_path(lanes: np.ndarray) -> shapely.LineString | None:
     """A walk along every lane of a grid, nearest lane next (each walked end to end, from its nearer end)."""
     if not len(lanes):
         return None
-    left = list(range(len(lanes)))
+    own = [shapely.get_coordinates(g) for g in lanes]
+    ends = np.array([[c[0], c[-1]] for c in own])  # (n, 2 ends, 2)
+    left = np.ones(len(own), dtype=bool)
     coords: list[np.ndarray] = []
-    here = shapely.get_coordinates(lanes[0])[0]
-    while left:
-        ends = np.array([[shapely.get_coordinates(lanes[i])[0], shapely.get_coordinates(lanes[i])[-1]]
-                         for i in left])
-        dist = np.hypot(*(ends - here).transpose(2, 0, 1))
+    here = own[0][0]
+    while left.any():
+        dist = np.where(left[:, None], np.hypot(*(ends - here).transpose(2, 0, 1)), np.inf)
         k, side = np.unravel_index(np.argmin(dist), dist.shape)
-        c = shapely.get_coordinates(lanes[left[k]])
-        c = c[::-1] if side == 1 else c
+        c = own[k][::-1] if side == 1 else own[k]
         coords.append(c)
         here = c[-1]
         left[k] = False

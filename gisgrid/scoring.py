@@ -17,7 +17,9 @@ For each party, over a span::
   (``points`` per finding, or ``points`` per ``per`` units of its measure,
   pro rata: a lane of 76.7 m at 0.5 per 100 m costs 0.38), at most ``cap`` per
   kind and party, plus its severity's points (``severity``: a veto item 10);
-* a finding **overdue** at any run of the span costs ``overdue`` points, one
+  a kind with no rule costs ``unlisted`` points by its severity (at most 5);
+* a finding **overdue** at any run of the span (or fixed after its deadline)
+  costs ``overdue`` points, one
   **back again** (反弹) ``reopened`` points, once per finding and span;
 * a finding **fixed within its deadline** during the span, and not open at its
   end, earns ``fixed_credit``: a credit offsets points lost (at most
@@ -72,6 +74,7 @@ from gisgrid.vocab import as_number, as_shown
 __all__ = [
     "DEFAULT_KIND_RULES",
     "DEFAULT_SEVERITY_POINTS",
+    "DEFAULT_UNLISTED_POINTS",
     "LEVELS",
     "PERIODS",
     "TIE_BREAKS",
@@ -141,6 +144,9 @@ DEFAULT_KIND_RULES: dict[str, KindRule] = {
     "grid_straddles": KindRule(0.5, cap=5.0),
     "outside_town": KindRule(0.0),  # outside the town: not its score
 }
+#: The shipped points per finding of a kind with no rule in ``kinds``, by severity (at most 5 per kind and party).
+DEFAULT_UNLISTED_POINTS: dict[str, float] = {"veto": 2.0, "high": 1.0, "medium": 0.5, "low": 0.2}
+_UNLISTED_CAP = 5.0
 #: The shipped extra points per severity (a veto item costs 10 on top of its kind's points).
 DEFAULT_SEVERITY_POINTS: dict[str, float] = {"veto": 10.0, "high": 0.0, "medium": 0.0, "low": 0.0}
 
@@ -152,6 +158,7 @@ class Scheme:
     base: float = 100.0
     kinds: Mapping[str, KindRule] = field(default_factory=lambda: dict(DEFAULT_KIND_RULES))
     severity: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SEVERITY_POINTS))
+    unlisted: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_UNLISTED_POINTS))
     overdue: float = 2.0
     reopened: float = 3.0
     fixed_credit: float = 0.5
@@ -182,14 +189,15 @@ class Scheme:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             given = getattr(options, f.name, None)
-            if given is None or f.name in ("kinds", "severity"):
+            if given is None or f.name in ("kinds", "severity", "unlisted"):
                 continue
             values[f.name] = tuple(given) if f.name == "tie_break" else given
         kinds = dict(default.kinds)
         for kind, rule in (getattr(options, "kinds", None) or {}).items():
             kinds[kind] = dataclasses.replace(kinds.get(kind, KindRule(0.0)), **dict(rule))
         severity = {**default.severity, **dict(getattr(options, "severity", None) or {})}
-        scheme = cls(**values, kinds=kinds, severity=severity)
+        unlisted = {**default.unlisted, **dict(getattr(options, "unlisted", None) or {})}
+        scheme = cls(**values, kinds=kinds, severity=severity, unlisted=unlisted)
         scheme.check()
         return scheme
 
@@ -203,10 +211,19 @@ class Scheme:
             msg = f"[scoring] tie_break has unknown key(s) {bad}."
             raise ConfigError(msg, fix=f"use some of {list(TIE_BREAKS)}")
 
+    def rule(self, kind: str, severity: str) -> KindRule:
+        """The rule of a finding kind: its own in ``kinds``, else its severity's in ``unlisted``."""
+        own = self.kinds.get(kind)
+        if own is not None:
+            return own
+        return KindRule(float(self.unlisted.get(severity, 0.0)), cap=_UNLISTED_CAP)
+
     def table(self) -> pd.DataFrame:
         """The scheme as rows (``item``, ``points``, ``rule``) for the report and the workbook."""
         rows = [{"item": f"kind {k}", "points": r.points, "rule": r.describe(_UNITS.get(k, ""))}
                 for k, r in self.kinds.items()]
+        rows += [{"item": f"unlisted kind, {s}", "points": p, "rule": f"each, at most {_UNLISTED_CAP:g}"}
+                 for s, p in self.unlisted.items()]
         rows += [{"item": f"severity {s}", "points": p, "rule": "extra, open at the end"}
                  for s, p in self.severity.items() if p]
         rows += [{"item": "overdue 逾期", "points": self.overdue, "rule": "once per finding and period"},
@@ -330,7 +347,9 @@ def run_view(lifecycle: pd.DataFrame) -> pd.DataFrame:
     deadline = df["deadline"].map(as_date)
     fixed = df["resolved_on"].map(as_date)
     df["open"] = open_
-    df["overdue"] = status == "overdue"
+    late = [(s == "resolved" and f is not None and d is not None and f > d)
+            for s, f, d in zip(status, fixed, deadline, strict=True)]
+    df["overdue"] = (status == "overdue") | np.array(late, dtype=bool)  # a late fix was overdue too
     df["reopened"] = status == "reopened"
     df["fixed_on_time"] = [(s == "resolved" and f is not None and d is not None and f <= d)
                            for s, f, d in zip(status, fixed, deadline, strict=True)]
@@ -352,11 +371,12 @@ def period_view(observations: pd.DataFrame) -> pd.DataFrame:
     last_run = max(obs["as_of"])
     status = obs["status"].astype(str)
     open_obs = status.isin(OPEN_STATUSES)
-    on_time = (status == "resolved") & np.array([d is not None and a <= d for a, d in
-                                                 zip(obs["as_of"], obs["deadline"], strict=True)], dtype=bool)
+    in_time = np.array([d is not None and a <= d for a, d in zip(obs["as_of"], obs["deadline"], strict=True)],
+                       dtype=bool)
+    on_time = (status == "resolved") & in_time
     flags = pd.DataFrame({
         "finding_id": obs["finding_id"],
-        "overdue": status == "overdue",
+        "overdue": (status == "overdue") | ((status == "resolved") & ~in_time),  # a late fix was overdue too
         "reopened": status == "reopened",
         "on_time": on_time,
         "veto": open_obs & (obs["severity"] == "veto"),
@@ -412,8 +432,8 @@ def ledger(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "villa
                 "status": rec["status"], "measure": rec.get("measure"), "unit": rec.get("unit")}
         items: list[tuple[str, float, str]] = []
         if rec["open"]:
-            rule = scheme.kinds.get(str(rec["kind"]))
-            if rule is not None and rule.points:
+            rule = scheme.rule(str(rec["kind"]), str(rec["severity"]))
+            if rule.points:
                 m = as_number(rec.get("measure"))
                 pts = rule.points * (m / rule.per) if rule.per > 0 and m is not None else rule.points
                 items.append((f"kind {rec['kind']}: {rule.describe(as_shown(rec.get('unit')))}", -pts,
@@ -442,7 +462,8 @@ def ledger(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "villa
 
 def _apply_caps(out: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
     """Cut each party's points of a kind at the kind's cap, and its credit at ``credit_cap`` (largest first)."""
-    caps: dict[str, float] = {f"cap:{k}": r.cap for k, r in scheme.kinds.items() if r.cap is not None}
+    caps: dict[str, float] = {f"cap:{k}": _UNLISTED_CAP for k in set(out["kind"].astype(str)) - set(scheme.kinds)}
+    caps.update({f"cap:{k}": r.cap for k, r in scheme.kinds.items() if r.cap is not None})
     points = out["points"].to_numpy(dtype=float).copy()
     rules = out["rule"].to_numpy(dtype=object).copy()
     groups = out.groupby(["party", "_cap"], sort=False).indices

@@ -28,10 +28,11 @@ ALLOWED = {
     "checks": {"vocab", "_errors", "settings", "model", "findings", "geometry"},
     "owners": {"vocab", "settings", "findings", "geometry"},
     "policy": {"vocab", "_errors", "settings", "findings"},
+    "scoring": {"vocab", "_errors", "settings", "findings"},  # the 测评体系: one policy for every level
     "analysis": {"vocab", "_errors", "settings", "model", "findings", "geometry", "checks", "owners"},
     "comparison": {"vocab", "_errors", "settings", "findings"},
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
-    "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "__init__"},
+    "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "scoring", "__init__"},
     "history": {"vocab", "_errors", "settings", "findings", "policy"},
     # outputs: messages from the findings' lifecycle; sends over the network and keeps its outbox in the history db
     "dispatch": {"vocab", "_errors", "settings", "findings", "io"},

@@ -31,6 +31,7 @@ from gisgrid.report.html import MAX_ROWS, _build, _safe_href, render_html
 from gisgrid.report.points import points_sheets
 from gisgrid.report.tables import MAX_HYGIENE_ROWS, MAX_SHEETS, _finding_table, _geojson_frame, _hygiene_table, _sheets
 from gisgrid.scoring import Scheme
+from gisgrid.scoring import Scheme
 from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ def write_report(
     verdict
         The exit status and its reason, as :func:`gisgrid.policy.evaluate_thresholds`
         decided them for this run (default: decided here from ``fail_on``).
+    scheme
+        The 测评体系 (:class:`gisgrid.scoring.Scheme`; default the shipped one): ``points.csv`` and
+        ``points.xlsx`` (失分台账) and the period to date in the scorecard.
     scheme
         The 测评体系 (:class:`gisgrid.scoring.Scheme`; default the shipped one): ``points.csv`` and
         ``points.xlsx`` (失分台账) and the period to date in the scorecard.

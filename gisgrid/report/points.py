@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gisgrid import scoring
+from gisgrid.findings import with_lifecycle
 from gisgrid.scoring import LEVELS, TIE_BREAKS, Period, Scheme
 from gisgrid.vocab import KIND_ZH, as_number, as_shown
 
@@ -252,9 +253,11 @@ def points_note(scores: PeriodScores) -> str:
             f"{' (share_ties: it does)' if s.share_ties else ''}.")
 
 
-def run_points(assessment: Any, life: pd.DataFrame, *, history: History | None, scheme: Scheme | None,
+def run_points(assessment: Any, life: pd.DataFrame | None, *, history: History | None, scheme: Scheme | None,
                as_of: dt.date) -> tuple[pd.DataFrame, PeriodScores]:
     """The ledger of one run and its period to date (from the history when the run is recorded in it).
+
+    ``life`` is the run's lifecycle table (None: the assessment's findings, all new).
 
     Returns
     -------
@@ -262,7 +265,7 @@ def run_points(assessment: Any, life: pd.DataFrame, *, history: History | None, 
         The run's ledger of both levels (``points.csv``) and the period to ``as_of``.
     """
     scheme = scheme or Scheme()
-    view = scoring.run_view(life)
+    view = scoring.run_view(with_lifecycle(assessment, life, as_of))
     book = scoring.village_book(assessment)
     run_ledger = scoring.ledgers(view, scheme, villages=book["villages"])
     period = scoring.period_of(as_of, scheme.period).to_date(as_of)

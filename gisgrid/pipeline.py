@@ -457,7 +457,7 @@ def run(
         sent = send_dispatch(cfg, out=out_dir, as_of=as_of, lifecycle=lifecycle, town=assessment.town.name)
         code += sent.exit_code
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
-                     report_dir=folder, as_of=as_of, written=written, period=period_to_date, period=period_to_date, dispatched=sent)
+                     report_dir=folder, as_of=as_of, written=written, period=period_to_date, dispatched=sent)
 
 
 #: A run's marker in ``reports/`` from before its history commit until its report is published.

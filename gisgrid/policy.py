@@ -1,7 +1,8 @@
 """Policy: the thresholds, the exit status and the village score, each decided in one place.
 
 :func:`evaluate_thresholds` turns the findings (and their lifecycle) into the
-exit status of ``gisgrid run``; :func:`scorecard` ranks the villages.
+exit status of ``gisgrid run``; :func:`scorecard` gives each village's coverage
+(the ranking is :mod:`gisgrid.scoring`'s).
 
 Default thresholds (:data:`DEFAULT_FAIL_ON`)
 --------------------------------------------
@@ -10,9 +11,14 @@ than 99% of the town's area is in a grid: "OK" must never mean half the town is
 uncovered. ``[report] fail_on`` overrides each (``overdue = 0`` or ``false``
 switches a rule off, ``area_coverage_below = 0.95`` relaxes it).
 
-Village score (村居评分)
-------------------------
-Villages are ranked each period by::
+Village coverage scorecard (0.1)
+--------------------------------
+The ranking, the red flags and the yellow cards are :mod:`gisgrid.scoring`'s
+(the 测评体系: points lost per finding and owner, periods, ties, the veto);
+the report shows :func:`scorecard`'s coverage columns beside that ranking
+(:func:`gisgrid.report.points.with_ranking`). :func:`scorecard` on its own
+still ranks one run by its fixed weights (:data:`SCORE_WEIGHTS`), for the
+notebooks and scripts written against 0.1::
 
     coverage = 100 × mean(area_coverage, road_coverage)      # percent, 0–100
     score    = coverage − 20 × veto − 5 × overdue − 2 × sensitive
@@ -63,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 #: The thresholds a run applies when the config says nothing (see the module docstring).
 DEFAULT_FAIL_ON: dict[str, Any] = {"veto": 1, "overdue": 1, "area_coverage_below": 0.99}
-#: Weights of the village score (see the module docstring).
+#: Weights of the 0.1 village score (see the module docstring; the ranking is gisgrid.scoring's).
 SCORE_WEIGHTS: dict[str, float] = {"veto": 20.0, "overdue": 5.0, "sensitive": 2.0}
 #: Kinds counted as "sensitive" in the village score.
 SENSITIVE_KINDS: tuple[str, ...] = ("sensitive_section", "checkpoint_incomplete", "poi_uncovered")

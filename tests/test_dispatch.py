@@ -386,7 +386,20 @@ def test_later_runs_send_only_changes_reminders_and_escalations(demo, tmp_path, 
         monkeypatch.setenv(k, v)
     day2, day3 = D1 + dt.timedelta(days=2), D1 + dt.timedelta(days=10)
     config, out = town_with_history(demo, tmp_path, fresh, smtp, D1)
+    for k in SECRETS:  # a dry run reads no secret, sends nothing and records nothing
+        monkeypatch.delenv(k)
+    dry = pipeline.send_dispatch(config, out=out, as_of=D1, dry_run=True)
+    assert fresh.requests == []
+    assert dry.sent == []
+    for k, v in secret_env(fresh).items():
+        monkeypatch.setenv(k, v)
+    mails = len(smtp["received"])
     assert pipeline.send_dispatch(config, out=out, as_of=D1).exit_code == 0
+    got = [r["json"]["markdown"].get("content") or r["json"]["markdown"].get("text") if "markdown" in r["json"]
+           else r["json"]["text"] for r in fresh.requests]
+    got += [m["message"].get_content() for m in smtp["received"][mails:]]
+    # the dry run showed exactly what went out
+    assert sorted(t.rstrip("\n") for t in got) == sorted(m.body for m in dry.preview)
     fresh.requests.clear()
     hist = History(out / "reports" / "history.sqlite")
     life2 = hist.record(demo["findings"], as_of=day2)
@@ -583,3 +596,21 @@ def test_config_is_refused_with_the_fix_and_never_echoes_a_secret(monkeypatch):
 
     opts = parse_dispatch({"channels": {"w": {"kind": "wecom", "url_env": "T_UNSET_URL"}}})
     assert check_secrets(opts) == ["T_UNSET_URL"]
+
+
+def test_check_refuses_a_bad_dispatch_section_and_dispatch_needs_its_secrets(demo, tmp_path, robots, smtp,
+                                                                             monkeypatch):
+    from gisgrid.io.config import load_config
+
+    config = tmp_path / "bad.toml"
+    good = dispatch_toml(robots, smtp)
+    body = demo["base"].replace('path = "', f'path = "{demo["folder"] / "data"}/')
+    config.write_text(body + good.replace('kind = "dingtalk"', 'kind = "dingtalk"\nsecret = "SEC-pasted"'),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['secret'\].*did you mean 'secret_env'"):
+        pipeline.validate(load_config(config))  # what gisgrid check and gisgrid run both run
+    config.write_text(body + good, encoding="utf-8")
+    monkeypatch.delenv("T_DING_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="T_DING_SECRET") as err:
+        pipeline.send_dispatch(config, out=demo["folder"] / "out")
+    assert not any(v in str(err.value) for v in SECRETS.values())

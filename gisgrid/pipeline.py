@@ -453,7 +453,10 @@ def run(
     tick("done", total, total)
     code, reason = verdict
     sent = None
-    if dispatch:  # the report is published: the links in the messages work
+    if dispatch and backfill:
+        logger.warning("backfill of %s: nothing is dispatched (its news is old); gisgrid dispatch --as-of %s sends "
+                       "it if you want", as_of.isoformat(), as_of.isoformat())
+    elif dispatch:  # the report is published: the links in the messages work
         sent = send_dispatch(cfg, out=out_dir, as_of=as_of, lifecycle=lifecycle, town=assessment.town.name)
         code += sent.exit_code
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,

@@ -124,6 +124,7 @@ class KindRule:
         return text + ("" if self.cap is None else f", at most {self.cap:g}")
 
 
+_UNIT_SHOWN = {"m2": "m²", "count": ""}
 _UNITS = {"area_gap": "m²", "area_overlap": "m²", "road_uncovered": "m", "river_unassigned": "m"}
 
 #: The shipped points per finding kind (README "测评体系" has the table).
@@ -436,7 +437,8 @@ def ledger(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "villa
             if rule.points:
                 m = as_number(rec.get("measure"))
                 pts = rule.points * (m / rule.per) if rule.per > 0 and m is not None else rule.points
-                items.append((f"kind {rec['kind']}: {rule.describe(as_shown(rec.get('unit')))}", -pts,
+                unit = as_shown(rec.get("unit"))
+                items.append((f"kind {rec['kind']}: {rule.describe(_UNIT_SHOWN.get(unit, unit))}", -pts,
                               f"cap:{rec['kind']}"))
             extra = float(scheme.severity.get(str(rec["severity"]), 0.0))
             if extra:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,18 @@ def test_demo_town_ranking_and_the_score_command(demo_data: Path) -> None:
     assert f"{best['name']} ({best['party']})" in scored.stdout
     with pytest.raises(HistoryError, match="no run in 2025Q1"):
         pipeline.score(cfg, out=out, period="2025Q1")
+
+
+def test_readme_shows_the_shipped_scheme(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S) if "[scoring]" in b)
+    cfg = tmp_path / "gisgrid.toml"
+    cfg.write_text(f'[sources.villages]\npath = "v.gpkg"\n[sources.grids]\npath = "g.gpkg"\n{block}', encoding="utf-8")
+    assert scoring.Scheme.from_options(load_config(cfg).scoring) == scoring.Scheme()  # the example is the default
+    rows = re.findall(r"^\| `(\w+)` \| ([\d.]+) \| ([^|]+) \| ([^|]+) \|$", text, flags=re.M)
+    table = {k: (float(p), per.strip(), cap.strip()) for k, p, per, cap in rows}
+    for kind, rule in scoring.DEFAULT_KIND_RULES.items():
+        points, per, cap = table[kind]
+        assert points == rule.points
+        assert per == ("finding" if rule.per == 0 else f"{rule.per:g} {scoring._UNITS[kind]}")
+        assert cap == ("—" if rule.cap is None else f"{rule.cap:g}")

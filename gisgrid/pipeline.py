@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -22,7 +23,8 @@ import pandas as pd
 
 from gisgrid import io
 from gisgrid._errors import ConfigError, HistoryError, InputError, SchemaError
-from gisgrid.io.config import Config, describe_config, find_config, load_config
+from gisgrid.io.config import TRACK_SOURCES, Config, describe_config, find_config, load_config
+from gisgrid.io.tracks import iter_track_batches, to_datum
 from gisgrid.model import LAYERS, ROSTERS, Town
 from gisgrid.vocab import percent
 
@@ -124,6 +126,8 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
         return make_demo().town()
     frames: dict[str, Any] = {}
     for name, spec in cfg.sources.items():
+        if name in TRACK_SOURCES:  # GPS tracks are streamed when the patrols are judged (patrol_batches)
+            continue
         logger.info("reading %s from %s", name, spec["path"])
         frames[name] = _read_source(name, spec)
         if not len(frames[name]) and not spec.get("allow_empty", False):
@@ -184,6 +188,10 @@ def write_demo(out: str | os.PathLike[str], *, scale: str = "town", hand_drawn: 
         io.write_csv(rosters["grid_staff"], folder / "grid_staff.csv", encoding="gbk"),
         io.write_xlsx({"river_chiefs": rosters["river_chiefs"]}, folder / "river_chiefs.xlsx"),
         io.write_geojson(demo.truth, folder / "truth.geojson"),
+        # a month of patrol tracks as a phone app exports them: GCJ-02, Chinese headers, local times
+        io.write_csv(demo.patrols().source_table(shift=lambda lon, lat: to_datum(lon, lat, "GCJ-02")),
+                     folder / "patrols.csv"),
+        io.write_geojson(demo.patrols().truth, folder / "patrols_truth.geojson"),
         io.atomic_write_text(folder / "gisgrid.toml", demo.config_toml()),
     ]
 
@@ -251,6 +259,9 @@ class RunResult:
             + ", ".join(f"{k} {v}" for k, v in t["by_severity"].items()),
             "  status             " + (", ".join(f"{k} {v}" for k, v in self.counts().items()) or "-"),
             f"  result             {'FAIL' if self.exit_code else 'OK'}: {self.reason}",
+            *([f"  patrolled {t['patrol_month']}  reaches {percent(t['river_patrolled'])}, grids "
+               f"{percent(t['grid_patrolled'])} ({t['patrols_valid']:,} valid of {t['patrols']:,} patrols)"]
+              if "patrol_month" in t else []),  # effective coverage: looked after, not only assigned
             *(f"  {line}" for line in (self.period.lines() if self.period is not None else [])),
             *(f"  {line}" for line in (self.period.lines() if self.period is not None else [])),
             f"  report             {self.report_dir}",
@@ -267,6 +278,10 @@ def _fingerprints(cfg: Config) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, spec in cfg.sources.items():
         p = Path(spec["path"])
+        if p.is_dir():  # a folder of GPX tracks: its files' names and digests
+            text = " ".join(f"{q.name}:{io.file_digest(q)}" for q in sorted(p.iterdir()) if q.is_file())
+            out[name] = "folder:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+            continue
         out[name] = io.file_digest(p) if p.exists() else "missing"
     return out
 
@@ -306,6 +321,20 @@ def validate(cfg: Config) -> None:
     scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     _dispatch_options(cfg)
+    from gisgrid.checks.patrols import resolve_patrol_options
+
+    resolve_patrol_options(cfg.section("patrols"))
+
+
+def patrol_batches(cfg: Config) -> Any:
+    """The patrol tracks of ``cfg`` as an iterable of batches (None when it names none); the demo's own month."""
+    if "patrols" in cfg.sources:
+        return iter_track_batches(cfg.sources["patrols"])
+    if cfg.demo:
+        from gisgrid.demo import make_demo
+
+        return [make_demo().patrols().fixes]
+    return None
 
 
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
@@ -313,9 +342,15 @@ def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | No
     from gisgrid.analysis import analyze
 
     town = load_town(cfg) if town is None else town
+    patrols = cfg.section("patrols")
+    if cfg.demo:
+        from gisgrid.demo.patrols import MONTH
+
+        patrols = {"month": MONTH, **patrols}  # the embedded demo's tracks are of one month
     return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
                    sliver_area_m2=cfg.report.sliver_area_m2, tolerance_m=cfg.coverage.tolerance_m,
-                   workers=cfg.coverage.workers, as_of=as_of or dt.date.today())
+                   workers=cfg.coverage.workers, as_of=as_of or dt.date.today(), patrols=patrol_batches(cfg),
+                   patrol_options=patrols)
 
 
 def run(

@@ -172,7 +172,8 @@ def test_rules_per_level_on_a_hand_made_town():
     # grid chief S1 walks 600 m inside his grid (no lanes: a valid patrol in the grid counts); S2 never patrols
     parts.append(_fixes(town, "S1", dt.datetime(2026, 11, 6, 9, tzinfo=bj), _line(500_100, 500_700, 25,
                                                                                   y=3_550_200), 20))
-    res = analyze_patrols(town, reaches, [pd.concat(parts, ignore_index=True)], options={"month": "2026-11"})
+    fixes = pd.concat(parts, ignore_index=True)
+    res = analyze_patrols(town, reaches, [fixes], options={"month": "2026-11"}, as_of=dt.date(2026, 12, 1))
     f = res.findings.set_index(["kind", "person_id"])
     kinds = sorted(zip(res.findings["kind"], res.findings["person_id"], strict=True))
     assert kinds == [("patrol_missing", "B1"), ("patrol_missing", "S2"), ("patrol_partial", "B1"),
@@ -203,6 +204,13 @@ def test_rules_per_level_on_a_hand_made_town():
     assert res.reach_patrolled.sum() == pytest.approx(1000 + 1000)  # the town chief walked it all
     assert bool(res.grid_patrolled["G1"])
     assert not bool(res.grid_patrolled["G2"])
+    # on 17 November only the weeks over by then are judged (W45, W46), and no month yet
+    mid = analyze_patrols(town, reaches, [fixes], options={"month": "2026-11"}, as_of=dt.date(2026, 11, 17))
+    missing = mid.findings[mid.findings["kind"] == "patrol_missing"]
+    assert list(missing["person_id"]) == ["B1"]
+    assert missing["measure"].iloc[0] == 1
+    assert "2026-W46 (0)" in missing["message"].iloc[0]
+    assert mid.people.set_index("person_id").loc["T1", "status"] == "not judged"
 
 
 # --------------------------------------------------------------------------- files
@@ -295,7 +303,8 @@ def demo_result():
     demo = make_demo()
     town = demo.town()
     tracks = make_patrols(demo.layers, demo.rosters)
-    res = analyze_patrols(town, analyze_responsibility(town).reaches, [tracks.fixes], options={"month": "2026-11"})
+    res = analyze_patrols(town, analyze_responsibility(town).reaches, [tracks.fixes], options={"month": "2026-11"},
+                          as_of=dt.date(2026, 12, 1))
     return tracks, res
 
 

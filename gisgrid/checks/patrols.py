@@ -19,8 +19,8 @@ and judged by the rule of the person's level:
   ``period`` (``week``: ISO weeks, Monday to Sunday, judged in the month of
   their Thursday; ``dekad``: 旬, days 1-10, 11-20, 21-end; ``month``;
   ``quarter``, judged with its last month) of the judged month, in the
-  ``months`` the rule applies; a person short in any period is a
-  ``patrol_missing`` finding;
+  ``months`` the rule applies, that are over by the run date; a person
+  short in any period is a ``patrol_missing`` finding;
 - **share**: the valid patrols of the month together cover ``min_share`` of the
   subject (reach length within ``river_distance_m``; lane length within
   ``lane_distance_m``); less is a ``patrol_partial`` finding whose geometry is
@@ -520,9 +520,12 @@ def analyze_patrols(town: Town, reaches: gpd.GeoDataFrame, batches: Iterable[Any
     PatrolResult
     """
     opts = resolve_patrol_options(options)  # resolved options pass again unchanged
-    year, month = judged_month(as_of or dt.date.today(), opts["month"])
+    run_day = as_of or dt.date.today()
+    year, month = judged_month(run_day, opts["month"])
     tz = str(opts["timezone"])
-    periods = {lv: periods_of(rule["period"], year, month) for lv, rule in opts["rules"].items()}
+    # only periods over by the run date are judged: a week still running cannot be short yet
+    periods = {lv: [p for p in periods_of(rule["period"], year, month) if p[2] < run_day]
+               for lv, rule in opts["rules"].items()}
     days = [d for ps in periods.values() for _, a, b in ps for d in (a, b)]
     first_day = min(days, default=dt.date(year, month, 1))
     last_day = max(days, default=dt.date(year, month, 1))

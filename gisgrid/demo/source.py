@@ -11,6 +11,8 @@ import pandas as pd
 import tomli_w
 
 from gisgrid import settings
+from gisgrid.demo.patrols import MONTH as PATROL_MONTH
+from gisgrid.demo.patrols import SOURCE_FIELDS as PATROL_FIELDS
 
 LAYER_KEYS: tuple[str, ...] = ("boundary", "villages", "grids", "roads", "rivers", "pois")
 ROSTER_KEYS: tuple[str, ...] = ("grid_staff", "river_chiefs")
@@ -67,8 +69,11 @@ def _config_toml(name: str, *, gpkg: str, staff_csv: str, chiefs_xlsx: str) -> s
         sources[key] = source
     # the coverage table is one line long, so its note goes at the end of the dump
     coverage = tomli_w.dumps({"coverage": {"tolerance_m": float(settings.tolerance_m)}}).rstrip("\n")
+    # a month of patrol tracks as a phone app exports them (GCJ-02, Chinese headers), judged for that month
+    sources["patrols"] = {"path": "patrols.csv", "crs": "GCJ-02", "fields": PATROL_FIELDS}
     return "\n".join([
         tomli_w.dumps({"town": {"name": name, "crs": "auto"}}),
         f"{coverage}  # {_TOLERANCE_NOTE}\n",
         tomli_w.dumps({"sources": sources}),
+        tomli_w.dumps({"patrols": {"month": PATROL_MONTH}}),
     ])

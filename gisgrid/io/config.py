@@ -28,6 +28,7 @@ __all__ = [
     "LAYER_SOURCES",
     "ROSTER_SOURCES",
     "SOURCE_NAMES",
+    "TRACK_SOURCES",
     "Config",
     "CoverageOptions",
     "HistoryOptions",
@@ -45,8 +46,12 @@ __all__ = [
 LAYER_SOURCES: tuple[str, ...] = ("boundary", "villages", "grids", "roads", "rivers", "pois")
 ROSTER_SOURCES: tuple[str, ...] = ("grid_staff", "river_chiefs")
 SOURCE_NAMES: tuple[str, ...] = (*LAYER_SOURCES, *ROSTER_SOURCES)
+#: GPS tracks (not part of the Town: streamed by :mod:`gisgrid.io.tracks` when the patrols are judged).
+TRACK_SOURCES: tuple[str, ...] = ("patrols",)
+_TRACK_KEYS = ("path", "crs", "encoding", "fields", "timezone", "person_from")
 _SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty")
-_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "scoring", "scoring", "dispatch")
+_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "scoring", "scoring", "dispatch",
+             "patrols")
 _TOWN_KEYS = ("name", "crs")
 
 
@@ -452,11 +457,24 @@ def _parse_config(data: dict[str, Any]) -> Config:
     sources: dict[str, dict[str, Any]] = {}
     for name, spec in sources_in.items():
         where = f"[sources.{name}]"
+        if name in TRACK_SOURCES and isinstance(spec, dict):  # a file or a folder of tracks, read in batches
+            if "path" not in spec:
+                msg = f"{where} has no path."
+                raise ConfigError(msg, path=path,
+                                  fix=f'add path = "tracks/" (a folder of GPX files, or a CSV of fixes) under {where}')
+            unknown_keys(spec, _TRACK_KEYS, where=where, path=path)
+            _check_path_text(spec["path"], f"{where} path", path)
+            if "fields" in spec and not isinstance(spec["fields"], dict):
+                msg = f"{where} fields must be a table."
+                raise ConfigError(msg, path=path,
+                                  fix='write fields = { person_id = "人员编号", timestamp = "定位时间" }')
+            sources[name] = {**spec, "path": str((base / str(spec["path"])).resolve())}
+            continue
         if name not in SOURCE_NAMES:
-            close = nearest(str(name), SOURCE_NAMES)
+            close = nearest(str(name), (*SOURCE_NAMES, *TRACK_SOURCES))
             hint = f"did you mean [sources.{close}]? " if close else ""
             msg = f"unknown source {where}."
-            raise ConfigError(msg, path=path, fix=f"{hint}use one of {list(SOURCE_NAMES)}")
+            raise ConfigError(msg, path=path, fix=f"{hint}use one of {[*SOURCE_NAMES, *TRACK_SOURCES]}")
         if not isinstance(spec, dict) or "path" not in spec:
             msg = f"{where} has no path."
             raise ConfigError(msg, path=path, fix=f'add path = "file.gpkg" under {where}')

@@ -32,10 +32,11 @@ import numpy as np
 import pandas as pd
 
 from gisgrid._errors import ConfigError, InputError
-from gisgrid.crs import OFFSET_DATUMS, bd09_to_wgs84, gcj02_to_wgs84, parse_crs
+from gisgrid.crs import OFFSET_DATUMS, bd09_to_wgs84, gcj02_to_bd09, gcj02_to_wgs84, parse_crs, wgs84_to_gcj02
 from gisgrid.io.files import detect_encoding
 
-__all__ = ["TRACK_COLUMNS", "TrackBatch", "TrackIssue", "iter_track_batches", "read_gpx", "read_track_table"]
+__all__ = ["TRACK_COLUMNS", "TrackBatch", "TrackIssue", "iter_track_batches", "read_gpx", "read_track_table",
+           "to_datum"]
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +308,16 @@ def _check_rows(raw: pd.DataFrame, name: str, *, timezone: str, datum: str | Non
     fixes = pd.DataFrame({"person_id": person.to_numpy(dtype=object)[keep], "t": t[keep], "lon": lon, "lat": lat,
                           "accuracy": acc, "file": name, "line": line[keep]})
     return fixes, issues
+
+
+def to_datum(lon: np.ndarray, lat: np.ndarray, datum: str) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 lon/lat shifted to ``datum`` (``"GCJ-02"`` or ``"BD-09"``): tracks as a Chinese map app records them."""
+    if datum == "GCJ-02":
+        return wgs84_to_gcj02(lon, lat)
+    if datum == "BD-09":
+        return gcj02_to_bd09(*wgs84_to_gcj02(lon, lat))
+    msg = f"unknown offset datum {datum!r}."
+    raise ConfigError(msg, fix=f"use one of {list(OFFSET_DATUMS)}")
 
 
 def _datum(spec: Mapping[str, Any]) -> str | None:

@@ -398,6 +398,12 @@ class History:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
                 msg = f"the history database is busy: another run held it for more than {self.timeout:.0f} s."
                 fix = "wait for the other run to finish and run again"
+            elif "disk is full" in text or "disk i/o error" in text:
+                # a write refused (a full disk, a file-size limit): SQLite rolled the transaction back
+                msg = (f"the history database could not be written ({exc}): the disk holding {self.path.parent} is "
+                       "full, a file-size limit was hit, or the disk failed. The run was rolled back: the history "
+                       "is as it was, not damaged.")
+                fix = "free space on that disk (or move [history] path to another) and run again"
             elif "readonly" in text or "read-only" in text or "unable to open" in text:
                 # an intact history we may not write: never advise moving it away
                 msg = f"the history database (or its folder) is read-only for this user ({exc}); it is not damaged."

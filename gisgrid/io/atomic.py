@@ -7,6 +7,7 @@ target, so the last good file stays until the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -18,7 +19,8 @@ from typing import Any
 from gisgrid._errors import InputError
 
 __all__ = ["WINDOWS_RESERVED", "atomic_path", "atomic_write_bytes", "atomic_write_text", "cut_utf8", "file_digest",
-           "file_lock", "remove_stale_staging", "safe_filename", "staged_folder", "write_with"]
+           "file_lock", "no_space", "publish_staged", "remove_stale_staging", "safe_filename", "staged_folder",
+           "staging_folder", "write_with"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,64 @@ def remove_stale_staging(folder: str | os.PathLike[str]) -> list[Path]:
             removed.append(p)
             logger.info("removed %s, left by an interrupted run", p)
     return removed
+
+
+#: Words of an error that ran out of space, from libraries that do not keep the errno (GDAL, SQLite).
+_NO_SPACE_WORDS = ("no space left", "disk is full", "file too large", "quota exceeded")
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is a write refused for want of space.
+
+    A full disk (ENOSPC), a file-size limit (EFBIG) or a quota (EDQUOT), also when a library (GDAL,
+    SQLite, zipfile) wrapped it in an error of its own.
+    """
+    seen: BaseException | None = exc
+    for _ in range(10):  # the chain of causes is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        if any(w in str(seen).lower() for w in _NO_SPACE_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def staging_folder(parent: str | os.PathLike[str], name: str) -> Path:
+    """A new empty folder ``parent/.NAME.XXXX.tmp`` (umask permissions) to write into before publishing.
+
+    :func:`remove_stale_staging` removes it if the run is killed; :func:`publish_staged` moves its files out.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    return staging
+
+
+def publish_staged(staging: str | os.PathLike[str], target: str | os.PathLike[str],
+                   written: list[Path] | None = None) -> list[Path]:
+    """Move every file under ``staging`` to the same place under ``target`` (one rename each), then remove it.
+
+    For a folder that must not be replaced whole (``maps/`` keeps maps drawn on request): each file is
+    replaced atomically, so a reader sees the old or the new file, never half of one.
+
+    Returns
+    -------
+    list of Path
+        ``written`` (paths under ``staging``) as they are now, under ``target``.
+    """
+    import shutil
+
+    src, dst = Path(staging), Path(target)
+    for p in sorted(src.rglob("*")):
+        if p.is_file():
+            goal = dst / p.relative_to(src)
+            goal.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, goal)
+    shutil.rmtree(src, ignore_errors=True)
+    return [dst / Path(p).relative_to(src) for p in (written or [])]
 
 
 @contextlib.contextmanager

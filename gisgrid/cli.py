@@ -188,6 +188,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 0
     _say(f"{town.name} — analysis CRS {town.crs.to_string()} ({town.crs.name}), area {town.area_m2 / 1e6:,.2f} km²")
     _print_table(table)
+    for lname, src in town.sources.items():  # PostGIS sources: what was found in the database
+        db = (src or {}).get("database")
+        if db:
+            types = ", ".join(db["geometry_types"]) or "no geometry"
+            srid = f"SRID {db['srid']}, " if db["srid"] is not None else ""
+            _say(f"postgis {lname}: {db['table'] or 'sql query'} in {src['path']}: {db['rows']:,} rows, {srid}{types}")
     for _, rep in town.repairs.iterrows():
         _say(f"repaired {rep['layer']} {rep['feature_id']}: {rep['detail']}")
     for _, iss in town.issues.iterrows():

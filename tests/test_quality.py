@@ -34,11 +34,12 @@ ALLOWED = {
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "scoring", "__init__"},
     "history": {"vocab", "_errors", "settings", "findings", "policy"},
+    "publish": {"vocab", "_errors", "settings", "findings", "io"},  # writes PostGIS tables through io.postgis
     # outputs: messages from the findings' lifecycle; sends over the network and keeps its outbox in the history db
     "dispatch": {"vocab", "_errors", "settings", "findings", "io"},
     "demo": {"_errors", "settings", "model"},
     "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "owners",
-                 "policy", "checks", "demo", "dispatch"},
+                 "policy", "checks", "demo", "publish", "dispatch"},
     "cli": {"_errors", "pipeline", "demo", "__init__"},
 }
 OUTPUTS = {"maps", "report", "history", "comparison", "dispatch"}

@@ -21,6 +21,7 @@ from gisgrid.io.atomic import (
     write_with,
 )
 from gisgrid.io.files import detect_encoding, list_layers, read_config, read_layer, read_table
+from gisgrid.io.postgis import display_url, read_postgis, read_postgis_table
 from gisgrid.io.tables import FORMULA_STARTS, defuse, jsonable, write_csv, write_geojson, write_layers, write_xlsx
 
 __all__ = [
@@ -30,12 +31,15 @@ __all__ = [
     "atomic_write_text",
     "defuse",
     "detect_encoding",
+    "display_url",
     "file_digest",
     "file_lock",
     "jsonable",
     "list_layers",
     "read_config",
     "read_layer",
+    "read_postgis",
+    "read_postgis_table",
     "read_table",
     "remove_stale_staging",
     "safe_filename",

@@ -322,6 +322,17 @@ def read_layer(
         if gdf.crs is None and crs is None and gdf.geometry.notna().any():
             msg = "the layer has no CRS (no .prj, or a GeoPackage without a spatial reference)."
             raise CRSError(msg, **where, fix='declare it in the config: crs = "EPSG:4490" (or the CRS it is in)')
+    return finish_layer(gdf, crs=crs, where=where, source={"path": str(p), "layer": layer})
+
+
+def finish_layer(gdf: gpd.GeoDataFrame, *, crs: Any, where: dict[str, Any], source: dict[str, Any]
+                 ) -> gpd.GeoDataFrame:
+    """The one post-read path of every layer source (files and PostGIS): declared CRS, GCJ-02, coordinates.
+
+    ``crs`` (the config's ``crs =``) overrides or supplies the layer's CRS, converting GCJ-02/BD-09; a
+    layer with geometry and no CRS is refused; the coordinates must fit the CRS. ``source`` goes into
+    ``attrs["source"]`` (what ``Town`` records and ``gisgrid check`` shows).
+    """
     if crs is not None:
         gdf = _apply_declared_crs(gdf, crs, where)
     elif gdf.crs is None:
@@ -331,7 +342,7 @@ def read_layer(
         gdf = gdf.set_crs(4326)
     if len(gdf) and gdf.geometry.notna().any():
         check_coordinates(gdf.total_bounds, gdf.crs, where=where)
-    gdf.attrs["source"] = {"path": str(p), "layer": layer}
+    gdf.attrs["source"] = source
     return gdf
 
 

@@ -1,0 +1,475 @@
+"""PostGIS as a source and a publish sink, against a real PostgreSQL + PostGIS (tests/pg.py starts one).
+
+No mocks of the database: one throwaway cluster per session on a unix socket in a temporary folder.
+Locally the tests skip when the server binaries or PostGIS are missing; CI sets GISGRID_REQUIRE_POSTGIS=1
+and then a missing server fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pg
+import pytest
+import shapely
+import tomli_w
+
+from gisgrid import pipeline
+from gisgrid._errors import ConfigError, CRSError, GisgridError, HistoryError, InputError
+from gisgrid.crs import wgs84_to_gcj02
+from gisgrid.findings import OPEN_STATUSES, show_ids
+from gisgrid.history import History
+from gisgrid.io import read_config, read_layer, read_postgis, read_table
+from gisgrid.publish import SCHEMA_VERSION, PublishOptions, publish
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+URL = "postgresql:///gis"  # host, port and user from the libpq environment (PGHOST...), as in production
+LAYERS = ("boundary", "villages", "grids", "roads", "rivers", "pois")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    reason = pg.missing_reason()
+    if reason is not None:
+        if os.environ.get(pg.REQUIRE_ENV):
+            pytest.fail(f"{pg.REQUIRE_ENV} is set but no PostgreSQL/PostGIS can be started: {reason}")
+        pytest.skip(f"no PostgreSQL with PostGIS here: {reason}")
+    with pg.running() as c:
+        yield c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def libpq_env(cluster):
+    """The library reads libpq's environment, as it would on a command center's server."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PG")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in cluster.env().items() if k.startswith("PG")})
+    yield
+    for key in [k for k in os.environ if k.startswith("PG")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def demo(cluster, tmp_path_factory):
+    """The demo town as files, and the same layers (and the GBK grid-staff roster) in PostGIS schema wangge.
+
+    Returns the folder, the file config and the PostGIS config (layers and grid_staff from the database,
+    river_chiefs still from its XLSX).
+    """
+    folder = tmp_path_factory.mktemp("demo")
+    pipeline.write_demo(folder)
+    with cluster.connect() as conn:
+        for name in LAYERS:
+            pg.load_layer(conn, gpd.read_file(folder / "town.gpkg", layer=name), name, schema="wangge")
+        pg.load_layer(conn, read_table(folder / "grid_staff.csv"), "grid_staff", schema="wangge")
+        conn.execute("GRANT USAGE ON SCHEMA wangge TO reader")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA wangge TO reader")
+    data = read_config(folder / "gisgrid.toml")
+    data.pop("_path"), data.pop("_dir")
+    data["coverage"]["cleaned_grids"] = False  # GEOS work these tests do not look at
+    for name, spec in data["sources"].items():
+        if name in (*LAYERS, "grid_staff"):
+            for key in ("path", "layer", "encoding"):
+                spec.pop(key, None)
+            spec.update(url=URL, table=f"wangge.{name}")
+        else:
+            spec["path"] = str(folder / spec["path"])
+    pg_cfg = folder / "pg.toml"
+    pg_cfg.write_text(tomli_w.dumps(data), encoding="utf-8")
+    file_data = read_config(folder / "gisgrid.toml")
+    file_data.pop("_path"), file_data.pop("_dir")
+    file_data["coverage"]["cleaned_grids"] = False
+    for spec in file_data["sources"].values():
+        spec["path"] = str(folder / spec["path"])
+    file_cfg = folder / "files.toml"
+    file_cfg.write_text(tomli_w.dumps(file_data), encoding="utf-8")
+    return {"folder": folder, "files": file_cfg, "pg": pg_cfg, "data": data}
+
+
+def _tiny(cluster, frames: dict, schema: str, folder: Path, **extra: dict) -> Path:
+    """The hand-built 4-grid town of conftest, every layer and roster in PostGIS ``schema``; its config."""
+    with cluster.connect() as conn:
+        for name, frame in frames.items():
+            pg.load_layer(conn, frame, name, schema=schema)
+    data = {"town": {"name": "测试镇"}, "coverage": {"cleaned_grids": False},
+            "sources": {name: {"url": URL, "table": f"{schema}.{name}"} for name in frames}, **extra}
+    return _write_cfg(folder, f"{schema}.toml", data)
+
+
+def _write_cfg(folder: Path, name: str, data: dict) -> Path:
+    path = folder / name
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "gisgrid", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="session")
+def analysed(demo):
+    """The demo analysed from its GeoPackage and from PostGIS (the same day)."""
+    day = dt.date(2026, 11, 30)
+    out = {}
+    for key in ("files", "pg"):
+        cfg = pipeline.load_config(demo[key])
+        town = pipeline.load_town(cfg)
+        out[key] = (town, pipeline.analyse_config(cfg, town, as_of=day))
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+def test_demo_town_from_postgis_gives_the_same_findings_with_the_same_ids(analysed):
+    (ftown, fa), (ptown, pa) = analysed["files"], analysed["pg"]
+    assert len(fa.findings) > 0
+    f = fa.findings.sort_values("finding_id").reset_index(drop=True)
+    p = pa.findings.sort_values("finding_id").reset_index(drop=True)
+    assert list(p["finding_id"]) == list(f["finding_id"])
+    cols = [c for c in f.columns if c != "geometry"]
+    pd.testing.assert_frame_equal(p[cols].astype(str), f[cols].astype(str))
+    assert shapely.equals_exact(p.geometry.values, f.geometry.values, tolerance=1e-6).all()
+    # the same validation and repairs on the way in, and the same analysis CRS from the same SRID
+    assert ptown.crs == ftown.crs
+    pd.testing.assert_frame_equal(ptown.repairs.astype(str), ftown.repairs.astype(str))
+    assert len(ptown.grid_staff) == len(ftown.grid_staff)
+    assert set(ptown.grid_staff["role"]) == set(ftown.grid_staff["role"]) == {"grid_chief", "grid_member"}
+    assert ptown.sources["grids"]["database"]["srid"] == 4490
+
+
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (the libpq environment of the test); exit code, stdout, stderr."""
+    from gisgrid import cli
+
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_check_against_the_database_names_tables_rows_srid_and_types(cluster, town_frames, tmp_path, capsys):
+    frames = dict(town_frames)
+    frames["roads"] = frames["roads"].explode(ignore_index=True).set_geometry(  # one road as a MultiLineString
+        [shapely.MultiLineString([g]) if i == 0 else g for i, g in enumerate(frames["roads"].geometry)])
+    code, out, err = _main(capsys, "check", str(_tiny(cluster, frames, "tiny_check", tmp_path)))
+    assert code == 0, err
+    assert "postgis grids: tiny_check.grids in postgresql:///gis: 4 rows, SRID 4549, Polygon" in out
+    assert "postgis roads: tiny_check.roads in postgresql:///gis: 2 rows, SRID 4549, LineString, MultiLineString" \
+        in out
+    assert "postgis grid_staff: tiny_check.grid_staff in postgresql:///gis: 4 rows, no geometry" in out
+    assert "postgis river_chiefs: tiny_check.river_chiefs in postgresql:///gis: 2 rows, no geometry" in out
+
+
+def _small_cfg(demo: dict, **grids: object) -> dict:
+    """A config with villages and grids from PostGIS only; ``grids`` overrides keys of [sources.grids]."""
+    data = {"town": dict(demo["data"]["town"]), "coverage": {"cleaned_grids": False},
+            "sources": {k: dict(demo["data"]["sources"][k]) for k in ("villages", "grids")}}
+    data["sources"]["grids"].update(grids)
+    for k, v in list(data["sources"]["grids"].items()):
+        if v is None:
+            del data["sources"]["grids"][k]
+    return data
+
+
+def test_bad_database_sources_are_exit_2_naming_the_source_and_never_the_password(demo, cluster, tmp_path, capsys,
+                                                                                   monkeypatch):
+    with cluster.connect() as conn:
+        pg.load_layer(conn, gpd.read_file(demo["folder"] / "town.gpkg", layer="grids"), "grids_srid0",
+                      schema="wangge", srid=0)
+        conn.execute("GRANT SELECT ON wangge.grids_srid0 TO reader")
+    ok = _write_cfg(tmp_path, "ok.toml", _small_cfg(demo))
+    cases = {
+        "wrong password": (ok, cluster.env(user=pg.READER, password="not-" + pg.READER_PASSWORD),
+                           ["[sources.villages]", "password authentication failed", "~/.pgpass"]),
+        "refused": (ok, {**cluster.env(), "PGHOST": str(tmp_path / "no-server-here")},
+                    ["[sources.villages]", "cannot connect", "server is running"]),
+        "missing table": (_write_cfg(tmp_path, "t.toml", _small_cfg(demo, table="wangge.gridz")), cluster.env(),
+                          ["[sources.grids]", "no table 'wangge.gridz'", "wangge.grids"]),
+        "missing column": (_write_cfg(tmp_path, "c.toml", _small_cfg(
+            demo, fields={"grid_id": "wgbm", "village_id": "village_id"})), cluster.env(),
+            ["'wgbm'", "[sources.grids] fields"]),
+        "missing geometry column": (_write_cfg(tmp_path, "g.toml", _small_cfg(demo, geometry="shape")),
+                                    cluster.env(), ["[sources.grids]", "no column 'shape'"]),
+        "srid 0": (_write_cfg(tmp_path, "s.toml", _small_cfg(demo, table="wangge.grids_srid0")), cluster.env(),
+                   ["[sources.grids]", "SRID 0", 'crs = "EPSG:4490"']),
+        "password in the url": (_write_cfg(tmp_path, "p.toml", _small_cfg(
+            demo, url=f"postgresql://reader:{pg.READER_PASSWORD}@/gis")), cluster.env(),
+            ["[sources.grids] url holds a password", "~/.pgpass"]),
+    }
+    for case, (cfg, env, expect) in cases.items():
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                if key.startswith("PG"):
+                    m.setenv(key, value)
+            if "PGPASSWORD" not in env:
+                m.delenv("PGPASSWORD", raising=False)
+            code, out, err = _main(capsys, "check", str(cfg), "-q", "-vv")
+        assert code == 2, (case, out[-2000:], err[-2000:])
+        for text in expect:
+            assert text in err, (case, text, err[-2000:])
+        assert pg.READER_PASSWORD not in out + err, case
+    # the real process too: wrong credentials, then the right ones (from the environment, as libpq takes
+    # them): the password is never shown, not even in debug logging
+    res = _cli("check", str(ok), "-q", "-vv", env=cases["wrong password"][1])
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "password authentication failed" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = _cli("check", str(ok), "-q", "-vv", env=cluster.env(user=pg.READER, password=pg.READER_PASSWORD))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert pg.READER_PASSWORD not in res.stdout + res.stderr
+    # SRID 0 with its CRS declared reads like the constrained table
+    declared = pipeline.load_town(pipeline.load_config(_write_cfg(tmp_path, "s2.toml", _small_cfg(
+        demo, table="wangge.grids_srid0", crs="EPSG:4490"))))
+    assert len(declared.grids) == len(gpd.read_file(demo["folder"] / "town.gpkg", layer="grids"))
+
+
+def test_hostile_table_names_and_sql_are_harmless(demo, cluster):
+    hostile = 'grids"; DROP TABLE wangge.villages; --'
+    with cluster.connect() as conn:
+        pg.load_layer(conn, gpd.read_file(demo["folder"] / "town.gpkg", layer="grids"), hostile, schema="wangge")
+    before = _counts(cluster)
+    layer = read_postgis(URL, table=f"wangge.{hostile}", name="grids")
+    assert len(layer) == before["grids"]
+    assert layer.attrs["source"]["layer"] == f"wangge.{hostile}"
+    with pytest.raises(InputError, match="no table"):
+        read_postgis(URL, table="wangge.grids; DROP TABLE wangge.villages", name="grids")
+    # a sql source is read-only and one statement
+    with pytest.raises(InputError, match="read-only"):
+        read_postgis(URL, sql="DELETE FROM wangge.villages RETURNING *", name="villages")
+    with pytest.raises(InputError, match=r"multiple commands|read-only"):
+        read_postgis(URL, sql="SELECT * FROM wangge.grids; DROP TABLE wangge.villages", name="grids")
+    with pytest.raises(InputError, match="read-only"):
+        read_postgis(URL, sql="WITH d AS (DELETE FROM wangge.villages RETURNING *) SELECT * FROM d",
+                     name="villages")
+    assert _counts(cluster) == before
+    # and an honest query reads what it selects
+    some = read_postgis(URL, sql="select * from wangge.grids where village_id = 'V01';", name="grids")
+    assert len(some) == int((gpd.read_file(demo["folder"] / "town.gpkg", layer="grids")["village_id"] == "V01")
+                            .sum()) > 0
+
+
+def _counts(cluster) -> dict[str, int]:
+    with cluster.connect() as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM wangge.{t}").fetchone()[0] for t in LAYERS}
+
+
+def test_gcj02_conversion_is_the_same_as_from_a_file(demo, tmp_path, cluster):
+    pois = gpd.read_file(demo["folder"] / "town.gpkg", layer="pois").to_crs(4326)
+    lon, lat = wgs84_to_gcj02(pois.geometry.x.to_numpy(), pois.geometry.y.to_numpy())
+    shifted = pois.set_geometry(gpd.points_from_xy(lon, lat), crs=4326)
+    shifted.to_file(tmp_path / "pois_gcj.geojson")
+    with cluster.connect() as conn:
+        pg.load_layer(conn, shifted, "pois_gcj", schema="wangge", srid=0)  # as a web-map export arrives
+    from_file = read_layer(tmp_path / "pois_gcj.geojson", crs="GCJ-02")
+    from_db = read_postgis(URL, table="wangge.pois_gcj", crs="GCJ-02", name="pois")
+    assert from_db.crs == from_file.crs
+    assert shapely.equals_exact(from_db.geometry.values, from_file.geometry.values, tolerance=1e-9).all()
+    # undone: back within a centimetre of the true WGS84 points
+    assert float(from_db.to_crs(4549).distance(pois.to_crs(4549)).max()) < 0.01
+    with pytest.raises(CRSError, match="SRID 0"):
+        read_postgis(URL, table="wangge.pois_gcj", name="pois")
+
+
+# --------------------------------------------------------------------------- publish
+def _query(cluster, text: str, params: tuple = ()) -> list[tuple]:
+    with cluster.connect() as conn:
+        return conn.execute(text, params).fetchall()
+
+
+def _lifecycles(analysed, tmp_path):
+    """Three real lifecycles from the history: day 1, day 1 again, day 8 with two findings fixed."""
+    findings = analysed["pg"][1].findings
+    hist = History(tmp_path / "history.sqlite")
+    d1, d8 = dt.date(2026, 11, 2), dt.date(2026, 11, 9)
+    first = hist.record(findings, as_of=d1)
+    again = hist.record(findings, as_of=d1)
+    fixed = findings.sort_values("finding_id").iloc[:2]
+    later = hist.record(findings[~findings["finding_id"].isin(fixed["finding_id"])], as_of=d8)
+    return (d1, first), (d1, again), (d8, later), set(fixed["finding_id"])
+
+
+def test_publish_republish_and_next_day(analysed, tmp_path, cluster):
+    opts = PublishOptions(url=URL, schema="gisgrid")
+    town = analysed["pg"][0].name
+    (d1, first), (_, again), (d8, later), fixed = _lifecycles(analysed, tmp_path)
+    res = publish(first, opts, run_date=d1, town=town, config_hash="abc", exit_code=1, reason="veto")
+    assert res.rows == len(first)
+    assert res.replaced == 0
+    rows_d1 = _query(cluster, "SELECT finding_id, status, owner, deadline, ST_SRID(geom), ST_SRID(geom_4326) "
+                              "FROM gisgrid.findings WHERE run_date = %s ORDER BY 1", (d1,))
+    assert [r[0] for r in rows_d1] == sorted(first["finding_id"])
+    assert {r[4] for r in rows_d1} == {first.crs.to_epsg()}
+    assert {r[5] for r in rows_d1} == {4326}
+    # the same date again replaces its rows: nothing doubled
+    res = publish(again, opts, run_date=d1, town=town, config_hash="abc", exit_code=1, reason="veto")
+    assert res.replaced == len(first)
+    assert _query(cluster, "SELECT count(*) FROM gisgrid.findings")[0][0] == len(first)
+    assert _query(cluster, "SELECT run_date, exit_code, findings, open FROM gisgrid.runs") == [
+        (d1, 1, len(again), int(again["status"].isin(OPEN_STATUSES).sum()))]
+    # the next run: current_findings shows its open items with status, owner and deadline
+    publish(later, opts, run_date=d8, town=town, config_hash="abc", exit_code=1, reason="overdue")
+    current = _query(cluster, "SELECT finding_id, status, owner, deadline, run_date FROM gisgrid.current_findings "
+                              "ORDER BY 1")
+    want = later[later["status"].isin(OPEN_STATUSES)].sort_values("finding_id")
+    assert [r[0] for r in current] == list(want["finding_id"])
+    assert [r[1] for r in current] == list(want["status"])
+    assert [r[2] for r in current] == list(want["owner"])
+    assert [r[3] for r in current] == [pd.Timestamp(d).date() for d in want["deadline"]]
+    assert {r[4] for r in current} == {d8}
+    assert fixed.isdisjoint(r[0] for r in current)
+    resolved = _query(cluster, "SELECT finding_id FROM gisgrid.findings WHERE run_date = %s AND status = 'resolved'",
+                      (d8,))
+    assert {r[0] for r in resolved} == fixed
+    assert "overdue" in set(later["status"])  # a week later the 3-day veto deadline has passed
+    # the schema's promises: primary key, spatial indexes, version
+    pk = _query(cluster, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                         "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'gisgrid.findings'::regclass "
+                         "AND i.indisprimary ORDER BY 1")
+    assert [r[0] for r in pk] == ["finding_id", "run_date"]
+    gist = _query(cluster, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'gisgrid' AND indexdef LIKE "
+                           "'%%USING gist%%'")
+    assert {"geom", "geom_4326"} <= {r[0].rsplit("(", 1)[1].rstrip(")") for r in gist}
+    assert _query(cluster, "SELECT version FROM gisgrid.schema_version") == [(SCHEMA_VERSION,)]
+    # a newer gisgrid's tables are refused, not overwritten
+    with cluster.connect() as conn:
+        conn.execute("INSERT INTO gisgrid.schema_version (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(HistoryError, match="newer gisgrid"):
+        publish(later, opts, run_date=d8, town=town)
+    with cluster.connect() as conn:
+        conn.execute("DELETE FROM gisgrid.schema_version WHERE version > %s", (SCHEMA_VERSION,))
+
+
+def test_hostile_values_and_schema_name_round_trip(analysed, tmp_path, cluster):
+    schema = 'pub"; DROP SCHEMA gisgrid CASCADE; --'
+    (d1, first), *_ = _lifecycles(analysed, tmp_path)
+    evil = first.copy()
+    owner = "张三'); DROP TABLE runs; --\t\\N\n"
+    evil["owner"] = owner
+    evil.loc[evil.index[0], "message"] = "nul\x00byte \\. end"
+    publish(evil, PublishOptions(url=URL, schema=schema), run_date=d1, town="镇'; --")
+    rows = _query(cluster, f'SELECT owner, message, town, village_id FROM "{schema.replace(chr(34), 2 * chr(34))}"'
+                           '.findings ORDER BY finding_id')
+    assert {r[0] for r in rows} == {owner}
+    assert "nul\ufffdbyte \\. end" in {r[1] for r in rows}
+    assert {r[2] for r in rows} == {"镇'; --"}
+    assert sorted(r[3] or "" for r in rows) == sorted(show_ids(v) or "" for v in evil["village_id"])
+    assert _query(cluster, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))[0][0] == 1
+
+
+def test_concurrent_publishes_are_serialised_by_the_advisory_lock(analysed, tmp_path, cluster):
+    opts = PublishOptions(url=URL, schema="concurrent")  # a fresh schema: both also race to create it
+    (d1, first), _, (d8, later), _ = _lifecycles(analysed, tmp_path)
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    done: dict[str, float] = {}
+
+    def slow_commit() -> None:
+        holding.set()
+        assert release.wait(30)
+
+    def job(key: str, lifecycle, day, hook) -> None:
+        try:
+            publish(lifecycle, opts, run_date=day, town=key, before_commit=hook)
+            done[key] = time.monotonic()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    a = threading.Thread(target=job, args=("A", first, d1, slow_commit))
+    a.start()
+    assert holding.wait(30)
+    b = threading.Thread(target=job, args=("B", later, d8, None))
+    b.start()
+    deadline = time.monotonic() + 20
+    waiting = 0
+    while time.monotonic() < deadline and not waiting:  # B waits on the advisory lock A holds
+        waiting = _query(cluster, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0][0]
+        time.sleep(0.05)
+    assert waiting == 1
+    assert "B" not in done
+    released_at = time.monotonic()
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert not errors, errors
+    assert done["B"] >= released_at
+    assert done["A"] <= done["B"]
+    counts = dict(_query(cluster, "SELECT town, count(*) FROM concurrent.findings GROUP BY town"))
+    assert counts == {"A": len(first), "B": len(later)}
+
+
+def test_a_run_publishes_and_a_connection_killed_during_publish_leaves_the_previous_one(cluster, town_frames,
+                                                                                           tmp_path, capsys):
+    frames = dict(town_frames)
+    frames["grid_staff"] = frames["grid_staff"].iloc[1:]  # G1 unstaffed: a finding to publish
+    cfg = _tiny(cluster, frames, "tiny_run", tmp_path, publish={"url": URL, "schema": "live"})
+    out = tmp_path / "out"
+    env = cluster.env()
+    code, _, err = _main(capsys, "run", str(cfg), "--out", str(out), "--as-of", "2026-11-02", "--no-maps", "-q")
+    assert code in (0, 1), err[-2000:]
+    published = _query(cluster, "SELECT finding_id FROM live.findings WHERE run_date = '2026-11-02' ORDER BY 1")
+    csv = pd.read_csv(out / "reports" / "2026-11-02" / "findings.csv", dtype=str)
+    assert [r[0] for r in published] == sorted(csv["finding_id"])
+    assert len(published) > 0
+    assert _query(cluster, "SELECT exit_code FROM live.runs") == [(code,)]
+    # the next night is paused inside its publish transaction, its connection is killed, then the process
+    marker = tmp_path / "paused"
+    proc = subprocess.Popen([sys.executable, "-m", "gisgrid", "run", str(cfg), "--out", str(out), "--as-of",
+                             "2026-11-03", "--no-maps", "-q"],
+                            env={**env, "PYTHONPATH": str(ROOT), "GISGRID_FAULT": "pause:publish commit",
+                                 "GISGRID_PAUSE_FILE": str(marker)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert marker.exists(), "the run never reached its publish"
+        # the new rows are written, uncommitted: the platform still sees only the first night
+        assert _query(cluster, "SELECT DISTINCT run_date::text FROM live.findings") == [("2026-11-02",)]
+        killed = _query(cluster, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'gisgrid publish'")
+        assert killed == [(True,)]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert _query(cluster, "SELECT DISTINCT run_date::text FROM live.findings") == [("2026-11-02",)]
+    assert [r[0] for r in _query(cluster, "SELECT finding_id FROM live.findings ORDER BY 1")] == \
+        [r[0] for r in published]
+    assert _query(cluster, "SELECT run_date::text FROM live.runs") == [("2026-11-02",)]
+    assert _query(cluster, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
+    assert not (out / "reports" / "2026-11-03").exists()  # no report without its publish
+    # the next run undoes the half-recorded night and publishes it whole
+    code, _, err = _main(capsys, "run", str(cfg), "--out", str(out), "--as-of", "2026-11-03", "--no-maps", "-q")
+    assert code in (0, 1), err[-2000:]
+    assert (out / "reports" / "2026-11-03" / "report.html").exists()
+    assert _query(cluster, "SELECT run_date::text, count(*) FROM live.findings GROUP BY 1 ORDER BY 1") == [
+        ("2026-11-02", len(published)), ("2026-11-03", len(published))]
+
+
+def test_publish_config_is_checked_before_anything_runs(demo, tmp_path):
+    data = tomllib.loads(demo["pg"].read_text(encoding="utf-8"))
+    for bad, match in (({"url": "postgresql://u:hunter2@/gis"}, "holds a password"),
+                       ({"url": URL, "shcema": "x"}, "unknown key"),
+                       ({"schema": "x"}, "no url")):
+        data["publish"] = bad
+        cfg = pipeline.load_config(_write_cfg(tmp_path, "bad.toml", data))
+        with pytest.raises(ConfigError, match=match) as err:
+            pipeline.validate(cfg)
+        assert "hunter2" not in str(err.value)
+    assert issubclass(ConfigError, GisgridError)

@@ -543,8 +543,7 @@ HOSTILE = ('张三](http://evil.example/x) **粗** <font color="warning">红</fo
            "\n### 标题")
 
 
-def test_hostile_names_cannot_inject_markdown_and_long_lists_are_cut_at_4096_bytes(demo, tmp_path, fresh, smtp,
-                                                                                     monkeypatch):
+def test_hostile_names_cannot_inject_markdown_and_long_lists_are_cut_at_4096_bytes(tmp_path, fresh, monkeypatch):
     options = parse_dispatch({"default": "w", "max_items": 500,
                               "channels": {"w": {"kind": "wecom", "url_env": "T_WECOM_URL"}}})
     life = _hostile_life(300, HOSTILE)

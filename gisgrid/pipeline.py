@@ -92,12 +92,23 @@ def _value_key(value: Any) -> str:
 
 
 def _read_source(name: str, spec: dict[str, Any]) -> Any:
-    if name in ROSTERS:
+    if "url" in spec:  # PostGIS: read there, then the same mapping, validation and repairs as a file
+        if name in ROSTERS:
+            frame = io.read_postgis_table(spec["url"], table=spec.get("table"), sql=spec.get("sql"), name=name)
+        else:
+            frame = io.read_postgis(spec["url"], table=spec.get("table"), sql=spec.get("sql"),
+                                    geometry=spec.get("geometry"), crs=spec.get("crs"), name=name)
+    elif name in ROSTERS:
         frame = io.read_table(spec["path"], encoding=spec.get("encoding"), sheet=spec.get("sheet", spec.get("layer")))
     else:
         frame = io.read_layer(spec["path"], layer=spec.get("layer"), encoding=spec.get("encoding"),
                               crs=spec.get("crs"))
     return _map_fields(frame, name, spec)
+
+
+def _source_text(spec: dict[str, Any]) -> str:
+    """Where a source is read from, as it may be shown (a database URL without any password)."""
+    return io.display_url(spec["url"]) if "url" in spec else str(spec["path"])
 
 
 def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
@@ -128,13 +139,14 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
     for name, spec in cfg.sources.items():
         if name in TRACK_SOURCES:  # GPS tracks are streamed when the patrols are judged (patrol_batches)
             continue
-        logger.info("reading %s from %s", name, spec["path"])
+        logger.info("reading %s from %s", name, _source_text(spec))
         frames[name] = _read_source(name, spec)
         if not len(frames[name]) and not spec.get("allow_empty", False):
             # an empty layer silently switches its checks off: the veto with the POIs, 100% with the roads
             msg = f"the {name} {'roster' if name in ROSTERS else 'layer'} has no rows; every check that reads it " \
                   "would pass without looking."
-            raise InputError(msg, path=spec["path"], layer=spec.get("layer") or spec.get("sheet") or name,
+            raise InputError(msg, path=_source_text(spec), layer=spec.get("layer") or spec.get("sheet")
+                             or spec.get("table") or name,
                              fix=f"point [sources.{name}] at the right file and layer, or write allow_empty = true "
                                  "under it if the town really has none")
     return Town.from_frames(**frames, crs=cfg.town.get("crs"), name=cfg.town.get("name"))
@@ -277,6 +289,10 @@ class RunResult:
 def _fingerprints(cfg: Config) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, spec in cfg.sources.items():
+        if "url" in spec:  # a database table has no file to digest: its address and query stand for it
+            text = f"{_source_text(spec)} {spec.get('table')} {spec.get('sql')}"
+            out[name] = "postgis:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+            continue
         p = Path(spec["path"])
         if p.is_dir():  # a folder of GPX tracks: its files' names and digests
             text = " ".join(f"{q.name}:{io.file_digest(q)}" for q in sorted(p.iterdir()) if q.is_file())
@@ -321,6 +337,7 @@ def validate(cfg: Config) -> None:
     scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     _dispatch_options(cfg)
+    publish_options(cfg)
     from gisgrid.checks.patrols import resolve_patrol_options
 
     resolve_patrol_options(cfg.section("patrols"))
@@ -335,6 +352,13 @@ def patrol_batches(cfg: Config) -> Any:
 
         return [make_demo().patrols().fixes]
     return None
+
+
+def publish_options(cfg: Config) -> Any:
+    """``[publish]`` typed (None when the config has none): where ``run`` writes the findings in PostGIS."""
+    from gisgrid.publish import parse_options
+
+    return parse_options(cfg.section("publish"))
 
 
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
@@ -415,6 +439,7 @@ def run(
     validate(cfg)
     if dispatch:  # refused before anything is recorded: no [dispatch], or a secret missing from the environment
         _dispatch_ready(cfg)
+    publishing = publish_options(cfg)
     cov = coverage_options(cfg)
     out_dir = check_output_folder(out, "reports", "maps", f"reports/{as_of.isoformat()}")
     reports = out_dir / "reports"
@@ -474,6 +499,13 @@ def run(
                         tick("cleaned grids", total - 1, total)
                         written.append(io.write_layers({"cleaned_grids": cleaning.result()},
                                                        staging / "cleaned_grids.gpkg"))
+                    if publishing is not None:  # last, in the staging: a failed publish leaves no report either
+                        from gisgrid.publish import publish
+
+                        tick("publish", total - 1, total)
+                        publish(lifecycle, publishing, run_date=as_of, town=assessment.town.name,
+                                config_hash=_config_hash(cfg), exit_code=verdict[0], reason=verdict[1],
+                                before_commit=lambda: _fault("publish commit"))
             except BaseException:
                 # a fault after the history commit (a full disk, a bad file name): undo it, nothing half-recorded
                 with contextlib.suppress(Exception):  # the error line already says nothing was published

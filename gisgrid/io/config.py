@@ -22,6 +22,7 @@ from typing import Any
 
 from gisgrid._errors import ConfigError
 from gisgrid.io.files import list_layers, read_config
+from gisgrid.io.postgis import DB_KEYS, check_source
 from gisgrid.vocab import KINDS, SEVERITIES, nearest
 
 __all__ = [
@@ -49,9 +50,11 @@ SOURCE_NAMES: tuple[str, ...] = (*LAYER_SOURCES, *ROSTER_SOURCES)
 #: GPS tracks (not part of the Town: streamed by :mod:`gisgrid.io.tracks` when the patrols are judged).
 TRACK_SOURCES: tuple[str, ...] = ("patrols",)
 _TRACK_KEYS = ("path", "crs", "encoding", "fields", "timezone", "person_from")
-_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty")
+_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty",
+                *DB_KEYS)
 _SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "scoring", "scoring", "dispatch",
-             "patrols")
+             "patrols",
+             "publish")
 _TOWN_KEYS = ("name", "crs")
 
 
@@ -475,11 +478,14 @@ def _parse_config(data: dict[str, Any]) -> Config:
             hint = f"did you mean [sources.{close}]? " if close else ""
             msg = f"unknown source {where}."
             raise ConfigError(msg, path=path, fix=f"{hint}use one of {[*SOURCE_NAMES, *TRACK_SOURCES]}")
-        if not isinstance(spec, dict) or "path" not in spec:
+        if not isinstance(spec, dict) or ("path" not in spec and "url" not in spec):
             msg = f"{where} has no path."
-            raise ConfigError(msg, path=path, fix=f'add path = "file.gpkg" under {where}')
+            raise ConfigError(msg, path=path, fix=f'add path = "file.gpkg" (or url = "postgresql:///db" and table = '
+                                                  f'"schema.table") under {where}')
         unknown_keys(spec, _SOURCE_KEYS, where=where, path=path)
-        _check_path_text(spec["path"], f"{where} path", path)
+        check_source(spec, where=where, path=path)  # a PostGIS source: url with table or sql
+        if "path" in spec:
+            _check_path_text(spec["path"], f"{where} path", path)
         for key in ("fields", "values"):
             if key in spec and not isinstance(spec[key], dict):
                 msg = f"{where} {key} must be a table."
@@ -488,7 +494,8 @@ def _parse_config(data: dict[str, Any]) -> Config:
             msg = f"{where} allow_empty must be true or false, not {spec['allow_empty']!r}."
             raise ConfigError(msg, path=path, fix="write allow_empty = true if the layer is empty on purpose")
         entry = dict(spec)
-        entry["path"] = str((base / str(spec["path"])).resolve())
+        if "path" in spec:
+            entry["path"] = str((base / str(spec["path"])).resolve())
         sources[name] = entry
     for req in ("villages", "grids"):
         if req not in sources:

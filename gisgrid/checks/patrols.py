@@ -430,25 +430,39 @@ def _match_person(sub: list[_Subject], track: Track, segs: tuple[np.ndarray, np.
             per.append((sub.index(s), c.patrol, lines.owner[c.part], c.start, c.end))
         else:
             per.append((sub.index(s), np.empty(0, np.int64), np.empty(0, np.intp), np.empty(0), np.empty(0)))
-    # how far off the route a patrol ran (the evidence of an off-route patrol): median over its fixes
-    route = shapely.union_all(np.concatenate([s.lines for s in river] + [np.asarray([s.area]) for s in grid]))
-    off = np.zeros(n)
-    if not shapely.is_empty(route) and len(fx):
-        shapely.prepare(route)
-        dist = shapely.distance(shapely.points(fx, fy), route)
-        order = np.lexsort((dist, fp))
-        cnt = np.bincount(fp, minlength=n)
-        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-        has = cnt > 0
-        off[has] = dist[order][start[has] + cnt[has] // 2]
+    # how far off the route a patrol ran (the evidence of an off-route patrol): the median over its fixes,
+    # measured for the patrols that are off it only (a distance per fix is the dearest step here)
+    off = np.full(n, np.nan)
+    far = np.flatnonzero(on_route < float(opts["min_on_route"]))
+    keep = np.isin(fp, far)
+    if len(far) and keep.any():
+        route = shapely.union_all(np.concatenate([s.lines for s in river] + [np.asarray([s.area]) for s in grid]))
+        if not shapely.is_empty(route):
+            shapely.prepare(route)
+            fq = fp[keep]
+            dist = shapely.distance(shapely.points(fx[keep], fy[keep]), route)
+            order = np.lexsort((dist, fq))
+            cnt = np.bincount(fq, minlength=n)
+            start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+            has = cnt > 0
+            off[has] = dist[order][start[has] + cnt[has] // 2]
     return on_route, off, per
+
+
+def _segments(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, 2) start and end of every segment of the patrols' lines, and the patrol of each (in patrol order)."""
+    xy, idx = shapely.get_coordinates(lines, return_index=True)
+    same = idx[1:] == idx[:-1]
+    return xy[:-1][same], xy[1:][same], idx[:-1][same]
 
 
 def _judge_patrols(track: Track, uid: np.ndarray, people: np.ndarray, subjects: dict[str, list[_Subject]],
                    opts: Mapping[str, Any], acc: _Acc, crs: Any) -> None:
     pt = track.patrols
     n = len(pt)
-    segs = track.segments()
+    # the tracks simplified once (simplify_m): the map draws them and the matching walks their segments
+    geoms = patrol_lines(track, simplify_m=float(opts["simplify_m"]))
+    segs = _segments(geoms)
     on_route = np.zeros(n)
     off_m = np.full(n, np.nan)
     level = np.empty(n, dtype=object)
@@ -494,7 +508,7 @@ def _judge_patrols(track: Track, uid: np.ndarray, people: np.ndarray, subjects: 
         "judged": judged,
     })
     acc.rows.append(frame)
-    acc.geoms.append(patrol_lines(track, simplify_m=float(opts["simplify_m"])))
+    acc.geoms.append(geoms)
 
 
 def analyze_patrols(town: Town, reaches: gpd.GeoDataFrame, batches: Iterable[Any], *,

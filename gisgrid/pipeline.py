@@ -43,8 +43,6 @@ __all__ = [
     "run",
     "score",
     "scoring_scheme",
-    "score",
-    "scoring_scheme",
     "send_dispatch",
     "undo_run",
     "validate",
@@ -241,7 +239,6 @@ class RunResult:
     as_of: dt.date
     written: list[Path] = field(default_factory=list)
     period: Any = None  # the period to date (gisgrid.report.points.PeriodScores)
-    period: Any = None  # the period to date (gisgrid.report.points.PeriodScores)
     dispatched: Any = None  # the DispatchResult of ``run(dispatch=True)``
 
     def counts(self) -> dict[str, int]:
@@ -274,7 +271,6 @@ class RunResult:
             *([f"  patrolled {t['patrol_month']}  reaches {percent(t['river_patrolled'])}, grids "
                f"{percent(t['grid_patrolled'])} ({t['patrols_valid']:,} valid of {t['patrols']:,} patrols)"]
               if "patrol_month" in t else []),  # effective coverage: looked after, not only assigned
-            *(f"  {line}" for line in (self.period.lines() if self.period is not None else [])),
             *(f"  {line}" for line in (self.period.lines() if self.period is not None else [])),
             f"  report             {self.report_dir}",
         ]
@@ -334,7 +330,6 @@ def validate(cfg: Config) -> None:
     resolve_options(cfg.section("assign"))
     policy.check_thresholds(cfg.report.fail_on)
     policy.deadline_days(cfg.report.deadlines)
-    scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     _dispatch_options(cfg)
     publish_options(cfg)
@@ -492,7 +487,9 @@ def run(
                                                        fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict,
                                                        scheme=scoring_scheme(cfg))
                     written += _write_layers(staging, assessment)
-                    written += _write_points(staging, assessment, lifecycle, hist, scoring_scheme(cfg), as_of)
+                    points_written, period_to_date = _write_points(staging, assessment, lifecycle, hist,
+                                                                   scoring_scheme(cfg), as_of)
+                    written += points_written
                     for owner, table in task_lists(assessment.with_lifecycle(lifecycle)).items():
                         written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
                     if cleaning is not None:
@@ -515,8 +512,6 @@ def run(
             written = [folder / p.relative_to(staging) for p in written] + maps_written
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    period_to_date = _period_to_date(db_path, cfg, as_of)  # for the terminal; the report shows it too
-    period_to_date = _period_to_date(db_path, cfg, as_of)  # for the terminal; the report shows it too
     tick("done", total, total)
     code, reason = verdict
     sent = None
@@ -668,13 +663,13 @@ def write_crash_log(command: str, exc: BaseException, folder: str | os.PathLike[
 
 
 def _write_points(folder: Path, assessment: Any, lifecycle: Any, hist: Any, scheme: Any, as_of: dt.date
-                  ) -> list[Path]:
-    """失分台账: the run's ledger of points lost (``points.csv``) and ``points.xlsx`` with the period to date."""
+                  ) -> tuple[list[Path], Any]:
+    """失分台账: ``points.csv`` and ``points.xlsx`` of the run; and its period to date, which the terminal shows."""
     from gisgrid.report.points import points_sheets, run_points
 
     run_ledger, period = run_points(assessment, lifecycle, history=hist, scheme=scheme, as_of=as_of)
     return [io.write_csv(run_ledger, folder / "points.csv"),
-            io.write_xlsx(points_sheets(run_ledger, period), folder / "points.xlsx")]
+            io.write_xlsx(points_sheets(run_ledger, period), folder / "points.xlsx")], period
 
 
 def _write_layers(folder: Path, assessment: Any) -> list[Path]:
@@ -728,98 +723,6 @@ def _recorded_totals(assessment: Any) -> dict[str, Any]:
     from gisgrid.scoring import village_book
 
     return {**assessment.totals, TOTALS_KEY: village_book(assessment)}
-
-
-def _period_to_date(db_path: Path, cfg: Config, as_of: dt.date) -> Any:
-    from gisgrid.history import History
-    from gisgrid.report.points import period_scores
-    from gisgrid.scoring import period_of
-
-    scheme = scoring_scheme(cfg)
-    return period_scores(History(db_path), period_of(as_of, scheme.period).to_date(as_of), scheme)
-
-
-def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",
-          period: str | None = None) -> Any:
-    """Rank the villages and departments over a period from the run history (``gisgrid score --period 2026Q4``).
-
-    Writes ``reports/periods/<period>/``: ``ranking.csv`` (both levels), ``trend.csv``, ``points.csv`` (the
-    period's ledger) and ``ranking.xlsx`` (the same as sheets, with the scheme), the folder at once.
-
-    Parameters
-    ----------
-    source
-        The config (its ``[scoring]`` and ``[history]``).
-    out
-        The folder ``gisgrid run`` wrote to.
-    period
-        ``2026Q4``, ``2026-11`` or ``2026`` (default: the ``[scoring] period`` holding the latest run).
-
-    Returns
-    -------
-    PeriodScores
-        With ``folder`` set to the folder written.
-
-    Raises
-    ------
-    ConfigError, HistoryError
-        A bad ``[scoring]`` or period, no history, or no run in the period.
-    """
-    from gisgrid.history import History
-    from gisgrid.report.points import period_scores
-    from gisgrid.scoring import parse_period, period_of
-
-    cfg = source if isinstance(source, Config) else load_config(source)
-    validate(cfg)
-    scheme = scoring_scheme(cfg)
-    span = parse_period(period) if period else None  # a bad period is refused before anything is read
-    check_output_folder(out, "reports")
-    hist = History(_history_path(cfg, out))
-    latest = hist.last_run()
-    if latest is None:
-        msg = "the run history has no runs."
-        raise HistoryError(msg, path=hist.path, fix="run gisgrid run first")
-    span = span or period_of(latest.as_of, scheme.period)
-    scores = period_scores(hist, span, scheme)
-    if not scores.runs:
-        msg = f"no run in {span.label} ({span.start.isoformat()} to {span.end.isoformat()})."
-        raise HistoryError(msg, path=hist.path, fix="choose a period with runs (gisgrid history list shows them)")
-    folder = Path(out) / "reports" / "periods" / span.label
-    trend = pd.concat([t.assign(level=lvl) for lvl, t in scores.trend.items()], ignore_index=True)
-    with io.staged_folder(folder) as staging:
-        io.write_csv(scores.ranking(), staging / "ranking.csv")
-        io.write_csv(trend, staging / "trend.csv")
-        io.write_csv(scores.ledger, staging / "points.csv")
-        io.write_xlsx({**{f"{lvl} {span.label}": t for lvl, t in scores.levels.items()},
-                       **{f"trend {lvl}": t for lvl, t in scores.trend.items()},
-                       "失分台账 ledger": scores.ledger, "测评体系 scheme": scheme.table()}, staging / "ranking.xlsx")
-    scores.folder = folder
-    return scores
-
-
-# --------------------------------------------------------------------------- score (测评)
-def scoring_scheme(cfg: Config) -> Any:
-    """The 测评体系 of a config: the shipped :class:`gisgrid.scoring.Scheme` with ``[scoring]`` over it."""
-    from gisgrid.scoring import Scheme
-
-    return Scheme.from_options(cfg.scoring)
-
-
-def _recorded_totals(assessment: Any) -> dict[str, Any]:
-    """The totals a run records: the assessment's, and every village's name and hygiene (``totals["scoring"]``)."""
-    from gisgrid.report.points import TOTALS_KEY
-    from gisgrid.scoring import village_book
-
-    return {**assessment.totals, TOTALS_KEY: village_book(assessment)}
-
-
-def _period_to_date(db_path: Path, cfg: Config, as_of: dt.date) -> Any:
-    from gisgrid.history import History
-    from gisgrid.report.points import period_scores
-    from gisgrid.scoring import period_of
-
-    scheme = scoring_scheme(cfg)
-    return period_scores(History(db_path), period_of(as_of, scheme.period).to_date(as_of), scheme)
 
 
 def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",

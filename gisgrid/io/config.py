@@ -36,7 +36,6 @@ __all__ = [
     "MapOptions",
     "ReportOptions",
     "ScoringOptions",
-    "ScoringOptions",
     "describe_config",
     "find_config",
     "load_config",
@@ -52,7 +51,7 @@ TRACK_SOURCES: tuple[str, ...] = ("patrols",)
 _TRACK_KEYS = ("path", "crs", "encoding", "fields", "timezone", "person_from")
 _SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty",
                 *DB_KEYS)
-_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "scoring", "scoring", "dispatch",
+_SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "scoring", "dispatch",
              "patrols",
              "publish")
 _TOWN_KEYS = ("name", "crs")
@@ -206,100 +205,6 @@ class HistoryOptions:
         _check_path_text(table["path"], "[history] path", path)
         p = Path(table["path"])
         return cls(path=p if p.is_absolute() or base is None else base / p)
-
-
-#: ``[scoring]`` keys, period kinds and tie-break keys (as ``gisgrid.scoring``; a test holds them equal).
-SCORING_KEYS: tuple[str, ...] = ("base", "period", "red", "yellow", "red_min", "yellow_below", "share_ties",
-                                 "veto_yellow", "overdue", "reopened", "fixed_credit", "credit_cap", "tie_break",
-                                 "trend", "kinds", "severity")
-SCORING_PERIODS: tuple[str, ...] = ("month", "quarter", "year")
-SCORING_TIE_BREAKS: tuple[str, ...] = ("veto", "overdue", "reopened", "fixed_on_time", "hygiene")
-_KIND_RULE_KEYS = ("points", "per", "cap")
-
-
-def _number(value: Any, where: str, path: Path | None, example: str, *, minimum: float | None = 0.0,
-            whole: bool = False) -> float:
-    """A finite number (>= ``minimum``; a whole one when ``whole``), or a ConfigError naming ``where``."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    ok = ok and (minimum is None or value >= minimum) and (not whole or float(value).is_integer())
-    if not ok:
-        what = "a whole number" if whole else "a number"
-        msg = f"{where} must be {what}{'' if minimum is None else f' >= {minimum:g}'}, not {value!r}."
-        raise ConfigError(msg, path=path, fix=f"write {example}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    """``[scoring]``: the 测评体系 as the config sets it (None: the shipped value of :class:`gisgrid.scoring.Scheme`).
-
-    ``kinds`` maps a finding kind to ``{points, per, cap}`` (each key optional, over the shipped rule);
-    ``severity`` maps a severity to its extra points.
-    """
-
-    base: float | None = None
-    period: str | None = None
-    red: int | None = None
-    yellow: int | None = None
-    red_min: float | None = None
-    yellow_below: float | None = None
-    share_ties: bool | None = None
-    veto_yellow: bool | None = None
-    overdue: float | None = None
-    reopened: float | None = None
-    fixed_credit: float | None = None
-    credit_cap: float | None = None
-    tie_break: tuple[str, ...] | None = None
-    trend: int | None = None
-    kinds: dict[str, dict[str, float]] = field(default_factory=dict)
-    severity: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, table: Mapping[str, Any], path: Path | None = None) -> ScoringOptions:
-        """Check and type the ``[scoring]`` table (raises :class:`~gisgrid.ConfigError`)."""
-        unknown_keys(table, SCORING_KEYS, where="[scoring]", path=path)
-        values: dict[str, Any] = {}
-        for key in ("base", "overdue", "reopened", "fixed_credit", "credit_cap"):
-            if key in table:
-                values[key] = _number(table[key], f"[scoring] {key}", path, f"{key} = 2")
-        for key in ("red_min", "yellow_below"):
-            if key in table:
-                values[key] = _number(table[key], f"[scoring] {key}", path, f"{key} = 90", minimum=None)
-        for key, least in (("red", 0), ("yellow", 0), ("trend", 1)):
-            if key in table:
-                values[key] = int(_number(table[key], f"[scoring] {key}", path, f"{key} = 3", minimum=least,
-                                          whole=True))
-        for key in ("share_ties", "veto_yellow"):
-            if key in table:
-                values[key] = _flag(table[key], f"[scoring] {key}", path, f"{key} = true")
-        if "period" in table:
-            if table["period"] not in SCORING_PERIODS:
-                close = nearest(str(table["period"]), SCORING_PERIODS)
-                msg = f"[scoring] period = {table['period']!r} is not a period."
-                raise ConfigError(msg, path=path, fix=(f'did you mean period = "{close}"? ' if close else "")
-                                  + f"use one of {list(SCORING_PERIODS)}")
-            values["period"] = table["period"]
-        if "tie_break" in table:
-            keys = table["tie_break"]
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                msg = f"[scoring] tie_break must be a list of names, not {keys!r}."
-                raise ConfigError(msg, path=path, fix=f"write tie_break = {list(SCORING_TIE_BREAKS)}")
-            unknown_keys(keys, SCORING_TIE_BREAKS, where="[scoring] tie_break", path=path, what="name")
-            values["tie_break"] = tuple(keys)
-        kinds = _table(table.get("kinds"), "[scoring] kinds", path)
-        unknown_keys(kinds, KINDS, where="[scoring] kinds", path=path, what="finding kind")
-        rules: dict[str, dict[str, float]] = {}
-        for kind, rule in kinds.items():
-            where = f"[scoring] kinds.{kind}"
-            rule = _table(rule, where, path)
-            unknown_keys(rule, _KIND_RULE_KEYS, where=where, path=path)
-            rules[kind] = {k: _number(v, f"{where} {k}", path, f"{kind} = {{ points = 0.5, per = 100, cap = 10 }}")
-                           for k, v in rule.items()}
-        severity = _table(table.get("severity"), "[scoring] severity", path)
-        unknown_keys(severity, SEVERITIES, where="[scoring] severity", path=path, what="severity")
-        points = {k: _number(v, f"[scoring] severity.{k}", path, "severity = { veto = 10 }")
-                  for k, v in severity.items()}
-        return cls(**values, kinds=rules, severity=points)
 
 
 #: ``[scoring]`` keys, period kinds and tie-break keys (as ``gisgrid.scoring``; a test holds them equal).

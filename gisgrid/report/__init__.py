@@ -28,9 +28,7 @@ from gisgrid.policy import SCORE_WEIGHTS, THRESHOLD_KEYS, effective_thresholds, 
 from gisgrid.report.charts import _label as _label  # tests call it here
 from gisgrid.report.charts import cjk_font, use_cjk_font
 from gisgrid.report.html import MAX_ROWS, _build, _safe_href, render_html
-from gisgrid.report.points import points_sheets
 from gisgrid.report.tables import MAX_HYGIENE_ROWS, MAX_SHEETS, _finding_table, _geojson_frame, _hygiene_table, _sheets
-from gisgrid.scoring import Scheme
 from gisgrid.scoring import Scheme
 from gisgrid.vocab import KIND_ZH, SEVERITY_LABELS, STATUS_LABELS
 
@@ -103,9 +101,6 @@ def write_report(
     scheme
         The 测评体系 (:class:`gisgrid.scoring.Scheme`; default the shipped one): ``points.csv`` and
         ``points.xlsx`` (失分台账) and the period to date in the scorecard.
-    scheme
-        The 测评体系 (:class:`gisgrid.scoring.Scheme`; default the shipped one): ``points.csv`` and
-        ``points.xlsx`` (失分台账) and the period to date in the scorecard.
 
     Returns
     -------
@@ -129,9 +124,6 @@ def write_report(
         io.write_csv(table, folder / "findings.csv"),
         io.write_xlsx(_sheets(table, card, assessment), folder / "findings.xlsx"),
     ]
-    run_ledger, period = built["points"]  # 失分台账: the 测评体系 ([scoring], ``scheme``), see report/points.py
-    written += [io.write_csv(run_ledger, folder / "points.csv"),
-                io.write_xlsx(points_sheets(run_ledger, period), folder / "points.xlsx")]
     geo = _geojson_frame(life, names)
     if geo.crs is None:
         logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")

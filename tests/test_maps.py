@@ -27,7 +27,7 @@ from gisgrid.analysis import analyze
 from gisgrid.crs import wgs84_to_gcj02
 from gisgrid.demo import make_demo
 from gisgrid.io import config as config_mod
-from gisgrid.maps.layers import _encode_geometries, _simplify
+from gisgrid.maps.layers import _encode_geometries, _simplify, _varints
 from gisgrid.maps.prepare import _prepare
 from gisgrid.model import Town
 
@@ -115,18 +115,37 @@ _SPEC = re.compile(r"GG\.layer\(\w+, (\{.*?\})\);\n")
 _BLOCK = re.compile(r'<script type="application/json" id="(gg-d\d+)">(.*?)</script>', re.S)
 
 
+_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _ints(text: str) -> list[int]:
+    """The page's compact integers: 5 bits per character, low bits first, 32 means more follows."""
+    out, v, shift = [], 0, 0
+    for ch in text:
+        d = _DIGITS.index(ch)
+        v |= (d & 31) << shift
+        if d & 32:
+            shift += 5
+        else:
+            out.append(v)
+            v, shift = 0, 0
+    assert shift == 0, "a value was cut off"
+    return out
+
+
 def _column(c: Any, n: int) -> list[Any]:
-    return c if isinstance(c, list) else [c["u"][i] for i in c["i"]]
+    return c if isinstance(c, list) else [c["u"][i] for i in _ints(c["i"])]
 
 
-def _line(a: list[int], s: int) -> list[list[float]]:
-    xy = np.cumsum(np.asarray(a, dtype=np.int64).reshape(-1, 2), axis=0) / s
+def _line(text: str, s: int) -> list[list[float]]:
+    deltas = [(v >> 1) if v % 2 == 0 else -((v + 1) >> 1) for v in _ints(text)]  # zigzag back to signed
+    xy = np.cumsum(np.asarray(deltas, dtype=np.int64).reshape(-1, 2), axis=0) / s
     return xy.tolist()
 
 
 def _geometry(kind: str, c: Any, s: int) -> dict[str, Any]:
     if kind == "Point":
-        return {"type": kind, "coordinates": [c[0] / s, c[1] / s]}
+        return {"type": kind, "coordinates": _line(c, s)[0]}
     if kind in ("MultiPoint", "LineString"):
         return {"type": kind, "coordinates": _line(c, s)}
     if kind in ("Polygon", "MultiLineString"):
@@ -550,6 +569,18 @@ def test_coordinate_encoding_round_trips_every_geometry_type():
         back = shapely.from_geojson(json.dumps(_geometry(kind, json.loads(json.dumps(code)), 10**6)))
         assert back.geom_type == g.geom_type
         assert shapely.equals_exact(back, g, tolerance=1e-9), kind
+
+
+def test_compact_integers_by_construction():
+    # 5 bits per character, low bits first, +32 when more follow: 0 -> "A", 31 -> "f", 32 -> 0+more, 1 -> "gB"
+    text, ends = _varints(np.array([0, 31, 32, 1023, 1024, 2**30 - 1]))
+    assert text[:4] == "AfgB"
+    assert ends.tolist() == [1, 2, 4, 6, 9, 15]
+    assert _ints(text) == [0, 31, 32, 1023, 1024, 2**30 - 1]
+    with pytest.raises(ValueError, match="2\\*\\*30"):
+        _varints(np.array([2**30]))
+    with pytest.raises(ValueError, match="2\\*\\*30"):
+        _varints(np.array([-1]))
 
 
 def test_geometry_collections_are_drawn_as_their_parts(small_assessment):

@@ -9,7 +9,7 @@ import pandas as pd
 from branca.element import Element, Figure, MacroElement
 from folium.template import Template
 
-from gisgrid.maps.layers import _SCALE, _Layer
+from gisgrid.maps.layers import _SCALE, _Layer, _varints
 from gisgrid.maps.text import _script_json
 
 
@@ -76,7 +76,11 @@ class _Pane(MacroElement):
 
 
 def _column(values: list[Any]) -> Any:
-    """A property column, dictionary-encoded (``{"u": uniques, "i": codes}``) when values repeat."""
+    """A property column, dictionary-encoded when values repeat.
+
+    ``{"u": uniques, "i": codes}``, the codes as one :func:`~gisgrid.maps.layers._varints` text (a code
+    below 32 is one character).
+    """
     if len(values) < 8:
         return values
     try:
@@ -85,7 +89,7 @@ def _column(values: list[Any]) -> Any:
         return values
     if len(uniques) > len(values) // 2:
         return values
-    return {"u": [None if u is None or u != u else u for u in uniques], "i": codes.tolist()}
+    return {"u": [None if u is None or u != u else u for u in uniques], "i": _varints(codes)[0]}
 
 
 def _payload(layer: _Layer) -> dict[str, Any]:

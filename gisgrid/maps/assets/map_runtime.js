@@ -13,13 +13,27 @@
   GG.front = [];
   GG.version = 1;
 
+  var NAMED = {amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0'};
   var decoder = null;
-  // Decode the HTML entities of an escaped string (for matching only; textarea
-  // content is plain text, so no markup or script is ever interpreted here).
+  // Decode the HTML entities of an escaped string (for matching only). gisgrid.maps.esc writes only the named
+  // and numeric references decoded here (no DOM: a county has tens of thousands of search entries); anything
+  // else goes through a textarea, whose content is plain text, so no markup or script is interpreted.
   GG.plain = function (s) {
     if (s === null || s === undefined) { return ''; }
+    s = String(s);
+    if (s.indexOf('&') < 0) { return s; }
+    var odd = false;
+    var out = s.replace(/&(#[0-9]+|#x[0-9a-fA-F]+|[a-z]+);/g, function (m, name) {
+      if (name.charAt(0) === '#') {
+        return String.fromCodePoint(name.charAt(1) === 'x' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10));
+      }
+      if (NAMED.hasOwnProperty(name)) { return NAMED[name]; }
+      odd = true;
+      return m;
+    });
+    if (!odd) { return out; }
     if (!decoder) { decoder = document.createElement('textarea'); }
-    decoder.innerHTML = String(s);
+    decoder.innerHTML = s;
     return decoder.value;
   };
 
@@ -59,20 +73,39 @@
     };
   };
 
+  // Compact integers (gisgrid.maps.layers._varints): 5 bits per character, low bits first, 32 = more follows.
+  var ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  var DIGIT = new Int32Array(128);
+  for (var d = 0; d < 64; d++) { DIGIT[ALPHABET.charCodeAt(d)] = d; }
+  GG.varints = function (text) {
+    var out = [];
+    var v = 0;
+    var shift = 0;
+    for (var i = 0; i < text.length; i++) {
+      var c = DIGIT[text.charCodeAt(i)];
+      v |= (c & 31) << shift;
+      if (c & 32) { shift += 5; } else { out.push(v); v = 0; shift = 0; }
+    }
+    return out;
+  };
+
   function column(c, n) {
     if (Array.isArray(c)) { return c; }
+    var codes = GG.varints(c.i);
     var out = new Array(n);
-    for (var i = 0; i < n; i++) { out[i] = c.u[c.i[i]]; }
+    for (var i = 0; i < n; i++) { out[i] = c.u[codes[i]]; }
     return out;
   }
 
-  function line(a, s) {
+  // A line or ring: zigzag-encoded deltas of integer coordinates -> [[lon, lat], ...].
+  function line(text, s) {
+    var a = GG.varints(text);
     var out = new Array(a.length / 2);
     var x = 0;
     var y = 0;
     for (var i = 0; i < a.length; i += 2) {
-      x += a[i];
-      y += a[i + 1];
+      x += (a[i] >>> 1) ^ -(a[i] & 1);
+      y += (a[i + 1] >>> 1) ^ -(a[i + 1] & 1);
       out[i / 2] = [x / s, y / s];
     }
     return out;
@@ -80,7 +113,7 @@
 
   function geometry(type, c, s) {
     switch (type) {
-      case 'Point': return {type: type, coordinates: [c[0] / s, c[1] / s]};
+      case 'Point': return {type: type, coordinates: line(c, s)[0]};
       case 'MultiPoint':
       case 'LineString': return {type: type, coordinates: line(c, s)};
       case 'Polygon':
@@ -92,7 +125,7 @@
   }
 
   // A layer's data block: property columns (dictionary-encoded when values repeat) and integer
-  // coordinates (1e-6 degree, each ring as a start point and deltas) -> a GeoJSON FeatureCollection.
+  // coordinates (1e-6 degree, each ring as a start point and deltas, as compact text) -> GeoJSON.
   GG.data = function (id) {
     var d = JSON.parse(document.getElementById(id).textContent);
     var n = d.g.length;
@@ -168,8 +201,9 @@
         if (v !== null && v !== undefined && v !== '') { parts.push(v); }
       }
       if (!parts.length) { return; }
-      GG.index.push({html: parts.join(' · '), text: GG.plain(parts.join(' ')).toLowerCase(),
-                     kind: spec.title || '', layer: l, group: group});
+      // the text to match is decoded on the first search, not while the page opens
+      GG.index.push({html: parts.join(' · '), raw: parts.join(' '), text: null, kind: spec.title || '', layer: l,
+                     group: group});
     });
   }
 
@@ -249,7 +283,9 @@
         found = [];
         if (!q) { return; }
         for (var i = 0; i < GG.index.length && found.length < 15; i++) {
-          if (GG.index[i].text.indexOf(q) >= 0) { found.push(GG.index[i]); }
+          var e = GG.index[i];
+          if (e.text === null) { e.text = GG.plain(e.raw).toLowerCase(); }
+          if (e.text.indexOf(q) >= 0) { found.push(e); }
         }
         if (!found.length) {
           var none = L.DomUtil.create('li', 'gg-none', list);

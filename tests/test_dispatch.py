@@ -592,9 +592,14 @@ def test_config_is_refused_with_the_fix_and_never_echoes_a_secret(monkeypatch):
         parse_dispatch({"channels": {"x": {"kind": "sms"}}})
     monkeypatch.delenv("T_UNSET_URL", raising=False)
     from gisgrid.dispatch import check_secrets
+    from gisgrid.dispatch.options import read_secrets
 
     opts = parse_dispatch({"channels": {"w": {"kind": "wecom", "url_env": "T_UNSET_URL"}}})
     assert check_secrets(opts) == ["T_UNSET_URL"]
+    monkeypatch.setenv("T_UNSET_URL", "693a91f6-key-without-scheme")  # the key alone, not the address
+    with pytest.raises(ConfigError, match="T_UNSET_URL") as err:
+        read_secrets(opts.channels["w"])
+    assert "693a91f6" not in str(err.value)
 
 
 def test_check_refuses_a_bad_dispatch_section_and_dispatch_needs_its_secrets(demo, tmp_path, robots, smtp,

@@ -170,7 +170,8 @@ def send(
             logger.warning("dispatch: %s has items to hear about but no channel", who)
     if dry_run:
         replan = planned_for != run_stamp or outbox is None
-        result.preview = list(messages) if replan else list(outbox.unsent(as_of))  # type: ignore[union-attr]
+        preview = list(messages) if replan else list(outbox.unsent(as_of))  # type: ignore[union-attr]
+        result.preview = sorted(preview, key=lambda m: m.channel)  # per channel, in send order within each
         result.left = len(result.preview)
         return result
     assert outbox is not None

@@ -30,6 +30,7 @@ import base64
 import collections
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import smtplib
@@ -101,9 +102,9 @@ def _retry_after(value: str | None) -> float | None:
 def _post_json(url: str, body: Mapping[str, Any], *, timeout: float, headers: Mapping[str, str] | None = None,
                robot: bool) -> None:
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-    req = urllib.request.Request(url, data=data, method="POST", headers={
-        "Content-Type": "application/json; charset=utf-8", "User-Agent": _USER_AGENT, **(headers or {})})
     try:
+        req = urllib.request.Request(url, data=data, method="POST", headers={
+            "Content-Type": "application/json; charset=utf-8", "User-Agent": _USER_AGENT, **(headers or {})})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read(65536)
     except urllib.error.HTTPError as exc:
@@ -111,7 +112,9 @@ def _post_json(url: str, body: Mapping[str, Any], *, timeout: float, headers: Ma
         wait = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         exc.close()
         raise DeliveryError(f"HTTP {code}", retry=code == 429 or code >= 500 or code == 408, wait_s=wait) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+    except (ValueError, http.client.InvalidURL):  # an address urllib cannot use; its text holds the address
+        raise DeliveryError("the address is not a usable URL", retry=False) from None
+    except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, a broken answer
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(f"no answer ({type(reason).__name__}: {reason})", retry=True) from None
     if not robot:

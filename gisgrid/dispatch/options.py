@@ -434,6 +434,10 @@ def read_secrets(channel: Channel, environ: Mapping[str, str] | None = None) -> 
             msg = f"the environment variable {name} (the {role} of channel {channel.name!r}) is not set."
             raise ConfigError(msg, fix=f"export {name}=... in the environment of the scheduled job")
         out[role] = value.strip()
+        if role == "url" and not out[role].lower().startswith(("http://", "https://")):
+            # never echo the value: it is the robot's key
+            msg = f"the environment variable {name} (the address of channel {channel.name!r}) is not an http(s) URL."
+            raise ConfigError(msg, fix=f"export {name}=https://... (the full webhook address)")
     if channel.url and "url" not in out:
         out["url"] = channel.url
     return out

@@ -18,7 +18,7 @@ from gisgrid._errors import ConfigError, HistoryError
 from gisgrid.findings import make_findings
 from gisgrid.history import History
 from gisgrid.io.config import SCORING_KEYS, SCORING_PERIODS, SCORING_TIE_BREAKS, ScoringOptions, load_config
-from gisgrid.report.points import TOTALS_KEY, period_scores
+from gisgrid.report.points import TOTALS_KEY, period_scores, render_points
 from gisgrid.vocab import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,3 +296,18 @@ def test_readme_shows_the_shipped_scheme(tmp_path: Path) -> None:
         assert points == rule.points
         assert per == ("finding" if rule.per == 0 else f"{rule.per:g} {scoring._UNITS[kind]}")
         assert cap == ("—" if rule.cap is None else f"{rule.cap:g}")
+
+
+def test_the_points_section_escapes_every_name() -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    life = _findings([{"finding_id": "F1", "kind": "grid_unstaffed", "severity": "high", "village_id": "V1",
+                       "owner": hostile, "measure": 1.0}])
+    life["status"] = "new"
+    scheme = scoring.Scheme()
+    view = scoring.run_view(life)
+    period = scoring.period_of(dt.date(2026, 10, 5)).to_date(dt.date(2026, 10, 5))
+    scores = period_scores(None, period, scheme, run_view=view, book={"villages": {"V1": hostile}})
+    html = render_points(scoring.ledgers(view, scheme, villages={"V1": hostile}), scores, as_of=period.end)
+    assert "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "F1" in html  # the finding id, for the ledger row

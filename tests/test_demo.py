@@ -440,7 +440,13 @@ def test_source_form_and_config_map_back_exactly(town: DemoData) -> None:
     assert cfg["town"] == {"name": "东社镇", "crs": "auto"}
     sources = cfg["sources"]
     assert set(sources) == {"boundary", "villages", "grids", "roads", "rivers", "pois",
-                            "grid_staff", "river_chiefs"}
+                            "grid_staff", "river_chiefs", "patrols"}
+    # the month of patrol tracks: GCJ-02 fixes with Chinese headers mapped back to canonical, judged for that month
+    assert sources["patrols"] == {"path": "patrols.csv", "crs": "GCJ-02",
+                                  "fields": {"person_id": "人员编号", "timestamp": "定位时间", "lon": "经度",
+                                             "lat": "纬度", "accuracy": "精度"}}
+    assert set(town.patrols().source_table().columns) == set(sources["patrols"]["fields"].values())
+    assert cfg["patrols"] == {"month": "2026-11"}
     for key in town.layers:
         assert sources[key]["path"] == "town.gpkg"
         assert sources[key]["layer"] == key

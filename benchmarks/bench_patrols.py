@@ -193,7 +193,7 @@ def main() -> None:
               "transform": "projection WGS84 -> CGCS2000 GK",
               "patrol_lines": "track lines for the map",
               "_subjects": "subjects (who answers for which reach)"}
-    rows = {}
+    rows: dict[str, float] = {}
     for (_, _, name), (_, _, _, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
         if name in wanted:
             rows[name] = rows.get(name, 0.0) + cum

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +130,18 @@ def with_evil_owner(a: Any) -> Any:
     return a
 
 
+def assert_only_our_script(html: str) -> None:
+    """The page has one script, ours, and its Content-Security-Policy allows exactly that one by its hash."""
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    assert len(scripts) == 1
+    assert html.count("<script") == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode("utf-8")).digest()).decode("ascii")
+    csp = unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1))
+    assert f"script-src 'sha256-{digest}'" in csp
+    assert "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1]
+
+
 @pytest.fixture
 def three_runs(tmp_path: Path) -> tuple[Any, gpd.GeoDataFrame, History]:
     town = _town()
@@ -194,7 +210,7 @@ def test_report_folder(tmp_path: Path, three_runs: tuple[Any, gpd.GeoDataFrame, 
     assert "上次检查 last run 2024-05-10" in html
     assert 'href="../../maps/command_center.html"' in html
     assert html.count("data:image/svg+xml;base64,") == 3
-    assert "<script" not in html.replace("&lt;script", "")
+    assert_only_our_script(html)
     assert "http://" not in html  # self-contained
     assert "https://" not in html
     assert "@media print" in html
@@ -208,7 +224,7 @@ def test_hostile_text_escaped_everywhere(tmp_path: Path, three_runs: tuple[Any, 
     html = report.render_html(a, life, history=hist, map_href="javascript:alert(3)")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    assert "<script>" not in html
+    assert_only_our_script(html)
     assert "<img src=x" not in html
     assert "javascript:" not in html
     written = report.write_report(a, tmp_path / "r", life, history=hist)
@@ -333,7 +349,9 @@ def test_report_in_headless_chromium(tmp_path: Path, three_runs: tuple[Any, gpd.
         assert EVIL_OWNER in body
         assert "测试镇" in body
         assert "村居排名" in body
-        assert driver.execute_script("return document.querySelectorAll('script, img[src=\"x\"]').length") == 0
+        assert driver.execute_script("return document.querySelectorAll('script').length") == 1  # ours
+        assert driver.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
+        assert driver.execute_script("return window.__gisgrid_report_ready") is True  # the CSP let it run
         loaded = driver.execute_script(
             "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
         assert loaded == 3  # the three charts decode

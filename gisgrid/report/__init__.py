@@ -46,10 +46,10 @@ __all__ = [
     "STATUS_LABELS",
     "THRESHOLD_KEYS",
     "cjk_font",
-    "use_cjk_font",
     "evaluate_thresholds",
     "render_html",
     "scorecard",
+    "use_cjk_font",
     "write_report",
 ]
 

@@ -1,14 +1,22 @@
 """report.html: the page of one run, from ``templates/report.html.j2``.
 
-Headline numbers against the last run, the lists to act on (veto, overdue, new,
-resolved, per owner), the village scorecard, the charts and the data hygiene;
-self-contained (inline CSS, charts as data URIs, no scripts).
+It leads with what a command center reads first: the headline numbers against the
+last run, the veto and overdue items, the village scorecard and the counts per
+owner; then the open, new and fixed findings, the charts and the data hygiene.
+A list longer than :data:`FLAT_ROWS` is grouped by village (collapsed, with its
+counts per kind) and shows at most :data:`GROUP_ROWS` rows per village; the
+CSV and XLSX beside the page hold every finding. Self-contained: inline CSS,
+charts as data URIs, and one inline script (the filter boxes, allowed by its
+hash in the page's Content-Security-Policy; the page works without it).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
+import hashlib
+import importlib.resources
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,10 +24,20 @@ from urllib.parse import urlsplit
 
 import jinja2
 import markupsafe
+import numpy as np
 import pandas as pd
 
 from gisgrid import __version__, settings
-from gisgrid.findings import KINDS, id_list, is_open, lifecycle_as_of, show_ids, sort_findings, with_lifecycle
+from gisgrid.findings import (
+    KINDS,
+    explode_ids,
+    id_list,
+    is_open,
+    lifecycle_as_of,
+    show_ids,
+    sort_findings,
+    with_lifecycle,
+)
 from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
 from gisgrid.report import points
 from gisgrid.report.charts import _charts
@@ -31,8 +49,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Rows listed per table of report.html (the CSV and XLSX hold every finding).
+#: Most finding rows in one section of report.html (the CSV and XLSX hold every finding).
 MAX_ROWS = 1000
+#: A list this long or shorter is one table; a longer one is grouped by village, collapsed, with counts per kind.
+FLAT_ROWS = 25
+#: Most rows shown per village group (fewer when there are many villages, so a section stays within MAX_ROWS).
+GROUP_ROWS = 50
+#: Most rows shown per owner in the responsibility lists.
+OWNER_ROWS = 20
 
 
 def _safe_href(href: str | None) -> str | None:
@@ -137,8 +161,38 @@ def _measure(value: Any, unit: Any) -> str:
 
 
 def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
-    """Rows of one HTML table (at most ``MAX_ROWS``) and how many more there are."""
-    return {"rows": _rows(frame.head(MAX_ROWS), names), "more": max(len(frame) - MAX_ROWS, 0), "total": len(frame)}
+    """One list of findings: a table when it is short, else groups per village (most urgent first).
+
+    A group carries its counts (findings, veto, overdue, per kind) and at most
+    :data:`GROUP_ROWS` rows, ordered by kind (the most frequent first) and then
+    as the list is ordered; a finding about two villages is in both groups.
+    """
+    total = len(frame)
+    if total <= FLAT_ROWS:
+        return {"total": total, "rows": _rows(frame, names), "groups": [], "more": 0}
+    per = explode_ids(frame.reset_index(drop=True), "village_id")
+    vid = per["village_id"].fillna("").astype(str).to_numpy()
+    found = pd.Series(vid).groupby(vid, sort=False).indices
+    cap = max(5, min(GROUP_ROWS, MAX_ROWS // max(len(found), 1)))
+    groups = []
+    for v, idx in found.items():
+        sub = per.iloc[idx]
+        kinds = sub["kind"].astype(str).to_numpy()
+        counts = pd.Series(kinds).value_counts()
+        counts = counts.iloc[np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))]
+        rank = pd.Series(np.arange(len(counts)), index=counts.index)[kinds].to_numpy()
+        sub = sub.iloc[np.argsort(rank, kind="stable")]  # by kind, most frequent first; urgency order within
+        shown = sub.head(cap)
+        groups.append({
+            "village_id": v, "village": names.get(v) or v or "—",
+            "count": len(sub), "veto": int((sub["severity"] == "veto").sum()),
+            "overdue": int((sub["status"] == "overdue").sum()),
+            "kinds": {k: {"label": KIND_ZH.get(k, k), "count": int(c),
+                          "shown": int((shown["kind"].astype(str) == k).sum())} for k, c in counts.items()},
+            "rows": _rows(shown, names), "more": len(sub) - len(shown),
+        })
+    groups.sort(key=lambda g: (-g["veto"], -g["overdue"], -g["count"], g["village_id"]))
+    return {"total": total, "rows": [], "groups": groups, "more": sum(g["more"] for g in groups)}
 
 
 def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -169,30 +223,40 @@ def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]
     return rows
 
 
-def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool]:
-    """Each owner's open findings, most urgent owner first; compact (counts only) beyond ``MAX_ROWS``."""
+def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each owner's counts (open, veto, overdue, next deadline, villages) and first rows, most urgent owner first.
+
+    An owner shows at most :data:`OWNER_ROWS` rows, and all owners together at
+    most :data:`MAX_ROWS` (beyond that the counts alone: findings.xlsx and the
+    owners' task lists hold every row).
+    """
     if not len(open_):
-        return [], False
+        return []
     ordered = sort_findings(open_)
     owners = ordered["owner"].fillna(settings.default_owner).astype(str).to_numpy()
-    compact = len(ordered) > MAX_ROWS
-    rows = [] if compact else _rows(ordered, names)
+    groups = pd.Series(owners).groupby(owners, sort=False).indices
+    cap = min(OWNER_ROWS, MAX_ROWS // len(groups))
     severity = ordered["severity"].to_numpy()
     status = ordered["status"].to_numpy()
     deadline = ordered["deadline"].to_numpy()
+    villages = ordered["village_id"].to_numpy()
     out = []
-    for owner, idx in pd.Series(owners).groupby(owners, sort=False).indices.items():
+    for owner, idx in groups.items():
         dates = [d for d in deadline[idx] if d is not None]
+        where = list(dict.fromkeys(v for cell in villages[idx] for v in id_list(cell)))
         out.append({
             "owner": owner,
             "count": len(idx),
             "veto": int((severity[idx] == "veto").sum()),
             "overdue": int((status[idx] == "overdue").sum()),
             "next_deadline": as_shown(min(dates) if dates else None),
-            "table": {"rows": [rows[i] for i in idx] if rows else [], "more": 0, "total": len(idx)},
+            "villages": ", ".join(names.get(v) or v for v in where[:3]) + (f" +{len(where) - 3}" if len(where) > 3
+                                                                           else ""),
+            "rows": _rows(ordered.iloc[idx[:cap]], names) if cap >= 3 else [],
+            "more": len(idx) - (min(cap, len(idx)) if cap >= 3 else 0),
         })
     out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
-    return out, compact
+    return out
 
 
 def _checkpoint_rows(assessment: Assessment) -> list[dict[str, str]]:
@@ -206,6 +270,26 @@ def _checkpoint_rows(assessment: Assessment) -> list[dict[str, str]]:
                         "problem") if c in df.columns]
     return [{c: ("✔" if v is True else "✘" if v is False else as_shown(v)) for c, v in rec.items()}
             for rec in df[cols].to_dict("records")]
+
+
+def _files(assessment: Assessment) -> list[dict[str, str]]:
+    """The files :func:`gisgrid.report.write_report` writes beside the page, linked by their relative names."""
+    files = [("findings.xlsx", "Excel: every finding, a sheet per village"), ("findings.csv", "CSV: every finding"),
+             ("findings.geojson", "GeoJSON: every finding on the map"), ("summary.json", "counts for machines")]
+    tol = float((getattr(assessment, "totals", None) or {}).get("tolerance_m") or 0)
+    if tol > 0 and getattr(assessment, "hygiene", None) is not None:
+        files.append(("hygiene.csv", "slivers per grid"))
+    return [{"href": name, "what": what} for name, what in files]
+
+
+#: The page's one script: the filter boxes (an input hides the groups and rows that do not contain its text).
+_SCRIPT = (importlib.resources.files("gisgrid.report") / "templates" / "report.js").read_text(encoding="utf-8")
+
+
+def _csp() -> str:
+    """The Content-Security-Policy: nothing from outside, images as data URIs, inline CSS, our script by its hash."""
+    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    return f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
 
 
 @functools.lru_cache(maxsize=1)
@@ -231,7 +315,7 @@ def render_html(
     fail_on: Mapping[str, Any] | None = None,
     as_of: dt.date | None = None,
 ) -> str:
-    """Render ``report.html`` (self-contained: inline CSS, charts as data URIs, no scripts).
+    """Render ``report.html`` (self-contained: inline CSS, charts as data URIs, one inline script).
 
     Parameters are those of :func:`write_report`.
 
@@ -269,7 +353,7 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
     town = getattr(assessment, "town", None)
     totals = dict(getattr(assessment, "totals", None) or {})
     charts = _charts(card, life, history)
-    owners, owners_compact = _owner_lists(open_, names)
+    owners = _owner_lists(open_, names)
     generated = dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
     context = {
         "town": as_shown(getattr(town, "name", None)) or "town",
@@ -292,7 +376,10 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
         "weights": SCORE_WEIGHTS,
         "sensitive_kinds": SENSITIVE_KINDS,
         "owners": owners,
-        "owners_compact": owners_compact,
+        "open": _listing(open_, names),
+        "files": _files(assessment),
+        "script": _SCRIPT,
+        "csp": _csp(),
         "charts": charts,
         "checkpoints": _checkpoint_rows(assessment),
         "deadline_days": dict(settings.deadline_days),

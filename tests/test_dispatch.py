@@ -306,6 +306,19 @@ def town_with_history(demo, tmp_path, robots, smtp, *dates, **toml) -> tuple[Pat
     return config, out
 
 
+def cli(*args: object) -> int:
+    """``gisgrid ARGS`` in this process (its stdout and stderr captured by pytest); the exit code."""
+    from gisgrid.cli import main
+
+    try:
+        return main([str(a) for a in args])
+    finally:  # main() points the gisgrid logger at this test's captured stderr: give it back
+        root = logging.getLogger("gisgrid")
+        root.handlers[:] = []
+        root.propagate = True
+        root.setLevel(logging.NOTSET)
+
+
 def owners_of(life: pd.DataFrame) -> set[str]:
     """Every party of every open finding (the oracle: owners split as the task lists split them)."""
     return {w for o, s in zip(life["owner"], life["status"], strict=True)
@@ -357,15 +370,7 @@ def test_same_date_again_sends_nothing_and_secrets_stay_out(demo, fresh, smtp, m
         monkeypatch.setenv(k, v)
     mails = len(smtp["received"])
     caplog.set_level(logging.DEBUG, logger="gisgrid")
-    from gisgrid.cli import main
-
-    try:
-        code = main(["dispatch", str(demo["folder"] / "data" / "run.toml"), "--out", str(out), "-vv"])
-    finally:  # main() points the gisgrid logger at this test's captured stderr: give it back
-        root = logging.getLogger("gisgrid")
-        root.handlers[:] = []
-        root.propagate = True
-        root.setLevel(logging.NOTSET)
+    code = cli("dispatch", demo["folder"] / "data" / "run.toml", "--out", out, "-vv")
     assert code == 0
     assert fresh.requests == []
     assert len(smtp["received"]) == mails
@@ -603,7 +608,7 @@ def test_config_is_refused_with_the_fix_and_never_echoes_a_secret(monkeypatch):
 
 
 def test_check_refuses_a_bad_dispatch_section_and_dispatch_needs_its_secrets(demo, tmp_path, robots, smtp,
-                                                                             monkeypatch):
+                                                                             monkeypatch, capsys):
     from gisgrid.io.config import load_config
 
     config = tmp_path / "bad.toml"
@@ -618,3 +623,8 @@ def test_check_refuses_a_bad_dispatch_section_and_dispatch_needs_its_secrets(dem
     with pytest.raises(ConfigError, match="T_DING_SECRET") as err:
         pipeline.send_dispatch(config, out=demo["folder"] / "out")
     assert not any(v in str(err.value) for v in SECRETS.values())
+    # run --dispatch refuses before anything is read or recorded: exit 2, naming the variable
+    code = cli("run", config, "--out", tmp_path / "out", "--dispatch", "-q")
+    assert code == 2
+    assert "T_DING_SECRET" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "reports" / "history.sqlite").exists()

@@ -230,7 +230,10 @@ var r = p.getElement().getBoundingClientRect(), c = GG.map.getContainer().getBou
 var body = p.getElement().querySelector('.leaflet-popup-content');
 return {w: r.width, h: r.height, top: r.top - c.top, left: r.left - c.left, bottom: c.bottom - r.bottom,
         right: c.right - r.right, scrolls: body.scrollHeight > body.clientHeight + 1,
-        text: body.innerText, moving: !!(GG.map._panAnim && GG.map._panAnim._inProgress)};
+        text: body.innerText, moving: !!(GG.map._panAnim && GG.map._panAnim._inProgress),
+        rows: body.querySelectorAll('table tr').length,
+        value_w: Math.min.apply(null, Array.from(body.querySelectorAll('td')).map(function (td) {
+          return td.getBoundingClientRect().width; }))};
 """
 CLICK_JS = """
 var key = arguments[0], k = arguments[1];
@@ -280,7 +283,8 @@ def test_popups_are_readable_and_stay_on_screen(driver, demo_assessment, tmp_pat
             n = driver.execute_script(CLICK_JS, key, k)
             box = _popup_box(driver)
             _readable_and_on_screen(box, (key, k))
-            assert "\t" in box["text"] or "\n" in box["text"]  # a table: field, value
+            assert box["rows"] >= 2, (key, box)  # a table: field | value
+            assert box["value_w"] >= 150, (key, box)  # values read across, not one character per line
             seen.add(key)
             if key == "gaps" and k == 0 and n:
                 assert box["scrolls"]

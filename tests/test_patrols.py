@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -20,6 +23,7 @@ from gisgrid.geometry.tracks import clean_tracks, cover
 from gisgrid.io.tracks import iter_track_batches, read_gpx
 from gisgrid.model import Town
 
+ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_793_664_000  # 2026-11-03 00:00 UTC (08:00 in Beijing), a Tuesday
 
 
@@ -343,3 +347,56 @@ def test_demo_spike_is_dropped_and_every_other_chief_is_compliant(demo_result):
     assert res.people.loc[res.people["status"] == "not judged", "level"].tolist() == ["county"]  # quarterly
     assert res.points == len(tracks.fixes)
     assert not res.issues
+
+
+# --------------------------------------------------------------------------- config and a run
+def _config(tmp_path, extra: str) -> str:
+    geo = (ROOT / "data" / "geo").as_posix()
+    path = tmp_path / "gisgrid.toml"
+    path.write_text(f'[sources.villages]\npath = "{geo}/town.gpkg"\nlayer = "villages"\n'
+                    f'fields = {{ village_id = "村编码", name = "村名" }}\n'
+                    f'[sources.grids]\npath = "{geo}/town.gpkg"\nlayer = "grids"\n{extra}', encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ('[patrols]\nriver_distanc_m = 40\n', "did you mean river_distance_m"),
+    ('[patrols.rules.village]\nperiod = "fortnight"\n', "use one of"),
+    ('[sources.patrols]\npath = "x.csv"\ntimezon = "Asia/Shanghai"\n', "timezone"),
+    ('[sources.patrol]\npath = "x.csv"\n', "did you mean [sources.patrols]"),
+])
+def test_bad_patrol_config_refused_by_check_and_run_before_anything_is_written(tmp_path, extra, words):
+    from gisgrid import pipeline
+
+    cfg = _config(tmp_path, extra)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        pipeline.check(cfg)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        pipeline.run(cfg, out=tmp_path / "out", as_of=dt.date(2026, 12, 1), maps=False)
+    assert not (tmp_path / "out" / "reports").exists()
+
+
+def test_run_on_the_written_demo_reads_the_gcj02_csv_and_reports_the_patrols(tmp_path):
+    from gisgrid import pipeline
+
+    res = pipeline.run(ROOT / "data" / "geo" / "gisgrid.toml", out=tmp_path, as_of=dt.date(2026, 12, 1),
+                       maps=False)
+    f = res.assessment.findings
+    truth = gpd.read_file(ROOT / "data" / "geo" / "patrols_truth.geojson")
+    got = sorted(zip(f.loc[f["kind"].str.startswith("patrol_"), "kind"],
+                     f.loc[f["kind"].str.startswith("patrol_"), "person_id"], strict=True))
+    assert got == sorted(zip(truth["kind"], truth["person_id"], strict=True))
+    t = res.assessment.totals
+    assert t["patrol_month"] == "2026-11"
+    assert t["patrol_fixes"] == len(pd.read_csv(ROOT / "data" / "geo" / "patrols.csv"))
+    summary = json.loads((res.report_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["patrols"]["patrol_month"] == "2026-11"
+    assert summary["patrols"]["river_patrolled"] == pytest.approx(t["river_patrolled"])
+    assert summary["patrols"]["patrols_valid"] == t["patrols_valid"] == t["patrols"] - 3  # the three suspects
+    page = (res.report_dir / "report.html").read_text(encoding="utf-8")
+    assert "id='patrols'" in page
+    assert "网格巡查覆盖" in page
+    never = truth.loc[truth["case"] == "never_patrols", "person_id"].iloc[0]
+    name = res.assessment.patrols.people.set_index("person_id").loc[never, "name"]
+    assert f"<td>{name}</td>" in page
+    assert "patrolled 2026-11" in res.describe()

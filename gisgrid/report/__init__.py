@@ -174,6 +174,9 @@ def _summary(built: dict[str, Any], life: pd.DataFrame, card: pd.DataFrame, fail
         "hygiene": {k: totals.get(k) for k in (
             "tolerance_m", "slivers", "sliver_area_m2", "sliver_gap_area_m2", "sliver_overlap_area_m2",
             "village_slivers", "village_sliver_area_m2", "road_crumbs", "road_crumb_m") if k in totals},
+        # effective coverage: reach length and grids patrolled in the judged month (gisgrid.checks.patrols)
+        "patrols": {k: totals.get(k) for k in ("patrol_month", "river_patrolled", "grid_patrolled", "patrols",
+                                               "patrols_valid", "patrol_fixes", "patrol_rows_refused") if k in totals},
         "outside_town": totals.get("outside") or {},  # counted, not checked
         "derived": totals.get("derived") or {},  # values gisgrid filled in (derived.csv)
         "flags": {

@@ -68,6 +68,11 @@ KINDS: dict[str, str] = {
     "patrol_suspect": "patrol too short, too fast (a vehicle), off its route or teleporting",
     "grid_straddles": "grid lying in two or more villages (its village was taken from the largest share)",
     "outside_town": "roads or grid parts outside the town's boundary and villages (not checked)",
+    # district runs (gisgrid.district.checks): between towns
+    "town_gap": "land in the district in no town",
+    "town_overlap": "land claimed by two or more towns",
+    "person_two_towns": "one person (name and phone) grid chief in two or more towns",
+    "phone_two_names": "one phone number under different names in two or more towns",
 }
 #: The Chinese name of every finding kind.
 KIND_ZH: dict[str, str] = {
@@ -89,6 +94,10 @@ KIND_ZH: dict[str, str] = {
     "patrol_suspect": "疑似虚假巡查",
     "grid_straddles": "网格跨村",
     "outside_town": "镇域外要素",
+    "town_gap": "镇际空白",
+    "town_overlap": "镇际重叠",
+    "person_two_towns": "一人跨镇任网格长",
+    "phone_two_names": "同号不同名",
 }
 
 #: The headline numbers, as the report, the maps and the notebooks name them.

@@ -76,7 +76,7 @@ from gisgrid.demo.patrols import DemoPatrols, make_patrols
 from gisgrid.demo.plant import _Planter
 from gisgrid.demo.pois import _pois
 from gisgrid.demo.rosters import _grid_staff, _reaches, _river_chiefs
-from gisgrid.demo.scales import ANALYSIS_CRS, DELIVERY_CRS, SCALES, _centre_xy
+from gisgrid.demo.scales import ANALYSIS_CRS, DELIVERY_CRS, SCALES, _centre_xy, _Scale
 from gisgrid.demo.source import LAYER_KEYS, ROSTER_KEYS, SOURCE_FIELDS, SOURCE_VALUES, _config_toml, _to_source
 from gisgrid.demo.truth import TRUTH_COLUMNS, _truth
 
@@ -246,20 +246,23 @@ class _Built:
     clean_grids: gpd.GeoDataFrame
 
 
-def _generate(scale: str, seed: int, *, hand_drawn: bool = True) -> _Built:
+def _generate(scale: str, seed: int, *, hand_drawn: bool = True, spec: _Scale | None = None,
+              outline: shapely.Polygon | None = None) -> _Built:
     """Build the demo in EPSG:4549; the steps consume ``rng`` in a fixed order.
 
     The hand drawing takes its noise from a separate stream, so the clean and
-    the hand-drawn demo differ in their polygons' vertices only.
+    the hand-drawn demo differ in their polygons' vertices only. ``spec`` and
+    ``outline`` (in EPSG:4549) replace the scale's own: a district's towns
+    (:mod:`gisgrid.demo.district`) are built inside their share of the district.
     """
-    if scale not in SCALES:
+    if spec is None and scale not in SCALES:
         msg = f"unknown demo scale {scale!r}; valid choices are {sorted(SCALES)}."
         raise ConfigError(msg, fix=f"use one of {', '.join(sorted(SCALES))}")
-    spec = SCALES[scale]
+    spec = SCALES[scale] if spec is None else spec
     rng = np.random.default_rng(seed)
-    centre = _centre_xy()
+    centre = _centre_xy() if outline is None else (outline.centroid.x, outline.centroid.y)
 
-    outline = _outline(rng, spec, centre)
+    outline = _outline(rng, spec, centre) if outline is None else outline
     cells, cell_seeds, spacing = _partition(rng, spec, outline)
     boundary = shapely.coverage_union_all(cells)
     _check_coverage(cells, boundary)

@@ -598,6 +598,8 @@ def test_config_is_refused_with_the_fix_and_never_echoes_a_secret(monkeypatch):
         parse_dispatch({"default": "town_wecon", "channels": {"town_wecom": {"kind": "wecom", "url_env": "X"}}})
     with pytest.raises(ConfigError, match="kind"):
         parse_dispatch({"channels": {"x": {"kind": "sms"}}})
+    with pytest.raises(ConfigError, match="WeCom's limit of 4096"):
+        parse_dispatch({"channels": {"w": {"kind": "wecom", "url_env": "X", "max_bytes": 8000}}})
     monkeypatch.delenv("T_UNSET_URL", raising=False)
     from gisgrid.dispatch import check_secrets
     from gisgrid.dispatch.options import read_secrets

@@ -244,6 +244,9 @@ def _channel(name: str, table: Any, path: Any) -> Channel:
         "max_bytes": _number(table, "max_bytes", where, path, MAX_BYTES[kind], integer=True, minimum=512),
         "timeout_s": _number(table, "timeout_s", where, path, 10.0, minimum=0.001),
     }
+    if kind == "wecom" and common["max_bytes"] > MAX_BYTES["wecom"]:
+        msg = f"{where} max_bytes = {common['max_bytes']} is above WeCom's limit of 4096 bytes of markdown content."
+        raise ConfigError(msg, path=path, fix="leave max_bytes out (4096) or make it smaller")
     if kind in ("wecom", "dingtalk"):
         url_env = _env_name(table, "url_env", where, path)
         if url_env is None:

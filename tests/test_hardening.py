@@ -131,6 +131,8 @@ class Cli:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
         self.log.close()
 
 
@@ -373,7 +375,8 @@ OUTPUTS = {
 def test_an_output_location_that_cannot_be_written_exits_2_naming_it(cli, demo, tmp_path, name):
     command, where = OUTPUTS[name]
     out = tmp_path / "out"
-    out.mkdir()
+    if where != "out":
+        out.mkdir()
     blocker = out if where == "read-only" else _out_file(out, where)
     args = {"run": ("run", demo / "gisgrid.toml", "--no-maps", "--as-of", DAY), "map": ("map", demo / "gisgrid.toml"),
             "demo": ("demo",)}[command]
@@ -382,20 +385,6 @@ def test_an_output_location_that_cannot_be_written_exits_2_naming_it(cli, demo, 
         res = cli(*args, "--out", out, cwd=tmp_path)
     refused(res, str(blocker), "not writable" if where == "read-only" else "is a file")
     assert tree(tmp_path) == before
-
-
-def test_a_read_only_history_is_called_read_only_not_damaged(cli, tiny, tmp_path):
-    out = tmp_path / "out"
-    assert cli("run", tiny, "--out", out, "--no-maps", "--as-of", DAY, cwd=tmp_path).returncode in (0, 1)
-    db = out / "reports" / "history.sqlite"
-    before = tree(tmp_path)
-    with read_only(db):
-        res = cli("run", tiny, "--out", out, "--no-maps", "--as-of", "2026-11-02", cwd=tmp_path)
-        refused(res, str(db), "read-only", "not damaged")
-        assert "move the file away" not in res.stderr
-    assert {k: v for k, v in tree(tmp_path).items() if "-wal" not in k and "-shm" not in k} == {
-        k: v for k, v in before.items() if "-wal" not in k and "-shm" not in k}
-    assert _recorded(db) == [DAY]
 
 
 # --------------------------------------------------------------------------- a tiny town for whole runs
@@ -630,3 +619,98 @@ def test_a_fault_or_a_kill_at_every_stage_boundary_leaves_history_and_reports_ag
             if (reports / day).exists():
                 good[day] = files(reports / day)
     assert sorted(good) == [DAY, "2026-11-07", "2026-11-10", "2026-11-11"]  # the redone day, the two complete
+
+
+# --------------------------------------------------------------------------- a full disk
+@contextlib.contextmanager
+def small_disk(folder: Path, size_kb: int) -> Iterator[Path]:
+    """A real small file system (tmpfs) at ``folder``: root only, unmounted after; skipped where mount is refused.
+
+    In CI (``CI`` or ``GISGRID_REQUIRE_BROWSER`` set) a refused mount fails the test instead: the full-disk
+    behaviour must be tested there. The file-size-limit test below needs no root.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
+                          capture_output=True, text=True, check=False) if os.geteuid() == 0 else None
+    if done is None or done.returncode != 0:
+        reason = f"a tmpfs cannot be mounted here ({'not root' if done is None else done.stderr.strip()})"
+        if os.environ.get("CI") or os.environ.get("GISGRID_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` up to ``leave`` bytes of free space with one file; return it."""
+    stat = os.statvfs(disk)
+    free = stat.f_bavail * stat.f_frsize
+    filler = disk / "filler"
+    with filler.open("ab") as fh:
+        fh.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def _full(res: Result, reports: Path, *words: str) -> None:
+    refused(res, *words)
+    assert len(res.stderr.strip().splitlines()) == 1, res
+
+
+def test_a_full_disk_records_nothing_and_the_next_run_after_freeing_space_succeeds(cli, tiny, tmp_path):
+    with small_disk(tmp_path / "disk", 4096) as disk:
+        out = disk / "out"
+        reports = out / "reports"
+
+        def run(day: str) -> Result:
+            return cli("run", tiny, "--out", out, "--as-of", day, cwd=tmp_path)
+
+        assert run(DAY).returncode in (0, 1)
+        good = files(reports / DAY)
+        maps = files(out / "maps")
+        # room for the history commit, not for the report (about 300 kB)
+        filler = _fill(disk, 160_000)
+        _full(run("2026-11-02"), reports, "is full", str(reports), "not recorded")
+        filler.unlink()  # the history is read after space is freed: SQLite needs room for its -shm file to read
+        assert agree(reports) == [DAY]
+        assert (files(reports / DAY), files(out / "maps")) == (good, maps)
+        assert leftovers(reports) == []
+        # no room for the history commit itself
+        filler = _fill(disk, 12_000)
+        _full(run("2026-11-02"), reports, "history", "full", "not damaged")
+        filler.unlink()
+        assert agree(reports) == [DAY]
+        assert (files(reports / DAY), files(out / "maps")) == (good, maps)
+        assert run("2026-11-02").returncode in (0, 1)  # space freed: the next run succeeds
+        assert agree(reports) == [DAY, "2026-11-02"]
+        assert leftovers(reports) == []
+
+
+def test_a_file_size_limit_is_a_full_disk_too_and_a_read_only_history_is_not_damaged(cli, tiny, tmp_path):
+    """RLIMIT_FSIZE (EFBIG), which needs no root: the same refusal, nothing half-recorded."""
+    out = tmp_path / "out"
+    reports = out / "reports"
+
+    def run(day: str, fsize: int | None = None) -> Result:
+        return cli("run", tiny, "--out", out, "--as-of", day, "--no-maps", cwd=tmp_path, fsize=fsize)
+
+    assert run(DAY).returncode in (0, 1)
+    good = files(reports / DAY)
+    biggest = max(len(b) for b in good.values())
+    _full(run("2026-11-02", fsize=biggest // 2), reports, "full", str(reports))
+    assert agree(reports) == [DAY]
+    _full(run("2026-11-02", fsize=8192), reports, "history", "not damaged")
+    assert agree(reports) == [DAY]
+    assert files(reports / DAY) == good
+    # a read-only history is said to be read-only, never "damaged, move it away" (issue 14)
+    db = reports / "history.sqlite"
+    before = {k: v for k, v in tree(out).items() if not k.endswith(("-wal", "-shm", ".lock")) and v[0] >= 0}
+    with read_only(db):
+        res = run("2026-11-02")
+    refused(res, str(db), "read-only", "not damaged")
+    assert "move the file away" not in res.stderr
+    assert {k: v for k, v in tree(out).items() if not k.endswith(("-wal", "-shm", ".lock")) and v[0] >= 0} == before
+    assert run("2026-11-02").returncode in (0, 1)
+    assert agree(reports) == [DAY, "2026-11-02"]
+    assert leftovers(reports) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import struct
 import sys
 import zipfile
@@ -341,9 +342,30 @@ def finish_layer(gdf: gpd.GeoDataFrame, *, crs: Any, where: dict[str, Any], sour
             raise CRSError(msg, **where, fix='declare it in the config: crs = "EPSG:4490" (or the CRS it is in)')
         gdf = gdf.set_crs(4326)
     if len(gdf) and gdf.geometry.notna().any():
+        _refuse_non_finite(gdf, where=where, source=source)
         check_coordinates(gdf.total_bounds, gdf.crs, where=where)
+    gdf = show_controls(gdf)
     gdf.attrs["source"] = source
     return gdf
+
+
+def _refuse_non_finite(gdf: gpd.GeoDataFrame, *, where: dict[str, Any], source: dict[str, Any]) -> None:
+    """Refuse NaN or infinite coordinates on reading, naming the layer and the features.
+
+    They would pass for no data in the bounds (the CRS check, the choice of the analysis CRS) and break GEOS later.
+    """
+    xy, owner = shapely.get_coordinates(np.asarray(gdf.geometry.values), return_index=True)
+    bad = np.unique(owner[~np.isfinite(xy).all(axis=1)])
+    if not bad.size:
+        return
+    table = str(source.get("path") or "").lower().endswith((".csv", ".txt"))  # file lines: the header is line 1
+    rows = [int(r) + (2 if table else 0) for r in bad[:5]]
+    label = f"{'line' if table else 'feature'}{'s' if bad.size > 1 else ''} {', '.join(map(str, rows))}" + (
+        f" and {bad.size - 5} more" if bad.size > 5 else "")
+    name = source.get("layer") or Path(str(source.get("path") or "layer")).stem
+    msg = f"the {name} layer has NaN or infinite coordinates in {label}: such a feature cannot be placed on the map."
+    raise InputError(msg, **{**where, "row": rows[0]}, fix=f"correct or delete those features in the {name} layer "
+                     "(a GIS can select them by an invalid or empty geometry)")
 
 
 @contextlib.contextmanager
@@ -354,6 +376,8 @@ def _gdal_warnings_as_log() -> Iterator[None]:
         warnings.simplefilter("always")
         yield
     for w in caught:
+        if "invalid value encountered" in str(w.message):
+            continue  # numpy decoding a NaN coordinate: check_coordinates refuses it, naming the feature
         logger.warning("%s", w.message)
 
 
@@ -422,8 +446,36 @@ def read_table(
         msg = f"unknown table type '{suffix}'."
         raise InputError(msg, path=p, fix="use .csv or .xlsx")
     df.columns = [str(c).strip() for c in df.columns]
+    df = show_controls(df)
     df.attrs["source"] = {"path": str(p), "layer": None if sheet is None else str(sheet)}
     return df.reset_index(drop=True)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def show_text(text: str) -> str:
+    r"""``text`` with control characters (a terminal escape sequence, a bell) written out as ``\x1b``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def show_controls(frame: Any) -> Any:
+    """The text cells of ``frame`` with control characters written out (:func:`show_text`), on reading.
+
+    A name that carries an escape sequence would otherwise reach the terminal, the cron mail, every CSV,
+    XLSX and HTML page; tabs and line breaks stay (CSV quotes them). Returns ``frame`` itself (changed in
+    place: it was just read) so that its attrs stay.
+    """
+    for col in frame.columns:
+        if col == getattr(frame, "_geometry_column_name", None) or not (
+                frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col])):
+            continue
+        hit = frame[col].map(lambda v: isinstance(v, str) and _CONTROL.search(v) is not None).to_numpy(bool)
+        if hit.any():
+            values = frame[col].to_numpy(copy=True)
+            values[hit] = [show_text(v) for v in values[hit]]
+            frame[col] = values
+    return frame
 
 
 def _text_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -457,7 +509,11 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(msg, path=p, fix="save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"the config file is not valid TOML ({exc})."
-        raise ConfigError(msg, path=p, fix="correct the line named above") from None
+        fix = "correct the line named above"
+        if "\\" in str(exc):  # ".\data\town.gpkg" in double quotes: a backslash starts an escape in TOML
+            fix += ("; write Windows paths with forward slashes (./town.gpkg), in single quotes ('.\\town.gpkg') "
+                    "or with doubled backslashes")
+        raise ConfigError(msg, path=p, fix=fix) from None
     data["_path"] = str(p.resolve())
     data["_dir"] = str(p.resolve().parent)
     return data

@@ -49,7 +49,7 @@ SOURCE_NAMES: tuple[str, ...] = (*LAYER_SOURCES, *ROSTER_SOURCES)
 #: GPS tracks (not part of the Town: streamed by :mod:`gisgrid.io.tracks` when the patrols are judged).
 TRACK_SOURCES: tuple[str, ...] = ("patrols",)
 _TRACK_KEYS = ("path", "crs", "encoding", "fields", "timezone", "person_from")
-_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "sheet", "allow_empty",
+_SOURCE_KEYS = ("path", "layer", "crs", "encoding", "fields", "values", "defaults", "sheet", "allow_empty",
                 *DB_KEYS)
 _SECTIONS = ("town", "sources", "coverage", "rules", "report", "history", "assign", "maps", "scoring", "dispatch",
              "patrols",
@@ -103,16 +103,21 @@ def _flag(value: Any, where: str, path: Path | None, example: str) -> bool | Non
 
 @dataclass(frozen=True)
 class CoverageOptions:
-    """``[coverage]``: the digitising tolerance, the cleaned-grids proposal and the geometry threads."""
+    """``[coverage]``: the digitising tolerance, the cleaned-grids proposal, the geometry threads.
+
+    ``outside_town``: whether what lies outside the town is reported (it is always counted).
+    """
 
     tolerance_m: float | None = None  # None: settings.tolerance_m
     cleaned_grids: bool = True
     workers: int | None = None  # None: settings.workers
+    outside_town: bool = True
 
     @classmethod
     def parse(cls, table: Mapping[str, Any], path: Path | None = None) -> CoverageOptions:
         """Check and type the ``[coverage]`` table (raises :class:`~gisgrid.ConfigError`)."""
-        unknown_keys(table, ("tolerance_m", "cleaned_grids", "workers"), where="[coverage]", path=path)
+        unknown_keys(table, ("tolerance_m", "cleaned_grids", "workers", "outside_town"), where="[coverage]",
+                     path=path)
         tol = table.get("tolerance_m")
         if tol is not None and (isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol)
                                 or tol < 0):
@@ -127,11 +132,15 @@ class CoverageOptions:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             msg = f"[coverage] workers must be a whole number >= 1, not {workers!r}."
             raise ConfigError(msg, path=path, fix="write workers = 2, or leave it out for one thread per CPU")
-        return cls(tolerance_m=None if tol is None else float(tol), cleaned_grids=cleaned, workers=workers)
+        outside = _flag(table.get("outside_town"), "[coverage] outside_town", path,
+                        "outside_town = false to count, but not report, what lies outside the town")
+        return cls(tolerance_m=None if tol is None else float(tol), cleaned_grids=cleaned, workers=workers,
+                   outside_town=True if outside is None else outside)
 
     def as_dict(self) -> dict[str, Any]:
         """The options as the 0.1 ``coverage_options`` dict."""
-        return {"tolerance_m": self.tolerance_m, "cleaned_grids": self.cleaned_grids, "workers": self.workers}
+        return {"tolerance_m": self.tolerance_m, "cleaned_grids": self.cleaned_grids, "workers": self.workers,
+                "outside_town": self.outside_town}
 
 
 @dataclass(frozen=True)
@@ -391,10 +400,14 @@ def _parse_config(data: dict[str, Any]) -> Config:
         check_source(spec, where=where, path=path)  # a PostGIS source: url with table or sql
         if "path" in spec:
             _check_path_text(spec["path"], f"{where} path", path)
-        for key in ("fields", "values"):
+        for key in ("fields", "values", "defaults"):
             if key in spec and not isinstance(spec[key], dict):
                 msg = f"{where} {key} must be a table."
                 raise ConfigError(msg, path=path, fix=f'write {key} = {{ canonical = "yours" }}')
+        bad = {k: v for k, v in (spec.get("defaults") or {}).items() if not isinstance(v, str) or not v.strip()}
+        if bad:
+            msg = f"{where} defaults must be text, not {bad}."
+            raise ConfigError(msg, path=path, fix='write defaults = { road_class = "lane" }')
         if "allow_empty" in spec and not isinstance(spec["allow_empty"], bool):
             msg = f"{where} allow_empty must be true or false, not {spec['allow_empty']!r}."
             raise ConfigError(msg, path=path, fix="write allow_empty = true if the layer is empty on purpose")

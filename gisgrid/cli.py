@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("dispatch", parents=[common],
                        help="send each owner's new and overdue items (WeCom, DingTalk, e-mail, webhook), once")
     s.add_argument("config", nargs="?", help=_CONFIG_HELP)
-    s.add_argument("--out", default=".", help="the folder run wrote to (reports/history.sqlite; default: here)")
+    s.add_argument("--out", default=None, help=_OUT_HELP.format("the run's reports/history.sqlite (the outbox)"))
     s.add_argument("--as-of", type=_date, default=None, help="the run date, YYYY-MM-DD (default: the latest run)")
     s.add_argument("--dry-run", action="store_true", help="print exactly what would be sent, per channel; send "
                    "nothing")
@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("config", nargs="?", help=_CONFIG_HELP)
     s.add_argument("--period", default=None,
                    help="2026Q4, 2026-11 or 2026 (default: the [scoring] period of the latest run)")
-    s.add_argument("--out", default=".", help="the folder run wrote to (reports/; default: current folder)")
+    s.add_argument("--out", default=None, help=_OUT_HELP.format("the run's reports/"))
 
     m = sub.add_parser("map", parents=[common], help="write the command-center maps only")
     m.add_argument("config", nargs="?", help=_CONFIG_HELP)

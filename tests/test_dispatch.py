@@ -261,11 +261,12 @@ ca_file = "{smtp['ca']}"
 def secret_env(robots) -> dict[str, str]:
     base = f"http://127.0.0.1:{robots.port}"
     return {**SECRETS, "T_WECOM_URL": f"{base}/wecom?key={SECRETS['T_WECOM_URL']}",
-            "T_DING_URL": f"{base}/ding?access_token={SECRETS['T_DING_URL']}"}
+            "T_DING_URL": f"{base}/ding?access_token={SECRETS['T_DING_URL']}",
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}  # urllib honours *_proxy
 
 
 def secret_values(robots) -> list[str]:
-    return sorted(set(SECRETS.values()) | set(secret_env(robots).values()))
+    return sorted(set(SECRETS.values()) | {v for k, v in secret_env(robots).items() if k.startswith("T_")})
 
 
 @pytest.fixture(scope="module")

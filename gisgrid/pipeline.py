@@ -23,7 +23,9 @@ import pandas as pd
 
 from gisgrid import io
 from gisgrid._errors import ConfigError, HistoryError, InputError, SchemaError
+from gisgrid.io.atomic import no_space, publish_staged, staging_folder
 from gisgrid.io.config import TRACK_SOURCES, Config, describe_config, find_config, load_config
+from gisgrid.io.files import show_text
 from gisgrid.io.tracks import iter_track_batches, to_datum
 from gisgrid.model import LAYERS, ROSTERS, Town
 from gisgrid.vocab import percent
@@ -147,8 +149,9 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
                              or spec.get("table") or name,
                              fix=f"point [sources.{name}] at the right file and layer, or write allow_empty = true "
                                  "under it if the town really has none")
-    return Town.from_frames(**frames, crs=cfg.town.get("crs"), name=cfg.town.get("name"),
-                            defaults={n: spec.get("defaults") for n, spec in cfg.sources.items()})
+    town_name = cfg.town.get("name")  # control characters written out, as in every layer and roster (io.files)
+    return Town.from_frames(**frames, crs=cfg.town.get("crs"),
+                            name=None if town_name is None else show_text(str(town_name)))
 
 
 def check(source: str | os.PathLike[str] | Config | None = None) -> tuple[Town, pd.DataFrame]:
@@ -273,19 +276,11 @@ class RunResult:
                f"{percent(t['grid_patrolled'])} ({t['patrols_valid']:,} valid of {t['patrols']:,} patrols)"]
               if "patrol_month" in t else []),  # effective coverage: looked after, not only assigned
             *(f"  {line}" for line in (self.period.lines() if self.period is not None else [])),
+            f"  report             {self.report_dir}",
         ]
-        out = t.get("outside") or {}
-        if out.get("roads") or out.get("grids") or out.get("pois"):
-            lines.insert(3, f"  outside the town   {out['roads']:,} roads ({out['road_m']:,.0f} m), {out['grids']:,} "
-                            f"grid parts ({out['grid_area_m2']:,.0f} m²), {out['pois']:,} points: not checked")
-        if t.get("derived"):
-            lines.insert(3, "  derived            " + ", ".join(f"{k} {v:,}" for k, v in t["derived"].items())
-                         + " (see derived.csv)")
-        lines.append(f"  report             {(self.report_dir / 'report.html').resolve()}")
         maps = [p for p in self.written if p.suffix == ".html" and p.parent.name == "maps"]
         if maps:
-            lines.append(f"  map                {(maps[0].parent / 'command_center.html').resolve()} "
-                         f"({len(maps)} map files)")
+            lines.append(f"  maps               {maps[0].parent} ({len(maps)} files)")
         if self.dispatched is not None:
             lines += [f"  {line}" for line in self.dispatched.describe()]
         return "\n".join(lines)
@@ -339,6 +334,7 @@ def validate(cfg: Config) -> None:
     resolve_options(cfg.section("assign"))
     policy.check_thresholds(cfg.report.fail_on)
     policy.deadline_days(cfg.report.deadlines)
+    _check_basemap(cfg)
     scoring_scheme(cfg)  # [scoring]: parsed by load_config, checked whole here
     _dispatch_options(cfg)
     publish_options(cfg)
@@ -356,6 +352,18 @@ def patrol_batches(cfg: Config) -> Any:
 
         return [make_demo().patrols().fixes]
     return None
+
+
+def _check_basemap(cfg: Config) -> None:
+    """Refuse a ``[maps] basemap`` typo here: the maps would find it only after the history was written."""
+    from gisgrid.maps.basemaps import BASEMAPS
+    from gisgrid.vocab import nearest
+
+    if cfg.maps.basemap not in BASEMAPS:
+        close = nearest(cfg.maps.basemap, BASEMAPS)
+        msg = f"[maps] basemap = {cfg.maps.basemap!r} is not a basemap."
+        raise ConfigError(msg, path=cfg.path, fix=(f'did you mean basemap = "{close}"? ' if close else "")
+                          + f"use one of {list(BASEMAPS)}")
 
 
 def publish_options(cfg: Config) -> Any:
@@ -377,15 +385,14 @@ def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | No
         patrols = {"month": MONTH, **patrols}  # the embedded demo's tracks are of one month
     return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
                    sliver_area_m2=cfg.report.sliver_area_m2, tolerance_m=cfg.coverage.tolerance_m,
-                   workers=cfg.coverage.workers, outside_town=cfg.coverage.outside_town,
-                   as_of=as_of or dt.date.today(), patrols=patrol_batches(cfg),
+                   workers=cfg.coverage.workers, as_of=as_of or dt.date.today(), patrols=patrol_batches(cfg),
                    patrol_options=patrols)
 
 
 def run(
     source: str | os.PathLike[str] | Config | None = None,
     *,
-    out: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = ".",
     as_of: dt.date | None = None,
     force: bool = False,
     maps: bool = True,
@@ -403,8 +410,7 @@ def run(
     source
         Config path, folder, GeoPackage, :class:`Config` or None (demo town).
     out
-        Folder that receives ``maps/`` and ``reports/`` (default: the config's folder; for the demo, the
-        current folder).
+        Folder that receives ``maps/`` and ``reports/``.
     as_of
         Date of the run (default today).
     force
@@ -447,7 +453,7 @@ def run(
         _dispatch_ready(cfg)
     publishing = publish_options(cfg)
     cov = coverage_options(cfg)
-    out_dir = check_output_folder(output_folder(cfg, out), "reports", "maps", f"reports/{as_of.isoformat()}")
+    out_dir = check_output_folder(out, "reports", "maps", f"reports/{as_of.isoformat()}")
     reports = out_dir / "reports"
     tick("load", 0, total)
     town = load_town(cfg)
@@ -475,6 +481,7 @@ def run(
             backfill = latest is not None and as_of < latest.as_of
             pending = reports / f"{PENDING_PREFIX}{as_of.isoformat()}"
             io.atomic_write_text(pending, f"{as_of.isoformat()}\n")  # until the report is published
+            maps_stage: Path | None = None
             try:
                 lifecycle = hist.record(assessment.findings, as_of=as_of, config_hash=_config_hash(cfg),
                                         fingerprints=_fingerprints(cfg), force=force,
@@ -486,9 +493,11 @@ def run(
                                    latest.as_of.isoformat() if latest else "-")
                 if maps and not backfill:  # before the report: the proposal is still being computed beside them
                     tick("maps", 3, total)
-                    # Maps show each finding's status and first-seen date from the history.
+                    # Maps show each finding's status and first-seen date from the history. They are staged
+                    # too: the live maps/ must not show a run that a later fault undoes.
+                    maps_stage = staging_folder(reports, "maps")
                     maps_written = maps_mod.write_maps(
-                        assessment.with_lifecycle(lifecycle), out_dir, basemap=cfg.maps.basemap,
+                        assessment.with_lifecycle(lifecycle), maps_stage, basemap=cfg.maps.basemap,
                         assets=cfg.maps.assets, tiles_url=cfg.maps.tiles_url,
                         per_owner=cfg.maps.per_owner, per_village=cfg.maps.per_village)
                 tick("report", total - 2, total)
@@ -514,13 +523,26 @@ def run(
                         publish(lifecycle, publishing, run_date=as_of, town=assessment.town.name,
                                 config_hash=_config_hash(cfg), exit_code=verdict[0], reason=verdict[1],
                                 before_commit=lambda: _fault("publish commit"))
+                    _fault("staged")  # the report is complete in its staging folder, not yet swapped in
+                if maps_stage is not None:  # the report is published: now the maps (a rename per file)
+                    maps_written = publish_staged(maps_stage, out_dir, maps_written)
+                _fault("published")
             except BaseException:
                 # a fault after the history commit (a full disk, a bad file name): undo it, nothing half-recorded
                 with contextlib.suppress(Exception):  # the error line already says nothing was published
                     _recover_half_runs(reports, hist, level=logging.INFO)
+                    if maps_stage is not None:
+                        io.remove_stale_staging(reports)
                 raise
             pending.unlink(missing_ok=True)  # the history and its report are both published
             written = [folder / p.relative_to(staging) for p in written] + maps_written
+    except OSError as exc:
+        if no_space(exc):  # the operator's to fix, like a read-only folder: exit 2, naming the folder
+            msg = f"the disk holding {reports} is full, or a file-size limit was hit ({exc}); this run was not " \
+                  "recorded and the last report is as it was."
+            raise ConfigError(msg, fix="free space on that disk (or give --out a folder on another disk) and run "
+                              "again") from None
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     tick("done", total, total)
@@ -555,37 +577,40 @@ def _recover_half_runs(reports: Path, hist: Any, *, level: int = logging.WARNING
         marker.unlink(missing_ok=True)
 
 
-def output_folder(cfg: Config, out: str | os.PathLike[str] | None = None) -> Path:
-    """Where ``maps/`` and ``reports/`` go: ``out`` when given, else the config's folder (the demo: here).
+def _recover_now(reports: Path, hist: Any) -> None:
+    """Undo a killed run's half-recorded run now (as the next ``run`` would), unless a run is writing."""
+    if not any(reports.glob(f"{PENDING_PREFIX}*")):
+        return
+    try:
+        with io.file_lock(reports / ".gisgrid.lock", timeout_s=0):
+            io.remove_stale_staging(reports)
+            _recover_half_runs(reports, hist)
+    except InputError:  # a run holds the lock: its marker is live
+        logger.warning("a run is writing to %s now: its date may be listed before its report appears", reports)
 
-    Next to the config, not the current folder, so that a cron job or a shell in another folder finds and
-    extends the same history.
-    """
-    if out is not None:
-        return Path(out)
-    return cfg.path.parent if cfg.path is not None else Path(".")
 
-
-def _history_path(cfg: Config, out: str | os.PathLike[str] | None) -> Path:
-    path = cfg.history.path or output_folder(cfg, out) / "reports" / "history.sqlite"
+def _history_path(cfg: Config, out: str | os.PathLike[str]) -> Path:
+    path = cfg.history.path or Path(out) / "reports" / "history.sqlite"
     if not path.exists():
         msg = f"there is no run history at {path}."
         raise HistoryError(msg, path=path, fix="give --out the folder gisgrid run wrote to (or [history] path)")
     return path
 
 
-def list_runs(source: str | os.PathLike[str] | Config | None = None, *,
-              out: str | os.PathLike[str] | None = None) -> list[str]:
+def list_runs(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = "."
+              ) -> list[str]:
     """One line per recorded run, oldest first (``gisgrid history list``)."""
     from gisgrid.history import History
 
     cfg = source if isinstance(source, Config) else load_config(source)
-    runs = History(_history_path(cfg, out)).runs()
+    hist = History(_history_path(cfg, out))
+    _recover_now(Path(out) / "reports", hist)
+    runs = hist.runs()
     return [f"{r.as_of.isoformat()}  open {r.open:>5}  new {r.new:>4}  overdue {r.overdue:>4}  "
             f"resolved {r.resolved:>4}  recorded {r.created}" for r in runs.itertuples()] or ["no runs recorded"]
 
 
-def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] | None = None,
+def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",
              as_of: dt.date) -> str:
     """Remove a run recorded by mistake and its report folder (``gisgrid history undo DATE``).
 
@@ -602,9 +627,11 @@ def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str 
 
     cfg = source if isinstance(source, Config) else load_config(source)
     path = _history_path(cfg, out)
-    reports = output_folder(cfg, out) / "reports"
+    reports = Path(out) / "reports"
     with io.file_lock(reports / ".gisgrid.lock"):
-        removed = History(path).undo(as_of)
+        hist = History(path)
+        _recover_half_runs(reports, hist)  # a killed run first: the history and the reports agree again
+        removed = hist.undo(as_of)
         folder = reports / as_of.isoformat()
         if folder.is_dir():
             aside = folder.with_name(f".{folder.name}.old")  # renamed first: the folder goes at once
@@ -705,25 +732,22 @@ def _write_layers(folder: Path, assessment: Any) -> list[Path]:
             out.append(io.write_geojson(layer, folder / f"{name}.geojson"))
     if assessment.checkpoints is not None:
         out.append(io.write_csv(assessment.checkpoints, folder / "checkpoints.csv"))
-    derived = assessment.town.derived
-    if len(derived):  # every value gisgrid filled in, so that an analyst can check and correct the source
-        out.append(io.write_csv(derived.drop(columns=["measure"]), folder / "derived.csv"))
     return out
 
 
 def make_maps(
     source: str | os.PathLike[str] | Config | None = None,
     *,
-    out: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = ".",
     village: str | None = None,
     owner: str | None = None,
     basemap: str | None = None,
 ) -> list[Path]:
-    """Analyse and write the command-center maps only (``maps/`` under ``out``, default the config's folder)."""
+    """Analyse and write the command-center maps only (``maps/`` under ``out``)."""
     from gisgrid import maps as maps_mod
 
+    check_output_folder(out, "maps")
     cfg = source if isinstance(source, Config) else load_config(source)
-    out = check_output_folder(output_folder(cfg, out), "maps")
     validate(cfg)
     assessment = analyse_config(cfg)
     if village is not None and village not in set(assessment.town.villages["village_id"]):
@@ -750,7 +774,7 @@ def _recorded_totals(assessment: Any) -> dict[str, Any]:
     return {**assessment.totals, TOTALS_KEY: village_book(assessment)}
 
 
-def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] | None = None,
+def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",
           period: str | None = None) -> Any:
     """Rank the villages and departments over a period from the run history (``gisgrid score --period 2026Q4``).
 
@@ -762,7 +786,7 @@ def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | o
     source
         The config (its ``[scoring]`` and ``[history]``).
     out
-        The folder ``gisgrid run`` wrote to (default: the config's folder).
+        The folder ``gisgrid run`` wrote to.
     period
         ``2026Q4``, ``2026-11`` or ``2026`` (default: the ``[scoring] period`` holding the latest run).
 
@@ -784,7 +808,7 @@ def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | o
     validate(cfg)
     scheme = scoring_scheme(cfg)
     span = parse_period(period) if period else None  # a bad period is refused before anything is read
-    out = check_output_folder(output_folder(cfg, out), "reports")
+    check_output_folder(out, "reports")
     hist = History(_history_path(cfg, out))
     latest = hist.last_run()
     if latest is None:
@@ -859,7 +883,7 @@ def _dispatch_links(cfg: Config, options: Any, as_of: dt.date) -> Callable[[str,
 def send_dispatch(
     source: str | os.PathLike[str] | Config | None = None,
     *,
-    out: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = ".",
     as_of: dt.date | None = None,
     dry_run: bool = False,
     lifecycle: Any = None,
@@ -906,7 +930,7 @@ def send_dispatch(
         raise HistoryError(msg, path=path, fix="run gisgrid run first, or give the --as-of date of a recorded run")
     life = hist.snapshot(run_.as_of) if lifecycle is None else lifecycle
     center = cfg.section("assign").get("default_owner") or settings.default_owner
-    lock = output_folder(cfg, out) / "reports" / ".gisgrid.lock"
+    lock = Path(out) / "reports" / ".gisgrid.lock"
     with contextlib.nullcontext() if dry_run else io.file_lock(lock):
         return dispatch_mod.send(life, db_path=path, as_of=run_.as_of, options=options, run_stamp=run_.created,
                                  center=str(center), town=town or str(cfg.town.get("name") or ""),

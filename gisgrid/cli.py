@@ -61,9 +61,14 @@ class _Progress:
         if not self.enabled:
             return
         if self.bar is None:
+            import shutil
+
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", leave=False, file=sys.stderr, dynamic_ncols=True)
+            # a terminal that reports no size (some emulators, `script`, a fresh pty) would hide the bar
+            size = shutil.get_terminal_size((100, 24))
+            self.bar = tqdm(total=total, unit="step", leave=False, file=sys.stderr, ncols=min(size.columns, 120),
+                            nrows=size.lines or 24)
         self.bar.set_description_str(step)
         self.bar.n = done
         self.bar.refresh()
@@ -101,6 +106,7 @@ def _date(text: str) -> dt.date:
 
 
 _CONFIG_HELP = "gisgrid.toml, a folder with one, or a GeoPackage (default: ./gisgrid.toml, else the demo town)"
+_OUT_HELP = "folder for {} (default: the config's folder; for the demo town, the current folder)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", parents=[common], help="analyse, map, report and record history")
     r.add_argument("config", nargs="?", help=_CONFIG_HELP)
-    r.add_argument("--out", default=".", help="folder for maps/ and reports/ (default: current folder)")
+    r.add_argument("--out", default=None, help=_OUT_HELP.format("maps/ and reports/"))
     r.add_argument("--as-of", type=_date, default=None, help="date of the run, YYYY-MM-DD (default: today)")
     r.add_argument("--force", action="store_true", help="allow a run dated before the last recorded run")
     r.add_argument("--no-maps", action="store_true", help="skip the HTML maps")
@@ -137,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("dispatch", parents=[common],
                        help="send each owner's new and overdue items (WeCom, DingTalk, e-mail, webhook), once")
     s.add_argument("config", nargs="?", help=_CONFIG_HELP)
-    s.add_argument("--out", default=".", help="the folder run wrote to (reports/history.sqlite; default: here)")
+    s.add_argument("--out", default=None, help=_OUT_HELP.format("the run's reports/history.sqlite (the outbox)"))
     s.add_argument("--as-of", type=_date, default=None, help="the run date, YYYY-MM-DD (default: the latest run)")
     s.add_argument("--dry-run", action="store_true", help="print exactly what would be sent, per channel; send "
                    "nothing")
@@ -146,17 +152,17 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("action", choices=["list", "undo"], help="list the recorded runs, or undo one")
     h.add_argument("date", nargs="?", default=None, help="undo: the date of the run to remove (YYYY-MM-DD)")
     h.add_argument("config", nargs="?", help=_CONFIG_HELP)
-    h.add_argument("--out", default=".", help="the folder run wrote to (reports/history.sqlite; default: here)")
+    h.add_argument("--out", default=None, help=_OUT_HELP.format("the run's reports/history.sqlite"))
 
     s = sub.add_parser("score", parents=[common], help="rank villages and departments over a period (测评)")
     s.add_argument("config", nargs="?", help=_CONFIG_HELP)
     s.add_argument("--period", default=None,
                    help="2026Q4, 2026-11 or 2026 (default: the [scoring] period of the latest run)")
-    s.add_argument("--out", default=".", help="the folder run wrote to (reports/; default: current folder)")
+    s.add_argument("--out", default=None, help=_OUT_HELP.format("the run's reports/"))
 
     m = sub.add_parser("map", parents=[common], help="write the command-center maps only")
     m.add_argument("config", nargs="?", help=_CONFIG_HELP)
-    m.add_argument("--out", default=".", help="folder for maps/ (default: current folder)")
+    m.add_argument("--out", default=None, help=_OUT_HELP.format("maps/"))
     m.add_argument("--village", default=None, help="only this village's map (village id)")
     m.add_argument("--owner", default=None, help="only this owner's map (name)")
     m.add_argument("--basemap", default=None, help="osm, tianditu, gaode or none")
@@ -194,6 +200,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             types = ", ".join(db["geometry_types"]) or "no geometry"
             srid = f"SRID {db['srid']}, " if db["srid"] is not None else ""
             _say(f"postgis {lname}: {db['table'] or 'sql query'} in {src['path']}: {db['rows']:,} rows, {srid}{types}")
+    for line in town.derivation_notes():
+        _say(line)
     for _, rep in town.repairs.iterrows():
         _say(f"repaired {rep['layer']} {rep['feature_id']}: {rep['detail']}")
     for _, iss in town.issues.iterrows():

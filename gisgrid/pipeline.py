@@ -151,7 +151,8 @@ def load_town(source: str | os.PathLike[str] | Config | None = None) -> Town:
                                  "under it if the town really has none")
     town_name = cfg.town.get("name")  # control characters written out, as in every layer and roster (io.files)
     return Town.from_frames(**frames, crs=cfg.town.get("crs"),
-                            name=None if town_name is None else show_text(str(town_name)))
+                            name=None if town_name is None else show_text(str(town_name)),
+                            defaults={n: spec.get("defaults") for n, spec in cfg.sources.items()})
 
 
 def check(source: str | os.PathLike[str] | Config | None = None) -> tuple[Town, pd.DataFrame]:
@@ -276,11 +277,19 @@ class RunResult:
                f"{percent(t['grid_patrolled'])} ({t['patrols_valid']:,} valid of {t['patrols']:,} patrols)"]
               if "patrol_month" in t else []),  # effective coverage: looked after, not only assigned
             *(f"  {line}" for line in (self.period.lines() if self.period is not None else [])),
-            f"  report             {self.report_dir}",
         ]
+        out = t.get("outside") or {}
+        if out.get("roads") or out.get("grids") or out.get("pois"):
+            lines.insert(3, f"  outside the town   {out['roads']:,} roads ({out['road_m']:,.0f} m), {out['grids']:,} "
+                            f"grid parts ({out['grid_area_m2']:,.0f} m²), {out['pois']:,} points: not checked")
+        if t.get("derived"):
+            lines.insert(3, "  derived            " + ", ".join(f"{k} {v:,}" for k, v in t["derived"].items())
+                         + " (see derived.csv)")
+        lines.append(f"  report             {(self.report_dir / 'report.html').resolve()}")
         maps = [p for p in self.written if p.suffix == ".html" and p.parent.name == "maps"]
         if maps:
-            lines.append(f"  maps               {maps[0].parent} ({len(maps)} files)")
+            lines.append(f"  map                {(maps[0].parent / 'command_center.html').resolve()} "
+                         f"({len(maps)} map files)")
         if self.dispatched is not None:
             lines += [f"  {line}" for line in self.dispatched.describe()]
         return "\n".join(lines)
@@ -385,14 +394,15 @@ def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | No
         patrols = {"month": MONTH, **patrols}  # the embedded demo's tracks are of one month
     return analyze(town, rules=cfg.sections.get("rules"), options=cfg.section("assign"),
                    sliver_area_m2=cfg.report.sliver_area_m2, tolerance_m=cfg.coverage.tolerance_m,
-                   workers=cfg.coverage.workers, as_of=as_of or dt.date.today(), patrols=patrol_batches(cfg),
+                   workers=cfg.coverage.workers, outside_town=cfg.coverage.outside_town,
+                   as_of=as_of or dt.date.today(), patrols=patrol_batches(cfg),
                    patrol_options=patrols)
 
 
 def run(
     source: str | os.PathLike[str] | Config | None = None,
     *,
-    out: str | os.PathLike[str] = ".",
+    out: str | os.PathLike[str] | None = None,
     as_of: dt.date | None = None,
     force: bool = False,
     maps: bool = True,
@@ -410,7 +420,8 @@ def run(
     source
         Config path, folder, GeoPackage, :class:`Config` or None (demo town).
     out
-        Folder that receives ``maps/`` and ``reports/``.
+        Folder that receives ``maps/`` and ``reports/`` (default: the config's folder; for the demo, the
+        current folder).
     as_of
         Date of the run (default today).
     force
@@ -453,7 +464,7 @@ def run(
         _dispatch_ready(cfg)
     publishing = publish_options(cfg)
     cov = coverage_options(cfg)
-    out_dir = check_output_folder(out, "reports", "maps", f"reports/{as_of.isoformat()}")
+    out_dir = check_output_folder(output_folder(cfg, out), "reports", "maps", f"reports/{as_of.isoformat()}")
     reports = out_dir / "reports"
     tick("load", 0, total)
     town = load_town(cfg)
@@ -577,6 +588,17 @@ def _recover_half_runs(reports: Path, hist: Any, *, level: int = logging.WARNING
         marker.unlink(missing_ok=True)
 
 
+def output_folder(cfg: Config, out: str | os.PathLike[str] | None = None) -> Path:
+    """Where ``maps/`` and ``reports/`` go: ``out`` when given, else the config's folder (the demo: here).
+
+    Next to the config, not the current folder, so that a cron job or a shell in another folder finds and
+    extends the same history.
+    """
+    if out is not None:
+        return Path(out)
+    return cfg.path.parent if cfg.path is not None else Path(".")
+
+
 def _recover_now(reports: Path, hist: Any) -> None:
     """Undo a killed run's half-recorded run now (as the next ``run`` would), unless a run is writing."""
     if not any(reports.glob(f"{PENDING_PREFIX}*")):
@@ -589,28 +611,28 @@ def _recover_now(reports: Path, hist: Any) -> None:
         logger.warning("a run is writing to %s now: its date may be listed before its report appears", reports)
 
 
-def _history_path(cfg: Config, out: str | os.PathLike[str]) -> Path:
-    path = cfg.history.path or Path(out) / "reports" / "history.sqlite"
+def _history_path(cfg: Config, out: str | os.PathLike[str] | None) -> Path:
+    path = cfg.history.path or output_folder(cfg, out) / "reports" / "history.sqlite"
     if not path.exists():
         msg = f"there is no run history at {path}."
         raise HistoryError(msg, path=path, fix="give --out the folder gisgrid run wrote to (or [history] path)")
     return path
 
 
-def list_runs(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = "."
-              ) -> list[str]:
+def list_runs(source: str | os.PathLike[str] | Config | None = None, *,
+              out: str | os.PathLike[str] | None = None) -> list[str]:
     """One line per recorded run, oldest first (``gisgrid history list``)."""
     from gisgrid.history import History
 
     cfg = source if isinstance(source, Config) else load_config(source)
     hist = History(_history_path(cfg, out))
-    _recover_now(Path(out) / "reports", hist)
+    _recover_now(output_folder(cfg, out) / "reports", hist)
     runs = hist.runs()
     return [f"{r.as_of.isoformat()}  open {r.open:>5}  new {r.new:>4}  overdue {r.overdue:>4}  "
             f"resolved {r.resolved:>4}  recorded {r.created}" for r in runs.itertuples()] or ["no runs recorded"]
 
 
-def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",
+def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] | None = None,
              as_of: dt.date) -> str:
     """Remove a run recorded by mistake and its report folder (``gisgrid history undo DATE``).
 
@@ -627,7 +649,7 @@ def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str 
 
     cfg = source if isinstance(source, Config) else load_config(source)
     path = _history_path(cfg, out)
-    reports = Path(out) / "reports"
+    reports = output_folder(cfg, out) / "reports"
     with io.file_lock(reports / ".gisgrid.lock"):
         hist = History(path)
         _recover_half_runs(reports, hist)  # a killed run first: the history and the reports agree again
@@ -732,22 +754,25 @@ def _write_layers(folder: Path, assessment: Any) -> list[Path]:
             out.append(io.write_geojson(layer, folder / f"{name}.geojson"))
     if assessment.checkpoints is not None:
         out.append(io.write_csv(assessment.checkpoints, folder / "checkpoints.csv"))
+    derived = assessment.town.derived
+    if len(derived):  # every value gisgrid filled in, so that an analyst can check and correct the source
+        out.append(io.write_csv(derived.drop(columns=["measure"]), folder / "derived.csv"))
     return out
 
 
 def make_maps(
     source: str | os.PathLike[str] | Config | None = None,
     *,
-    out: str | os.PathLike[str] = ".",
+    out: str | os.PathLike[str] | None = None,
     village: str | None = None,
     owner: str | None = None,
     basemap: str | None = None,
 ) -> list[Path]:
-    """Analyse and write the command-center maps only (``maps/`` under ``out``)."""
+    """Analyse and write the command-center maps only (``maps/`` under ``out``, default the config's folder)."""
     from gisgrid import maps as maps_mod
 
-    check_output_folder(out, "maps")
     cfg = source if isinstance(source, Config) else load_config(source)
+    out = check_output_folder(output_folder(cfg, out), "maps")
     validate(cfg)
     assessment = analyse_config(cfg)
     if village is not None and village not in set(assessment.town.villages["village_id"]):
@@ -774,7 +799,7 @@ def _recorded_totals(assessment: Any) -> dict[str, Any]:
     return {**assessment.totals, TOTALS_KEY: village_book(assessment)}
 
 
-def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] = ".",
+def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | os.PathLike[str] | None = None,
           period: str | None = None) -> Any:
     """Rank the villages and departments over a period from the run history (``gisgrid score --period 2026Q4``).
 
@@ -786,7 +811,7 @@ def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | o
     source
         The config (its ``[scoring]`` and ``[history]``).
     out
-        The folder ``gisgrid run`` wrote to.
+        The folder ``gisgrid run`` wrote to (default: the config's folder).
     period
         ``2026Q4``, ``2026-11`` or ``2026`` (default: the ``[scoring] period`` holding the latest run).
 
@@ -808,7 +833,7 @@ def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | o
     validate(cfg)
     scheme = scoring_scheme(cfg)
     span = parse_period(period) if period else None  # a bad period is refused before anything is read
-    check_output_folder(out, "reports")
+    out = check_output_folder(output_folder(cfg, out), "reports")
     hist = History(_history_path(cfg, out))
     latest = hist.last_run()
     if latest is None:
@@ -883,7 +908,7 @@ def _dispatch_links(cfg: Config, options: Any, as_of: dt.date) -> Callable[[str,
 def send_dispatch(
     source: str | os.PathLike[str] | Config | None = None,
     *,
-    out: str | os.PathLike[str] = ".",
+    out: str | os.PathLike[str] | None = None,
     as_of: dt.date | None = None,
     dry_run: bool = False,
     lifecycle: Any = None,
@@ -930,7 +955,7 @@ def send_dispatch(
         raise HistoryError(msg, path=path, fix="run gisgrid run first, or give the --as-of date of a recorded run")
     life = hist.snapshot(run_.as_of) if lifecycle is None else lifecycle
     center = cfg.section("assign").get("default_owner") or settings.default_owner
-    lock = Path(out) / "reports" / ".gisgrid.lock"
+    lock = output_folder(cfg, out) / "reports" / ".gisgrid.lock"
     with contextlib.nullcontext() if dry_run else io.file_lock(lock):
         return dispatch_mod.send(life, db_path=path, as_of=run_.as_of, options=options, run_stamp=run_.created,
                                  center=str(center), town=town or str(cfg.town.get("name") or ""),

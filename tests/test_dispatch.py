@@ -611,6 +611,9 @@ def test_config_is_refused_with_the_fix_and_never_echoes_a_secret(monkeypatch):
     with pytest.raises(ConfigError, match="T_UNSET_URL") as err:
         read_secrets(opts.channels["w"])
     assert "693a91f6" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"T_UNSET_URL \(the address.*is not an http") as err:
+        check_secrets(opts)  # what run --dispatch asks before it records anything
+    assert "693a91f6" not in str(err.value)
 
 
 def test_check_refuses_a_bad_dispatch_section_and_dispatch_needs_its_secrets(demo, tmp_path, robots, smtp,

@@ -208,13 +208,23 @@ def send(
 
 
 def check_secrets(options: DispatchOptions, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The environment variables the channels name that are not set (names only)."""
+    """The environment variables the channels name that are not set (names only).
+
+    Raises
+    ------
+    ConfigError
+        A variable that is set but unusable (an address that is not an http(s) URL), naming it, not its value.
+    """
+    env = os.environ if environ is None else environ
     missing = []
     for channel in options.channels.values():
         try:
-            read_secrets(channel, environ)
+            read_secrets(channel, env)
         except ConfigError:
-            missing += [n for n in channel.secret_names() if not (environ or os.environ).get(n, "").strip()]
+            unset = [n for n in channel.secret_names() if not env.get(n, "").strip()]
+            if not unset:
+                raise
+            missing += unset
     return missing
 
 

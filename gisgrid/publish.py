@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -71,9 +70,10 @@ _FINDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("geom", "geometry"),  # the layer's SRID (towns of a district may differ): unconstrained
     ("geom_4326", "geometry(Geometry, 4326)"),
 )
+# binary COPY: geometries travel as EWKB bytes (PostGIS's binary input), no hex text to encode or parse
 _COPY_TYPES = ["text", "date", "text", "text", "text", "text", "text", "date", "int4", "text", "text", "text[]",
-               "text[]", "float8", "text", "text", "text", "date", "date", "date", "date", "int4", "text", "text",
-               "text"]
+               "text[]", "float8", "text", "text", "text", "date", "date", "date", "date", "int4", "jsonb", "bytea",
+               "bytea"]
 _PUBLISH_KEYS = ("url", "schema")
 
 
@@ -158,6 +158,9 @@ def _ensure_schema(conn: Any, schema: str) -> None:
                 "exit_code integer NOT NULL, reason text, published_at timestamptz NOT NULL DEFAULT now(), "
                 "PRIMARY KEY (town, run_date))").format(s),
         sql.SQL("CREATE TABLE IF NOT EXISTS {}.findings ({}, PRIMARY KEY (finding_id, run_date))").format(s, cols),
+        # geometries stored uncompressed: a publish does not pay pglz on every polygon, and reads are faster
+        sql.SQL("ALTER TABLE {}.findings ALTER COLUMN geom SET STORAGE EXTERNAL, "
+                "ALTER COLUMN geom_4326 SET STORAGE EXTERNAL").format(s),
         sql.SQL("CREATE INDEX IF NOT EXISTS findings_geom_gix ON {}.findings USING gist (geom)").format(s),
         sql.SQL("CREATE INDEX IF NOT EXISTS findings_geom_4326_gix ON {}.findings USING gist (geom_4326)").format(s),
         sql.SQL("CREATE INDEX IF NOT EXISTS findings_town_date_idx ON {}.findings (town, run_date)").format(s),
@@ -181,6 +184,22 @@ def _text(value: Any) -> str | None:
     return str(value).replace("\x00", "\ufffd")
 
 
+def _texts(values: Any) -> list[str | None]:
+    """:func:`_text` of a column (a plain loop: most cells are text already)."""
+    out: list[str | None] = []
+    nul = False
+    for v in values:
+        if isinstance(v, str):
+            if v.strip():
+                out.append(v)
+                nul = nul or "\x00" in v
+            else:
+                out.append(None)
+        else:
+            out.append(_text(v))
+    return [None if v is None else v.replace("\x00", "\ufffd") for v in out] if nul else out
+
+
 def _date(value: Any) -> dt.date | None:
     if not present(value):
         return None
@@ -191,38 +210,63 @@ def _date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def _int(value: Any) -> int | None:
-    return None if not present(value) else int(value)
+def _dates(values: Any) -> list[dt.date | None]:
+    return [v if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else _date(v) for v in values]
 
 
-def _rows(lifecycle: Any, *, run_date: dt.date, town: str) -> list[list[Any]]:
-    """The COPY rows of the findings table, in its column order."""
-    geoms = np.asarray(lifecycle.geometry.values, dtype=object) if len(lifecycle) else np.array([], dtype=object)
+def _ints(values: Any) -> list[int | None]:
+    return [None if not present(v) else int(v) for v in values]
+
+
+def _ids(values: Any) -> tuple[list[str | None], list[list[str]]]:
+    """An id column as text for people (``"V1, V2"``) and as exact lists (the cells hold an id or a tuple)."""
+    shown, lists = [], []
+    for v in values:
+        items = [v.replace("\x00", "\ufffd")] if isinstance(v, str) and v.strip() else \
+            [i.replace("\x00", "\ufffd") for i in id_list(v)]
+        lists.append(items)
+        shown.append(show_ids(items))
+    return shown, lists
+
+
+def _wkb(geoms: np.ndarray, srid: int) -> list[bytes | None]:
+    if not len(geoms):
+        return []
+    out = shapely.to_wkb(shapely.set_srid(geoms, srid), include_srid=True)
+    return [None if b is None else bytes(b) for b in out]
+
+
+def _rows(lifecycle: Any, *, run_date: dt.date, town: str) -> list[tuple[Any, ...]]:
+    """The COPY rows of the findings table, in its column order (built column by column, not cell by cell)."""
+    n = len(lifecycle)
+    geoms = np.asarray(lifecycle.geometry.values, dtype=object) if n else np.array([], dtype=object)
     crs = lifecycle.crs
     srid = (crs.to_epsg() or 0) if crs is not None else 0
-    local = shapely.to_wkb(shapely.set_srid(geoms, srid), hex=True, include_srid=True) if len(geoms) else geoms
-    if crs is not None and len(geoms):
-        wgs = lifecycle.geometry.to_crs(4326).values
-        wgs84 = shapely.to_wkb(shapely.set_srid(np.asarray(wgs, dtype=object), 4326), hex=True, include_srid=True)
+    local = _wkb(geoms, srid)
+    if crs is not None and n:
+        wgs84 = _wkb(np.asarray(lifecycle.geometry.to_crs(4326).values, dtype=object), 4326)
     else:
-        wgs84 = np.full(len(geoms), None, dtype=object)
+        wgs84 = [None] * n
+
+    def col(name: str) -> Any:
+        return lifecycle[name].to_numpy(dtype=object) if name in lifecycle.columns else np.full(n, None, dtype=object)
+
     subject_cols = [c for c in SUBJECT_COLUMNS if c in lifecycle.columns]
-    records = lifecycle.drop(columns=lifecycle.geometry.name).to_dict("records")
-    rows = []
-    for i, rec in enumerate(records):
-        subject = {c: _text(rec[c]) for c in subject_cols if present(rec.get(c))}
-        rows.append([
-            _text(rec["finding_id"]), run_date, _text(town), _text(rec["kind"]), _text(rec.get("severity")),
-            _text(rec.get("status")), _text(rec.get("owner")), _date(rec.get("deadline")),
-            _int(rec.get("days_overdue")), _text(show_ids(rec.get("village_id"))), _text(show_ids(rec.get("grid_id"))),
-            [_text(v) for v in id_list(rec.get("village_id"))], [_text(v) for v in id_list(rec.get("grid_id"))],
-            None if not present(rec.get("measure")) else float(rec["measure"]), _text(rec.get("unit")),
-            _text(rec.get("rule")), _text(rec.get("message")), _date(rec.get("first_seen")),
-            _date(rec.get("last_seen")), _date(rec.get("opened_on")), _date(rec.get("resolved_on")),
-            _int(rec.get("times_reopened")), json.dumps(subject, ensure_ascii=False).replace("\\u0000", "\ufffd"),
-            None if pd.isna(local[i]) else local[i], None if pd.isna(wgs84[i]) else wgs84[i],
-        ])
-    return rows
+    subject_vals = [_texts(col(c)) for c in subject_cols]
+    subjects = [{c: v for c, v in zip(subject_cols, vals, strict=True) if v is not None}
+                for vals in zip(*subject_vals, strict=True)] if subject_cols else [{} for _ in range(n)]
+    village_shown, village_ids = _ids(col("village_id"))
+    grid_shown, grid_ids = _ids(col("grid_id"))
+    measure = pd.to_numeric(pd.Series(col("measure"), dtype=object), errors="coerce")
+    columns = [
+        _texts(col("finding_id")), [run_date] * n, [_text(town)] * n, _texts(col("kind")), _texts(col("severity")),
+        _texts(col("status")), _texts(col("owner")), _dates(col("deadline")), _ints(col("days_overdue")),
+        village_shown, grid_shown, village_ids, grid_ids,
+        [None if pd.isna(v) else float(v) for v in measure], _texts(col("unit")), _texts(col("rule")),
+        _texts(col("message")), _dates(col("first_seen")), _dates(col("last_seen")), _dates(col("opened_on")),
+        _dates(col("resolved_on")), _ints(col("times_reopened")), subjects, local, wgs84,
+    ]
+    return list(zip(*columns, strict=True))
 
 
 def _counts(lifecycle: Any) -> dict[str, int]:
@@ -291,7 +335,7 @@ def publish(
                 conn.execute(sql.SQL("DELETE FROM {}.runs WHERE town = %s AND run_date = %s").format(s),
                              (town, run_date))
                 with conn.cursor() as cur, cur.copy(
-                        sql.SQL("COPY {}.findings ({}) FROM STDIN").format(s, names)) as copy:
+                        sql.SQL("COPY {}.findings ({}) FROM STDIN (FORMAT BINARY)").format(s, names)) as copy:
                     copy.set_types(_COPY_TYPES)
                     for row in rows:
                         copy.write_row(row)

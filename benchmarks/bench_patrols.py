@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--chiefs", type=int, default=3000)
     ap.add_argument("--sample-s", type=float, default=5.0)
     ap.add_argument("--batch-chiefs", type=int, default=200)
+    ap.add_argument("--simplify-m", type=float, default=None, help="[patrols] simplify_m (default: the shipped one)")
     ap.add_argument("--csv-rows", type=int, default=0)
     ap.add_argument("--movingpandas", type=int, default=0, help="chiefs for the movingpandas comparison")
     args = ap.parse_args()
@@ -177,7 +178,9 @@ def main() -> None:
     t0 = time.perf_counter()
     prof.enable()
     res = analyze_patrols(town, reaches, stream(rivers, args.chiefs, args.batch_chiefs, args.sample_s, made),
-                          options={"month": "2026-11"}, as_of=dt.date(2026, 12, 1))
+                          options={"month": "2026-11", **({} if args.simplify_m is None else
+                                                          {"simplify_m": args.simplify_m})},
+                          as_of=dt.date(2026, 12, 1))
     prof.disable()
     wall = time.perf_counter() - t0 - sum(made)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

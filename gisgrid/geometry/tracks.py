@@ -9,7 +9,8 @@ or car makes: evidence of a doctored or broken track, never dropped).
 
 :func:`cover` answers "which chainage of these lines did each patrol pass within
 ``d`` of", the engine of the patrol check: the patrol's segments against the
-segments of a :class:`~gisgrid.geometry.linework.Lines`, exact per pair with
+segments of a :class:`~gisgrid.geometry.linework.Lines` (pairs from one ``STRtree`` query of the
+steps' boxes against the segments), exact per pair with
 :func:`~gisgrid.geometry.linework.capsule_interval` (the same closed form as
 ``Lines.within``), merged per (patrol, line part). The same pairs give the part
 of each patrol lying within ``d`` of the lines (is the track on the river at all).
@@ -25,11 +26,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid.geometry.linework import Lines, capsule_interval, ranges
+from gisgrid.geometry.linework import Lines, capsule_interval
 
 __all__ = ["Cover", "Track", "clean_tracks", "cover", "merge_intervals", "patrol_lines"]
 
-_RUN = 8  # consecutive track segments of one patrol queried as one box
 _SLACK_M = 1e-6
 
 
@@ -279,41 +279,13 @@ def cover(lines: Lines, a: np.ndarray, b: np.ndarray, patrol: np.ndarray, n_patr
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     patrol = np.asarray(patrol, dtype=np.int64)
-    n = len(a)
     grow = distance_m + _SLACK_M
     t_lo = np.minimum(a, b) - grow
     t_hi = np.maximum(a, b) + grow
-    # runs of up to _RUN steps of one patrol, one box each, against runs of line segments
-    brk = np.ones(n, dtype=bool)
-    brk[1:] = patrol[1:] != patrol[:-1]
-    head = np.flatnonzero(brk)
-    k = np.arange(n) - head[np.cumsum(brk) - 1]
-    brk |= k % _RUN == 0
-    first = np.flatnonzero(brk)
-    run_n = np.diff(np.append(first, n))
-    lo_run = np.minimum.reduceat(t_lo, first)
-    hi_run = np.maximum.reduceat(t_hi, first)
-    tree, c_first, c_count, c_bounds = lines.chunks()
-    r_idx, c_idx = tree.query(shapely.box(lo_run[:, 0], lo_run[:, 1], hi_run[:, 0], hi_run[:, 1]))
-    if not len(r_idx):
-        return empty
-    near = ((c_bounds[c_idx, 0] <= hi_run[r_idx, 0]) & (c_bounds[c_idx, 1] <= hi_run[r_idx, 1])
-            & (lo_run[r_idx, 0] <= c_bounds[c_idx, 2]) & (lo_run[r_idx, 1] <= c_bounds[c_idx, 3]))
-    r_idx, c_idx = r_idx[near], c_idx[near]
-    # (step, line chunk) pairs, then (step, line segment) pairs, narrowed by boxes
-    s_idx, which = ranges(first[r_idx], run_n[r_idx])
-    c_idx = c_idx[which]
-    lb = c_bounds[c_idx]
-    ok = ((lb[:, 0] <= t_hi[s_idx, 0]) & (lb[:, 1] <= t_hi[s_idx, 1])
-          & (t_lo[s_idx, 0] <= lb[:, 2]) & (t_lo[s_idx, 1] <= lb[:, 3]))
-    s_idx, c_idx = s_idx[ok], c_idx[ok]
-    cnt = c_count[c_idx]
-    g_idx, which = ranges(c_first[c_idx], cnt)
-    s_idx = s_idx[which]
-    sb = lines.seg_box[g_idx]
-    ok = ((sb[:, 0] <= t_hi[s_idx, 0]) & (sb[:, 1] <= t_hi[s_idx, 1])
-          & (t_lo[s_idx, 0] <= sb[:, 2]) & (t_lo[s_idx, 1] <= sb[:, 3]))
-    s_idx, g_idx = s_idx[ok], g_idx[ok]
+    # (step, line segment) pairs whose boxes meet (the step's grown by the distance): one STRtree query of the
+    # steps against the lines' segments, the tree built once per Lines
+    tree = _segment_tree(lines)
+    s_idx, g_idx = tree.query(shapely.box(t_lo[:, 0], t_lo[:, 1], t_hi[:, 0], t_hi[:, 1]))
     if not len(s_idx):
         return empty
     ga, gb = lines.seg_a[g_idx], lines.seg_b[g_idx]
@@ -336,6 +308,16 @@ def cover(lines: Lines, a: np.ndarray, b: np.ndarray, patrol: np.ndarray, n_patr
     return Cover(key // n_parts, key % n_parts, st, en, near_m)
 
 
+def _segment_tree(lines: Lines) -> shapely.STRtree:
+    """STRtree of the boxes of every segment of ``lines`` (built once, kept on the instance)."""
+    tree = lines.__dict__.get("_track_segment_tree")
+    if tree is None:
+        box = lines.seg_box
+        tree = shapely.STRtree(shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3]))
+        lines.__dict__["_track_segment_tree"] = tree
+    return tree
+
+
 def patrol_lines(track: Track, *, simplify_m: float = 0.0) -> np.ndarray:
     """One LineString per patrol (a Point for a patrol of one fix), optionally simplified."""
     n = len(track.patrols)
@@ -353,5 +335,6 @@ def patrol_lines(track: Track, *, simplify_m: float = 0.0) -> np.ndarray:
     if len(one):
         out[one] = shapely.points(xy[np.searchsorted(track.patrol, one)])
     if simplify_m > 0:
-        out = shapely.simplify(out, simplify_m)
+        # plain Douglas-Peucker (20x faster than keeping topology): a track may cross itself anyway
+        out = shapely.simplify(out, simplify_m, preserve_topology=False)
     return out

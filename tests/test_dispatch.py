@@ -484,6 +484,31 @@ def test_retries_are_bounded_a_failing_channel_is_reported_and_the_rest_goes_out
     assert len(fresh.requests) == unsent
 
 
+def test_a_channel_down_until_the_next_run_hands_its_items_to_that_run(demo, tmp_path, fresh, smtp, monkeypatch):
+    for k, v in secret_env(fresh).items():
+        monkeypatch.setenv(k, v)
+    config, out = town_with_history(demo, tmp_path, fresh, smtp, D1)
+    fresh.answer("/wecom", *[(503, {}, 0, {})] * 3)
+    res1 = pipeline.send_dispatch(config, out=out, as_of=D1)
+    assert set(res1.failed) == {"town_wecom"}
+    unsent = res1.left
+    assert unsent >= 2
+    fresh.requests.clear()
+    # the next night the robot is back: its messages tell those owners their (now persisting) items
+    day2 = D1 + dt.timedelta(days=1)
+    History(out / "reports" / "history.sqlite").record(demo["findings"], as_of=day2)
+    res2 = pipeline.send_dispatch(config, out=out, as_of=day2)
+    assert res2.superseded == unsent
+    assert f"{unsent} unsent message(s) of earlier dates replaced" in res2.one_line()
+    told = {r for c, r, k in res2.sent if c == "town_wecom" and k == "owner"}
+    assert len(told) == unsent
+    assert all("待办 open" in r["json"]["markdown"]["content"] for r in fresh.of("/wecom"))
+    # and a late dispatch of the first night cannot tell them twice
+    fresh.requests.clear()
+    assert pipeline.send_dispatch(config, out=out, as_of=D1).sent == []
+    assert fresh.requests == []
+
+
 def test_rate_limits_are_honoured(demo, tmp_path, fresh, smtp, monkeypatch):
     for k, v in secret_env(fresh).items():
         monkeypatch.setenv(k, v)

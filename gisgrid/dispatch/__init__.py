@@ -64,6 +64,8 @@ class DispatchResult:
         Channel -> its last error (secret-free) for the channels that failed now.
     left
         Messages of the date still unsent (a failed channel's, or all of them in a dry run).
+    superseded
+        Unsent messages of earlier dates that this date's plan replaced.
     unrouted
         Recipients with something to hear but no channel.
     dry_run
@@ -81,6 +83,7 @@ class DispatchResult:
     dry_run: bool = False
     preview: list[Pending | Message] = field(default_factory=list)
     requests: int = 0
+    superseded: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -96,6 +99,8 @@ class DispatchResult:
             text += "; FAILED channel(s) " + ", ".join(f"{c} ({e})" for c, e in sorted(self.failed.items()))
         if self.unrouted:
             text += f"; {len(self.unrouted)} recipient(s) have no channel"
+        if self.superseded:
+            text += f"; {self.superseded} unsent message(s) of earlier dates replaced by these"
         return text
 
     def describe(self) -> list[str]:
@@ -176,7 +181,12 @@ def send(
         return result
     assert outbox is not None
     if planned_for != run_stamp:
-        result.planned = len(messages) if outbox.plan(as_of, run_stamp, messages) else 0
+        superseded = outbox.plan(as_of, run_stamp, messages)
+        result.planned = 0 if superseded is None else len(messages)
+        result.superseded = superseded or 0
+        if result.superseded:
+            logger.warning("dispatch: %d message(s) of earlier dates never went out; this date's messages carry "
+                           "their items that are still open", result.superseded)
     pending = outbox.unsent(as_of)
     needed = {p.channel for p in pending}
     secrets = {name: read_secrets(options.channels[name], environ) for name in sorted(needed)
@@ -203,7 +213,7 @@ def send(
             logger.error("dispatch: channel %s failed: %s after %d attempt(s)", message.channel, error,
                          outcome.attempts)
     result.requests = sum(s.requests for s in senders.values())
-    result.left = sum(n for s, n in outbox.counts(as_of).items() if s != "sent")
+    result.left = sum(n for s, n in outbox.counts(as_of).items() if s in ("pending", "failed"))
     return result
 
 

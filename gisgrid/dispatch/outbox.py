@@ -8,7 +8,8 @@ Three tables beside the history's own (``CREATE TABLE IF NOT EXISTS``; the histo
 ``dispatch_outbox``
     One row per message: ``as_of``, ``seq`` (send order), ``channel``, ``channel_kind``, ``recipient``,
     ``kind``, ``title``, ``body`` (exactly what is sent), ``record`` (JSON: the webhook payload, the
-    e-mail addresses, the tags it tells), ``status`` (``pending``, ``sent``, ``failed``), ``attempts``,
+    e-mail addresses, the tags it tells), ``status`` (``pending``, ``sent``, ``failed``, or ``superseded``:
+    left unsent when a later date was planned, whose messages carry its items that are still open), ``attempts``,
     ``last_error`` (with every secret removed), ``sent_at``.
 ``dispatch_notified``
     ``(recipient, finding_id, tag)`` sent, with the date and the message: written in the same transaction
@@ -157,7 +158,8 @@ class Outbox:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT id, as_of, seq, channel, channel_kind, recipient, kind, title, body, record, attempts, status "
-                "FROM dispatch_outbox WHERE as_of = ? AND status != 'sent' ORDER BY seq", (as_of.isoformat(),)
+                "FROM dispatch_outbox WHERE as_of = ? AND status IN ('pending', 'failed') ORDER BY seq",
+                (as_of.isoformat(),)
             ).fetchall()
         out = []
         for r in rows:
@@ -175,23 +177,25 @@ class Outbox:
                 "SELECT status, COUNT(*) FROM dispatch_outbox WHERE as_of = ? GROUP BY status", (as_of.isoformat(),))}
 
     # ------------------------------------------------------------------ writing
-    def plan(self, as_of: dt.date, run_stamp: str, messages: Sequence[Message]) -> bool:
+    def plan(self, as_of: dt.date, run_stamp: str, messages: Sequence[Message]) -> int | None:
         """Put a date's messages in the outbox, once.
 
-        A date planned for the same run stamp is left as it is (returns False). A date whose run was
+        A date planned for the same run stamp is left as it is (returns None). A date whose run was
         recorded again since (another stamp) loses its unsent messages and gets these; what was sent stays
-        sent, and the planner already left those items out.
+        sent, and the planner already left those items out. Unsent messages of earlier dates become
+        ``superseded``: their items were never marked told, so these messages carry the ones still open,
+        and a late dispatch of the earlier date cannot tell them twice.
 
         Returns
         -------
-        bool
-            True when the messages were added.
+        int or None
+            The number of earlier messages superseded; None when the date was planned already.
         """
         day = as_of.isoformat()
         with self._transaction() as conn:
             row = conn.execute("SELECT run_stamp FROM dispatch_plans WHERE as_of = ?", (day,)).fetchone()
             if row is not None and row[0] == run_stamp:
-                return False
+                return None
             conn.execute("DELETE FROM dispatch_outbox WHERE as_of = ? AND status != 'sent'", (day,))
             start = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM dispatch_outbox WHERE as_of = ?",
                                  (day,)).fetchone()[0]
@@ -203,7 +207,9 @@ class Outbox:
             conn.execute("INSERT INTO dispatch_plans (as_of, run_stamp, planned) VALUES (?, ?, ?) ON CONFLICT(as_of) "
                          "DO UPDATE SET run_stamp = excluded.run_stamp, planned = excluded.planned",
                          (day, run_stamp, _now()))
-        return True
+            old = conn.execute("UPDATE dispatch_outbox SET status = 'superseded' WHERE as_of < ? AND status IN "
+                               "('pending', 'failed')", (day,)).rowcount
+        return int(old)
 
     def mark_sent(self, message: Pending, attempts: int) -> None:
         """The message went out: mark it and everything it told, in one transaction."""

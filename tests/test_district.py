@@ -1,0 +1,227 @@
+"""District runs (issue 16): every town a Dask task, district checks against a planted truth, a bad town, a killed
+worker, a separate-process scheduler and worker, and results identical to each town run on its own.
+
+One small district (4 demo towns of 40 grids, hand-drawn, plus one town with a missing GeoPackage) is written
+once and run once on a 2-worker ``LocalCluster`` while a worker process is killed; the tests read that run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+
+from gisgrid._errors import ConfigError
+
+pytest.importorskip("distributed")
+
+AS_OF = dt.date(2026, 11, 30)
+TOWNS = ["T01", "T02", "T03", "T04"]
+
+
+def _add_bad_town(folder: Path) -> None:
+    """A fifth town whose config names a GeoPackage that is not there."""
+    bad = folder / "towns" / "T05"
+    bad.mkdir(parents=True)
+    (bad / "gisgrid.toml").write_text((folder / "towns" / "T01" / "gisgrid.toml").read_text(encoding="utf-8"),
+                                      encoding="utf-8")
+    text = (folder / "district.toml").read_text(encoding="utf-8")
+    text = text.replace("\n]\n", '\n    { id = "T05", name = "坏镇", config = "towns/T05/gisgrid.toml" },\n]\n', 1)
+    text += "maps = false\n"  # under [compute], the last table: the towns' maps are the slow part
+    (folder / "district.toml").write_text(text, encoding="utf-8")
+
+
+class _Killer(threading.Thread):
+    """Kill (SIGKILL) the first worker process seen running a town, once."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(daemon=True)
+        self.address = address
+        self.killed: dict[str, Any] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from distributed import Client
+
+        with Client(self.address, timeout=30) as client:
+            while not self.stop.is_set() and not self.killed:
+                busy = {w: keys for w, keys in client.processing().items()
+                        if any("gisgrid-town-T0" in str(k) for k in keys)}
+                if busy:
+                    worker, keys = next(iter(busy.items()))
+                    time.sleep(0.5)  # let the town start its work
+                    pid = client.run(os.getpid, workers=[worker])[worker]
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = {"pid": pid, "keys": [str(k) for k in keys]}
+                    return
+                time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def district(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from distributed import LocalCluster
+
+    from gisgrid.district import run_district
+    from gisgrid.district.files import write_district_demo
+
+    folder = tmp_path_factory.mktemp("district")
+    write_district_demo(folder, towns=4, grids=40)
+    _add_bad_town(folder)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster:
+        killer = _Killer(cluster.scheduler_address)
+        killer.start()
+        try:
+            result = run_district(folder / "district.toml", as_of=AS_OF, scheduler=cluster.scheduler_address)
+        finally:
+            killer.stop.set()
+            killer.join(timeout=30)
+    return {"folder": folder, "result": result, "killed": killer.killed}
+
+
+def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
+    folder, found = district["folder"], district["result"].findings
+    truth = gpd.read_file(folder / "district_truth.geojson")
+    rosters = pd.read_csv(folder / "district_truth.csv", dtype=str)
+    assert sorted(found["kind"]) == sorted(rosters["kind"])  # each planted defect once, nothing else
+    towns_of = {k: set(t.split(",")) for k, t in zip(rosters["kind"], rosters["towns"], strict=True)}
+    for rec in found.to_dict("records"):
+        cell = rec["town"]
+        assert set(cell if isinstance(cell, tuple) else [cell]) == towns_of[rec["kind"]], rec["message"]
+    for kind in ("town_gap", "town_overlap"):  # the found piece is the planted one (hand-drawing noise aside)
+        want = truth[truth["kind"] == kind].to_crs(found.crs).geometry.iloc[0]
+        got = found[found["kind"] == kind].geometry.iloc[0]
+        assert got.intersection(want).area / got.union(want).area > 0.9, kind
+        assert got.area == pytest.approx(want.area, rel=0.05)
+    for rec in rosters[rosters["kind"].isin(["person_two_towns", "phone_two_names"])].to_dict("records"):
+        message = found.loc[found["kind"] == rec["kind"], "message"].iloc[0]
+        assert rec["phone"] in message
+        for person in rec["person"].split(","):
+            assert person in message
+    owners = dict(zip(found["kind"], found["owner"], strict=True))
+    assert "district" in owners["town_gap"] and "网格办" in owners["phone_two_names"]
+
+
+def test_bad_town_reported_while_the_others_complete(district: dict[str, Any]) -> None:
+    result, folder = district["result"], district["folder"]
+    status = {t.id: t.status for t in result.towns}
+    assert status == {**dict.fromkeys(TOWNS, "ok"), "T05": "bad_input"}
+    bad = next(t for t in result.towns if t.id == "T05")
+    assert "town.gpkg" in bad.error
+    assert result.exit_code == 2  # bad input beats the thresholds (docs/district.md)
+    page = (folder / "reports" / AS_OF.isoformat() / "district.html").read_text(encoding="utf-8")
+    assert "坏镇" in page and "bad_input" in page
+    for tid in TOWNS:  # each town's own outputs, in the usual layout
+        assert (folder / "towns" / tid / "reports" / AS_OF.isoformat() / "report.html").is_file()
+        assert f"../../towns/{tid}/reports/{AS_OF.isoformat()}/report.html" in page
+
+
+def test_killed_worker_is_retried(district: dict[str, Any]) -> None:
+    killed, result = district["killed"], district["result"]
+    assert killed, "no worker was seen running a town"
+    town = killed["keys"][0].split("-")[2]
+    outcome = next(t for t in result.towns if t.id == town)
+    assert outcome.status == "ok" and outcome.pid != killed["pid"]  # run again, by a live worker
+    assert len(outcome.lifecycle) > 0
+
+
+def test_towns_identical_to_running_each_alone(district: dict[str, Any], tmp_path: Path) -> None:
+    from gisgrid import pipeline
+
+    folder, result = district["folder"], district["result"]
+    alone = pipeline.run(folder / "towns" / "T02" / "gisgrid.toml", out=tmp_path, as_of=AS_OF, maps=False)
+    in_district = next(t for t in result.towns if t.id == "T02").lifecycle
+    cols = ["finding_id", "kind", "severity", "owner", "measure", "status"]
+    a = pd.DataFrame(alone.lifecycle)[cols].sort_values("finding_id").reset_index(drop=True)
+    b = pd.DataFrame(in_district)[cols].sort_values("finding_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    rows = pd.read_csv(folder / "reports" / AS_OF.isoformat() / "district_findings.csv", dtype=str)
+    assert sorted(rows.loc[rows["town"] == "T02", "finding_id"]) == sorted(a["finding_id"])
+
+
+def test_district_outputs_and_history(district: dict[str, Any]) -> None:
+    folder, result = district["folder"], district["result"]
+    day = folder / "reports" / AS_OF.isoformat()
+    rows = pd.read_csv(day / "district_findings.csv", dtype=str)
+    assert set(rows["town"].dropna()) >= set(TOWNS)
+    xlsx = pd.read_excel(day / "district_findings.xlsx", sheet_name=None)
+    assert len(xlsx["findings"]) == len(rows) and "town" in xlsx["findings"].columns
+    geo = json.loads((day / "district_findings.geojson").read_text(encoding="utf-8"))
+    assert {f["properties"]["kind"] for f in geo["features"]} >= {"town_gap", "town_overlap", "area_gap"}
+    # the ranking is gisgrid.scoring's standings with town as the party: recompute it from the files
+    from gisgrid import scoring
+
+    towns_csv = pd.read_csv(day / "towns.csv", dtype={"party": str})
+    assert list(towns_csv["party"]) == list(result.standings["party"]) and set(towns_csv["party"]) == set(TOWNS)
+    assert towns_csv["score"].is_monotonic_decreasing
+    assert set(towns_csv["flag"].fillna("")) <= {"", "red", "yellow"}
+    assert scoring.Scheme().base >= towns_csv["score"].max()
+    page = (folder / "maps" / "district.html").read_text(encoding="utf-8")
+    assert "towns/T01/maps" not in page  # the towns ran without maps: no dead links
+    with sqlite3.connect(folder / "reports" / "district.sqlite") as con:
+        runs = con.execute("SELECT as_of, towns, failed, exit_code FROM district_runs").fetchall()
+        scores = con.execute("SELECT town, status FROM district_scores ORDER BY town").fetchall()
+    assert runs == [(AS_OF.isoformat(), 5, 1, 2)]
+    assert scores == [*((t, "ok") for t in TOWNS), ("T05", "bad_input")]
+
+
+def test_separate_scheduler_and_worker_processes(district: dict[str, Any], tmp_path: Path) -> None:
+    """The same code against `dask scheduler` and `dask worker` started on their own, through the CLI."""
+    folder = district["folder"]
+    one = tmp_path / "one.toml"
+    one.write_text(f'[[towns]]\nid = "T03"\nconfig = "{(folder / "towns" / "T03" / "gisgrid.toml").as_posix()}"\n'
+                   "[compute]\nmaps = false\n", encoding="utf-8")
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file",
+                               str(sched_file), "--port", "0", "--no-dashboard"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(600):
+            if sched_file.exists() and sched_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers",
+                                       "1", "--nthreads", "1", "--no-dashboard"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        res = subprocess.run([sys.executable, "-m", "gisgrid", "run", str(one), "--out", str(tmp_path / "out"),
+                              "--as-of", AS_OF.isoformat(), "--scheduler", address], capture_output=True, text=True,
+                             timeout=300, check=False)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+    assert res.returncode == 1, res.stdout + res.stderr  # the demo town has veto items: exit 1, not 2 or 3
+    assert f"on {address}" in res.stdout
+    rows = pd.read_csv(tmp_path / "out" / "reports" / AS_OF.isoformat() / "district_findings.csv", dtype=str)
+    ours = next(t for t in district["result"].towns if t.id == "T03").lifecycle
+    assert sorted(rows["finding_id"]) == sorted(ours["finding_id"])
+
+
+def test_district_config_refused_with_did_you_mean(tmp_path: Path) -> None:
+    from gisgrid.district import load_district
+
+    path = tmp_path / "district.toml"
+    path.write_text('[[towns]]\nconfig = "a/gisgrid.toml"\n[compute]\nschedular = "local"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'scheduler'"):
+        load_district(path)
+    path.write_text('[[towns]]\nconfig = "a/gisgrid.toml"\n[compute]\nscheduler = "lcoal"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match='did you mean "local"'):
+        load_district(path)
+    path.write_text('[[towns]]\nconfig = "a/gisgrid.toml"\n[[towns]]\nconfig = "a/gisgrid.toml"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="two towns have the id 'a'"):
+        load_district(path)

@@ -122,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", parents=[common], help="(re)make the synthetic demo data set")
-    d.add_argument("--scale", choices=["town", "county"], default="town")
+    d.add_argument("--scale", choices=["town", "county", "district"], default="town")
+    d.add_argument("--towns", type=int, default=24, help="district: how many towns (default 24)")
+    d.add_argument("--town-grids", type=int, default=60, help="district: grids per town (default 60)")
     d.add_argument("--out", default="data/geo", help="folder to write (default data/geo)")
     d.add_argument("--clean", action="store_true",
                    help="exact borders: neighbours share them to the centimetre (default: hand-drawn, each grid "
@@ -139,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-maps", action="store_true", help="skip the HTML maps")
     r.add_argument("--dispatch", action="store_true",
                    help="then send each owner's news over the [dispatch] channels (see gisgrid dispatch)")
+    r.add_argument("--scheduler", default=None, help="district runs: local, threads, sync or tcp://host:8786 "
+                   "(default: [compute] scheduler)")
+    r.add_argument("--workers", type=int, default=None, help="district runs: local worker processes")
 
     s = sub.add_parser("dispatch", parents=[common],
                        help="send each owner's new and overdue items (WeCom, DingTalk, e-mail, webhook), once")
@@ -176,7 +181,12 @@ def _print_table(rows: Any) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
-    written = pipeline.write_demo(args.out, scale=args.scale, hand_drawn=not args.clean)
+    if args.scale == "district":
+        from gisgrid.district.files import write_district_demo
+
+        written = write_district_demo(args.out, towns=args.towns, grids=args.town_grids, hand_drawn=not args.clean)
+    else:
+        written = pipeline.write_demo(args.out, scale=args.scale, hand_drawn=not args.clean)
     if not args.quiet:
         for path in written:
             _say(f"wrote {path}")
@@ -220,9 +230,44 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _district_progress(enabled: bool) -> Any:
+    """One line per town on a terminal: towns done/total, failures, the ETA (and the Dask dashboard once)."""
+    shown: list[str] = []
+
+    def show(p: Any) -> None:
+        if not enabled:
+            return
+        if p.dashboard and not shown:
+            shown.append(p.dashboard)
+            _say(f"Dask dashboard: {p.dashboard}", file=sys.stderr, flush=True)
+        if p.town is None:
+            return
+        eta = f", ETA {p.eta_s:,.0f} s" if p.eta_s is not None and p.done < p.total else ""
+        said = "ok" if p.town.status == "ok" else f"{p.town.status}: {p.town.error}"
+        _say(f"[{p.done}/{p.total}] {p.town.id} {p.town.name} {said} ({p.town.seconds:,.1f} s); "
+             f"{p.failed} failed{eta}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_run_district(args: argparse.Namespace) -> int:
+    from gisgrid.district import run_district
+
+    if not args.quiet:
+        _say(f"district config: {args.config}", flush=True)
+    result = run_district(args.config, out=args.out, as_of=args.as_of, force=args.force, scheduler=args.scheduler,
+                          workers=args.workers, maps=False if args.no_maps else None,
+                          progress=_district_progress(sys.stderr.isatty() and not args.quiet))
+    _say(result.one_line() if args.quiet else result.describe())
+    return result.exit_code
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
+    from gisgrid.district import is_district
 
+    if is_district(args.config):
+        return _cmd_run_district(args)
     if not args.quiet:
         _say(pipeline.describe_config(args.config), flush=True)
     progress = _Progress(sys.stderr.isatty() and not args.quiet)

@@ -467,8 +467,9 @@ def test_retries_are_bounded_a_failing_channel_is_reported_and_the_rest_goes_out
     wecom = fresh.of("/wecom")
     assert len(wecom) == 3  # attempts = 3 for the first message; the channel's other messages wait
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(wecom)]
-    assert gaps[0] >= 0.3 + 0.05 * 0.9
-    assert gaps[1] >= 0.1 * 0.9
+    # stamped by the server thread, which may see a request late under load: a slack, far above a busy loop's ~0
+    assert gaps[0] >= 0.3
+    assert gaps[1] >= 0.1 - 0.03
     assert took < 5
     assert len(fresh.of("/hook")) == 2
     assert len(fresh.of("/ding")) == 2
@@ -522,9 +523,10 @@ def test_rate_limits_are_honoured(demo, tmp_path, fresh, smtp, monkeypatch):
     at = [r["at"] for r in fresh.of("/wecom")]
     n_messages = len(owners_of(demo["result"].lifecycle) - {"蔡宇霞", "陈平", CENTER})
     assert len(at) == n_messages + 2
-    # never more than 2 requests in any 0.4 s (a small slack for the clock of the server thread)
-    assert all(at[i + 2] - at[i] >= 0.4 - 0.02 for i in range(len(at) - 2))
-    assert at[2] - at[1] >= 0.3 - 0.02  # Retry-After honoured
+    # never more than 2 requests in any 0.4 s (stamped by the server thread, which may see a request late under
+    # load: a slack of 0.08 s, far from the ~0 s of requests sent without waiting)
+    assert all(at[i + 2] - at[i] >= 0.4 - 0.08 for i in range(len(at) - 2))
+    assert at[2] - at[1] >= 0.3 - 0.08  # Retry-After honoured
 
 
 def test_a_crash_between_two_messages_resumes_with_the_unsent_only(demo, tmp_path, fresh, smtp, monkeypatch,

@@ -112,7 +112,8 @@ def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
         for person in rec["person"].split(","):
             assert person in message
     owners = dict(zip(found["kind"], found["owner"], strict=True))
-    assert "district" in owners["town_gap"] and "网格办" in owners["phone_two_names"]
+    assert "district" in owners["town_gap"]
+    assert "网格办" in owners["phone_two_names"]
 
 
 def test_bad_town_reported_while_the_others_complete(district: dict[str, Any]) -> None:
@@ -123,7 +124,8 @@ def test_bad_town_reported_while_the_others_complete(district: dict[str, Any]) -
     assert "town.gpkg" in bad.error
     assert result.exit_code == 2  # bad input beats the thresholds (docs/district.md)
     page = (folder / "reports" / AS_OF.isoformat() / "district.html").read_text(encoding="utf-8")
-    assert "坏镇" in page and "bad_input" in page
+    assert "坏镇" in page
+    assert "bad_input" in page
     for tid in TOWNS:  # each town's own outputs, in the usual layout
         assert (folder / "towns" / tid / "reports" / AS_OF.isoformat() / "report.html").is_file()
         assert f"../../towns/{tid}/reports/{AS_OF.isoformat()}/report.html" in page
@@ -134,7 +136,8 @@ def test_killed_worker_is_retried(district: dict[str, Any]) -> None:
     assert killed, "no worker was seen running a town"
     town = killed["keys"][0].split("-")[2]
     outcome = next(t for t in result.towns if t.id == town)
-    assert outcome.status == "ok" and outcome.pid != killed["pid"]  # run again, by a live worker
+    assert outcome.status == "ok"
+    assert outcome.pid != killed["pid"]  # run again, by a live worker
     assert len(outcome.lifecycle) > 0
 
 
@@ -158,14 +161,16 @@ def test_district_outputs_and_history(district: dict[str, Any]) -> None:
     rows = pd.read_csv(day / "district_findings.csv", dtype=str)
     assert set(rows["town"].dropna()) >= set(TOWNS)
     xlsx = pd.read_excel(day / "district_findings.xlsx", sheet_name=None)
-    assert len(xlsx["findings"]) == len(rows) and "town" in xlsx["findings"].columns
+    assert len(xlsx["findings"]) == len(rows)
+    assert "town" in xlsx["findings"].columns
     geo = json.loads((day / "district_findings.geojson").read_text(encoding="utf-8"))
     assert {f["properties"]["kind"] for f in geo["features"]} >= {"town_gap", "town_overlap", "area_gap"}
     # the ranking is gisgrid.scoring's standings with town as the party: recompute it from the files
     from gisgrid import scoring
 
     towns_csv = pd.read_csv(day / "towns.csv", dtype={"party": str})
-    assert list(towns_csv["party"]) == list(result.standings["party"]) and set(towns_csv["party"]) == set(TOWNS)
+    assert list(towns_csv["party"]) == list(result.standings["party"])
+    assert set(towns_csv["party"]) == set(TOWNS)
     assert towns_csv["score"].is_monotonic_decreasing
     assert set(towns_csv["flag"].fillna("")) <= {"", "red", "yellow"}
     assert scoring.Scheme().base >= towns_csv["score"].max()

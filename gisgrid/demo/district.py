@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -34,7 +35,7 @@ import shapely
 from shapely.geometry import Point, Polygon, box
 
 from gisgrid._errors import ConfigError
-from gisgrid.demo import DemoData, _generate
+from gisgrid.demo import DemoData, _Built, _generate
 from gisgrid.demo.hand import hand_draw
 from gisgrid.demo.scales import ANALYSIS_CRS, DELIVERY_CRS, SCALES, _centre_xy
 
@@ -124,10 +125,10 @@ def _neighbour_pairs(cells: list[Polygon]) -> list[tuple[int, int, shapely.LineS
     return pairs
 
 
-def _single(poly: object) -> Polygon:
+def _single(poly: Any) -> Polygon:
     if isinstance(poly, Polygon):
         return poly
-    return max(poly.geoms, key=lambda g: g.area)  # type: ignore[attr-defined]
+    return max(poly.geoms, key=lambda g: g.area)
 
 
 def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
@@ -171,7 +172,7 @@ def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
     outlines[oa] = shapely.set_precision(_single(outlines[oa].union(over)), 0.01)
 
     ids = [f"T{k + 1:02d}" for k in range(towns)]
-    built = {}
+    built: dict[str, _Built] = {}
     for k, tid in enumerate(ids):
         spec = _town_spec(k, grids, outlines[k].area)
         for attempt in range(8):  # a small town may have no room for its planted defects with one seed
@@ -204,24 +205,24 @@ def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
     return DemoDistrict(name="通东区", towns=demos, boundary=district.to_crs(DELIVERY_CRS), truth=truth)
 
 
-def _people(built: dict[str, object]) -> pd.DataFrame:
+def _people(built: dict[str, _Built]) -> pd.DataFrame:
     rows = []
     for tid, b in built.items():
         for roster in ("grid_staff", "river_chiefs"):
-            frame = b.rosters[roster]  # type: ignore[attr-defined]
+            frame = b.rosters[roster]
             rows.append(pd.DataFrame({"town": tid, "roster": roster, "row": range(len(frame)),
                                       "name": frame["name"].to_numpy(), "phone": frame["phone"].to_numpy()}))
     return pd.concat(rows, ignore_index=True)
 
 
-def _unique_phones(built: dict[str, object]) -> None:
+def _unique_phones(built: dict[str, _Built]) -> None:
     """Give every phone that two towns share by chance a new number: only the planted ones may repeat."""
     people = _people(built)
     first_town = people.groupby("phone")["town"].transform("first")
     clash = people[people["town"] != first_town]
     used = set(people["phone"])
     for rec in clash.itertuples():
-        frame = built[rec.town].rosters[rec.roster]  # type: ignore[attr-defined]
+        frame = built[rec.town].rosters[rec.roster]
         phone = str(rec.phone)
         while phone in used:
             phone = phone[:3] + f"{(int(phone[3:]) + 7919) % 10**8:08d}"
@@ -230,14 +231,14 @@ def _unique_phones(built: dict[str, object]) -> None:
         frame.loc[frame["phone"] == old, "phone"] = phone  # one person keeps one number in their town
 
 
-def _plant_rosters(built: dict[str, object], ids: list[str], rng: np.random.Generator) -> list[dict[str, object]]:
+def _plant_rosters(built: dict[str, _Built], ids: list[str], rng: np.random.Generator) -> list[dict[str, object]]:
     """A grid chief of one town made chief in another too; a phone of one town given to another name."""
     n = len(ids)
     a, b = ids[int(rng.integers(n))], None
     while b is None or b == a:
         b = ids[int(rng.integers(n))]
-    staff_a = built[a].rosters["grid_staff"]  # type: ignore[attr-defined]
-    staff_b = built[b].rosters["grid_staff"]  # type: ignore[attr-defined]
+    staff_a = built[a].rosters["grid_staff"]
+    staff_b = built[b].rosters["grid_staff"]
     chief = staff_a[staff_a["role"] == "grid_chief"].iloc[0]
     # the chief of b's last staffed grid becomes a's chief (same name and phone), every row of that person
     target = staff_b[staff_b["role"] == "grid_chief"].iloc[-1]
@@ -252,8 +253,8 @@ def _plant_rosters(built: dict[str, object], ids: list[str], rng: np.random.Gene
     c, d = None, None
     while c is None or d is None or len({a, b, c, d}) < 4:
         c, d = ids[int(rng.integers(n))], ids[int(rng.integers(n))]
-    staff_c = built[c].rosters["grid_staff"]  # type: ignore[attr-defined]
-    staff_d = built[d].rosters["grid_staff"]  # type: ignore[attr-defined]
+    staff_c = built[c].rosters["grid_staff"]
+    staff_d = built[d].rosters["grid_staff"]
     giver = staff_c[staff_c["role"] == "grid_member"].iloc[0]
     taker = staff_d[(staff_d["role"] == "grid_member") & (staff_d["name"] != giver["name"])].iloc[0]
     staff_d.loc[(staff_d["name"] == taker["name"]) & (staff_d["phone"] == taker["phone"]), "phone"] = giver["phone"]

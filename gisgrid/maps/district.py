@@ -9,7 +9,7 @@ import html
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import folium
 import geopandas as gpd
@@ -69,11 +69,12 @@ def write_district_map(name: str, boundaries: Mapping[str, gpd.GeoDataFrame], st
     towns = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
     bounds = towns.total_bounds
     m = folium.Map(tiles=None, control_scale=True)
-    m.get_root().header.add_child(folium.Element(f"<title>{html.escape(name)} 区级地图</title>"))
+    cast(Any, m.get_root()).header.add_child(folium.Element(f"<title>{html.escape(name)} 区级地图</title>"))
     group = folium.FeatureGroup(name="镇街得分 towns by score").add_to(m)
     for rec in towns.to_dict("records"):
-        folium.GeoJson(rec["geometry"].__geo_interface__, style_function=_fill(rec["colour"]),
-                       popup=folium.Popup(rec["popup"], max_width=320)).add_to(group)
+        shape = folium.GeoJson(rec["geometry"].__geo_interface__, style_function=_fill(rec["colour"]))
+        shape.add_child(folium.Popup(rec["popup"], max_width=320))
+        shape.add_to(group)
     if len(findings):
         layer = folium.FeatureGroup(name="区级问题 district findings").add_to(m)
         f4326 = findings[findings.geometry.notna()].to_crs(4326)
@@ -82,13 +83,14 @@ def write_district_map(name: str, boundaries: Mapping[str, gpd.GeoDataFrame], st
             text = (f"<b>{html.escape(KIND_ZH.get(kind, kind))}</b> {html.escape(kind)}<br>"
                     f"{html.escape(str(rec.get('message') or ''))}<br>{html.escape(str(rec.get('owner') or ''))}")
             colour = SEVERITY_COLOURS.get(str(rec["severity"]), "#000000")
-            geom: Any = rec["geometry"]
-            if geom.geom_type == "Point":
-                folium.CircleMarker([geom.y, geom.x], radius=8, color=colour, fill=True,
+            where: Any = rec["geometry"]
+            if where.geom_type == "Point":
+                folium.CircleMarker([where.y, where.x], radius=8, color=colour, fill=True,
                                     popup=folium.Popup(text, max_width=320)).add_to(layer)
             else:
-                folium.GeoJson(geom.__geo_interface__, style_function=_fill(colour, opacity=0.8),
-                               popup=folium.Popup(text, max_width=320)).add_to(layer)
+                piece = folium.GeoJson(where.__geo_interface__, style_function=_fill(colour, opacity=0.8))
+                piece.add_child(folium.Popup(text, max_width=320))
+                piece.add_to(layer)
     folium.LayerControl(collapsed=False).add_to(m)
     m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
     return atomic_write_text(path, m.get_root().render())

@@ -86,8 +86,8 @@ def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
     The one XLSX writer of the package: XlsxWriter in its constant-memory mode
     (rows streamed to disk, strings inline; about four times faster than
     openpyxl's write-only mode, see ``benchmarks/bench_report.py``). Geometry
-    columns and the index are left out; the header row is bold and frozen and
-    the columns are as wide as their first 200 values (at most 60); text cells
+    columns and the index are left out; the header row is bold, frozen and
+    has a filter on every column; the columns are as wide as their first 200 values (at most 60); text cells
     go through :func:`defuse` and lose the control characters XML cannot hold,
     and text is always written as text, never as a formula, number or link;
     dates read as ``yyyy-mm-dd``; sheet names are cut to Excel's 31 characters
@@ -129,6 +129,8 @@ def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
                     sample = [len(str(v)) for v in values[:200] if v is not None]
                     sheet.set_column(i, i, min(max([len(col), *sample]) + 2, 60))
                 sheet.freeze_panes(1, 0)
+                if columns:
+                    sheet.autofilter(0, 0, len(df), len(columns) - 1)
                 for i, col in enumerate(columns):
                     sheet.write_string(0, i, col, bold)
                 text, number = sheet.write_string, sheet.write_number

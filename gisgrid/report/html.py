@@ -170,7 +170,7 @@ def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
     total = len(frame)
     if total <= FLAT_ROWS:
         return {"total": total, "rows": _rows(frame, names), "groups": [], "more": 0}
-    per = explode_ids(frame.reset_index(drop=True), "village_id")
+    per = explode_ids(_light(frame), "village_id")
     vid = per["village_id"].fillna("").astype(str).to_numpy()
     found = pd.Series(vid).groupby(vid, sort=False).indices
     cap = max(5, min(GROUP_ROWS, MAX_ROWS // max(len(found), 1)))
@@ -195,9 +195,19 @@ def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
     return {"total": total, "rows": [], "groups": groups, "more": sum(g["more"] for g in groups)}
 
 
+#: The columns a row of the page shows.
+_ROW_COLUMNS = ("finding_id", "kind", "severity", "status", "village_id", "grid_id", "owner", "measure", "unit",
+                "message", "first_seen", "deadline", "days_overdue", "resolved_on", "times_reopened")
+
+
+def _light(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :data:`_ROW_COLUMNS` only, as a plain frame (no geometry to copy), index reset."""
+    return pd.DataFrame(frame[[c for c in _ROW_COLUMNS if c in frame.columns]]).reset_index(drop=True)
+
+
 def _rows(frame: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str, Any]]:
     rows = []
-    for rec in frame.to_dict("records"):
+    for rec in _light(frame).to_dict("records"):
         vid = rec.get("village_id")
         rows.append({
             "finding_id": as_shown(rec.get("finding_id")),

@@ -31,6 +31,11 @@ MAX_HYGIENE_ROWS = 1000
 #: Most per-village plus per-owner sheets in findings.xlsx (beyond it the owner sheets are left out:
 #: the pipeline's ``owners/*.csv`` hold each owner's list).
 MAX_SHEETS = 500
+#: Most findings that findings.xlsx also copies onto a sheet per village and per owner. Beyond it the workbook
+#: holds every finding once, on the ``findings`` sheet with a filter on every column: each copy would cost as
+#: much time as the list itself (20,000 findings: seconds), and the pipeline's ``owners/*.csv`` hold each
+#: owner's list.
+MAX_COPIED_ROWS = 5000
 
 
 def _village_names(ids: pd.Series, names: Mapping[str, str]) -> list[str | None]:
@@ -70,21 +75,16 @@ def _finding_table(life: gpd.GeoDataFrame, names: Mapping[str, str]) -> pd.DataF
 
 
 def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Assessment) -> dict[str, pd.DataFrame]:
-    """All findings, one sheet per village and per owner, the checkpoints and the village summary."""
+    """The sheets of findings.xlsx: all findings, then the copies, the checkpoints, the summary and the hygiene.
+
+    The copies (a sheet per village and per owner) only up to :data:`MAX_COPIED_ROWS` findings.
+    """
     sheets: dict[str, pd.DataFrame] = {"findings": table}
-    # a finding about two villages is on both villages' sheets
-    names = village_names(assessment)
-    per_village = explode_ids(table.reset_index(drop=True).rename_axis("_row").reset_index(), "village_id")
-    for vid, idx in sorted(per_village.groupby(per_village["village_id"].fillna("—").astype(str)).indices.items()):
-        name = as_shown(names.get(vid))
-        sheets[f"村 {vid} {name}".strip()] = table.iloc[per_village["_row"].to_numpy()[idx]]
-    owners = sorted(table.groupby(table["owner"].fillna(settings.default_owner).astype(str)).indices.items())
-    if len(sheets) - 1 + len(owners) <= MAX_SHEETS:
-        for owner, idx in owners:
-            sheets[f"责 {owner}"] = table.iloc[idx]
+    if len(table) <= MAX_COPIED_ROWS:
+        sheets.update(_copies(table, assessment))
     else:
-        logger.warning("report: %d owners: findings.xlsx gets no per-owner sheets (more than %d sheets); "
-                       "see the owners/ lists", len(owners), MAX_SHEETS)
+        logger.info("report: %d findings: findings.xlsx lists them once (no sheet per village or owner beyond "
+                    "%d findings); filter the findings sheet, or see the owners/ lists", len(table), MAX_COPIED_ROWS)
     checkpoints = getattr(assessment, "checkpoints", None)
     if checkpoints is not None:
         cp = pd.DataFrame(checkpoints).drop(columns=["geometry"], errors="ignore").map(io.defuse)
@@ -106,6 +106,24 @@ def _sheets(table: pd.DataFrame, card: pd.DataFrame, assessment: Assessment) -> 
             table = pd.concat([table.head(MAX_HYGIENE_ROWS), pd.DataFrame(
                 {"grid_id": [f"… {rest} more grids in hygiene.csv 另有 {rest} 个网格见 hygiene.csv"]})])
         sheets["hygiene 数据质量"] = table.map(io.defuse)
+    return sheets
+
+
+def _copies(table: pd.DataFrame, assessment: Assessment) -> dict[str, pd.DataFrame]:
+    """One sheet per village (a finding about two villages is on both) and per owner (up to MAX_SHEETS sheets)."""
+    sheets: dict[str, pd.DataFrame] = {}
+    names = village_names(assessment)
+    per_village = explode_ids(table.reset_index(drop=True).rename_axis("_row").reset_index(), "village_id")
+    for vid, idx in sorted(per_village.groupby(per_village["village_id"].fillna("—").astype(str)).indices.items()):
+        name = as_shown(names.get(vid))
+        sheets[f"村 {vid} {name}".strip()] = table.iloc[per_village["_row"].to_numpy()[idx]]
+    owners = sorted(table.groupby(table["owner"].fillna(settings.default_owner).astype(str)).indices.items())
+    if len(sheets) + len(owners) <= MAX_SHEETS:
+        for owner, idx in owners:
+            sheets[f"责 {owner}"] = table.iloc[idx]
+    else:
+        logger.warning("report: %d owners: findings.xlsx gets no per-owner sheets (more than %d sheets); "
+                       "see the owners/ lists", len(owners), MAX_SHEETS)
     return sheets
 
 

@@ -365,28 +365,29 @@ def period_view(observations: pd.DataFrame) -> pd.DataFrame:
     and veto when any run of the period saw it so; fixed on time when a run found it gone by its deadline and
     it is not open at the end. Severity, status and attributes are those of its last observation.
     """
-    obs = pd.DataFrame(observations)
+    obs = pd.DataFrame(observations).reset_index(drop=True)
     if not len(obs):
         return _finish_view(pd.DataFrame({c: pd.Series([], dtype=object) for c in _VIEW_COLUMNS}))
-    obs = obs.sort_values(["as_of", "finding_id"], kind="stable")
-    last_run = max(obs["as_of"])
-    status = obs["status"].astype(str)
-    open_obs = status.isin(OPEN_STATUSES)
-    in_time = np.array([d is not None and a <= d for a, d in zip(obs["as_of"], obs["deadline"], strict=True)],
-                       dtype=bool)
-    on_time = (status == "resolved") & in_time
-    flags = pd.DataFrame({
-        "finding_id": obs["finding_id"],
-        "overdue": (status == "overdue") | ((status == "resolved") & ~in_time),  # a late fix was overdue too
-        "reopened": status == "reopened",
-        "on_time": on_time,
-        "veto": open_obs & (obs["severity"] == "veto"),
-    }).groupby("finding_id").any()
-    last = obs.groupby("finding_id", sort=True).tail(1).set_index("finding_id")
-    view = last.join(flags)
-    view["open"] = view["status"].isin(OPEN_STATUSES) & (view["as_of"] == last_run)
-    view["fixed_on_time"] = view["on_time"] & ~view["open"]
-    return _finish_view(view.reset_index())
+    day = pd.to_datetime(obs["as_of"]).to_numpy(dtype="datetime64[D]")
+    deadline = pd.to_datetime(obs["deadline"]).to_numpy(dtype="datetime64[D]")  # NaT: none
+    status = obs["status"].to_numpy(dtype=object).astype(str)
+    codes, _ = pd.factorize(obs["finding_id"].to_numpy(dtype=object))
+    in_time = ~np.isnat(deadline) & (day <= deadline)
+    resolved = status == "resolved"
+    open_obs = np.isin(status, OPEN_STATUSES)
+
+    def ever(mask: np.ndarray) -> np.ndarray:  # per finding: any of its observations
+        return np.bincount(codes, weights=mask.astype(float), minlength=codes.max() + 1)[codes] > 0
+
+    order = np.lexsort((day, codes))  # each finding's observations in date order
+    last = order[np.r_[codes[order][1:] != codes[order][:-1], True]]
+    view = obs.iloc[last].copy()
+    view["overdue"] = ever((status == "overdue") | (resolved & ~in_time))[last]  # a late fix was overdue too
+    view["reopened"] = ever(status == "reopened")[last]
+    view["veto"] = ever(open_obs & (obs["severity"].to_numpy(dtype=object) == "veto"))[last]
+    view["open"] = open_obs[last] & (day[last] == day.max())
+    view["fixed_on_time"] = ever(resolved & in_time)[last] & ~view["open"].to_numpy(dtype=bool)
+    return _finish_view(view)
 
 
 # --------------------------------------------------------------------------- ledger
@@ -424,41 +425,56 @@ def ledger(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "villa
         first.
     """
     scheme = scheme or Scheme()
-    rows: list[dict[str, Any]] = []
-    for rec in view.to_dict("records"):
-        parties = _parties(rec.get(by))
-        if not parties:
-            continue
-        base = {"finding_id": rec["finding_id"], "kind": rec["kind"], "severity": rec["severity"],
-                "status": rec["status"], "measure": rec.get("measure"), "unit": rec.get("unit")}
-        items: list[tuple[str, float, str]] = []
-        if rec["open"]:
-            rule = scheme.rule(str(rec["kind"]), str(rec["severity"]))
-            if rule.points:
-                m = as_number(rec.get("measure"))
-                pts = rule.points * (m / rule.per) if rule.per > 0 and m is not None else rule.points
-                unit = as_shown(rec.get("unit"))
-                items.append((f"kind {rec['kind']}: {rule.describe(_UNIT_SHOWN.get(unit, unit))}", -pts,
-                              f"cap:{rec['kind']}"))
-            extra = float(scheme.severity.get(str(rec["severity"]), 0.0))
-            if extra:
-                items.append((f"severity {rec['severity']}: {extra:g}", -extra, ""))
-        if rec["overdue"] and scheme.overdue:
-            items.append((f"overdue 逾期: {scheme.overdue:g}", -scheme.overdue, ""))
-        if rec["reopened"] and scheme.reopened:
-            items.append((f"reopened 反弹: {scheme.reopened:g}", -scheme.reopened, ""))
-        if rec["fixed_on_time"] and scheme.fixed_credit:
-            items.append((f"fixed on time 按期整改: +{scheme.fixed_credit:g}", scheme.fixed_credit, "cap:credit"))
-        for party in parties:
-            for rule_text, pts, cap in items:
-                rows.append({**base, "level": level or by, "party": party, "rule": rule_text,
-                             "points": pts, "_cap": cap})
-    out = pd.DataFrame(rows, columns=[*_LEDGER_COLUMNS, "_cap"])
+    columns = [*_LEDGER_COLUMNS, "_cap"]
+    v = pd.DataFrame(view).reset_index(drop=True)
+    v = v.assign(party=[_parties(c) for c in v[by]]).explode("party")
+    v = v[v["party"].notna()]
+    if not len(v):
+        return pd.DataFrame(columns=list(_LEDGER_COLUMNS))
+    v = v.reset_index(drop=True)
+    # plain arrays: iterating pandas' string arrays costs a call per cell
+    k_arr = v["kind"].to_numpy(dtype=object).astype(str)
+    s_arr = v["severity"].to_numpy(dtype=object).astype(str)
+    u_arr = np.array([as_shown(u) for u in v["unit"].to_numpy(dtype=object)] if "unit" in v.columns
+                     else [""] * len(v), dtype=object).astype(str)
+    kind, sev = (pd.Series(a, index=v.index) for a in (k_arr, s_arr))
+    rules = {(k, s_): scheme.rule(k, s_) for k, s_ in set(zip(k_arr.tolist(), s_arr.tolist(), strict=True))}
+    pair = pd.Series(list(zip(k_arr.tolist(), s_arr.tolist(), strict=True)), index=v.index, dtype=object)
+    pts = pair.map(lambda ks: rules[ks].points).astype(float)
+    per = pair.map(lambda ks: rules[ks].per).astype(float)
+    measure = pd.to_numeric(v["measure"], errors="coerce")
+    pro_rata = (per > 0) & measure.notna()
+    pts = pts.where(~pro_rata, pts * measure / per.where(per > 0))
+    text = pd.Series(list(zip(k_arr.tolist(), s_arr.tolist(), u_arr.tolist(), strict=True)), index=v.index,
+                     dtype=object)
+    texts = {t: f"kind {t[0]}: {rules[(t[0], t[1])].describe(_UNIT_SHOWN.get(t[2], t[2]))}" for t in set(text)}
+    open_ = v["open"].astype(bool)
+    extra = sev.map(lambda x: float(scheme.severity.get(x, 0.0)))
+    charged, heavy = open_ & (pts > 0), open_ & (extra > 0)
+    parts = [
+        v[charged].assign(rule=text[charged].map(texts), points=-pts[charged], _cap="cap:" + kind[charged]),
+        v[heavy].assign(rule="severity " + sev[heavy] + ": " + extra[heavy].map(lambda e: f"{e:g}"),
+                        points=-extra[heavy], _cap=""),
+    ]
+    for flag, amount, text, cap in (("overdue", -scheme.overdue, f"overdue 逾期: {scheme.overdue:g}", ""),
+                                    ("reopened", -scheme.reopened, f"reopened 反弹: {scheme.reopened:g}", ""),
+                                    ("fixed_on_time", scheme.fixed_credit,
+                                     f"fixed on time 按期整改: +{scheme.fixed_credit:g}", "cap:credit")):
+        if amount:
+            parts.append(v[v[flag].astype(bool)].assign(rule=text, points=amount, _cap=cap))
+    out = pd.concat([p for p in parts if len(p)] or [pd.DataFrame(columns=columns)], ignore_index=True)
+    out = out.assign(level=level or by)
+    for col in columns:
+        if col not in out.columns:
+            out[col] = None
+    out = out[columns]
     if not len(out):
         return out.drop(columns=["_cap"])
-    out = out.sort_values(["party", "points", "finding_id"], kind="stable").reset_index(drop=True)
+    out["points"] = out["points"].astype(float)
     out = _apply_caps(out, scheme)
     out["points"] = out["points"].round(2) + 0.0  # + 0.0: no -0.0 in the files
+    # a party's rows: most lost first, then the credits (the order of the report and points.csv)
+    out = out.sort_values(["party", "points", "finding_id", "rule"], kind="stable").reset_index(drop=True)
     return out[list(_LEDGER_COLUMNS)]
 
 
@@ -466,34 +482,45 @@ def _apply_caps(out: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
     """Cut each party's points of a kind at the kind's cap, and its credit at ``credit_cap`` (largest first)."""
     caps: dict[str, float] = {f"cap:{k}": _UNLISTED_CAP for k in set(out["kind"].astype(str)) - set(scheme.kinds)}
     caps.update({f"cap:{k}": r.cap for k, r in scheme.kinds.items() if r.cap is not None})
-    points = out["points"].to_numpy(dtype=float).copy()
-    rules = out["rule"].to_numpy(dtype=object).copy()
-    groups = out.groupby(["party", "_cap"], sort=False).indices
+    out = out.copy()
+    out["_limit"] = out["_cap"].map(caps).astype(float)  # NaN: no cap
+    losses = out["_cap"] != "cap:credit"
+    out = _cut(out, losses)
     # credits last: they offset the points lost after the caps, never lift a score above base
-    for (party, cap_key), idx in sorted(groups.items(), key=lambda kv: kv[0][1] == "cap:credit"):
-        limit = caps.get(cap_key)
-        if cap_key == "cap:credit":
-            lost = -points[(out["party"].to_numpy() == party) & (points < 0)].sum()
-            limit = min(scheme.credit_cap, float(lost))
-        if limit is None:
-            continue
-        # largest first: losses are negative, credits positive
-        order = sorted(idx, key=lambda i: (-abs(points[i]), out["finding_id"].iat[i]))
-        used = 0.0
-        for i in order:
-            size = abs(points[i])
-            allowed = max(min(size, limit - used), 0.0)
-            if allowed < size:
-                rules[i] = f"{rules[i]} (cap {limit:.2f} reached: {np.sign(points[i]) * allowed:+.2f})"
-                points[i] = np.sign(points[i]) * allowed
-            used += allowed
-    return out.assign(points=points, rule=rules)
+    lost = (-out.loc[losses, "points"]).groupby(out.loc[losses, "party"]).sum()
+    credit = ~losses
+    if credit.any():
+        offset = out.loc[credit, "party"].map(lost).astype(float).fillna(0.0)
+        out.loc[credit, "_limit"] = offset.clip(upper=scheme.credit_cap).to_numpy(dtype=float)
+        out = _cut(out, credit)
+    return out.drop(columns=["_limit"])
+
+
+def _cut(out: pd.DataFrame, rows: pd.Series) -> pd.DataFrame:
+    """Within each (party, cap) group of ``rows`` with a ``_limit``, largest first: the share still under it."""
+    sub = out[rows & out["_limit"].notna()]
+    if not len(sub):
+        return out
+    size = sub["points"].abs()
+    order = pd.DataFrame({"party": sub["party"], "cap": sub["_cap"], "size": -size, "id": sub["finding_id"]})
+    order = order.sort_values(["party", "cap", "size", "id"], kind="stable")
+    size = size.loc[order.index]
+    used_before = size.groupby([order["party"], order["cap"]], sort=False).cumsum() - size
+    allowed = np.clip(sub.loc[order.index, "_limit"] - used_before, 0.0, size)
+    cut = allowed < size - 1e-12
+    sign = np.sign(sub.loc[order.index, "points"])
+    out.loc[order.index, "points"] = sign * allowed
+    idx = order.index[cut.to_numpy()]
+    out.loc[idx, "rule"] = [f"{r} (cap {lim:.2f} reached: {p:+.2f})" for r, lim, p in
+                            zip(out.loc[idx, "rule"], sub.loc[idx, "_limit"], out.loc[idx, "points"], strict=True)]
+    return out
 
 
 # --------------------------------------------------------------------------- standings
 def standings(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "village_id",
               parties: Iterable[str] | None = None, names: Mapping[str, str] | None = None,
-              hygiene: Mapping[str, float] | None = None, level: str | None = None) -> pd.DataFrame:
+              hygiene: Mapping[str, float] | None = None, level: str | None = None,
+              book: pd.DataFrame | None = None) -> pd.DataFrame:
     """Score and rank the parties of one level over a span (a run or a period).
 
     Parameters
@@ -506,6 +533,8 @@ def standings(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "vi
         Party id -> name to show.
     hygiene
         Party id -> border sliver area per km² (the ``hygiene`` tie-break; missing: not compared).
+    book
+        This level's :func:`ledger` when the caller has it already.
 
     Returns
     -------
@@ -514,14 +543,12 @@ def standings(view: pd.DataFrame, scheme: Scheme | None = None, *, by: str = "vi
         ``open``, ``veto``, ``overdue``, ``reopened``, ``fixed_on_time``, ``hygiene``, ``flag``.
     """
     scheme = scheme or Scheme()
-    book = ledger(view, scheme, by=by, level=level)
-    ids = list(dict.fromkeys([*(parties or []), *(p for c in view[by] for p in _parties(c))]))
-    exploded = [(p, rec) for rec in view.to_dict("records") for p in _parties(rec.get(by))]
-    counts = pd.DataFrame([{"party": p, **{k: bool(rec[k]) for k in ("open", "veto", "overdue", "reopened",
-                                                                     "fixed_on_time")}}
-                           for p, rec in exploded], columns=["party", "open", "veto", "overdue", "reopened",
-                                                             "fixed_on_time"])
-    per = counts.groupby("party")[["open", "veto", "overdue", "reopened", "fixed_on_time"]].sum()
+    book = ledger(view, scheme, by=by, level=level) if book is None else book
+    flags = ["open", "veto", "overdue", "reopened", "fixed_on_time"]
+    exploded = pd.DataFrame(view).assign(party=[_parties(c) for c in view[by]]).explode("party")
+    exploded = exploded[exploded["party"].notna()]
+    ids = list(dict.fromkeys([*(parties or []), *exploded["party"]]))
+    per = exploded[flags].astype(bool).astype(int).groupby(exploded["party"]).sum()
     per = per.reindex(ids, fill_value=0).astype(int)
     pts = book.groupby("party")["points"]
     lost = (-book["points"].clip(upper=0)).groupby(book["party"]).sum().reindex(ids, fill_value=0.0)
@@ -668,11 +695,16 @@ def village_book(assessment: Any) -> dict[str, dict[str, Any]]:
 
 
 def level_tables(view: pd.DataFrame, scheme: Scheme, *, villages: Mapping[str, str] | None = None,
-                 hygiene: Mapping[str, float] | None = None) -> dict[str, pd.DataFrame]:
-    """Standings of both levels: ``village`` (every village of ``villages``) and ``department``."""
+                 hygiene: Mapping[str, float] | None = None,
+                 books: Mapping[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
+    """Standings of both levels: ``village`` (every village of ``villages``) and ``department``.
+
+    ``books``: the ledgers of the levels (by ``level``, as :func:`ledgers` returns them) when already made.
+    """
+    books = books or {}
     vill = standings(view, scheme, by="village_id", parties=list(villages or {}), names=villages, hygiene=hygiene,
-                     level="village")
-    dept = standings(view, scheme, by="department", level="department")
+                     level="village", book=books.get("village"))
+    dept = standings(view, scheme, by="department", level="department", book=books.get("department"))
     return {"village": vill, "department": dept}
 
 

@@ -146,8 +146,9 @@ def period_scores(history: History | None, period: Period, scheme: Scheme, *,
         runs = [period.end]
     info = _book(history, period.end, book)
     villages, hygiene = dict(info.get("villages") or {}), dict(info.get("hygiene") or {})
-    levels = scoring.level_tables(view, scheme, villages=villages, hygiene=hygiene)
     ledger = scoring.ledgers(view, scheme, villages=villages)
+    books = {lvl: ledger[ledger["level"] == lvl].drop(columns=["name"]) for lvl in LEVELS}
+    levels = scoring.level_tables(view, scheme, villages=villages, hygiene=hygiene, books=books)
     history_of: list[tuple[Period, dict[str, pd.DataFrame]]] = [(period, levels)]
     if history is not None:
         p = period

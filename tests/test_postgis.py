@@ -428,6 +428,15 @@ def test_a_run_publishes_and_a_connection_killed_during_publish_leaves_the_previ
     assert [r[0] for r in published] == sorted(csv["finding_id"])
     assert len(published) > 0
     assert _query(cluster, "SELECT exit_code FROM live.runs") == [(code,)]
+    # a publish that cannot reach its database: exit 2, no report, and the date is not left in the history
+    data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    data["publish"]["url"] = f"postgresql:///gis?host={tmp_path / 'no-server-here'}"
+    unreachable = _write_cfg(tmp_path, "unreachable.toml", data)
+    code, _, err = _main(capsys, "run", str(unreachable), "--out", str(out), "--as-of", "2026-11-03", "--no-maps")
+    assert code == 2, err[-2000:]
+    assert "[publish]: cannot connect" in err
+    assert not (out / "reports" / "2026-11-03").exists()
+    assert History(out / "reports" / "history.sqlite").get_run(dt.date(2026, 11, 3)) is None
     # the next night is paused inside its publish transaction, its connection is killed, then the process
     marker = tmp_path / "paused"
     proc = subprocess.Popen([sys.executable, "-m", "gisgrid", "run", str(cfg), "--out", str(out), "--as-of",

@@ -87,8 +87,9 @@ class PeriodScores:
             yellow = [_who(r) for r in table.to_dict("records") if r["flag"] == "yellow"]
             out.append(f"  {lvl}: red {', '.join(red) or '-'}; yellow {', '.join(yellow) or '-'}")
             change = _changes(self.trend.get(lvl))
-            for r in table.head(top).to_dict("records") + (table.tail(1).to_dict("records") if len(table) > top
-                                                          else []):
+            shown = table.head(top).to_dict("records") + (table.tail(1).to_dict("records")
+                                                          if top and len(table) > top else [])
+            for r in shown:
                 delta = change.get(r["party"])
                 out.append(f"    {r['rank']:>3}. {_who(r)}  {r['score']:.2f}"
                            + ("" if delta is None else f" ({delta:+.2f})"))
@@ -146,6 +147,9 @@ def period_scores(history: History | None, period: Period, scheme: Scheme, *,
         runs = [period.end]
     info = _book(history, period.end, book)
     villages, hygiene = dict(info.get("villages") or {}), dict(info.get("hygiene") or {})
+    if not villages:
+        logger.warning("scoring %s: the runs recorded no village list (recorded by an older gisgrid): villages "
+                       "without findings are not ranked and show their ids; the next run records it", period.label)
     ledger = scoring.ledgers(view, scheme, villages=villages)
     books = {lvl: ledger[ledger["level"] == lvl].drop(columns=["name"]) for lvl in LEVELS}
     levels = scoring.level_tables(view, scheme, villages=villages, hygiene=hygiene, books=books)

@@ -122,11 +122,12 @@ def bench_csv(rows: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fixes.csv"
         frame.to_csv(path, index=False)
+        size_mb = path.stat().st_size / 1e6
         t0 = time.perf_counter()
         n = sum(len(b.fixes) for b in iter_track_batches({"path": str(path)}))
         dt_s = time.perf_counter() - t0
     print(f"CSV reader: {n:,} rows in {dt_s:.1f} s = {n / dt_s:,.0f} rows/s "
-          f"({path.stat().st_size / 1e6 if path.exists() else 0:.0f} MB file)")
+          f"({size_mb:.0f} MB file)")
 
 
 def bench_movingpandas(rivers: np.ndarray, chiefs: int, sample_s: float) -> None:

@@ -247,7 +247,13 @@ def _parse_times(text: pd.Series, timezone: str) -> tuple[np.ndarray, np.ndarray
         for zone, mask in ((True, has_zone), (False, ~has_zone)):
             if not mask.any():
                 continue
-            parsed = pd.to_datetime(txt[mask], errors="coerce", utc=zone, format="mixed")
+            # ISO 8601 is parsed vectorised; only what it cannot read is tried one by one ("mixed")
+            parsed = pd.to_datetime(txt[mask], errors="coerce", utc=zone, format="ISO8601")
+            retry = parsed.isna().to_numpy()
+            if retry.any():
+                again = pd.to_datetime(txt[mask][retry], errors="coerce", utc=zone, format="mixed")
+                parsed = parsed.astype(again.dtype) if len(again) else parsed
+                parsed[retry] = again.to_numpy()
             if not zone:
                 parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
             valid = parsed.notna().to_numpy()
@@ -265,28 +271,28 @@ def _check_rows(raw: pd.DataFrame, name: str, *, timezone: str, datum: str | Non
     issues: list[TrackIssue] = []
     line = raw["line"].to_numpy()
 
-    def refuse(mask: np.ndarray, problem: str, values: Any) -> None:
-        vals = np.asarray(values, dtype=object)
-        issues.extend(TrackIssue(name, int(line[i]), problem, "" if pd.isna(vals[i]) else str(vals[i]))
-                      for i in np.flatnonzero(mask))
+    def refuse(mask: np.ndarray, problem: str, *columns: str) -> None:
+        for i in np.flatnonzero(mask):  # only the refused rows are turned into text
+            shown = [raw[c].iloc[i] for c in columns]
+            issues.append(TrackIssue(name, int(line[i]), problem,
+                                     ", ".join("" if pd.isna(v) else str(v) for v in shown)))
 
-    person = raw["person_id"].astype(object).where(raw["person_id"].notna(), None)
-    person = person.map(lambda v: None if v is None or not str(v).strip() else str(v).strip())
+    text = raw["person_id"].astype("string").str.strip()
+    person = text.astype(object).where(text.notna() & text.ne("").fillna(False), None)
     keep = person.notna().to_numpy(dtype=bool).copy()
-    refuse(~keep, "no person_id", person)
+    refuse(~keep, "no person_id", "person_id")
     ts = raw["timestamp"]
     no_time = ts.isna().to_numpy(dtype=bool) | ts.astype(str).str.strip().eq("").to_numpy(dtype=bool)
-    refuse(keep & no_time, "no time", ts)
+    refuse(keep & no_time, "no time", "timestamp")
     keep &= ~no_time
     t, t_ok = _parse_times(ts.where(~no_time, None), timezone)
-    refuse(keep & ~t_ok, "time cannot be read (write e.g. 2026-11-03T08:15:00+08:00)", ts)
+    refuse(keep & ~t_ok, "time cannot be read (write e.g. 2026-11-03T08:15:00+08:00)", "timestamp")
     keep &= t_ok
     lon = pd.to_numeric(raw["lon"], errors="coerce").to_numpy(dtype=float)
     lat = pd.to_numeric(raw["lat"], errors="coerce").to_numpy(dtype=float)
     bad_pos = (~np.isfinite(lon) | ~np.isfinite(lat) | ((lon == 0) & (lat == 0)) | (lon == 0) | (lat == 0)
                | (np.abs(lon) > 180) | (np.abs(lat) > 90))
-    refuse(keep & bad_pos, "zero, missing or impossible position",
-           [f"{a}, {b}" for a, b in zip(raw["lon"], raw["lat"], strict=True)])
+    refuse(keep & bad_pos, "zero, missing or impossible position", "lon", "lat")
     keep &= ~bad_pos
     # time going backwards: before the latest earlier fix of the same person, in file order
     idx = np.flatnonzero(keep)
@@ -299,7 +305,7 @@ def _check_rows(raw: pd.DataFrame, name: str, *, timezone: str, datum: str | Non
         if back.any():
             mask = np.zeros(len(keep), dtype=bool)
             mask[idx[back]] = True
-            refuse(mask, "time goes backwards (before the previous fix of this person)", ts)
+            refuse(mask, "time goes backwards (before the previous fix of this person)", "timestamp")
             keep &= ~mask
     lon, lat = lon[keep], lat[keep]
     if datum in OFFSET_DATUMS and len(lon):

@@ -311,3 +311,32 @@ def test_the_points_section_escapes_every_name() -> None:
     assert "<img" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "F1" in html  # the finding id, for the ledger row
+
+
+def test_score_thresholds_add_to_the_counts() -> None:
+    table = _table([("A", 99.0, 0, 0, 0, 0, 0.0), ("B", 97.0, 0, 0, 0, 0, 0.0), ("C", 92.0, 0, 0, 0, 0, 0.0),
+                    ("D", 80.0, 0, 0, 0, 0, 0.0)])
+    ranked = scoring.rank(table, scoring.Scheme(red=3, yellow=1, red_min=98.0, yellow_below=95.0))
+    flags = dict(zip(ranked["party"], ranked["flag"], strict=True))
+    assert flags == {"A": "red", "B": "", "C": "yellow", "D": "yellow"}  # B and C below red_min; C below 95
+
+
+def test_points_workbook_is_formula_safe(tmp_path: Path) -> None:
+    import openpyxl
+
+    from gisgrid import io
+    from gisgrid.report.points import points_sheets
+
+    life = _findings([{"finding_id": "F1", "kind": "grid_unstaffed", "severity": "high", "village_id": "V1",
+                       "owner": '=HYPERLINK("http://x","y")', "measure": 1.0}])
+    life["status"] = "new"
+    view, scheme = scoring.run_view(life), scoring.Scheme()
+    period = scoring.period_of(dt.date(2026, 10, 5)).to_date(dt.date(2026, 10, 5))
+    scores = period_scores(None, period, scheme, run_view=view, book={"villages": VILLAGES})
+    path = io.write_xlsx(points_sheets(scoring.ledgers(view, scheme, villages=VILLAGES), scores),
+                         tmp_path / "points.xlsx")
+    book = openpyxl.load_workbook(path)
+    cells = [c for sheet in book.worksheets for row in sheet.iter_rows() for c in row]
+    assert not [c for c in cells if c.data_type == "f"]
+    assert any(str(c.value).startswith("'=HYPERLINK") or str(c.value) == '=HYPERLINK("http://x","y")'
+               for c in cells if c.value is not None)

@@ -84,12 +84,15 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                       silence_logs=logging.ERROR) as cluster:
         killer = _Killer(cluster.scheduler_address)
         killer.start()
+        seen: list[tuple[int, int, int, str | None]] = []
         try:
-            result = run_district(folder / "district.toml", as_of=AS_OF, scheduler=cluster.scheduler_address)
+            result = run_district(folder / "district.toml", as_of=AS_OF, scheduler=cluster.scheduler_address,
+                                  progress=lambda p: seen.append((p.done, p.total, p.failed,
+                                                                  p.town.id if p.town else None)))
         finally:
             killer.stop.set()
             killer.join(timeout=30)
-    return {"folder": folder, "result": result, "killed": killer.killed}
+    return {"folder": folder, "result": result, "killed": killer.killed, "progress": seen}
 
 
 def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
@@ -129,6 +132,39 @@ def test_bad_town_reported_while_the_others_complete(district: dict[str, Any]) -
     for tid in TOWNS:  # each town's own outputs, in the usual layout
         assert (folder / "towns" / tid / "reports" / AS_OF.isoformat() / "report.html").is_file()
         assert f"../../towns/{tid}/reports/{AS_OF.isoformat()}/report.html" in page
+
+
+def test_progress_per_town(district: dict[str, Any]) -> None:
+    seen = district["progress"]
+    assert [s[0] for s in seen] == list(range(6))  # the start, then each town once as it completes
+    assert {s[1] for s in seen} == {5}
+    assert sorted(s[3] for s in seen[1:]) == [*TOWNS, "T05"]
+    assert seen[-1][2] == 1  # one failure: the bad town
+
+
+@pytest.mark.parametrize("stage", ["district report", "district history"])
+def test_history_never_records_half_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    """A fault before the report is published, or before the history records it: no run in the history."""
+    from gisgrid.district import run_district
+    from gisgrid.pipeline import FAULT_ENV
+
+    bad = tmp_path / "towns" / "B1"  # a town that fails at once: this test is about the district's own steps
+    bad.mkdir(parents=True)
+    (bad / "gisgrid.toml").write_text('[town]\nname = "坏镇"\n[sources.grids]\npath = "none.gpkg"\n',
+                                      encoding="utf-8")
+    (tmp_path / "district.toml").write_text('[[towns]]\nconfig = "towns/B1/gisgrid.toml"\n', encoding="utf-8")
+    monkeypatch.setenv(FAULT_ENV, stage)
+    with pytest.raises(RuntimeError, match="fault injected"):
+        run_district(tmp_path / "district.toml", as_of=AS_OF, scheduler="sync")
+    db = tmp_path / "reports" / "district.sqlite"
+    assert not db.exists() or sqlite3.connect(db).execute("SELECT count(*) FROM district_runs").fetchone() == (0,)
+    published = (tmp_path / "reports" / AS_OF.isoformat() / "district.html").exists()
+    assert published == (stage == "district history")  # a report never appears half-written
+    monkeypatch.delenv(FAULT_ENV)
+    result = run_district(tmp_path / "district.toml", as_of=AS_OF, scheduler="sync")  # run again: recorded
+    assert result.exit_code == 2
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT as_of, failed FROM district_runs").fetchall() == [(AS_OF.isoformat(), 1)]
 
 
 def test_killed_worker_is_retried(district: dict[str, Any]) -> None:
@@ -201,7 +237,8 @@ def test_separate_scheduler_and_worker_processes(district: dict[str, Any], tmp_p
             time.sleep(0.1)
         address = json.loads(sched_file.read_text())["address"]
         procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers",
-                                       "1", "--nthreads", "1", "--no-dashboard"], env=env,
+                                       "1", "--nthreads", "1", "--no-dashboard", "--preload", "gisgrid.pipeline"],
+                                      env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         res = subprocess.run([sys.executable, "-m", "gisgrid", "run", str(one), "--out", str(tmp_path / "out"),
                               "--as-of", AS_OF.isoformat(), "--scheduler", address], capture_output=True, text=True,

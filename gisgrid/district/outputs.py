@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,8 +102,13 @@ def district_html(result: DistrictResult, trend: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def write_outputs(result: DistrictResult, out_dir: Path, past: pd.DataFrame) -> list[Path]:
-    """Write the staged report folder, then the district map; return the files written."""
+def write_outputs(result: DistrictResult, out_dir: Path, past: pd.DataFrame, *,
+                  before_publish: Callable[[], None] | None = None) -> list[Path]:
+    """Write the staged report folder, then the district map; return the files written.
+
+    ``before_publish`` is called when the report is complete in its staging folder, not yet swapped in (the
+    fault hook of the tests: an error there leaves no report).
+    """
     from gisgrid.district.run import finding_table
     from gisgrid.maps.district import write_district_map
 
@@ -123,6 +129,8 @@ def write_outputs(result: DistrictResult, out_dir: Path, past: pd.DataFrame) -> 
                 geo[col] = geo[col].map(lambda v: v.isoformat() if isinstance(v, dt.date) else v)
         written.append(io.write_geojson(geo[geo.geometry.notna()], staging / "district_findings.geojson"))
         written.append(io.write_csv(result.standings, staging / "towns.csv"))
+        if before_publish is not None:
+            before_publish()
     written = [result.report_dir / p.relative_to(staging) for p in written]
     boundaries = {t.id: t.boundary for t in result.towns if t.status == "ok"}
     if boundaries:

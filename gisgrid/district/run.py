@@ -345,10 +345,13 @@ def run_district(
                             standings=standings, findings=found, all_findings=every, report_dir=folder,
                             scheduler=sched, dashboard=dash)
     from gisgrid.district.outputs import write_outputs
+    from gisgrid.pipeline import _fault
 
     with io.file_lock(reports / ".district.lock"):
         hist = DistrictHistory(reports / "district.sqlite")
-        result.written = write_outputs(result, out_dir, hist.scores(before=as_of))
+        result.written = write_outputs(result, out_dir, hist.scores(before=as_of),
+                                       before_publish=lambda: _fault("district report"))
+        _fault("district history")  # the report is published, the run not yet recorded
         # last: the history records a run only once its report is published (never half a run)
         hist.record(as_of, _history_rows(outcomes, standings), findings=len(found), exit_code=code)
     result.seconds = time.perf_counter() - started

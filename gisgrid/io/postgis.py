@@ -31,7 +31,7 @@ import pyproj
 import shapely
 
 from gisgrid._errors import ConfigError, CRSError, InputError, SchemaError
-from gisgrid.io.files import _text_frame, finish_layer
+from gisgrid.io.files import _text_frame, finish_layer, show_controls
 
 __all__ = ["DB_KEYS", "check_source", "check_url", "connect", "display_url", "is_database_url", "read_postgis",
            "read_postgis_table", "safe_reason"]
@@ -360,7 +360,8 @@ def read_postgis_table(url: str, *, table: str | None = None, sql: str | None = 
         query, label = _query_for(conn, table=table, sql_text=sql, where=where)
         geom_oid = _geometry_oid(conn)
         names, oids, rows = _fetch(conn, query, where)
-    df = _text_frame(_frame(names, rows, {i for i, oid in enumerate(oids) if oid == geom_oid}))
+    # as read_table does: every cell text or None, control characters shown, not obeyed
+    df = show_controls(_text_frame(_frame(names, rows, {i for i, oid in enumerate(oids) if oid == geom_oid})))
     df.columns = [str(c).strip() for c in df.columns]
     df.attrs["source"] = {"path": display_url(url), "layer": label,
                           "database": {"table": None if label == "sql" else label, "sql": label == "sql",

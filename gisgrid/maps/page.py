@@ -128,6 +128,8 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
         south, west, north, east = 31.9, 120.8, 32.1, 121.0
     m = folium.Map(location=[(south + north) / 2, (west + east) / 2], zoom_start=13, tiles=None,
                    prefer_canvas=True, control_scale=False, max_zoom=20)
+    # The view first, so every layer is projected once, at the zoom it is shown at (not again after a fit).
+    m.fit_bounds([[south, west], [north, east]], max_zoom=17)
     fig = cast(Figure, m.get_root())  # a Map's root is always its Figure
     title_text = {"town": f"{model.town_name} 指挥中心", "village": f"{model.town_name} {scope.label}",
                   "owner": f"{scope.label} 责任地图"}[scope.kind]
@@ -322,7 +324,6 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
     cfg["title"] = _headline(model, scope, fl)
     cfg["legend"] = ("<details open><summary>图例 Legend</summary><ul>" + "".join(legend) + "</ul>"
                      + "".join(f'<div class="gg-note">{esc(n)}</div>' for n in notes) + "</details>")
-    m.fit_bounds([[south, west], [north, east]], max_zoom=17)
     _Finish(cfg).add_to(m)
     return m
 

@@ -48,9 +48,18 @@ Hatching
 Speed and size
     Grids and villages are simplified with ``shapely.coverage_simplify``
     (shared edges stay shared), roads with ``shapely.simplify``; coordinates
-    are rounded to 6 decimals (~0.1 m); only the columns that tooltips and
-    popups show are kept, under one-letter keys, column-wise; hidden layers
-    are parsed only when first switched on.
+    are rounded to 6 decimals (~0.1 m) and written as integer deltas in a
+    compact text (zigzag, 5 bits per character: about half the bytes of JSON
+    numbers), as are the codes of repeated property values; only the columns
+    that tooltips and popups show are kept, under one-letter keys,
+    column-wise; hidden layers (sensitive sections, minor roads, corridors)
+    are parsed only when first switched on; the search index decodes its
+    text on the first search. A county's command-center page is about 1/19
+    of ``explore()`` of its villages, grids, roads and findings
+    (``benchmarks/bench_maps.py``).
+Popups
+    A field | value table of a fixed width (220-360 px), scrolling when
+    long; Leaflet pans it into view with a margin and keeps it there.
 Basemaps
     ``osm``, ``tianditu`` / ``tianditu-img`` (vector ``vec_w``+``cva_w`` or
     imagery ``img_w``+``cia_w``, both offered), ``gaode`` / ``gaode-satellite``

@@ -362,7 +362,8 @@ def _prepare_layer(
     defaults = dict(defaults or {})
     unknown = sorted(set(defaults) - {*spec.required, *spec.optional})
     if unknown:
-        msg = f"defaults for {unknown}, which the {name} layer does not use; it uses {[*spec.required, *spec.optional]}."
+        uses = [*spec.required, *spec.optional]
+        msg = f"defaults for {unknown}, which the {name} layer does not use; it uses {uses}."
         raise SchemaError(msg, **where, column=unknown[0], fix=f"correct [sources.{name}] defaults")
     derivable = DERIVABLE.get(name, ())
     _check_columns(frame, name, tuple(c for c in spec.required if c not in derivable and c not in defaults))

@@ -44,12 +44,15 @@ def first_run(own: Path) -> subprocess.CompletedProcess[str]:
 def test_check_finds_the_config_and_says_what_it_derived(own):
     res = gisgrid("check", cwd=own, code=0)
     lines = res.stdout.splitlines()
-    assert lines[0].startswith("config: ") and str(own / "gisgrid.toml") in lines[0]
+    assert lines[0].startswith("config: ")
+    assert str(own / "gisgrid.toml") in lines[0]
     derived = [line for line in lines if line.startswith("derived ")]
     assert any("grids.village_id for 39 feature" in line for line in derived), derived
     assert any("roads.road_id for" in line and "geometry" in line for line in derived), derived
     cls = next(line for line in derived if "roads.road_class" in line)
-    assert "'lane'" in cls and "机耕路" in cls and "missing" in cls
+    assert "'lane'" in cls
+    assert "机耕路" in cls
+    assert "missing" in cls
 
 
 def test_run_derives_each_grids_village_from_its_location(own, first_run):
@@ -59,7 +62,8 @@ def test_run_derives_each_grids_village_from_its_location(own, first_run):
     got = derived[(derived["layer"] == "grids") & (derived["column"] == "village_id")]
     assert dict(zip(got["feature_id"], got["value"], strict=True)) == truth["grid_village"]
     roads = derived[(derived["layer"] == "roads") & (derived["column"] == "road_id")]
-    assert len(roads) == truth["roads"] and roads["value"].is_unique
+    assert len(roads) == truth["roads"]
+    assert roads["value"].is_unique
 
 
 def test_road_ids_are_the_same_on_the_next_run(own, first_run):
@@ -81,7 +85,8 @@ def test_the_run_names_its_outputs_and_the_road_out_of_town(own, first_run):
     assert "outside the town   1 roads" in out
     findings = pd.read_csv(report.parent / "findings.csv", dtype=str, encoding="utf-8-sig")
     outside = findings[findings["kind"] == "outside_town"]
-    assert len(outside) == 1 and outside["severity"].iloc[0] == "low"
+    assert len(outside) == 1
+    assert outside["severity"].iloc[0] == "low"
     summary = json.loads((report.parent / "summary.json").read_text(encoding="utf-8"))
     assert summary["outside_town"]["roads"] == 1
     assert summary["derived"]["grids.village_id"] == 39

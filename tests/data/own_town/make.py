@@ -55,7 +55,14 @@ path = "必查点位.csv"
 encoding = "gbk"
 crs = "EPSG:4490"
 fields = { poi_id = "编号", kind = "类型", name = "名称" }
-values = { kind = { "学校" = "school", "市场" = "market", "卫生院" = "clinic", "幼儿园" = "kindergarten", "取水口" = "water_intake", "镇入口" = "town_entrance" } }
+
+[sources.pois.values.kind]              # the same as values = { kind = { ... } }, one per line
+"学校" = "school"
+"市场" = "market"
+"卫生院" = "clinic"
+"幼儿园" = "kindergarten"
+"取水口" = "water_intake"
+"镇入口" = "town_entrance"
 
 [sources.grid_staff]
 path = "网格员.csv"

@@ -238,6 +238,16 @@ def test_bad_database_sources_are_exit_2_naming_the_source_and_never_the_passwor
     res = _cli("check", str(ok), "-q", "-vv", env=cluster.env(user=pg.READER, password=pg.READER_PASSWORD))
     assert res.returncode == 0, res.stderr[-2000:]
     assert pg.READER_PASSWORD not in res.stdout + res.stderr
+    # or from a password file (~/.pgpass, here named by PGPASSFILE), as libpq reads it
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:{pg.READER}:{pg.READER_PASSWORD}\n", encoding="utf-8")
+    passfile.chmod(0o600)
+    with monkeypatch.context() as m:
+        m.setenv("PGUSER", pg.READER)
+        m.setenv("PGPASSFILE", str(passfile))
+        m.delenv("PGPASSWORD", raising=False)
+        assert len(read_postgis(URL, table="wangge.villages", name="villages")) == len(
+            gpd.read_file(demo["folder"] / "town.gpkg", layer="villages"))
     # SRID 0 with its CRS declared reads like the constrained table
     declared = pipeline.load_town(pipeline.load_config(_write_cfg(tmp_path, "s2.toml", _small_cfg(
         demo, table="wangge.grids_srid0", crs="EPSG:4490"))))

@@ -211,15 +211,14 @@ def _empty(t: Town, name: str) -> None:
     t.put(name, t.layer(name).iloc[:0])
 
 
-def _bad_coordinate(t: Town, name: str, value: float) -> str:
-    """Give the third feature of ``name`` a NaN or infinite coordinate; return its id as the message shows it."""
+def _bad_coordinate(t: Town, name: str, value: float) -> None:
+    """Give feature 2 (the third) of ``name`` a NaN or infinite coordinate."""
     frame = t.layer(name)
     geom = frame.geometry.iloc[2]
     coords = shapely.get_coordinates(geom)
     coords[min(1, len(coords) - 1), 0] = value  # a middle vertex: a ring stays closed
     frame.loc[frame.index[2], "geometry"] = shapely.set_coordinates(geom, coords)
     t.put(name, frame)
-    return str(frame.iloc[2, 0])
 
 
 def _relabel(t: Town, name: str, numbers: str, label: str) -> None:
@@ -228,7 +227,12 @@ def _relabel(t: Town, name: str, numbers: str, label: str) -> None:
 
 
 def _section(t: Town, text: str) -> None:
-    t.toml += f"\n{text}\n"
+    """Add ``[section]\nkeys`` to the config: under that section's header when the config has one."""
+    header, _, body = text.partition("\n")
+    if f"\n{header}\n" in t.toml and not header.startswith("[["):
+        t.edit(f"\n{header}\n", f"\n{header}\n{body}\n")
+    else:
+        t.toml += f"\n{text}\n"
 
 
 @dataclass
@@ -255,11 +259,13 @@ CORPUS = {
     "crs-neighbouring-zone": Case(lambda t: _relabel(t, "grids", "EPSG:4549", "EPSG:4550"),
                                   ("grids", "km from the villages", "neighbouring Gauss-Kruger zone"), ("check",)),
     "crs-missing-zone-prefix": Case(lambda t: _relabel(t, "grids", "EPSG:4549", "EPSG:4528"),
-                                    ("grids",), ("check",)),
+                                    ("grids", "no zone prefix", 'crs = "EPSG:4549"'), ("check",)),
     "crs-extra-zone-prefix": Case(lambda t: _relabel(t, "villages", "EPSG:4528", "EPSG:4549"),
-                                  ("villages",), ("check",)),
-    "crs-degrees-as-metres": Case(lambda t: _relabel(t, "roads", "EPSG:4490", "EPSG:4549"), ("roads",), ("check",)),
-    "crs-metres-as-degrees": Case(lambda t: _relabel(t, "pois", "EPSG:4549", "EPSG:4490"), ("pois",), ("check",)),
+                                  ("villages", "carry a zone prefix"), ("check",)),
+    "crs-degrees-as-metres": Case(lambda t: _relabel(t, "roads", "EPSG:4490", "EPSG:4549"),
+                                  ("roads", "look like longitude/latitude degrees"), ("check",)),
+    "crs-metres-as-degrees": Case(lambda t: _relabel(t, "pois", "EPSG:4549", "EPSG:4490"),
+                                  ("pois", "are not degrees"), ("check",)),
     # a typo or a bad value in every section
     "config-town": Case(lambda t: t.edit('name = "东社镇"', 'nmae = "东社镇"'), ("[town]", "did you mean 'name'")),
     "config-coverage": Case(lambda t: t.edit("tolerance_m = 3.0", "tolerence_m = 3.0"),
@@ -277,6 +283,10 @@ CORPUS = {
     "config-history": Case(lambda t: _section(t, '[history]\npth = "h.sqlite"'), ("pth", "path")),
     "config-rules": Case(lambda t: _section(t, '[[rules]]\nname = "x"\nbufer_m = 5'), ("bufer_m",)),
     "config-assign": Case(lambda t: _section(t, "[assign]\nbuffer_mm = 5"), ("buffer_mm",)),
+    "config-scoring": Case(lambda t: _section(t, '[scoring]\nperiod = "quartr"'), ("period", "quarter")),
+    "config-patrols": Case(lambda t: _section(t, "[patrols]\nnot_a_key = 1"), ("[patrols]", "not_a_key")),
+    "config-dispatch": Case(lambda t: _section(t, "[dispatch]\nnot_a_key = 1"), ("[dispatch]", "not_a_key")),
+    "config-publish": Case(lambda t: _section(t, "[publish]\nnot_a_key = 1"), ("[publish]", "not_a_key")),
     # a Windows path that TOML read as a tab
     "toml-backslash-tab": Case(lambda t: t.edit(f'path = "{t.demo.as_posix()}/town.gpkg"', 'path = ".\\town.gpkg"'),
                                ("[sources.boundary] path", "\\town.gpkg", "single quotes")),

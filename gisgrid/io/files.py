@@ -343,10 +343,29 @@ def finish_layer(gdf: gpd.GeoDataFrame, *, crs: Any, where: dict[str, Any], sour
         gdf = gdf.set_crs(4326)
     if len(gdf) and gdf.geometry.notna().any():
         _refuse_non_finite(gdf, where=where, source=source)
+        _refuse_missing_zone_prefix(gdf.total_bounds, gdf.crs, where=where)
         check_coordinates(gdf.total_bounds, gdf.crs, where=where)
     gdf = show_controls(gdf)
     gdf.attrs["source"] = source
     return gdf
+
+
+def _refuse_missing_zone_prefix(bounds: Any, crs: Any, *, where: dict[str, Any]) -> None:
+    """Refuse eastings without the zone prefix that a prefixed Gauss-Kruger CRS (EPSG:4513-4533) expects."""
+    if crs is None:
+        return
+    crs = pyproj.CRS(crs)
+    op = crs.coordinate_operation
+    x0 = next((p.value for p in op.params if p.name.lower() == "false easting"), 0.0) if op is not None else 0.0
+    if x0 < 1_000_000 or not np.isfinite(bounds[2]) or bounds[2] >= 1_000_000:
+        return
+    zone = int(x0 // 1_000_000)
+    epsg = crs.to_epsg()
+    plain = f"EPSG:{epsg + 21}" if epsg is not None and 4513 <= epsg <= 4533 else "the same zone's CM code"
+    msg = (f"the eastings (x {bounds[0]:,.0f}…{bounds[2]:,.0f}) have no zone prefix, but the layer is labelled "
+           f"{crs.name}, whose eastings start with the zone number {zone} (e.g. {zone}500000).")
+    raise CRSError(msg, **where, fix=f'declare crs = "{plain}" for this layer (the zone without the prefix), or '
+                   "add the prefix to the coordinates")
 
 
 def _refuse_non_finite(gdf: gpd.GeoDataFrame, *, where: dict[str, Any], source: dict[str, Any]) -> None:

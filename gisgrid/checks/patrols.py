@@ -340,20 +340,24 @@ def _subjects(town: Town, reaches: gpd.GeoDataFrame, opts: Mapping[str, Any]) ->
     levels = set(opts["levels"])
     out: dict[str, list[_Subject]] = {}
     rg = np.asarray(reaches.geometry.values, dtype=object)
+    rid = reaches["reach_id"].to_numpy(dtype=object)
+    rvil = reaches["village_id"].to_numpy(dtype=object)
+    # the reaches of each river, and of each (river, village): looked up, never searched per chief
+    by_river = pd.Series(np.arange(len(reaches))).groupby(reaches["river_id"].to_numpy(dtype=object)).indices
+    by_pair = pd.Series(np.arange(len(reaches))).groupby(
+        [reaches["river_id"].to_numpy(dtype=object), rvil]).indices if len(reaches) else {}
     rc = town.river_chiefs
     for pid, level, river, village in rc[["person_id", "level", "river_id", "village_id"]].itertuples(index=False):
         if level not in levels:
             continue
-        on = (reaches["river_id"] == river).to_numpy()
-        if level == "village":
-            on = on & (reaches["village_id"] == village).to_numpy()
-        if not on.any():
+        on = by_pair.get((river, village)) if level == "village" else by_river.get(river)
+        if on is None or not len(on):
             continue  # a chief whose river or village does not exist: chief_unplaced already says so
         sid = str(river) if level != "village" else f"{river}@{village}"
         out.setdefault(str(pid), []).append(_Subject(
             person_id=str(pid), label=labels.get(pid, str(pid)), level=str(level), kind="river", subject_id=sid,
-            river_id=str(river), village_ids=ids_cell(reaches.loc[on, "village_id"]), grid_id=None,
-            reach_ids=[str(r) for r in reaches.loc[on, "reach_id"]], lines=rg[on]))
+            river_id=str(river), village_ids=ids_cell(rvil[on]), grid_id=None,
+            reach_ids=[str(r) for r in rid[on]], lines=rg[on]))
     grid_levels = levels & {"grid_chief", "grid_member"}
     if grid_levels and len(town.grid_staff):
         lanes = _grid_lanes(town, list(opts["grid_road_classes"]))

@@ -428,7 +428,7 @@ def test_cdn_page_links_leaflet_and_its_plugins(small_assessment):
 
 
 def test_default_page_links_the_shared_assets_folder(small_assessment, tmp_path):
-    m = maps.command_center_map(small_assessment, basemap="none")
+    m = maps.command_center_map(small_assessment, basemap="none", assets="assets")
     page = maps.save_map(m, tmp_path / "m.html").read_text(encoding="utf-8")
     links = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert [u.split("?")[0] for u in links] == ["assets/leaflet.css", "assets/leaflet.js", "assets/gisgrid.css",
@@ -531,7 +531,7 @@ def test_write_maps_hostile_names(hostile_assessment, tmp_path):
 
 
 def test_save_map_atomic(small_assessment, tmp_path):
-    m = maps.command_center_map(small_assessment)
+    m = maps.command_center_map(small_assessment, assets="assets")
     out = maps.save_map(m, tmp_path / "a" / "m.html")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in out.parent.iterdir()) == ["assets", "m.html"]  # no temporary file left
@@ -539,7 +539,11 @@ def test_save_map_atomic(small_assessment, tmp_path):
 
 def test_explore_uses_the_command_center_map(small_assessment):
     m = small_assessment.explore(basemap="none")
-    assert "GG.finish(" in m.get_root().render()
+    page = m.get_root().render()
+    assert "GG.finish(" in page
+    # a notebook shows the page in an iframe, where no assets/ folder is beside it: self-contained
+    assert "Leaflet 1.9.3" in page
+    assert not re.search(r"<script[^>]+src=", page)
 
 
 def test_geometryless_findings_are_counted_not_drawn(small_assessment):

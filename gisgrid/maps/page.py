@@ -344,7 +344,7 @@ def command_center_map(
     basemap: str = "osm",
     village: str | None = None,
     owner: str | None = None,
-    assets: str = "assets",
+    assets: str = "inline",
     tiles_url: str | None = None,
     show_phones: bool = False,
     tianditu_key: str | None = None,
@@ -368,11 +368,13 @@ def command_center_map(
         Only this owner's grids, reaches and findings (the owner string of the
         findings: a chief's name, a village committee, ...).
     assets
-        ``"assets"`` (default: Leaflet and our runtime in one ``assets/``
-        folder beside the map, linked relatively; :func:`save_map` writes it;
-        works offline), ``"cdn"`` (Leaflet and plugins from CDNs) or
-        ``"inline"`` (everything embedded: one self-contained file). The
-        offline modes use built-in fullscreen, minimap and measure controls.
+        ``"inline"`` (default: everything embedded, one self-contained page
+        that also shows in a notebook), ``"assets"`` (Leaflet and our runtime
+        in one ``assets/`` folder beside the map, linked relatively;
+        :func:`save_map` writes it; the default of :func:`write_maps` and of
+        ``gisgrid run``) or ``"cdn"`` (Leaflet and plugins from CDNs). The
+        offline modes (``inline``, ``assets``) use built-in fullscreen,
+        minimap and measure controls.
     tiles_url
         A tile URL template (``https://tiles.intranet/{z}/{x}/{y}.png``) that
         replaces the basemap's tiles.

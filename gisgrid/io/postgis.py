@@ -21,7 +21,6 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from typing import Any
 
 import geopandas as gpd
@@ -213,15 +212,20 @@ def _fetch(conn: Any, query: Any, where: str, params: Any = None) -> tuple[list[
     return names, oids, rows
 
 
-def _frame(names: list[str], rows: list[tuple[Any, ...]], skip: set[int]) -> pd.DataFrame:
-    keep = [i for i in range(len(names)) if i not in skip]
+_NUMERIC_OID = 1700  # numeric: psycopg gives Decimal; a file reader gives floats
+
+
+def _frame(names: list[str], oids: list[int], columns: list[tuple[Any, ...]], skip: set[int]) -> pd.DataFrame:
+    """The attribute columns (``columns``: the rows transposed) as a DataFrame, numeric as float."""
     cols: dict[str, Any] = {}
-    for i in keep:
-        values = [r[i] for r in rows]
-        if any(isinstance(v, Decimal) for v in values):  # numeric columns: floats, as a file reader gives
+    for i, name in enumerate(names):
+        if i in skip:
+            continue
+        values: Any = columns[i] if columns else ()
+        if oids[i] == _NUMERIC_OID:
             values = [None if v is None else float(v) for v in values]
-        cols[names[i]] = pd.Series(values, dtype=object) if not values else pd.Series(values)
-    return pd.DataFrame(cols, columns=[names[i] for i in keep])
+        cols[name] = pd.Series(list(values), dtype=object) if not len(values) else pd.Series(list(values))
+    return pd.DataFrame(cols, columns=[n for i, n in enumerate(names) if i not in skip])
 
 
 def _query_for(conn: Any, *, table: str | None, sql_text: str | None, where: str) -> tuple[Any, str]:
@@ -311,7 +315,8 @@ def read_postgis(
                    else f"{where}: {label} has several geometry columns {have}.")
             fix = f"set geometry = one of {have} under {where}" if have else "point table or sql at a spatial table"
             raise SchemaError(msg, layer=label, fix=fix)
-        wkb = np.array([r[gi] for r in rows], dtype=object)
+        columns = list(zip(*rows, strict=True))  # transposed once, in C
+        wkb = np.array(columns[gi] if rows else [], dtype=object)
         geoms = shapely.from_wkb(wkb) if len(wkb) else np.array([], dtype=object)
         present = ~shapely.is_missing(geoms)
         srids = sorted({int(s) for s in shapely.get_srid(geoms[present])}) if present.any() else []
@@ -328,7 +333,7 @@ def read_postgis(
             raise CRSError(msg, layer=label, column=names[gi],
                            fix=f'declare it under {where}: crs = "EPSG:4490" (or the CRS it is in), or set the '
                                "SRID in the database (UpdateGeometrySRID)")
-    attrs = _frame(names, rows, set(geo_cols))
+    attrs = _frame(names, oids, columns, set(geo_cols))
     gdf = gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(shapely.set_srid(geoms, 0) if len(geoms) else geoms),
                            crs=layer_crs)
     types = sorted({str(t) for t in gdf.geometry.geom_type.dropna().unique()})
@@ -361,7 +366,8 @@ def read_postgis_table(url: str, *, table: str | None = None, sql: str | None = 
         geom_oid = _geometry_oid(conn)
         names, oids, rows = _fetch(conn, query, where)
     # as read_table does: every cell text or None, control characters shown, not obeyed
-    df = show_controls(_text_frame(_frame(names, rows, {i for i, oid in enumerate(oids) if oid == geom_oid})))
+    skip = {i for i, oid in enumerate(oids) if oid == geom_oid}
+    df = show_controls(_text_frame(_frame(names, oids, list(zip(*rows, strict=True)), skip)))
     df.columns = [str(c).strip() for c in df.columns]
     df.attrs["source"] = {"path": display_url(url), "layer": label,
                           "database": {"table": None if label == "sql" else label, "sql": label == "sql",

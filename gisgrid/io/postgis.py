@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -69,8 +70,10 @@ def check_url(url: Any, *, where: str) -> str:
         Naming ``where`` (e.g. ``[sources.grids] url``), never echoing a password.
     """
     if not is_database_url(url):
-        shown = url if not isinstance(url, str) else display_url(url) if "://" in url else url[:40]
-        msg = f"{where} must be a postgresql:// URL, not {shown!r}."
+        # never echoed whole: a wrong URL may still carry a password
+        shown = f"a {url.split('://', 1)[0]}:// URL" if isinstance(url, str) and "://" in url else \
+            "text that is not a URL" if isinstance(url, str) else repr(url)
+        msg = f"{where} must be a postgresql:// URL, not {shown}."
         raise ConfigError(msg, fix='write url = "postgresql://host/dbname" (or "postgresql:///dbname" for the local '
                                    "server)")
     parts = urllib.parse.urlsplit(url)
@@ -96,12 +99,9 @@ def safe_reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     text = _PASSWORD_RE.sub(r"\1***", text)
     text = re.sub(r"://([^:/@\s]+):[^@\s]+@", r"://\1:***@", text)
-    with contextlib.suppress(Exception):
-        import os
-
-        secret = os.environ.get("PGPASSWORD")
-        if secret:
-            text = text.replace(secret, "***")
+    secret = os.environ.get("PGPASSWORD")
+    if secret:
+        text = text.replace(secret, "***")
     return text if len(text) <= 300 else text[:299] + "…"
 
 

@@ -160,7 +160,20 @@ def check(source: str | os.PathLike[str] | Config | None = None) -> tuple[Town, 
     cfg = source if isinstance(source, Config) else load_config(source)
     validate(cfg)
     town = load_town(cfg)
-    return town, town.layer_table()
+    table = town.layer_table()
+    if "patrols" in cfg.sources:  # the tracks are read too: every row a run would refuse is named now
+        fixes, issues = 0, []
+        for batch in iter_track_batches(cfg.sources["patrols"]):
+            fixes += len(batch.fixes)
+            issues += batch.issues
+        for issue in issues[:20]:
+            logger.warning("patrol tracks: %s", issue)
+        if len(issues) > 20:
+            logger.warning("patrol tracks: %d more rows refused", len(issues) - 20)
+        row = {"layer": "patrols", "rows": fixes, "geometry": "GPS fixes", "repairs": 0, "issues": len(issues),
+               "source": cfg.sources["patrols"]["path"]}
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    return town, table
 
 
 def border_mismatch(source: str | os.PathLike[str] | Config | None = None, *, town: Town | None = None

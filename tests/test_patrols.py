@@ -400,3 +400,17 @@ def test_run_on_the_written_demo_reads_the_gcj02_csv_and_reports_the_patrols(tmp
     name = res.assessment.patrols.people.set_index("person_id").loc[never, "name"]
     assert f"<td>{name}</td>" in page
     assert "patrolled 2026-11" in res.describe()
+
+
+def test_check_reads_the_tracks_and_names_the_rows_a_run_would_refuse(tmp_path, caplog):
+    from gisgrid import pipeline
+
+    (tmp_path / "fixes.csv").write_text("person_id,timestamp,lon,lat\nC003,2026-11-03 08:00:00,121.2,32.1\n"
+                                        "C003,,121.2,32.1\nC003,2026-11-03 08:01:00,0,0\n", encoding="utf-8")
+    cfg = _config(tmp_path, f'[sources.patrols]\npath = "{(tmp_path / "fixes.csv").as_posix()}"\n')
+    with caplog.at_level("WARNING"):
+        _, table = pipeline.check(cfg)
+    row = table.set_index("layer").loc["patrols"]
+    assert (row["rows"], row["issues"]) == (1, 2)
+    assert "fixes.csv line 3: no time" in caplog.text
+    assert "fixes.csv line 4: zero, missing or impossible position" in caplog.text

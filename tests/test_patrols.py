@@ -208,6 +208,12 @@ def test_rules_per_level_on_a_hand_made_town():
     assert res.reach_patrolled.sum() == pytest.approx(1000 + 1000)  # the town chief walked it all
     assert bool(res.grid_patrolled["G1"])
     assert not bool(res.grid_patrolled["G2"])
+    # without the town chief's walk, the east reach is patrolled only where its village chief walked (the drive
+    # along it is suspect and covers nothing)
+    no_town = fixes[fixes["person_id"] != "T1"]
+    alone = analyze_patrols(town, reaches, [no_town], options={"month": "2026-11"}, as_of=dt.date(2026, 12, 1))
+    assert alone.reach_patrolled["H1-V2-1"] == pytest.approx(400 + np.sqrt(50**2 - 10**2), abs=0.01)
+    assert alone.reach_patrolled["H1-V1-1"] == pytest.approx(1000.0)
     # on 17 November only the weeks over by then are judged (W45, W46), and no month yet
     mid = analyze_patrols(town, reaches, [fixes], options={"month": "2026-11"}, as_of=dt.date(2026, 11, 17))
     missing = mid.findings[mid.findings["kind"] == "patrol_missing"]

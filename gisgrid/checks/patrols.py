@@ -639,7 +639,7 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
                  patrols.groupby("person_id")["patrol_uid"]} if len(patrols) else {}
     bounds = {lv: [(_local_seconds(tz, a), _local_seconds(tz, b + dt.timedelta(days=1))) for _, a, b in ps]
               for lv, ps in periods.items()}
-    reach_m: dict[str, float] = {}
+    reach_iv: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (reach ids, start, end) of valid patrols
     grid_ok: dict[str, bool] = dict.fromkeys(town.grids["grid_id"], False)
     min_gap = max(settings.sliver_length_m, 1.0)
     tag = f"{month[0]}-{month[1]:02d}"
@@ -669,10 +669,8 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
                 kk, ss, ee = merge_intervals(vpart[good], st[ok][good], en[ok][good])
                 covered = float(np.sum(ee - ss))
                 gaps = _complement(kk, ss, ee, lines.part_len, min_gap)
-                if s.kind == "river" and len(kk):
-                    reach_names = np.asarray(s.reach_ids, dtype=object)[pl[kk]]
-                    for r, m in pd.Series(ee - ss).groupby(reach_names).sum().items():
-                        reach_m[str(r)] = max(reach_m.get(str(r), 0.0), float(m))
+                if s.kind == "river" and len(kk):  # chainage along the reach itself: the same for every chief
+                    reach_iv.append((np.asarray(s.reach_ids, dtype=object)[pl[kk]], ss, ee))
             if s.kind == "grid" and touched:
                 grid_ok[str(s.grid_id)] = True
             share = covered / total if total > 0 else float("nan")
@@ -760,7 +758,15 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
     people = pd.DataFrame(people_rows, columns=["person_id", "name", "level", "subject_id", "village_id", "period",
                                                 "required", "periods", "periods_met", "valid_patrols",
                                                 "suspect_patrols", "share", "status"])
-    reach_series = pd.Series(reach_m, dtype=float).rename_axis("reach_id")
+    # patrolled length per reach: the union of what every chief answerable for it walked (not the largest one)
+    reach_series = pd.Series(dtype=float)
+    if reach_iv:
+        codes, names = pd.factorize(np.concatenate([r for r, _, _ in reach_iv]))
+        k, a, b = merge_intervals(codes.astype(np.int64), np.concatenate([v[1] for v in reach_iv]),
+                                  np.concatenate([v[2] for v in reach_iv]))
+        reach_series = pd.Series(np.bincount(k, weights=b - a, minlength=len(names)),
+                                 index=np.asarray(names, dtype=object), dtype=float)
+    reach_series = reach_series.rename_axis("reach_id")
     grid_series = pd.Series(grid_ok, dtype=bool).rename_axis("grid_id")
     if not rows:
         return empty_findings(crs), people, reach_series, grid_series

@@ -193,6 +193,9 @@ def test_hostile_names_stay_text(driver, tmp_path):
     assert out["tooltips"] > 10
     assert out["popups"] > 5
     # Search over hostile names, and the village labels, legend and layer names render as text too.
+    # the search matches the decoded text of every escaped character (&lt; &#36; &#123; ...), without the DOM
+    for key in ("V1-G1", "东村", "张三", "东村小学"):
+        assert driver.execute_script("return GG.search(arguments[0])", hostile_names()[key]) >= 1, key
     driver.execute_script(f"GG.search({hostile_names()['张三']!r})")
     page_text = driver.execute_script("return document.body.innerText")
     shown = "\n".join(out["texts"]) + page_text

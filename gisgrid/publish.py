@@ -75,6 +75,7 @@ _COPY_TYPES = ["text", "date", "text", "text", "text", "text", "text", "date", "
                "text[]", "float8", "text", "text", "text", "date", "date", "date", "date", "int4", "jsonb", "bytea",
                "bytea"]
 _PUBLISH_KEYS = ("url", "schema")
+_CHUNK = 2_000  # findings per chunk of COPY rows
 
 
 @dataclass(frozen=True)
@@ -317,9 +318,9 @@ def publish(
     """
     import psycopg
     from psycopg import sql
+    from psycopg.copy import QueuedLibpqWriter
 
     start = time.perf_counter()
-    rows = _rows(lifecycle, run_date=run_date, town=town)
     counts = _counts(lifecycle)
     s = sql.Identifier(options.schema)
     names = sql.SQL(", ").join(sql.Identifier(n) for n, _ in _FINDING_COLUMNS)
@@ -334,11 +335,15 @@ def publish(
                     (town, run_date)).rowcount
                 conn.execute(sql.SQL("DELETE FROM {}.runs WHERE town = %s AND run_date = %s").format(s),
                              (town, run_date))
+                # rows built a chunk at a time while a thread sends the last one: the server parses and
+                # indexes one chunk while this process builds the next
                 with conn.cursor() as cur, cur.copy(
-                        sql.SQL("COPY {}.findings ({}) FROM STDIN (FORMAT BINARY)").format(s, names)) as copy:
+                        sql.SQL("COPY {}.findings ({}) FROM STDIN (FORMAT BINARY)").format(s, names),
+                        writer=QueuedLibpqWriter(cur)) as copy:
                     copy.set_types(_COPY_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
+                    for at in range(0, len(lifecycle), _CHUNK):
+                        for row in _rows(lifecycle.iloc[at:at + _CHUNK], run_date=run_date, town=town):
+                            copy.write_row(row)
                 conn.execute(
                     sql.SQL("INSERT INTO {}.runs (run_date, town, config_hash, findings, open, new, persisting, "
                             "overdue, reopened, resolved, exit_code, reason) VALUES "
@@ -354,6 +359,6 @@ def publish(
             raise HistoryError(msg, fix="check the user may create and write the schema (GRANT CREATE ON DATABASE "
                                         "..., or create the schema for it) and that the server is up") from None
     seconds = time.perf_counter() - start
-    logger.info("[publish] %d findings of %s %s into %s in %.2f s", len(rows), town, run_date.isoformat(),
+    logger.info("[publish] %d findings of %s %s into %s in %.2f s", len(lifecycle), town, run_date.isoformat(),
                 options.where, seconds)
-    return PublishResult(rows=len(rows), seconds=seconds, schema=options.schema, replaced=int(replaced or 0))
+    return PublishResult(rows=len(lifecycle), seconds=seconds, schema=options.schema, replaced=int(replaced or 0))

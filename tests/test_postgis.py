@@ -496,3 +496,17 @@ def test_publish_config_is_checked_before_anything_runs(demo, tmp_path):
             pipeline.validate(cfg)
         assert "hunter2" not in str(err.value)
     assert issubclass(ConfigError, GisgridError)
+
+
+def test_a_publish_larger_than_one_copy_chunk_arrives_whole(analysed, tmp_path, cluster):
+    from gisgrid.publish import _CHUNK
+
+    (d1, first), *_ = _lifecycles(analysed, tmp_path)
+    reps = -(-(2 * _CHUNK + 500) // len(first))
+    big = pd.concat([first.assign(finding_id=first["finding_id"] + f"-{i}") for i in range(reps)], ignore_index=True)
+    big = gpd.GeoDataFrame(big, crs=first.crs)
+    publish(big, PublishOptions(url=URL, schema="chunks"), run_date=d1, town="t")
+    rows = _query(cluster, "SELECT finding_id, ST_NPoints(geom) FROM chunks.findings ORDER BY 1")
+    assert [r[0] for r in rows] == sorted(big["finding_id"])
+    want = dict(zip(big["finding_id"], shapely.get_num_coordinates(big.geometry.values), strict=True))
+    assert all(n == want[fid] for fid, n in rows)

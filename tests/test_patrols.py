@@ -420,3 +420,29 @@ def test_check_reads_the_tracks_and_names_the_rows_a_run_would_refuse(tmp_path, 
     assert (row["rows"], row["issues"]) == (1, 2)
     assert "fixes.csv line 3: no time" in caplog.text
     assert "fixes.csv line 4: zero, missing or impossible position" in caplog.text
+
+
+def test_a_folder_of_gpx_files_judged_like_a_table(tmp_path):
+    """Each weekly walk of the west chief as its own GPX file (two segments, Z times): the same verdict."""
+    town = _town()
+    reaches = analyze_responsibility(town).reaches
+    bj = dt.timezone(dt.timedelta(hours=8))
+    folder = tmp_path / "tracks"
+    folder.mkdir()
+    for day in (3, 10, 17, 24):
+        walk = _fixes(town, "A1", dt.datetime(2026, 11, day, 9, tzinfo=bj), _line(500_000, 501_000, 25), 20)
+        pts = [f'<trkpt lat="{lat:.7f}" lon="{lon:.7f}"><time>'
+               f'{dt.datetime.fromtimestamp(int(t), dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}</time></trkpt>'
+               for lon, lat, t in zip(walk["lon"], walk["lat"], walk["t"], strict=True)]
+        half = len(pts) // 2
+        (folder / f"A1_2026-11-{day:02d}.gpx").write_text(
+            '<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>'
+            + "".join(pts[:half]) + "</trkseg><trkseg>" + "".join(pts[half:]) + "</trkseg></trk></gpx>",
+            encoding="utf-8")
+    res = analyze_patrols(town, reaches, iter_track_batches({"path": str(folder)}),
+                          options={"month": "2026-11", "levels": ["village"]}, as_of=dt.date(2026, 12, 1))
+    people = res.people.set_index("person_id")
+    assert people.loc["A1", "status"] == "ok"
+    assert people.loc["A1", "periods_met"] == 4
+    assert people.loc["A1", "share"] == pytest.approx(1.0)
+    assert list(res.findings["person_id"]) == ["B1"]  # the east chief, who sent nothing

@@ -341,10 +341,9 @@ def read_only(path: Path) -> Iterator[None]:
         finally:
             path.chmod(mode)
         return
-    done = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, text=True, check=False)
+    done = _mount("--bind", str(path), str(path))
     if done.returncode == 0:
-        done = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True, text=True,
-                              check=False)
+        done = _mount("-o", "remount,bind,ro", str(path))
         if done.returncode != 0:
             subprocess.run(["umount", str(path)], check=False)
     if done.returncode != 0:
@@ -356,6 +355,14 @@ def read_only(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", str(path)], check=True)
+
+
+def _mount(*args: str) -> subprocess.CompletedProcess:
+    """``mount ARGS`` (a missing mount program counts as a refusal)."""
+    try:
+        return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(["mount", *args], 127, "", "no mount program")
 
 
 def _out_file(out: Path, where: str) -> Path:
@@ -637,8 +644,7 @@ def small_disk(folder: Path, size_kb: int) -> Iterator[Path]:
     behaviour must be tested there. The file-size-limit test below needs no root.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
-                          capture_output=True, text=True, check=False) if os.geteuid() == 0 else None
+    done = _mount("-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)) if os.geteuid() == 0 else None
     if done is None or done.returncode != 0:
         reason = f"a tmpfs cannot be mounted here ({'not root' if done is None else done.stderr.strip()})"
         if os.environ.get("CI") or os.environ.get("GISGRID_REQUIRE_BROWSER"):

@@ -23,6 +23,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 import pytest
+from test_maps_browser import driver as chromium  # noqa: F401  the map tests' headless Chromium
 
 from gisgrid._errors import ConfigError
 
@@ -267,3 +268,24 @@ def test_district_config_refused_with_did_you_mean(tmp_path: Path) -> None:
     path.write_text('[[towns]]\nconfig = "a/gisgrid.toml"\n[[towns]]\nconfig = "a/gisgrid.toml"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="two towns have the id 'a'"):
         load_district(path)
+
+
+@pytest.mark.browser
+def test_district_map_in_a_browser(district: dict[str, Any], chromium: Any) -> None:  # noqa: F811
+    """maps/district.html loads offline in headless Chromium: one shape per town, the district findings, no error."""
+    driver = chromium
+    page = district["folder"] / "maps" / "district.html"
+    assert (page.parent / "assets" / "leaflet.js").is_file()
+    driver.get(page.as_uri())
+    shapes = 0
+    for _ in range(200):
+        shapes = driver.execute_script("return document.querySelectorAll('path.leaflet-interactive').length")
+        if shapes:
+            break
+        time.sleep(0.05)
+    # four towns, the gap and the overlap drawn as areas, the two roster findings as circle markers
+    assert shapes == len(TOWNS) + 4
+    assert not driver.execute_script("return window.__errors")
+    labels = driver.execute_script("return [...document.querySelectorAll('.leaflet-control-layers label')]"
+                                   ".map(e => e.textContent.trim())")
+    assert labels == ["镇街得分 towns by score", "区级问题 district findings"]

@@ -6,6 +6,7 @@ Towns coloured by score, the district findings, and links to each town's own map
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,9 @@ import folium
 import geopandas as gpd
 import pandas as pd
 
-from gisgrid.io import atomic_write_text
+from gisgrid.maps.elements import _Raw
+from gisgrid.maps.page import _ASSET_LINKS, save_map
+from gisgrid.maps.static import _asset_links
 from gisgrid.vocab import KIND_ZH, SEVERITY_COLOURS
 
 __all__ = ["score_colour", "write_district_map"]
@@ -67,37 +70,45 @@ def write_district_map(name: str, boundaries: Mapping[str, gpd.GeoDataFrame], st
         geom = frame.to_crs(4326).geometry.union_all()
         rows.append({"town": tid, "colour": score_colour(score, low, high), "popup": popup, "geometry": geom})
     towns = gpd.GeoDataFrame(rows, geometry="geometry", crs=4326)
-    bounds = towns.total_bounds
-    m = folium.Map(tiles=None, control_scale=True)
-    cast(Any, m.get_root()).header.add_child(folium.Element(f"<title>{html.escape(name)} 区级地图</title>"))
-    group = folium.FeatureGroup(name="镇街得分 towns by score").add_to(m)
-    for rec in towns.to_dict("records"):
-        shape = folium.GeoJson(rec["geometry"].__geo_interface__, style_function=_fill(rec["colour"]))
-        shape.add_child(folium.Popup(rec["popup"], max_width=320))
-        shape.add_to(group)
+    finds = []
     if len(findings):
-        layer = folium.FeatureGroup(name="区级问题 district findings").add_to(m)
-        f4326 = findings[findings.geometry.notna()].to_crs(4326)
-        for rec in f4326.to_dict("records"):
+        for rec in findings[findings.geometry.notna()].to_crs(4326).to_dict("records"):
             kind = str(rec["kind"])
-            text = (f"<b>{html.escape(KIND_ZH.get(kind, kind))}</b> {html.escape(kind)}<br>"
-                    f"{html.escape(str(rec.get('message') or ''))}<br>{html.escape(str(rec.get('owner') or ''))}")
-            colour = SEVERITY_COLOURS.get(str(rec["severity"]), "#000000")
-            where: Any = rec["geometry"]
-            if where.geom_type == "Point":
-                folium.CircleMarker([where.y, where.x], radius=8, color=colour, fill=True,
-                                    popup=folium.Popup(text, max_width=320)).add_to(layer)
-            else:
-                piece = folium.GeoJson(where.__geo_interface__, style_function=_fill(colour, opacity=0.8))
-                piece.add_child(folium.Popup(text, max_width=320))
-                piece.add_to(layer)
-    folium.LayerControl(collapsed=False).add_to(m)
-    m.fit_bounds([[bounds[1], bounds[0]], [bounds[3], bounds[2]]])
-    return atomic_write_text(path, m.get_root().render())
+            finds.append({"colour": SEVERITY_COLOURS.get(str(rec["severity"]), "#000000"), "geometry": rec["geometry"],
+                          "popup": f"<b>{html.escape(KIND_ZH.get(kind, kind))}</b> {html.escape(kind)}<br>"
+                                   f"{html.escape(str(rec.get('message') or ''))}<br>"
+                                   f"{html.escape(str(rec.get('owner') or ''))}"})
+    found = gpd.GeoDataFrame(finds, columns=["colour", "popup", "geometry"], geometry="geometry", crs=4326)
+    m = folium.Map(tiles=None, control_scale=True)
+    fig = cast(Any, m.get_root())
+    fig.title = html.escape(f"{name} 区级地图")
+    # offline, as the town maps: Leaflet from the shared maps/assets/ folder, none of folium's CDN scripts
+    # (folium's popups need jQuery), and the layers drawn by a few lines of plain Leaflet
+    m.default_js = []
+    m.default_css = []
+    fig.header.add_child(_Raw(_asset_links()), name=_ASSET_LINKS)
+    fig.script.add_child(_Raw(_SCRIPT.replace("MAP", m.get_name()).replace("TOWNS", _json(towns))
+                              .replace("FINDINGS", _json(found))), name="gg_district")
+    return save_map(m, path)
 
 
-def _fill(colour: str, *, opacity: float = 0.45) -> Any:
-    def style(_: Any) -> dict[str, Any]:
-        return {"color": "#333333", "weight": 1, "fillColor": colour, "fillOpacity": opacity}
+_SCRIPT = """window.addEventListener("load", function () {
+  var map = MAP, pop = {maxWidth: 320};
+  var towns = L.geoJSON(TOWNS, {
+    style: function (f) { return {color: "#333333", weight: 1, fillColor: f.properties.colour, fillOpacity: 0.45}; },
+    onEachFeature: function (f, l) { l.bindPopup(f.properties.popup, pop); }}).addTo(map);
+  var found = L.geoJSON(FINDINGS, {
+    style: function (f) {
+      return {color: f.properties.colour, weight: 2, fillColor: f.properties.colour, fillOpacity: 0.8}; },
+    pointToLayer: function (f, ll) { return L.circleMarker(ll, {radius: 8, color: f.properties.colour, fill: true}); },
+    onEachFeature: function (f, l) { l.bindPopup(f.properties.popup, pop); }}).addTo(map);
+  L.control.layers(null, {"镇街得分 towns by score": towns, "区级问题 district findings": found},
+                   {collapsed: false}).addTo(map);
+  if (towns.getLayers().length) { map.fitBounds(towns.getBounds()); }
+});
+"""
 
-    return style
+
+def _json(frame: gpd.GeoDataFrame) -> str:
+    """GeoJSON text safe inside a script element (the popups are escaped HTML already)."""
+    return json.dumps(json.loads(frame.to_json(drop_id=True)), ensure_ascii=False).replace("</", "<\\/")

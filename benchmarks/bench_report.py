@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k:<{width}}" + "".join(
                 f"{c.rows[k][0]:>15.2f} / {c.rows[k][1]:<6.2f}" if k in c.rows else f"{'':>24}" for _, c, _ in results))
         for k in extra:
-            print(f"{k:<{width}}" + "".join(f"{s.get(k, float('nan')):>15,.2f}{'':9}" for _, _, s in results))
+            digits = 2 if k.endswith("MB") else 0
+            print(f"{k:<{width}}" + "".join(f"{s.get(k, float('nan')):>15,.{digits}f}{'':9}" for _, _, s in results))
         print(f"\n(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
               + (f"; the folders are in {root})" if args.keep else ")"))
     finally:

@@ -163,33 +163,36 @@ def _measure(value: Any, unit: Any) -> str:
 def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
     """One list of findings: a table when it is short, else groups per village (most urgent first).
 
-    A group carries its counts (findings, veto, overdue, per kind) and at most
-    :data:`GROUP_ROWS` rows, ordered by kind (the most frequent first) and then
-    as the list is ordered; a finding about two villages is in both groups.
+    A group carries its counts (findings, veto, overdue, per kind) and its first
+    :data:`GROUP_ROWS` rows in the list's order (the most urgent), shown by kind
+    (the most frequent first); a finding about two villages is in both groups.
     """
     total = len(frame)
     if total <= FLAT_ROWS:
         return {"total": total, "rows": _rows(frame, names), "groups": [], "more": 0}
-    per = explode_ids(_light(frame), "village_id")
+    per = explode_ids(_light(frame), "village_id").reset_index(drop=True)
     vid = per["village_id"].fillna("").astype(str).to_numpy()
+    kind = per["kind"].astype(str).to_numpy()
+    veto = (per["severity"] == "veto").to_numpy()
+    overdue = (per["status"] == "overdue").to_numpy()
     found = pd.Series(vid).groupby(vid, sort=False).indices
     cap = max(5, min(GROUP_ROWS, MAX_ROWS // max(len(found), 1)))
     groups = []
     for v, idx in found.items():
-        sub = per.iloc[idx]
-        kinds = sub["kind"].astype(str).to_numpy()
-        counts = pd.Series(kinds).value_counts()
-        counts = counts.iloc[np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))]
-        rank = pd.Series(np.arange(len(counts)), index=counts.index)[kinds].to_numpy()
-        sub = sub.iloc[np.argsort(rank, kind="stable")]  # by kind, most frequent first; urgency order within
-        shown = sub.head(cap)
+        names_k, inverse, counts = np.unique(kind[idx], return_inverse=True, return_counts=True)
+        order = np.lexsort((names_k, -counts))  # kinds, the most frequent first
+        rank = np.empty(len(order), dtype=int)
+        rank[order] = np.arange(len(order))
+        # the group's most urgent rows (the list's own order), shown by kind, the most frequent kind first
+        shown = idx[:cap][np.argsort(rank[inverse[:cap]], kind="stable")]
+        shown_k = dict(zip(*np.unique(kind[shown], return_counts=True), strict=True))
         groups.append({
             "village_id": v, "village": names.get(v) or v or "—",
-            "count": len(sub), "veto": int((sub["severity"] == "veto").sum()),
-            "overdue": int((sub["status"] == "overdue").sum()),
-            "kinds": {k: {"label": KIND_ZH.get(k, k), "count": int(c),
-                          "shown": int((shown["kind"].astype(str) == k).sum())} for k, c in counts.items()},
-            "rows": _rows(shown, names), "more": len(sub) - len(shown),
+            "count": len(idx), "veto": int(veto[idx].sum()), "overdue": int(overdue[idx].sum()),
+            "kinds": {str(names_k[i]): {"label": KIND_ZH.get(str(names_k[i]), str(names_k[i])),
+                                        "count": int(counts[i]), "shown": int(shown_k.get(names_k[i], 0))}
+                      for i in order},
+            "rows": _rows(per.iloc[shown], names), "more": len(idx) - len(shown),
         })
     groups.sort(key=lambda g: (-g["veto"], -g["overdue"], -g["count"], g["village_id"]))
     return {"total": total, "rows": [], "groups": groups, "more": sum(g["more"] for g in groups)}

@@ -465,7 +465,11 @@ def test_a_run_publishes_and_a_connection_killed_during_publish_leaves_the_previ
         assert marker.exists(), "the run never reached its publish"
         # the new rows are written, uncommitted: the platform still sees only the first night
         assert _query(cluster, "SELECT DISTINCT run_date::text FROM live.findings") == [("2026-11-02",)]
-        killed = _query(cluster, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        # ... from a transaction that is open and holds the publish lock
+        assert _query(cluster, "SELECT a.state, l.granted FROM pg_stat_activity a JOIN pg_locks l USING (pid) "
+                               "WHERE a.application_name = 'gisgrid publish' AND l.locktype = 'advisory'") == [
+            ("idle in transaction", True)]
+        killed = _query(cluster, "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
                                  "WHERE application_name = 'gisgrid publish'")
         assert killed == [(True,)]
     finally:

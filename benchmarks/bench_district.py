@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_district.py [--towns 24] [--town-grids 60] [--workers 1 2] [--maps] [--keep DIR]
+    python benchmarks/bench_district.py --simulate 1200 [--task-s 0.05] [--payload-kb 60]
 
 Writes the demo district (``gisgrid demo --scale district``) once, then runs it with a ``LocalCluster`` of each
 number of worker processes into a fresh output folder and prints one row per run: wall time of the whole
@@ -12,6 +13,11 @@ of each worker, and whether every town's findings (ids included) are identical t
 overhead per town is ``(workers x towns wall - sum of task times) / towns``: the time a worker slot was not
 running a town (scheduling, moving results, worker start-up and imports, idle tail), as a share of the mean
 town time. Timings depend on the machine and on what else runs on it; nothing is asserted.
+
+``--simulate N`` measures the scheduler alone at a province's task count: N stand-in towns that sleep
+``--task-s`` seconds and return a result of ``--payload-kb`` (a town's outcome is ~60 kB: its findings,
+boundary and rosters) on a 2-worker ``LocalCluster``, through the same client code
+(:func:`gisgrid.district.connect`, ``as_completed``); it prints the overhead per task.
 """
 
 from __future__ import annotations
@@ -57,6 +63,32 @@ def _run(config: Path, out: Path, workers: int, maps: bool) -> dict[str, Any]:
             "district_findings": len(result.findings), "_ids": ids}
 
 
+def _stand_in(k: int, seconds: float, payload_kb: int) -> bytes:
+    time.sleep(seconds)
+    return bytes(payload_kb * 1024)
+
+
+def _simulate(n: int, seconds: float, payload_kb: int, workers: int) -> None:
+    from distributed import as_completed
+
+    from gisgrid.district import connect
+
+    with connect("local", workers=workers) as client:
+        client.run(lambda: None)  # the workers are up before the clock starts
+        start = time.perf_counter()
+        futures = [client.submit(_stand_in, k, seconds, payload_kb, pure=False) for k in range(n)]
+        got = 0
+        for fut in as_completed(futures):
+            got += len(fut.result())
+            fut.release()
+        wall = time.perf_counter() - start
+    overhead = (workers * wall - n * seconds) / n
+    print(pd.DataFrame([{"tasks": n, "workers": workers, "task_s": seconds, "payload_kb": payload_kb,
+                         "wall_s": round(wall, 2), "ideal_s": round(n * seconds / workers, 2),
+                         "overhead_per_task_ms": round(overhead * 1000, 1),
+                         "results_mb": round(got / 1e6, 1)}]).to_string(index=False))
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,8 +97,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--maps", action="store_true", help="write every town's maps too")
     ap.add_argument("--keep", default=None, help="write into this folder and keep it")
+    ap.add_argument("--simulate", type=int, default=0, help="only the scheduler: this many stand-in towns")
+    ap.add_argument("--task-s", type=float, default=0.05)
+    ap.add_argument("--payload-kb", type=int, default=60)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.simulate:
+        _simulate(args.simulate, args.task_s, args.payload_kb, max(args.workers))
+        return
     with tempfile.TemporaryDirectory(prefix="bench_district_") as tmp:
         root = Path(args.keep or tmp)
         t0 = time.perf_counter()

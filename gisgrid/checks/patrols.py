@@ -544,9 +544,10 @@ def analyze_patrols(town: Town, reaches: gpd.GeoDataFrame, batches: Iterable[Any
     # only periods over by the run date are judged: a week still running cannot be short yet
     periods = {lv: [p for p in periods_of(rule["period"], year, month) if p[2] < run_day]
                for lv, rule in opts["rules"].items()}
+    # the fixes read: the whole month, and the weeks that reach into the months either side
     days = [d for ps in periods.values() for _, a, b in ps for d in (a, b)]
-    first_day = min(days, default=dt.date(year, month, 1))
-    last_day = max(days, default=dt.date(year, month, 1))
+    first_day = min([*days, dt.date(year, month, 1)])
+    last_day = max([*days, dt.date(year, month, calendar.monthrange(year, month)[1])])
     t0 = _local_seconds(tz, first_day)
     t1 = _local_seconds(tz, last_day + dt.timedelta(days=1))
     subjects = _subjects(town, reaches, opts)

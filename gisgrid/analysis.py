@@ -150,6 +150,9 @@ class Assessment:
             ("reaches without a chief 无河长河段", str(kinds.get("river_unassigned", 0))),
             ("must-check points in no grid 必查点位未覆盖", str(kinds.get("poi_uncovered", 0))),
         ]
+        if "patrol_month" in t:  # effective coverage: looked after in the month, not only assigned
+            rows.append((f"巡查覆盖 patrolled in {t['patrol_month']}",
+                         f"reaches {percent(t['river_patrolled'])}, grids {percent(t['grid_patrolled'])}"))
         if t.get("slivers"):
             rows.append(("slivers counted, not reported 碎片",
                          f"{t['slivers']} ({t.get('sliver_area_m2', 0):,.1f} m²)"))

@@ -406,6 +406,7 @@ def test_run_on_the_written_demo_reads_the_gcj02_csv_and_reports_the_patrols(tmp
     name = res.assessment.patrols.people.set_index("person_id").loc[never, "name"]
     assert f"<td>{name}</td>" in page
     assert "patrolled 2026-11" in res.describe()
+    assert "巡查覆盖 patrolled in 2026-11" in res.assessment._repr_html_()  # the notebook's headline too
 
 
 def test_check_reads_the_tracks_and_names_the_rows_a_run_would_refuse(tmp_path, caplog):

@@ -192,8 +192,11 @@ def _listing(frame: pd.DataFrame, names: Mapping[str, str]) -> dict[str, Any]:
             "kinds": {str(names_k[i]): {"label": KIND_ZH.get(str(names_k[i]), str(names_k[i])),
                                         "count": int(counts[i]), "shown": int(shown_k.get(names_k[i], 0))}
                       for i in order},
-            "rows": _rows(per.iloc[shown], names), "more": len(idx) - len(shown),
+            "rows": shown, "more": len(idx) - len(shown),
         })
+    rows = iter(_rows(per.iloc[np.concatenate([g["rows"] for g in groups])], names))  # built once for all groups
+    for g in groups:
+        g["rows"] = [next(rows) for _ in g["rows"]]
     groups.sort(key=lambda g: (-g["veto"], -g["overdue"], -g["count"], g["village_id"]))
     return {"total": total, "rows": [], "groups": groups, "more": sum(g["more"] for g in groups)}
 
@@ -253,8 +256,12 @@ def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str
     status = ordered["status"].to_numpy()
     deadline = ordered["deadline"].to_numpy()
     villages = ordered["village_id"].to_numpy()
+    cap = cap if cap >= 3 else 0  # a list of one or two rows each is no list: the counts alone
+    shown = [idx[:cap] for idx in groups.values()]
+    rows = _rows(ordered.iloc[np.concatenate(shown)], names) if cap else []  # built once for all owners
+    starts = np.cumsum([0, *(len(x) for x in shown)])
     out = []
-    for owner, idx in groups.items():
+    for k, (owner, idx) in enumerate(groups.items()):
         dates = [d for d in deadline[idx] if d is not None]
         where = list(dict.fromkeys(v for cell in villages[idx] for v in id_list(cell)))
         out.append({
@@ -265,8 +272,8 @@ def _owner_lists(open_: pd.DataFrame, names: Mapping[str, str]) -> list[dict[str
             "next_deadline": as_shown(min(dates) if dates else None),
             "villages": ", ".join(names.get(v) or v for v in where[:3]) + (f" +{len(where) - 3}" if len(where) > 3
                                                                            else ""),
-            "rows": _rows(ordered.iloc[idx[:cap]], names) if cap >= 3 else [],
-            "more": len(idx) - (min(cap, len(idx)) if cap >= 3 else 0),
+            "rows": rows[starts[k]:starts[k + 1]],
+            "more": len(idx) - len(shown[k]),
         })
     out.sort(key=lambda o: (-o["veto"], -o["overdue"], -o["count"], o["owner"]))
     return out

@@ -36,7 +36,7 @@ from gisgrid._errors import ConfigError, HistoryError
 from gisgrid.findings import OPEN_STATUSES, SUBJECT_COLUMNS, id_list, present, show_ids
 from gisgrid.io.postgis import check_url, connect, display_url, safe_reason
 
-__all__ = ["SCHEMA_VERSION", "PublishOptions", "PublishResult", "parse_options", "publish"]
+__all__ = ["SCHEMA_VERSION", "PublishOptions", "PublishResult", "describe_target", "parse_options", "publish"]
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +276,52 @@ def _counts(lifecycle: Any) -> dict[str, int]:
     counts["open"] = int(status.isin(OPEN_STATUSES).sum())
     counts["findings"] = len(lifecycle)
     return counts
+
+
+def describe_target(options: PublishOptions) -> str:
+    """What a run would publish into, for ``gisgrid check``: reachable, its version and runs, this user's rights.
+
+    Reads only (a READ ONLY transaction); nothing is created.
+
+    Raises
+    ------
+    InputError
+        The database cannot be reached or refuses the credentials.
+    HistoryError
+        The schema is of a newer gisgrid, or this user may not create or write it.
+    """
+    from psycopg import sql
+
+    s = sql.Identifier(options.schema)
+    with connect(options.url, where="[publish]", read_only=True, application_name="gisgrid check") as conn:
+        exists = conn.execute("SELECT to_regclass(format('%%I.schema_version', %s::text)) IS NOT NULL",
+                              (options.schema,)).fetchone()[0]
+        if not exists:
+            may = conn.execute("SELECT has_database_privilege(current_database(), 'CREATE') OR "
+                               "has_schema_privilege(n.oid, 'CREATE') FROM (SELECT NULL::oid AS oid) x "
+                               "LEFT JOIN pg_namespace n ON n.nspname = %s", (options.schema,)).fetchone()[0]
+            if not may:
+                msg = f"[publish] {options.where}: this user may not create the schema or its tables."
+                raise HistoryError(msg, fix="GRANT CREATE ON DATABASE ... TO the user, or create the schema for it")
+            return f"publish: {options.where}: created on the first run (this user may create it)"
+        quoted = '"' + options.schema.replace('"', '""') + '"'
+        may = conn.execute("SELECT has_table_privilege(%(f)s, 'INSERT') AND has_table_privilege(%(f)s, 'DELETE') "
+                           "AND has_table_privilege(%(r)s, 'INSERT') AND has_table_privilege(%(r)s, 'DELETE') "
+                           "AND has_table_privilege(%(v)s, 'SELECT')",
+                           {"f": f"{quoted}.findings", "r": f"{quoted}.runs", "v": f"{quoted}.schema_version"}
+                           ).fetchone()[0]
+        if not may:
+            msg = f"[publish] {options.where}: this user may not write the findings and runs tables."
+            raise HistoryError(msg, fix="GRANT SELECT ON schema_version, INSERT, DELETE ON findings and runs (in that "
+                                        "schema) to the user")
+        version = conn.execute(sql.SQL("SELECT max(version) FROM {}.schema_version").format(s)).fetchone()[0] or 0
+        if version > SCHEMA_VERSION:
+            msg = (f"[publish] schema {options.schema!r} holds tables of version {version}, written by a newer "
+                   f"gisgrid; this one writes version {SCHEMA_VERSION}.")
+            raise HistoryError(msg, fix="upgrade gisgrid on this machine, or publish into another schema")
+        runs, latest = conn.execute(sql.SQL("SELECT count(*), max(run_date) FROM {}.runs").format(s)).fetchone()
+    last = f", latest {latest.isoformat()}" if latest else ""
+    return f"publish: {options.where}: version {version}, {runs} run(s){last}; this user may write it"
 
 
 def publish(

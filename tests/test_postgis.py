@@ -181,6 +181,31 @@ def test_check_against_the_database_names_tables_rows_srid_and_types(cluster, to
     assert "postgis river_chiefs: tiny_check.river_chiefs in postgresql:///gis: 2 rows, no geometry" in out
 
 
+def test_check_says_where_run_would_publish_and_refuses_what_it_cannot(cluster, town_frames, tmp_path, capsys):
+    cfg = _tiny(cluster, town_frames, "tiny_pub", tmp_path, publish={"url": URL, "schema": "pub_check"})
+    code, out, err = _main(capsys, "check", str(cfg), "-q")
+    assert code == 0, err
+    code, out, err = _main(capsys, "check", str(cfg))
+    assert "publish: postgresql:///gis schema 'pub_check': created on the first run (this user may create it)" in out
+    assert _query(cluster, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pub_check'") == [(0,)]  # read only
+    d1 = dt.date(2026, 11, 2)
+    findings = pipeline.analyse_config(pipeline.load_config(cfg), as_of=d1).findings
+    lifecycle = History(tmp_path / "history.sqlite").record(findings, as_of=d1)
+    publish(lifecycle, PublishOptions(url=URL, schema="pub_check"), run_date=d1, town="测试镇")
+    code, out, err = _main(capsys, "check", str(cfg))
+    assert f"publish: postgresql:///gis schema 'pub_check': version {SCHEMA_VERSION}, 1 run(s), latest " \
+           f"{d1.isoformat()}; this user may write it" in out
+    # the reader may read the layers but not write the published tables: exit 2 before any night fails
+    with cluster.connect() as conn:
+        conn.execute("GRANT USAGE ON SCHEMA tiny_pub, pub_check TO reader")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA tiny_pub TO reader")
+    env = cluster.env(user=pg.READER, password=pg.READER_PASSWORD)
+    res = _cli("check", str(cfg), "-q", env=env)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "[publish] postgresql:///gis schema 'pub_check': this user may not write" in res.stderr
+    assert pg.READER_PASSWORD not in res.stdout + res.stderr
+
+
 def _small_cfg(demo: dict, **grids: object) -> dict:
     """A config with villages and grids from PostGIS only; ``grids`` overrides keys of [sources.grids]."""
     data = {"town": dict(demo["data"]["town"]), "coverage": {"cleaned_grids": False},

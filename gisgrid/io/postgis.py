@@ -142,6 +142,10 @@ def connect(url: str, *, where: str, read_only: bool = True, application_name: s
     try:
         conn.read_only = read_only
         yield conn
+    except psycopg.Error as exc:  # a dropped connection, a timeout, a right missing: said, not a crash
+        reason = safe_reason(exc)
+        msg = f"{where}: the database {display_url(url)} refused or failed ({reason})."
+        raise InputError(msg, fix="check the user's rights on the tables and that the server is up") from None
     finally:
         with contextlib.suppress(Exception):
             conn.rollback()

@@ -763,9 +763,9 @@ def _findings(town: Town, subjects: dict[str, list[_Subject]], patrols: gpd.GeoD
     reach_series = pd.Series(dtype=float)
     if reach_iv:
         codes, names = pd.factorize(np.concatenate([r for r, _, _ in reach_iv]))
-        k, a, b = merge_intervals(codes.astype(np.int64), np.concatenate([v[1] for v in reach_iv]),
-                                  np.concatenate([v[2] for v in reach_iv]))
-        reach_series = pd.Series(np.bincount(k, weights=b - a, minlength=len(names)),
+        rk, ra, rb = merge_intervals(codes.astype(np.int64), np.concatenate([v[1] for v in reach_iv]),
+                                     np.concatenate([v[2] for v in reach_iv]))
+        reach_series = pd.Series(np.bincount(rk, weights=rb - ra, minlength=len(names)),
                                  index=np.asarray(names, dtype=object), dtype=float)
     reach_series = reach_series.rename_axis("reach_id")
     grid_series = pd.Series(grid_ok, dtype=bool).rename_axis("grid_id")

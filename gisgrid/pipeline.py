@@ -395,6 +395,15 @@ def publish_options(cfg: Config) -> Any:
     return parse_options(cfg.section("publish"))
 
 
+def publish_target(source: str | os.PathLike[str] | Config | None = None) -> str | None:
+    """``gisgrid check``: one line on where ``run`` would publish (None without ``[publish]``); exit 2 if it cannot."""
+    from gisgrid.publish import describe_target
+
+    cfg = source if isinstance(source, Config) else load_config(source)
+    options = publish_options(cfg)
+    return None if options is None else describe_target(options)
+
+
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
     """Load (unless given) and analyse the town of ``cfg`` with its rules and options."""
     from gisgrid.analysis import analyze

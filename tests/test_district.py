@@ -100,7 +100,8 @@ def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
     folder, found = district["folder"], district["result"].findings
     truth = gpd.read_file(folder / "district_truth.geojson")
     rosters = pd.read_csv(folder / "district_truth.csv", dtype=str)
-    assert sorted(found["kind"]) == sorted(rosters["kind"])  # each planted defect once, nothing else
+    defects = rosters[rosters["kind"] != "town_river_section"]  # a section is owned, not a defect
+    assert sorted(found["kind"]) == sorted(defects["kind"])  # each planted defect once, nothing else
     towns_of = {k: set(t.split(",")) for k, t in zip(rosters["kind"], rosters["towns"], strict=True)}
     for rec in found.to_dict("records"):
         cell = rec["town"]
@@ -115,6 +116,16 @@ def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
         assert rec["phone"] in message
         for person in rec["person"].split(","):
             assert person in message
+    # the river planted across a town border: one section (跨镇交界断面), the town-level chiefs of both sides
+    planted = rosters[rosters["kind"] == "town_river_section"].iloc[0]
+    sections = pd.read_csv(folder / "reports" / AS_OF.isoformat() / "border_sections.csv", dtype=str)
+    assert len(sections) == 1
+    sec = sections.iloc[0]
+    assert {sec["town_a"], sec["town_b"]} == set(planted["towns"].split(","))
+    assert sec["river"] == "跨镇河"
+    chiefs = {sec["chiefs_a"], sec["chiefs_b"]}
+    assert chiefs == set(planted["person"].split(","))
+    assert all(c in sec["owner"] for c in chiefs)
     owners = dict(zip(found["kind"], found["owner"], strict=True))
     assert "district" in owners["town_gap"]
     assert "网格办" in owners["phone_two_names"]

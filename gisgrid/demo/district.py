@@ -16,6 +16,11 @@ The district-level defects are planted and recorded in :attr:`DemoDistrict.truth
     One town's grid chief (same name and phone) listed as a grid chief in another town.
 ``phone_two_names``
     One phone number under two different names in two towns.
+``town_river_section``
+    Not a defect: a river (跨镇河) that leaves one town and enters its neighbour, in both towns' river layers
+    under its one name, with a town-level chief on each side and a village-level chief per village it
+    crosses; the district run lists the section (跨镇交界断面) with the two town-level chiefs. The demo
+    towns' own rivers end at their town borders without crossing (no other section).
 
 Nothing else is wrong at district level: every other pair of towns meets within the tolerance, and no other
 phone number appears in two towns. The module makes data only; :mod:`gisgrid.district.files` writes it.
@@ -193,6 +198,8 @@ def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
          "geometry": over},
     ]
     truth_rows += _plant_rosters(built, ids, rng)
+    third = [p for p in pairs if {p[0], p[1]} != {ga, gb} and {p[0], p[1]} != {oa, ob}] or pairs
+    truth_rows.append(_plant_river(built, ids, outlines, third[-1], rng))
     boundary = np.array([outline], dtype=object)
     if hand_drawn:
         boundary = hand_draw(boundary, np.random.default_rng([seed, 2]))
@@ -203,6 +210,60 @@ def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
     truth = gpd.GeoDataFrame(truth_rows, columns=list(DISTRICT_TRUTH_COLUMNS), geometry="geometry",
                              crs=ANALYSIS_CRS)
     return DemoDistrict(name="通东区", towns=demos, boundary=district.to_crs(DELIVERY_CRS), truth=truth)
+
+
+_RIVER_NAME = "跨镇河"
+
+
+def _plant_river(built: dict[str, _Built], ids: list[str], outlines: list[Polygon],
+                 pair: tuple[int, int, shapely.LineString], rng: np.random.Generator) -> dict[str, object]:
+    """A river from town a across the middle of its border with b into b, with its chiefs on both sides."""
+    a, b, border = pair
+    mid = border.interpolate(0.5, normalized=True)
+    ends = [shapely.Point(shapely.line_interpolate_point(shapely.shortest_line(mid, outlines[k].centroid),
+                                                         0.8, normalized=True)) for k in (a, b)]
+    line = shapely.LineString([ends[0].coords[0], mid.coords[0], ends[1].coords[0]])
+    chiefs = []
+    used = set(_people(built)["phone"])
+    for k in (a, b):
+        town = built[ids[k]]
+        part = _single_line(line.intersection(outlines[k]))
+        rivers = town.layers["rivers"]
+        rid = f"H{len(rivers) + 1:02d}"
+        row = gpd.GeoDataFrame({"river_id": [rid], "name": [_RIVER_NAME], "level": ["town"], "width_m": [18.0]},
+                               geometry=[part], crs=rivers.crs)
+        town.layers["rivers"] = pd.concat([rivers, row], ignore_index=True)
+        villages = town.layers["villages"]
+        near = villages[villages.geometry.distance(part) < 5.0]
+        roster = town.rosters["river_chiefs"]
+        names, phones = _new_people(rng, 1 + len(near), used)
+        add = pd.DataFrame({"person_id": [f"CX{j + 1:02d}" for j in range(1 + len(near))], "name": names,
+                            "phone": phones, "level": ["town"] + ["village"] * len(near),
+                            "river_id": rid, "village_id": pd.Series([None, *near["village_id"]], dtype=object)})
+        town.rosters["river_chiefs"] = pd.concat([roster, add], ignore_index=True)
+        chiefs.append(names[0])
+    return {"kind": "town_river_section", "towns": f"{ids[a]},{ids[b]}", "person": ",".join(chiefs), "phone": None,
+            "measure": 0.0, "unit": "m", "note": f"{_RIVER_NAME} leaves {ids[a]} and enters {ids[b]}",
+            "geometry": mid}
+
+
+def _single_line(geom: Any) -> shapely.LineString:
+    merged = shapely.line_merge(geom)
+    if isinstance(merged, shapely.LineString):
+        return merged
+    return max(merged.geoms, key=lambda g: g.length)
+
+
+def _new_people(rng: np.random.Generator, n: int, used: set[str]) -> tuple[list[str], list[str]]:
+    from gisgrid.demo.rosters import _people as people
+
+    names, phones = people(rng, n)
+    for k, phone in enumerate(phones):
+        while phone in used:
+            phone = phone[:3] + f"{(int(phone[3:]) + 104729) % 10**8:08d}"
+        phones[k] = phone
+        used.add(phone)
+    return names, phones
 
 
 def _people(built: dict[str, _Built]) -> pd.DataFrame:

@@ -11,6 +11,11 @@
 ``phone_two_names``
     One phone number under different names in two or more towns (any roster). Owner: those towns' grid
     offices.
+``section_unowned``
+    A river section where a river leaves one town and enters another (跨镇交界断面: the river of one name
+    ending at the town border within ``snap_m`` of its continuation in the neighbour) with no town-level
+    river chief on one side. Owner: that town's grid office. Every such section is also listed, with the
+    town-level chiefs of both sides as its owners, by :func:`river_sections`.
 
 The findings are one table with the columns of :mod:`gisgrid.findings` plus ``town`` (a town id, or a tuple
 of them when a finding concerns several) and ``town_name``.
@@ -30,11 +35,15 @@ import shapely
 from gisgrid.findings import OWNER_JOIN, make_findings
 from gisgrid.geometry.coverage import partition_defects
 
-__all__ = ["DISTRICT_KINDS", "boundary_findings", "district_findings", "roster_findings", "town_office"]
+__all__ = ["DISTRICT_KINDS", "SECTION_COLUMNS", "boundary_findings", "district_findings", "district_sections",
+           "river_sections", "roster_findings", "town_office"]
 
 #: The district kinds and their severity.
 DISTRICT_KINDS: dict[str, str] = {"town_gap": "high", "town_overlap": "high", "person_two_towns": "medium",
-                                  "phone_two_names": "medium"}
+                                  "phone_two_names": "medium", "section_unowned": "medium"}
+#: The columns of :func:`river_sections`.
+SECTION_COLUMNS = ("town_a", "town_b", "river", "river_id_a", "river_id_b", "chiefs_a", "chiefs_b", "owner",
+                   "gap_m", "geometry")
 _DIGITS = re.compile(r"\D")
 
 
@@ -152,6 +161,85 @@ def _roster_row(kind: str, towns: list[str], names: Mapping[str, str], places: M
             "town": _towns_cell(towns), "town_name": "、".join(names.get(t, t) for t in towns), "_key": f"phone:{key}"}
 
 
+def _ends(rivers: Mapping[str, gpd.GeoDataFrame], lines: Mapping[str, Any], crs: Any, snap_m: float) -> pd.DataFrame:
+    """Every river end within ``snap_m`` of its town's boundary: town, river id, name, point."""
+    rows = []
+    for tid, frame in rivers.items():
+        if frame is None or not len(frame):
+            continue
+        parts = frame.to_crs(crs).explode(index_parts=False)
+        for rid, name, geom in zip(parts["river_id"], parts["name"], parts.geometry, strict=True):
+            if geom is None or geom.is_empty:
+                continue
+            for point in (shapely.get_point(geom, 0), shapely.get_point(geom, -1)):
+                if point.distance(lines[tid]) <= snap_m:
+                    rows.append({"town": tid, "river_id": str(rid), "name": str(name).strip(), "geometry": point})
+    return pd.DataFrame(rows, columns=["town", "river_id", "name", "geometry"])
+
+
+def _town_chiefs(chiefs: pd.DataFrame | None, river_id: str) -> list[str]:
+    if chiefs is None or not len(chiefs):
+        return []
+    t = pd.DataFrame(chiefs)
+    mask = (t["level"].astype(str) == "town") & (t["river_id"].astype(str) == river_id)
+    return sorted(set(t.loc[mask, "name"].astype(str)))
+
+
+def river_sections(rivers: Mapping[str, gpd.GeoDataFrame], chiefs: Mapping[str, pd.DataFrame],
+                   towns: gpd.GeoDataFrame, *, names: Mapping[str, str], snap_m: float = 50.0,
+                   ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Where a river leaves one town and enters another (跨镇交界断面), and who owns each section.
+
+    A section is a pair of river ends of the same river name in two towns, each within ``snap_m`` of its
+    town's boundary and of each other (two offices draw a river to their own border line). Its owners are
+    the town-level river chiefs of both sides.
+
+    Returns
+    -------
+    (GeoDataFrame, GeoDataFrame)
+        The sections (:data:`SECTION_COLUMNS`, one row each, at the midpoint of the two ends) and the
+        ``section_unowned`` findings (a side with no town-level chief).
+    """
+    lines = {t: g.boundary for t, g in zip(towns["town"], towns.geometry, strict=True)}
+    ends = _ends(rivers, lines, towns.crs, snap_m)
+    rows: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
+    if len(ends):
+        pts = np.asarray(ends["geometry"], dtype=object)
+        left, right = shapely.STRtree(pts).query(pts, predicate="dwithin", distance=snap_m)
+        for i, j in zip(left, right, strict=True):
+            a, b = ends.iloc[int(i)], ends.iloc[int(j)]
+            if not (a["town"] < b["town"] and a["name"] == b["name"]):
+                continue
+            ca, cb = _town_chiefs(chiefs.get(a["town"]), a["river_id"]), _town_chiefs(chiefs.get(b["town"]),
+                                                                                       b["river_id"])
+            mid = shapely.centroid(shapely.MultiPoint([a["geometry"], b["geometry"]]))
+            owner = OWNER_JOIN.join([*(f"{c}（{names.get(a['town'], a['town'])}河长）" for c in ca),
+                                     *(f"{c}（{names.get(b['town'], b['town'])}河长）" for c in cb)])
+            rows.append({"town_a": a["town"], "town_b": b["town"], "river": a["name"], "river_id_a": a["river_id"],
+                         "river_id_b": b["river_id"], "chiefs_a": "、".join(ca), "chiefs_b": "、".join(cb),
+                         "owner": owner, "gap_m": round(float(a["geometry"].distance(b["geometry"])), 2),
+                         "geometry": mid})
+            for side, cs in ((a, ca), (b, cb)):
+                if cs:
+                    continue
+                found.append({"kind": "section_unowned", "severity": DISTRICT_KINDS["section_unowned"],
+                              "owner": town_office(names.get(side["town"], side["town"])), "measure": 0.0,
+                              "unit": "m", "rule": f"river ends within {snap_m:g} m across a town border",
+                              "message": f"{side['name']} ({side['river_id']}) crosses from "
+                                         f"{names.get(a['town'], a['town'])} to {names.get(b['town'], b['town'])}"
+                                         f": no town-level river chief in {names.get(side['town'], side['town'])}",
+                              "geometry": mid, "town": side["town"],
+                              "town_name": names.get(side["town"], side["town"]),
+                              "_key": f"section:{a['town']}|{b['town']}|{a['name']}|{side['town']}"})
+    sections = gpd.GeoDataFrame(pd.DataFrame(rows, columns=list(SECTION_COLUMNS)), geometry="geometry",
+                                crs=towns.crs)
+    frame = pd.DataFrame(found, columns=["kind", "severity", "owner", "measure", "unit", "rule", "message",
+                                         "geometry", "town", "town_name", "_key"])
+    keys = list(frame.pop("_key"))
+    return sections, make_findings(frame, crs=towns.crs, key=keys)
+
+
 def district_findings(boundaries: Mapping[str, gpd.GeoDataFrame], rosters: Mapping[str, Mapping[str, pd.DataFrame]],
                       *, names: Mapping[str, str], extent: Any, tolerance_m: float, owner: str,
                       crs: Any) -> gpd.GeoDataFrame:
@@ -189,3 +277,14 @@ def district_findings(boundaries: Mapping[str, gpd.GeoDataFrame], rosters: Mappi
     found.append(roster_findings(people, places, names=names, crs=crs))
     out = pd.concat(found, ignore_index=True)
     return gpd.GeoDataFrame(out, geometry="geometry", crs=crs)
+
+
+def district_sections(rivers: Mapping[str, gpd.GeoDataFrame], rosters: Mapping[str, Mapping[str, pd.DataFrame]],
+                      boundaries: Mapping[str, gpd.GeoDataFrame], *, names: Mapping[str, str], crs: Any,
+                      snap_m: float = 50.0) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """:func:`river_sections` over the towns that completed (boundaries and rivers in any CRS)."""
+    parts = [{"town": t, "geometry": shapely.union_all(np.asarray(f.to_crs(crs).geometry.values, dtype=object))}
+             for t, f in boundaries.items()]
+    towns = gpd.GeoDataFrame(parts, columns=["town", "geometry"], geometry="geometry", crs=crs)
+    chiefs = {t: r.get("river_chiefs") for t, r in rosters.items()}
+    return river_sections(rivers, chiefs, towns, names=names, snap_m=snap_m)

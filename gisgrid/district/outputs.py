@@ -88,6 +88,13 @@ def district_html(result: DistrictResult, trend: pd.DataFrame) -> str:
             out.append(f"<tr class='failed' data-town='{_e(t.id)}'><td>{_e(t.name)}</td><td>{_e(t.status)}</td>"
                        f"<td>{_e(t.error)}</td><td>{_e(t.fix)}</td></tr>")
         out.append("</table>")
+    if result.sections is not None and len(result.sections):
+        out.append("<h2>跨镇交界断面 River sections between towns</h2><table id='sections'><tr><th>river</th>"
+                   "<th>from</th><th>to</th><th>owners (town-level river chiefs of both sides)</th></tr>")
+        for rec in result.sections.to_dict("records"):
+            out.append(f"<tr><td>{_e(rec['river'])}</td><td>{_e(by_id[rec['town_a']].name)}</td>"
+                       f"<td>{_e(by_id[rec['town_b']].name)}</td><td>{_e(rec['owner'])}</td></tr>")
+        out.append("</table>")
     out.append("<h2>区级问题 District findings</h2><table id='district-findings'><tr><th>kind</th><th>severity</th>"
                "<th>towns</th><th>owner</th><th>measure</th><th>message</th><th>id</th></tr>")
     for rec in result.findings.to_dict("records"):
@@ -129,6 +136,9 @@ def write_outputs(result: DistrictResult, out_dir: Path, past: pd.DataFrame, *,
                 geo[col] = geo[col].map(lambda v: v.isoformat() if isinstance(v, dt.date) else v)
         written.append(io.write_geojson(geo[geo.geometry.notna()], staging / "district_findings.geojson"))
         written.append(io.write_csv(result.standings, staging / "towns.csv"))
+        if result.sections is not None:
+            written.append(io.write_csv(pd.DataFrame(result.sections).drop(columns="geometry"),
+                                        staging / "border_sections.csv"))
         if before_publish is not None:
             before_publish()
     written = [result.report_dir / p.relative_to(staging) for p in written]

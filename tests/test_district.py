@@ -300,3 +300,34 @@ def test_district_map_in_a_browser(district: dict[str, Any], chromium: Any) -> N
     labels = driver.execute_script("return [...document.querySelectorAll('.leaflet-control-layers label')]"
                                    ".map(e => e.textContent.trim())")
     assert labels == ["镇街得分 towns by score", "区级问题 district findings"]
+
+
+def test_river_section_owners_by_hand() -> None:
+    """Two square towns meeting at x = 1000; a river of one name crosses, its ends 0.8 m apart (two offices'
+    drawings); another river ends at the border with no continuation; only town A has a town-level chief."""
+    from shapely.geometry import LineString, box
+
+    from gisgrid.district.checks import river_sections
+
+    crs = "EPSG:4549"
+    towns = gpd.GeoDataFrame({"town": ["A", "B"]}, geometry=[box(0, 0, 1000, 1000), box(1000, 0, 2000, 1000)],
+                             crs=crs)
+    rivers = {
+        "A": gpd.GeoDataFrame({"river_id": ["H01", "H02"], "name": ["界河", "小河"]},
+                              geometry=[LineString([(200, 500), (999.6, 500)]), LineString([(500, 100), (1000, 100)])],
+                              crs=crs),
+        "B": gpd.GeoDataFrame({"river_id": ["H07"], "name": ["界河"]},
+                              geometry=[LineString([(1000.4, 500.3), (1800, 520)])], crs=crs),
+    }
+    chiefs = {"A": pd.DataFrame({"name": ["甲河长", "村河长"], "level": ["town", "village"],
+                                 "river_id": ["H01", "H01"]}),
+              "B": pd.DataFrame({"name": ["乙村长"], "level": ["village"], "river_id": ["H07"]})}
+    sections, unowned = river_sections(rivers, chiefs, towns, names={"A": "甲镇", "B": "乙镇"})
+    assert len(sections) == 1
+    sec = sections.iloc[0]
+    assert (sec["town_a"], sec["town_b"], sec["river_id_a"], sec["river_id_b"]) == ("A", "B", "H01", "H07")
+    assert (sec["chiefs_a"], sec["chiefs_b"]) == ("甲河长", "")
+    assert sec["gap_m"] == pytest.approx(((0.8**2) + (0.3**2)) ** 0.5, abs=0.01)
+    assert list(unowned["kind"]) == ["section_unowned"]
+    assert unowned["town"].iloc[0] == "B"
+    assert "乙镇" in unowned["owner"].iloc[0]

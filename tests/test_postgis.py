@@ -230,7 +230,7 @@ def test_bad_database_sources_are_exit_2_naming_the_source_and_never_the_passwor
         "refused": (ok, {**cluster.env(), "PGHOST": str(tmp_path / "no-server-here")},
                     ["[sources.villages]", "cannot connect", "server is running"]),
         "missing table": (_write_cfg(tmp_path, "t.toml", _small_cfg(demo, table="wangge.gridz")), cluster.env(),
-                          ["[sources.grids]", "no table 'wangge.gridz'", "wangge.grids"]),
+                          ["[sources.grids]", "no table 'wangge.gridz'", "did you mean 'wangge.grids'?"]),
         "missing column": (_write_cfg(tmp_path, "c.toml", _small_cfg(
             demo, fields={"grid_id": "wgbm", "village_id": "village_id"})), cluster.env(),
             ["'wgbm'", "[sources.grids] fields"]),

@@ -32,6 +32,7 @@ import shapely
 
 from gisgrid._errors import ConfigError, CRSError, InputError, SchemaError
 from gisgrid.io.files import _text_frame, finish_layer, show_controls
+from gisgrid.vocab import nearest
 
 __all__ = ["DB_KEYS", "check_source", "check_url", "connect", "display_url", "is_database_url", "read_postgis",
            "read_postgis_table", "safe_reason"]
@@ -166,11 +167,16 @@ def _resolve_table(conn: Any, table: str, where: str) -> tuple[str, str]:
         row = conn.execute(query, {"t": name, "s": schema, "k": list(_TABLE_KINDS)}).fetchone()
         if row is not None:
             return str(row[0]), str(row[1])
-    have = [f"{s}.{t}" for s, t in conn.execute(
-        "SELECT f_table_schema, f_table_name FROM public.geometry_columns ORDER BY 1, 2 LIMIT 12").fetchall()] \
-        if _has_postgis(conn) else []
+    spatial = [f"{s}.{t}" for s, t in conn.execute(
+        "SELECT DISTINCT f_table_schema, f_table_name FROM public.geometry_columns ORDER BY 1, 2 LIMIT 2000"
+    ).fetchall()] if _has_postgis(conn) else []
+    close = nearest(table, spatial)
+    schema = table.split(".", 1)[0] + "." if "." in table else ""
+    # the tables of the schema named first (a town's layers sit together), then the rest
+    have = sorted(spatial, key=lambda t: (not t.startswith(schema), t))[:12]
     msg = f"{where}: the database has no table {table!r} (or this user may not see it)."
-    fix = f"set table to one of {have}" if have else "check the table name (schema.table) and the user's rights"
+    hint = f"did you mean {close!r}? " if close else ""
+    fix = f"{hint}set table to one of {have}" if have else "check the table name (schema.table) and the user's rights"
     raise InputError(msg, layer=table, fix=fix)
 
 

@@ -100,7 +100,8 @@ def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
     folder, found = district["folder"], district["result"].findings
     truth = gpd.read_file(folder / "district_truth.geojson")
     rosters = pd.read_csv(folder / "district_truth.csv", dtype=str)
-    defects = rosters[rosters["kind"] != "town_river_section"]  # a section is owned, not a defect
+    owned = ["town_river_section", "town_border_road"]  # sections have owners; they are not defects
+    defects = rosters[~rosters["kind"].isin(owned)]
     assert sorted(found["kind"]) == sorted(defects["kind"])  # each planted defect once, nothing else
     towns_of = {k: set(t.split(",")) for k, t in zip(rosters["kind"], rosters["towns"], strict=True)}
     for rec in found.to_dict("records"):
@@ -126,6 +127,14 @@ def test_district_truth_found_exactly(district: dict[str, Any]) -> None:
     chiefs = {sec["chiefs_a"], sec["chiefs_b"]}
     assert chiefs == set(planted["person"].split(","))
     assert all(c in sec["owner"] for c in chiefs)
+    # the road planted along a town border, in one town's roads only: one border road, both towns own it
+    road = rosters[rosters["kind"] == "town_border_road"].iloc[0]
+    roads = pd.read_csv(folder / "reports" / AS_OF.isoformat() / "border_roads.csv", dtype={"owner_town": str})
+    assert list(roads["road"]) == ["界路"]
+    assert set(roads["owner_town"].iloc[0].split(",")) == set(road["towns"].split(","))  # rule "both"
+    lengths = sorted([roads["length_a_m"].iloc[0], roads["length_b_m"].iloc[0]])
+    assert lengths[0] == 0
+    assert lengths[1] == pytest.approx(float(road["measure"]), rel=0.02)
     owners = dict(zip(found["kind"], found["owner"], strict=True))
     assert "district" in owners["town_gap"]
     assert "网格办" in owners["phone_two_names"]

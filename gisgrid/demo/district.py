@@ -21,6 +21,11 @@ The district-level defects are planted and recorded in :attr:`DemoDistrict.truth
     under its one name, with a town-level chief on each side and a village-level chief per village it
     crosses; the district run lists the section (跨镇交界断面) with the two town-level chiefs. The demo
     towns' own rivers end at their town borders without crossing (no other section).
+``town_border_road``
+    Not a defect: a village road (界路) running along 40 % of one shared border, 1.5 m inside the first
+    town and digitised by that town only; the district run lists it with its owner by ``[checks]
+    border_roads``. (It is a road on the first town's own boundary, so that town may report parts of it
+    outside its hand-drawn grids.)
 
 Nothing else is wrong at district level: every other pair of towns meets within the tolerance, and no other
 phone number appears in two towns. The module makes data only; :mod:`gisgrid.district.files` writes it.
@@ -37,6 +42,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+import shapely.ops
 from shapely.geometry import Point, Polygon, box
 
 from gisgrid._errors import ConfigError
@@ -200,6 +206,8 @@ def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
     truth_rows += _plant_rosters(built, ids, rng)
     third = [p for p in pairs if {p[0], p[1]} != {ga, gb} and {p[0], p[1]} != {oa, ob}] or pairs
     truth_rows.append(_plant_river(built, ids, outlines, third[-1], rng))
+    free = [p for p in pairs if {p[0], p[1]} not in ({ga, gb}, {oa, ob})] or pairs
+    truth_rows.append(_plant_border_road(built, ids, outlines, max(free, key=lambda p: p[2].length)))
     boundary = np.array([outline], dtype=object)
     if hand_drawn:
         boundary = hand_draw(boundary, np.random.default_rng([seed, 2]))
@@ -213,6 +221,29 @@ def make_district(*, towns: int = 24, grids: int = 60, seed: int = 20261201,
 
 
 _RIVER_NAME = "跨镇河"
+_ROAD_NAME = "界路"
+
+
+def _plant_border_road(built: dict[str, _Built], ids: list[str], outlines: list[Polygon],
+                       pair: tuple[int, int, shapely.LineString]) -> dict[str, object]:
+    """A road along the middle 40 % of the longest shared border, 1.5 m inside town a, in a's roads only."""
+    a, b, border = pair
+    piece = shapely.ops.substring(border, 0.3, 0.7, normalized=True)
+    road = None
+    for side in (1.5, -1.5):
+        cand = piece.offset_curve(side)
+        if outlines[a].contains(cand.interpolate(0.5, normalized=True)):
+            road = cand
+    if road is None:
+        msg = "demo district: no side of the border for the border road"
+        raise RuntimeError(msg)
+    roads = built[ids[a]].layers["roads"]
+    row = gpd.GeoDataFrame({"road_id": [f"R{len(roads) + 1}"], "road_class": ["village"], "name": [_ROAD_NAME]},
+                           geometry=[road], crs=roads.crs)
+    built[ids[a]].layers["roads"] = pd.concat([roads, row], ignore_index=True)
+    return {"kind": "town_border_road", "towns": f"{ids[a]},{ids[b]}", "person": None, "phone": None,
+            "measure": round(road.length, 1), "unit": "m", "note": f"{_ROAD_NAME} along the border, in {ids[a]} only",
+            "geometry": road}
 
 
 def _plant_river(built: dict[str, _Built], ids: list[str], outlines: list[Polygon],

@@ -32,15 +32,24 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid.findings import OWNER_JOIN, make_findings
+from gisgrid.findings import OWNER_JOIN, make_findings, present
 from gisgrid.geometry.coverage import partition_defects
 
-__all__ = ["DISTRICT_KINDS", "SECTION_COLUMNS", "boundary_findings", "district_findings", "district_sections",
+__all__ = ["BORDER_ROAD_RULES", "DISTRICT_KINDS", "ROAD_COLUMNS", "SECTION_COLUMNS", "border_roads",
+           "boundary_findings", "district_findings", "district_sections",
            "river_sections", "roster_findings", "town_office"]
 
 #: The district kinds and their severity.
 DISTRICT_KINDS: dict[str, str] = {"town_gap": "high", "town_overlap": "high", "person_two_towns": "medium",
                                   "phone_two_names": "medium", "section_unowned": "medium"}
+#: How the owner of a road on a town border is decided (``[checks] border_roads``).
+BORDER_ROAD_RULES: dict[str, str] = {
+    "both": "both towns own it together (联合负责)",
+    "lower_id": "the town with the lower id",
+    "longer": "the town that has more of it in its roads (ties: the lower id)",
+}
+#: The columns of :func:`border_roads`.
+ROAD_COLUMNS = ("town_a", "town_b", "road", "length_a_m", "length_b_m", "owner_town", "owner", "rule", "geometry")
 #: The columns of :func:`river_sections`.
 SECTION_COLUMNS = ("town_a", "town_b", "river", "river_id_a", "river_id_b", "chiefs_a", "chiefs_b", "owner",
                    "gap_m", "geometry")
@@ -240,6 +249,59 @@ def river_sections(rivers: Mapping[str, gpd.GeoDataFrame], chiefs: Mapping[str, 
     return sections, make_findings(frame, crs=towns.crs, key=keys)
 
 
+def border_roads(roads: Mapping[str, gpd.GeoDataFrame], towns: gpd.GeoDataFrame, *, names: Mapping[str, str],
+                 rule: str = "both", within_m: float = 5.0, min_m: float = 200.0,
+                 tolerance_m: float = 3.0) -> gpd.GeoDataFrame:
+    """Roads on a town border (跨镇交界道路) and who owns each, by ``rule`` (:data:`BORDER_ROAD_RULES`).
+
+    A road (by name; a nameless road by its id) lies on the border of towns A and B where at least ``min_m``
+    of it, in either town's roads, runs within ``within_m`` of their shared border (the part of A's boundary
+    within ``tolerance_m`` of B). Short stretches (a road meeting the border, a lane near it) are not sections.
+
+    Returns
+    -------
+    GeoDataFrame
+        One row per (pair of towns, road): :data:`ROAD_COLUMNS`, the geometry the road's parts on the border.
+    """
+    rows: list[dict[str, Any]] = []
+    geoms = dict(zip(towns["town"], towns.geometry, strict=True))
+    ids = sorted(geoms)
+    tree = shapely.STRtree(np.asarray([geoms[t] for t in ids], dtype=object))
+    for a in ids:
+        for j in tree.query(geoms[a].buffer(tolerance_m), predicate="intersects"):
+            b = ids[int(j)]
+            if b <= a:
+                continue
+            shared = geoms[a].boundary.intersection(geoms[b].buffer(tolerance_m))
+            if shared.length < min_m:
+                continue
+            zone = shared.buffer(within_m)
+            parts: dict[str, dict[str, Any]] = {}
+            for t in (a, b):
+                frame = roads.get(t)
+                if frame is None or not len(frame):
+                    continue
+                r = frame.to_crs(towns.crs)
+                near = r[r.geometry.intersects(zone)]
+                for name, rid, geom in zip(near["name"], near["road_id"], near.geometry, strict=True):
+                    key = str(name).strip() if present(name) and str(name).strip() else f"road {rid}"
+                    piece = geom.intersection(zone)
+                    entry = parts.setdefault(key, {a: 0.0, b: 0.0, "geoms": []})
+                    entry[t] += piece.length
+                    entry["geoms"].append(piece)
+            for key, entry in sorted(parts.items()):
+                la, lb = entry[a], entry[b]
+                if max(la, lb) < min_m:
+                    continue
+                owner_town = (a if rule == "lower_id" else (a if la >= lb else b) if rule == "longer" else None)
+                owners = [owner_town] if owner_town else [a, b]
+                rows.append({"town_a": a, "town_b": b, "road": key, "length_a_m": round(la, 1),
+                             "length_b_m": round(lb, 1), "owner_town": ",".join(owners),
+                             "owner": OWNER_JOIN.join(town_office(names.get(t, t)) for t in owners), "rule": rule,
+                             "geometry": shapely.union_all(entry["geoms"])})
+    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=list(ROAD_COLUMNS)), geometry="geometry", crs=towns.crs)
+
+
 def district_findings(boundaries: Mapping[str, gpd.GeoDataFrame], rosters: Mapping[str, Mapping[str, pd.DataFrame]],
                       *, names: Mapping[str, str], extent: Any, tolerance_m: float, owner: str,
                       crs: Any) -> gpd.GeoDataFrame:
@@ -283,8 +345,12 @@ def district_sections(rivers: Mapping[str, gpd.GeoDataFrame], rosters: Mapping[s
                       boundaries: Mapping[str, gpd.GeoDataFrame], *, names: Mapping[str, str], crs: Any,
                       snap_m: float = 50.0) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """:func:`river_sections` over the towns that completed (boundaries and rivers in any CRS)."""
-    parts = [{"town": t, "geometry": shapely.union_all(np.asarray(f.to_crs(crs).geometry.values, dtype=object))}
-             for t, f in boundaries.items()]
-    towns = gpd.GeoDataFrame(parts, columns=["town", "geometry"], geometry="geometry", crs=crs)
+    towns = _town_frame(boundaries, crs)
     chiefs = {t: r.get("river_chiefs") for t, r in rosters.items()}
     return river_sections(rivers, chiefs, towns, names=names, snap_m=snap_m)
+
+
+def _town_frame(boundaries: Mapping[str, gpd.GeoDataFrame], crs: Any) -> gpd.GeoDataFrame:
+    parts = [{"town": t, "geometry": shapely.union_all(np.asarray(f.to_crs(crs).geometry.values, dtype=object))}
+             for t, f in boundaries.items()]
+    return gpd.GeoDataFrame(parts, columns=["town", "geometry"], geometry="geometry", crs=crs)

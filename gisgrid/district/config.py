@@ -18,6 +18,8 @@
     [checks]
     tolerance_m = 3.0      # town borders: the same hand-digitising tolerance as the town checks
     owner = "district"     # who answers for land in no town / in two towns (the district's 区网格中心)
+    border_roads = "both"  # a road on a town border: "both", "lower_id" or "longer" (who has more of it)
+    border_road_m = 200.0  # that much of a road within 5 m of a shared border makes it a border road
 
     [scoring]              # the town ranking: the same scheme and keys as a town's [scoring]
 
@@ -44,7 +46,7 @@ _KEYS = {
     "district": ("name", "boundary"),
     "towns": ("config", "id", "name"),
     "compute": ("scheduler", "workers", "retries", "maps"),
-    "checks": ("tolerance_m", "owner"),
+    "checks": ("tolerance_m", "owner", "border_roads", "border_road_m"),
 }
 
 
@@ -89,6 +91,8 @@ class DistrictConfig:
     maps: bool = True
     tolerance_m: float = settings.tolerance_m
     owner: str = "区网格化服务管理中心 district grid center"
+    border_roads: str = "both"
+    border_road_m: float = 200.0
     scoring: dict[str, Any] = field(default_factory=dict)
 
 
@@ -184,6 +188,17 @@ def load_district(source: str | os.PathLike[str]) -> DistrictConfig:
     if not isinstance(tol, int | float) or tol < 0:
         msg = f"[checks] tolerance_m = {tol!r} is not a distance in metres."
         raise ConfigError(msg, path=path, fix="give tolerance_m = 3.0")
+    rule = str(checks.get("border_roads", "both"))
+    rules = ("both", "lower_id", "longer")
+    if rule not in rules:
+        close = nearest(rule, rules)
+        msg = f"[checks] border_roads = {rule!r} is not a rule."
+        raise ConfigError(msg, path=path,
+                          fix=(f'did you mean "{close}"? ' if close else "") + f"use one of {list(rules)}")
+    road_m = checks.get("border_road_m", 200.0)
+    if not isinstance(road_m, int | float) or road_m <= 0:
+        msg = f"[checks] border_road_m = {road_m!r} is not a length in metres."
+        raise ConfigError(msg, path=path, fix="give border_road_m = 200")
     boundary = district.get("boundary")
     if boundary is not None:
         if isinstance(boundary, str):
@@ -196,4 +211,5 @@ def load_district(source: str | os.PathLike[str]) -> DistrictConfig:
     return DistrictConfig(path=path, name=str(district.get("name", path.parent.name)), towns=towns,
                           boundary=boundary, scheduler=scheduler, workers=workers, retries=retries,
                           maps=bool(compute.get("maps", True)), tolerance_m=float(tol),
-                          owner=str(checks.get("owner", DistrictConfig.owner)), scoring=dict(scoring))
+                          owner=str(checks.get("owner", DistrictConfig.owner)), border_roads=rule,
+                          border_road_m=float(road_m), scoring=dict(scoring))

@@ -95,6 +95,14 @@ def district_html(result: DistrictResult, trend: pd.DataFrame) -> str:
             out.append(f"<tr><td>{_e(rec['river'])}</td><td>{_e(by_id[rec['town_a']].name)}</td>"
                        f"<td>{_e(by_id[rec['town_b']].name)}</td><td>{_e(rec['owner'])}</td></tr>")
         out.append("</table>")
+    if result.roads is not None and len(result.roads):
+        out.append("<h2>跨镇交界道路 Roads on town borders</h2><table id='border-roads'><tr><th>road</th>"
+                   "<th>towns</th><th>length (m)</th><th>owner</th><th>rule</th></tr>")
+        for rec in result.roads.to_dict("records"):
+            out.append(f"<tr><td>{_e(rec['road'])}</td><td>{_e(by_id[rec['town_a']].name)}、"
+                       f"{_e(by_id[rec['town_b']].name)}</td><td class='num'>{rec['length_a_m']:,.0f} / "
+                       f"{rec['length_b_m']:,.0f}</td><td>{_e(rec['owner'])}</td><td>{_e(rec['rule'])}</td></tr>")
+        out.append("</table>")
     out.append("<h2>区级问题 District findings</h2><table id='district-findings'><tr><th>kind</th><th>severity</th>"
                "<th>towns</th><th>owner</th><th>measure</th><th>message</th><th>id</th></tr>")
     for rec in result.findings.to_dict("records"):
@@ -139,6 +147,9 @@ def write_outputs(result: DistrictResult, out_dir: Path, past: pd.DataFrame, *,
         if result.sections is not None:
             written.append(io.write_csv(pd.DataFrame(result.sections).drop(columns="geometry"),
                                         staging / "border_sections.csv"))
+        if result.roads is not None:
+            written.append(io.write_csv(pd.DataFrame(result.roads).drop(columns="geometry"),
+                                        staging / "border_roads.csv"))
         if before_publish is not None:
             before_publish()
     written = [result.report_dir / p.relative_to(staging) for p in written]

@@ -32,7 +32,7 @@ import pandas as pd
 
 from gisgrid import io
 from gisgrid._errors import ConfigError
-from gisgrid.district.checks import district_findings, district_sections
+from gisgrid.district.checks import _town_frame, border_roads, district_findings, district_sections
 from gisgrid.district.config import DistrictConfig, load_district
 from gisgrid.district.history import DistrictHistory
 from gisgrid.district.tasks import TownOutcome, run_town
@@ -78,6 +78,7 @@ class DistrictResult:
     all_findings: gpd.GeoDataFrame  # every town's findings and the district's, with a town column
     report_dir: Path
     sections: Any = None  # the river sections between towns (跨镇交界断面) and their owners
+    roads: Any = None  # the roads on town borders and their owners
     written: list[Path] = field(default_factory=list)
     scheduler: str = ""
     dashboard: str | None = None
@@ -337,9 +338,12 @@ def run_district(
         sections, unowned = district_sections({t.id: t.rivers for t in ok}, {t.id: t.rosters for t in ok},
                                               {t.id: t.boundary for t in ok}, names=names, crs=crs)
         found = gpd.GeoDataFrame(pd.concat([found, unowned], ignore_index=True), geometry="geometry", crs=crs)
+        on_borders = border_roads({t.id: t.roads for t in ok}, _town_frame({t.id: t.boundary for t in ok}, crs),
+                                  names=names, rule=cfg.border_roads, min_m=cfg.border_road_m,
+                                  tolerance_m=cfg.tolerance_m)
     else:
         found = gpd.GeoDataFrame({"kind": [], "town": []}, geometry=gpd.GeoSeries([]))
-        sections = None
+        sections = on_borders = None
     town_rows = _town_rows(outcomes, crs) if crs is not None else gpd.GeoDataFrame({"town": []},
                                                                                    geometry=gpd.GeoSeries([]))
     standings = _standings(outcomes, town_rows, found, cfg)
@@ -348,7 +352,7 @@ def run_district(
     folder = reports / as_of.isoformat()
     result = DistrictResult(exit_code=code, reason=reason, name=cfg.name, as_of=as_of, towns=outcomes,
                             standings=standings, findings=found, all_findings=every, report_dir=folder,
-                            sections=sections,
+                            sections=sections, roads=on_borders,
                             scheduler=sched, dashboard=dash)
     from gisgrid.district.outputs import write_outputs
     from gisgrid.pipeline import _fault

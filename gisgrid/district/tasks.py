@@ -44,7 +44,7 @@ class TownOutcome:
     lifecycle : GeoDataFrame or None
         The town's findings with their lifecycle status (as in its own report).
     boundary : GeoDataFrame or None
-    rivers : GeoDataFrame or None
+    rivers, roads : GeoDataFrame or None
     rosters : dict
         ``grid_staff`` and ``river_chiefs`` (canonical columns).
     report, map : str or None
@@ -65,6 +65,7 @@ class TownOutcome:
     lifecycle: Any = None
     boundary: Any = None
     rivers: Any = None
+    roads: Any = None
     rosters: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
     map: str | None = None
@@ -105,6 +106,7 @@ def run_town(town_id: str, config: str, district_out: str, *, as_of: dt.date, fo
         seconds=time.perf_counter() - start, peak_mb=_peak_mb(), pid=os.getpid(),
         totals={k: result.assessment.totals.get(k) for k in _TOTALS},
         lifecycle=result.lifecycle, boundary=town.boundary, rivers=town.rivers,
+        roads=town.roads[["road_id", "name", "geometry"]],
         rosters={"grid_staff": town.grid_staff, "river_chiefs": town.river_chiefs},
         report=(rel / "reports" / as_of.isoformat() / "report.html").as_posix(),
         map=(rel / "maps" / "command_center.html").as_posix() if command.exists() else None,

@@ -409,3 +409,39 @@ def test_default_thresholds_never_say_ok_for_half_a_town() -> None:
     assert policy.evaluate_thresholds(fixed, overdue, {"overdue": False})[0] == 0
     with pytest.raises(ConfigError, match="or false"):
         policy.check_thresholds({"overdue": True})
+
+
+def test_workbook_in_memory_and_streamed_hold_the_same_cells(tmp_path, monkeypatch):
+    from gisgrid import io
+    from gisgrid.io import tables as io_tables
+
+    when = dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.timezone.utc)
+    frame = pd.DataFrame({
+        "id": ["G1,东", "=1+1", "-2", "@SUM(A1)", "ok\x01", None],
+        "ids": [("G1,东", "G2"), None, "x", "y", "z", "w"],
+        "n": [1.5, np.nan, np.inf, 0.0, -3.0, 2.0],
+        "k": [1, 2, 3, 4, 5, 6],
+        "flag": [True, False, True, False, True, False],
+        "day": [dt.date(2024, 5, 1), None, dt.date(2024, 5, 2), None, None, None],
+        "at": [when] * 6,
+    })
+    books = {}
+    for name, cells in (("memory", io_tables.XLSX_IN_MEMORY_CELLS), ("streamed", 0)):
+        monkeypatch.setattr(io_tables, "XLSX_IN_MEMORY_CELLS", cells)
+        path = io.write_xlsx({"a": frame, "A": frame.head(2), "History": frame, "责 " + "𠀀" * 20: frame.head(1)},
+                             tmp_path / f"{name}.xlsx")
+        book = openpyxl.load_workbook(path)
+        books[name] = {s.title: [[c.value for c in row] for row in s.iter_rows()] for s in book.worksheets}
+        assert not [c for s in book.worksheets for row in s.iter_rows() for c in row if c.data_type == "f"]
+        assert book["a"].auto_filter.ref == "A1:G7"
+    assert books["memory"] == books["streamed"]
+    rows = books["memory"]["a"]
+    assert rows[0] == ["id", "ids", "n", "k", "flag", "day", "at"]
+    assert [r[0] for r in rows[1:]] == ["G1,东", "'=1+1", "'-2", "'@SUM(A1)", "ok", None]  # defused, cleaned
+    assert rows[1][1] == "G1,东, G2"
+    assert [r[2] for r in rows[1:]] == [1.5, None, None, 0, -3, 2]
+    assert rows[1][4] is True
+    assert rows[1][5] == dt.datetime(2024, 5, 1)
+    assert rows[1][6] == dt.datetime(2024, 5, 1, 8, 30)  # naive, as stored
+    # unique ignoring case; Excel reserves History; 31 UTF-16 units at most (𠀀 counts two)
+    assert list(books["memory"]) == ["a", "A~2", "History~2", "责 " + "𠀀" * 14]

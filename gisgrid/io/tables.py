@@ -77,15 +77,18 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, encoding: st
     return atomic_write_bytes(path, buf.getvalue().encode(encoding))
 
 
-_XLSX_MODE = {"constant_memory": True}
+#: Cells up to which a workbook is assembled in memory (about 170 bytes a cell at its peak); a larger one is
+#: streamed row by row through a temporary file per sheet (constant memory, but a file per sheet costs time
+#: when there are hundreds of small sheets).
+XLSX_IN_MEMORY_CELLS = 1_000_000
 
 
 def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> Path:
     """Write several tables as sheets of one XLSX workbook, atomically.
 
-    The one XLSX writer of the package: XlsxWriter in its constant-memory mode
-    (rows streamed to disk, strings inline; about four times faster than
-    openpyxl's write-only mode, see ``benchmarks/bench_report.py``). Geometry
+    The one XLSX writer of the package: XlsxWriter (about 1.7 times as fast as
+    openpyxl's write-only mode, see ``benchmarks/bench_report.py``), in memory up
+    to :data:`XLSX_IN_MEMORY_CELLS` cells, else streaming rows to disk. Geometry
     columns and the index are left out; the header row is bold, frozen and
     has a filter on every column; the columns are as wide as their first 200 values (at most 60); text cells
     go through :func:`defuse` and lose the control characters XML cannot hold,
@@ -108,10 +111,12 @@ def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
     import xlsxwriter
 
     used: set[str] = set()
+    cells = sum(int(np.prod(getattr(frame, "shape", (0, 0)))) for frame in sheets.values())
+    mode = {"in_memory": True} if cells <= XLSX_IN_MEMORY_CELLS else {"constant_memory": True}
     with atomic_path(path) as tmp:
         # text stays text: no formulas, numbers or links guessed from it; NaN/inf never reach a cell
         book = xlsxwriter.Workbook(str(tmp), {
-            **_XLSX_MODE, "strings_to_formulas": False, "strings_to_numbers": False,
+            **mode, "strings_to_formulas": False, "strings_to_numbers": False,
             "strings_to_urls": False, "default_date_format": "yyyy-mm-dd", "remove_timezone": True})
         bold = book.add_format({"bold": True})
         day = book.add_format({"num_format": "yyyy-mm-dd"})

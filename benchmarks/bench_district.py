@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--maps", action="store_true", help="write every town's maps too")
     ap.add_argument("--keep", default=None, help="write into this folder and keep it")
+    ap.add_argument("--data", default=None, help="an existing demo district folder (district.toml) to run")
     ap.add_argument("--simulate", type=int, default=0, help="only the scheduler: this many stand-in towns")
     ap.add_argument("--task-s", type=float, default=0.05)
     ap.add_argument("--payload-kb", type=int, default=60)
@@ -107,11 +108,13 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench_district_") as tmp:
         root = Path(args.keep or tmp)
-        t0 = time.perf_counter()
-        write_district_demo(root / "data", towns=args.towns, grids=args.town_grids)
-        print(f"demo district: {args.towns} towns of {args.town_grids} grids written in "
-              f"{time.perf_counter() - t0:,.1f} s")
-        rows = [_run(root / "data" / "district.toml", root / f"out{w}", w, args.maps) for w in args.workers]
+        data = Path(args.data) if args.data else root / "data"
+        if not args.data:
+            t0 = time.perf_counter()
+            write_district_demo(data, towns=args.towns, grids=args.town_grids)
+            print(f"demo district: {args.towns} towns of {args.town_grids} grids written in "
+                  f"{time.perf_counter() - t0:,.1f} s")
+        rows = [_run(data / "district.toml", root / f"out{w}", w, args.maps) for w in args.workers]
     first = rows[0]["_ids"]
     for r in rows:
         r["identical"] = r.pop("_ids") == first

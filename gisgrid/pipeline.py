@@ -774,6 +774,13 @@ def _write_layers(folder: Path, assessment: Any) -> list[Path]:
     for name, layer in layers.items():
         if layer is not None:
             out.append(io.write_geojson(layer, folder / f"{name}.geojson"))
+    patrols = getattr(assessment, "patrols", None)
+    if patrols is not None:  # the month's tracks (valid or suspect, why) and the per-chief table, for a GIS
+        tracks = patrols.patrols.drop(columns=["start_s", "judged"], errors="ignore")
+        for col in ("start", "end"):
+            tracks[col] = [v.isoformat() for v in tracks[col]]
+        out.append(io.write_geojson(tracks, folder / "patrols.geojson"))
+        out.append(io.write_csv(patrols.people, folder / "patrol_people.csv"))
     if assessment.checkpoints is not None:
         out.append(io.write_csv(assessment.checkpoints, folder / "checkpoints.csv"))
     derived = assessment.town.derived

@@ -407,6 +407,13 @@ def test_run_on_the_written_demo_reads_the_gcj02_csv_and_reports_the_patrols(tmp
     assert f"<td>{name}</td>" in page
     assert "patrolled 2026-11" in res.describe()
     assert "巡查覆盖 patrolled in 2026-11" in res.assessment._repr_html_()  # the notebook's headline too
+    tracks = gpd.read_file(res.report_dir / "patrols.geojson")  # the month's tracks for a GIS, in lon/lat
+    assert len(tracks) == t["patrols"]
+    assert int((~tracks["valid"].astype(bool)).sum()) == 3
+    assert tracks.total_bounds[0] > 121.0
+    chiefs = pd.read_csv(res.report_dir / "patrol_people.csv", dtype=str)
+    assert set(chiefs.loc[chiefs["status"] == "missing", "person_id"]) == set(
+        truth.loc[truth["kind"] == "patrol_missing", "person_id"])
 
 
 def test_check_reads_the_tracks_and_names_the_rows_a_run_would_refuse(tmp_path, caplog):

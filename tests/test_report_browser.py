@@ -214,6 +214,19 @@ def test_filter_boxes(driver, reports):
     groups = driver.execute_script("return document.querySelectorAll('#open-list > details').length")
     assert groups == len({v for cell in life.loc[life["status"] != "resolved", "village_id"]
                           for v in (cell if isinstance(cell, tuple) else (cell,))})
+    # the groups count what the lifecycle holds: per village, a finding about two villages in both
+    opened = life[life["status"] != "resolved"]
+    for key, rows in (("open", opened), ("veto", opened[opened["severity"] == "veto"]),
+                      ("overdue", life[life["status"] == "overdue"])):
+        want: dict[str, int] = {}
+        for cell in rows["village_id"]:
+            for v in cell if isinstance(cell, tuple) else (cell,):
+                want[v] = want.get(v, 0) + 1
+        got = driver.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0] + ' > details')).map(function (d) {"
+            "  var b = d.querySelector('summary').querySelectorAll('b');"
+            "  return [d.querySelector('summary .id').textContent, Number(b[1].textContent)]; });", f"#{key}-list")
+        assert dict(got) == want, key
     # a finding of one village, shown in the list: filtering by its id leaves its village and its row
     fid = driver.execute_script(
         "var rows = Array.from(document.querySelectorAll('#open-list tr.f'));"

@@ -22,6 +22,7 @@ from gisgrid.geometry.linework import Lines
 from gisgrid.geometry.tracks import clean_tracks, cover
 from gisgrid.io.tracks import iter_track_batches, read_gpx
 from gisgrid.model import Town
+from gisgrid.vocab import percent
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_793_664_000  # 2026-11-03 00:00 UTC (08:00 in Beijing), a Tuesday
@@ -402,6 +403,16 @@ def test_run_on_the_written_demo_reads_the_gcj02_csv_and_reports_the_patrols(tmp
     page = (res.report_dir / "report.html").read_text(encoding="utf-8")
     assert "id='patrols'" in page
     assert "网格巡查覆盖" in page
+    # the scorecard: every village's row gains its patrolled shares, right before its score
+    board = page[page.index('<section id="villages">'):]
+    board = board[:board.index("</section>")]
+    assert "网格巡查 grids patrolled" in board
+    for vid, v in res.assessment.summary.iterrows():
+        row = board[board.index(f'<span class="id">{vid}</span>'):]
+        row = row[:row.index("</tr>")]
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+        assert cells[-2:] == [percent(v["river_patrolled"], 1) if v["river_m"] > 0 else "—",
+                              percent(v["grid_patrolled"], 1)], vid
     never = truth.loc[truth["case"] == "never_patrols", "person_id"].iloc[0]
     name = res.assessment.patrols.people.set_index("person_id").loc[never, "name"]
     assert f"<td>{name}</td>" in page

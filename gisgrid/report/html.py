@@ -390,7 +390,8 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
         "new": _listing(new, names),
         "resolved": _listing(resolved, names),
         "persisting": int((life["status"] == "persisting").sum()),
-        "scorecard": card.to_dict("records"),
+        "scorecard": _with_patrolled(card, assessment).to_dict("records"),
+        "patrolled": "patrol_month" in totals,
         "points_note": points.points_note(period),
         "points_section": points.render_points(run_ledger, period, as_of=day),
         "weights": SCORE_WEIGHTS,
@@ -414,6 +415,17 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
     return {"html": html, "life": life, "names": names, "code": code, "reason": reason, "card": card,
             "points": (run_ledger, period),
             "previous": previous, "day": day, "totals": totals, "town": context["town"]}
+
+
+def _with_patrolled(card: pd.DataFrame, assessment: Assessment) -> pd.DataFrame:
+    """The scorecard with each village's patrolled shares of reach length and grids (when patrols were judged)."""
+    summary = getattr(assessment, "summary", None)
+    if summary is None or "river_patrolled" not in getattr(summary, "columns", ()) or "village_id" not in card:
+        return card
+    out = card.copy()
+    for col in ("river_patrolled", "grid_patrolled"):
+        out[col] = out["village_id"].map(summary[col])
+    return out
 
 
 _PATROL_STATUS = {"missing": "巡查不足 too few", "partial": "未全覆盖 partial", "ok": "合格 ok",

@@ -25,7 +25,7 @@ import pandas as pd
 from gisgrid import scoring
 from gisgrid.findings import with_lifecycle
 from gisgrid.scoring import LEVELS, TIE_BREAKS, Period, Scheme
-from gisgrid.vocab import KIND_ZH, as_number, as_shown
+from gisgrid.vocab import SEVERITY_LABELS, as_number, as_shown, kind_label
 
 if TYPE_CHECKING:
     from gisgrid.history import History
@@ -215,7 +215,8 @@ def _owner_blocks(run_ledger: pd.DataFrame) -> tuple[list[dict[str, Any]], int]:
             "level": lvl, "party": party, "name": as_shown(rows["name"].iat[0]) if "name" in rows else party,
             "total": float(totals[(lvl, party)]), "count": len(rows),
             "rows": [{"finding_id": as_shown(r["finding_id"]), "kind": as_shown(r["kind"]),
-                      "kind_label": KIND_ZH.get(as_shown(r["kind"]), ""), "status": as_shown(r["status"]),
+                      "kind_label": kind_label(as_shown(r["kind"])), "status": as_shown(r["status"]),
+                      "severity": SEVERITY_LABELS.get(as_shown(r.get("severity")), as_shown(r.get("severity"))),
                       "rule": as_shown(r["rule"]), "points": r["points"]} for r in take.to_dict("records")],
         })
     return blocks, max(len(run_ledger) - shown, 0)

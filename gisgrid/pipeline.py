@@ -482,6 +482,10 @@ def run(
                           "really mean it")
     cfg = source if isinstance(source, Config) else load_config(source)
     validate(cfg)
+    if maps:  # a basemap that needs a key (Tianditu) and has none: refused here, not after the history commit
+        from gisgrid.maps.basemaps import _basemaps
+
+        _basemaps(cfg.maps.basemap, cfg.maps.tiles_url, None)
     if dispatch:  # refused before anything is recorded: no [dispatch], or a secret missing from the environment
         _dispatch_ready(cfg)
     publishing = publish_options(cfg)

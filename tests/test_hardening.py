@@ -277,6 +277,8 @@ CORPUS = {
     "config-deadlines": Case(lambda t: _section(t, "[report]\ndeadlines = { vetoo = 3 }"), ("vetoo", "veto")),
     "config-report": Case(lambda t: _section(t, "[report]\nsliver_area = 5"), ("sliver_area", "sliver_area_m2")),
     "config-basemap": Case(lambda t: _section(t, '[maps]\nbasemap = "gaodee"'), ("basemap", "gaodee", "gaode")),
+    "config-basemap-without-key": Case(lambda t: _section(t, '[maps]\nbasemap = "tianditu"'),
+                                       ("tianditu", "TIANDITU_KEY"), ("run-with-maps",)),
     "config-maps": Case(lambda t: _section(t, "[maps]\nper_ownr = false"), ("per_ownr", "per_owner")),
     "config-history": Case(lambda t: _section(t, '[history]\npth = "h.sqlite"'), ("pth", "path")),
     "config-rules": Case(lambda t: _section(t, '[[rules]]\nname = "x"\nbufer_m = 5'), ("bufer_m",)),
@@ -303,8 +305,9 @@ def test_bad_input_is_refused_naming_it_and_nothing_is_written(cli, demo, tmp_pa
     out.mkdir()
     before = tree(tmp_path), tree(demo)
     for command in case.commands:
-        args = ("run", config, "--out", out, "--no-maps", "--as-of", DAY) if command == "run" else ("check", config)
-        res = cli(*args, cwd=tmp_path)
+        args = {"check": ("check", config), "run": ("run", config, "--out", out, "--no-maps", "--as-of", DAY),
+                "run-with-maps": ("run", config, "--out", out, "--as-of", DAY)}[command]
+        res = cli(*args, cwd=tmp_path, env={"TIANDITU_KEY": ""})
         refused(res, *case.words)
         assert len(res.stderr.strip().splitlines()) == 1, res
     assert (tree(tmp_path), tree(demo)) == before

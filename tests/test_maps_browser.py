@@ -331,3 +331,36 @@ def test_default_maps_work_offline(driver, tmp_path):
     driver.get((tmp_path / "cdn" / "maps" / "command_center.html").as_uri())
     assert driver.execute_script("return document.readyState") == "complete"
     assert driver.execute_script("return typeof L") == "undefined"
+
+
+def test_patrol_tracks_coloured_by_validity_and_unpatrolled_stretches(driver, tmp_path):
+    """Issue 18's map: the month's walks (valid green, suspect purple dashed) and what no one walked."""
+    import datetime as dt
+
+    demo = make_demo()
+    town = demo.town()
+    a = analyze(town, patrols=[demo.patrols().fixes], patrol_options={"month": "2026-11"},
+                as_of=dt.date(2026, 12, 1))
+    tracks = a.patrols.patrols
+    suspect = int((~tracks["valid"].astype(bool)).sum())
+    assert suspect >= 1  # the demo plants a car and a track off the river
+    path = maps.save_map(maps.command_center_map(a, assets="inline", basemap="none"), tmp_path / "patrols.html")
+    _open(driver, path)
+    stats = driver.execute_script("return GG.stats()")
+    assert stats["patrols"]["drawn"] == len(tracks)
+    unwalked = int(a.findings["kind"].isin(["patrol_partial", "patrol_missing"]).sum())
+    assert unwalked >= 1
+    assert stats["unpatrolled"]["drawn"] == unwalked
+    strokes = driver.execute_script(
+        "var g = GG.layers.filter(function (x) { return x.ggSpec.key === 'patrols'; })[0]; var out = [];"
+        "g.eachLayer(function (l) { out.push([l.options.color, l.options.dashArray || '']); }); return out;")
+    assert sum(1 for c, d in strokes if c == "#762a83" and d) == suspect
+    assert sum(1 for c, _ in strokes if c == "#1a9850") == len(tracks) - suspect
+    # a suspect chief's own map holds their walks only
+    who = tracks.loc[~tracks["valid"].astype(bool), "name"].iloc[0]
+    owner = next(o for o in a.findings["owner"].dropna() if str(o).startswith(str(who)))
+    own = maps.save_map(maps.command_center_map(a, assets="inline", basemap="none", owner=owner),
+                        tmp_path / "owner.html")
+    _open(driver, own)
+    assert driver.execute_script("return GG.stats()")["patrols"]["drawn"] == int((tracks["name"] == who).sum())
+    assert _problems(driver) == []

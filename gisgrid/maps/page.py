@@ -23,7 +23,7 @@ from gisgrid.io import atomic_write_text
 from gisgrid.maps.basemaps import BASEMAPS, _add_basemaps, _Base, _basemaps
 from gisgrid.maps.elements import _data_block, _Finish, _GeoLayer, _Pane, _Raw
 from gisgrid.maps.layers import _Layer
-from gisgrid.maps.prepare import _Model, _prepare
+from gisgrid.maps.prepare import PATROL_VALIDITY, _Model, _prepare
 from gisgrid.maps.scopes import _Scope, _scope_for
 from gisgrid.maps.static import (
     _LEAFLET_CSS,
@@ -255,9 +255,27 @@ def _render(model: _Model, scope: _Scope, *, bases: list[_Base], first_base: int
         elif key == "uncovered":
             style = {"color": "#e00000", "weight": 5, "opacity": 0.95}
             overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
+        elif key == "unpatrolled":  # assigned but not walked: the stretch (or the grid) no patrol covered
+            style = {"color": "#0570b0", "weight": 6, "dashArray": "2 8", "opacity": 0.9, "fillColor": "#0570b0",
+                     "fillOpacity": 0.15}
+            overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
         else:
             style = {"color": "#c51b7d", "weight": 5, "dashArray": "8 6", "opacity": 0.95}
             overlay(key, sub, label, _swatch(style, line=True), {**fbase, "style": {"base": style}, "front": True})
+    if "patrols" in L:
+        # The month's walks: valid ones thin and green (context), suspect ones bold purple (to check).
+        good = {"color": "#1a9850", "weight": 2, "opacity": 0.7}
+        bad = {"color": "#762a83", "weight": 4, "opacity": 0.95, "dashArray": "6 4"}
+        overlay("patrols", L["patrols"], "巡查轨迹 patrol tracks", _swatch(good, line=True) + _swatch(bad, line=True),
+                {"style": {"base": good, "by": "ok", "styles": {esc(PATROL_VALIDITY[True]): good,
+                                                                esc(PATROL_VALIDITY[False]): bad}},
+                 "title": "巡查 Patrol",
+                 "tip": [["nm", "巡查人 who"], ["t0", "开始 start"], ["ok", "有效 valid"], ["r", "原因 why"]],
+                 "pop": [["nm", "巡查人 who"], ["p", "编号 id"], ["lv", "级别 level"], ["t0", "开始 start"],
+                         ["d", "时长 duration"], ["l", "长度 length"], ["sp", "速度 speed"], ["ok", "有效 valid"],
+                         ["r", "原因 why"]],
+                 "search": ["nm", "p"]},
+                legend_line="巡查轨迹 patrol tracks (green: valid; purple dashed: suspect)")
     if "sensitive" in L:
         # Context, not alarm: the problems inside sections are findings drawn above in their own colours. The
         # layer starts off (a town has thousands of sections) and is drawn light and below the findings.

@@ -112,6 +112,36 @@ def _as_of(assessment: Assessment) -> str:
     return _dt.date.today().isoformat()
 
 
+#: How a patrol track's validity reads on the map (the key its style is chosen by).
+PATROL_VALIDITY = {True: "有效 valid", False: "可疑 suspect"}
+
+
+def _patrol_layer(tracks: gpd.GeoDataFrame, villages: gpd.GeoDataFrame, *, crs: Any, gcj: bool) -> _Layer:
+    """The month's patrol tracks (simplified), each with who walked it, when, how far and whether it counts."""
+    geoms = _arr(tracks)
+    mid = shapely.line_interpolate_point(geoms, 0.5, normalized=True)
+    # the village a track is in: where its middle lies (for the village maps)
+    vg = _arr(villages)
+    vid = np.full(len(tracks), None, dtype=object)
+    ti, vi = shapely.STRtree(vg).query(mid, predicate="within") if len(vg) else (np.zeros(0, int), np.zeros(0, int))
+    vid[ti] = villages["village_id"].to_numpy(dtype=object)[vi]
+    valid = _col(tracks, "valid").fillna(False).astype(bool).to_numpy()
+    names, people = _col(tracks, "name"), _col(tracks, "person_id")
+    start = [str(v)[:16].replace("T", " ") if v is not None and v == v else None for v in _col(tracks, "start")]
+    cols: dict[str, list[Any]] = {
+        "nm": _text(names), "p": _text(people), "lv": _text(_col(tracks, "level")), "t0": _text(start),
+        "d": [None if v != v else f"{float(v):,.0f} min" for v in _col(tracks, "duration_min")],
+        "l": [_fmt_measure(v, "m") for v in _col(tracks, "length_m")],
+        "sp": [None if v != v else f"{float(v):,.1f} km/h" for v in _col(tracks, "speed_kmh")],
+        "ok": [esc(PATROL_VALIDITY[bool(v)]) for v in valid],
+        "r": _text(pd.Series([v if isinstance(v, str) and v else None for v in _col(tracks, "reasons")],
+                             dtype=object)),
+    }
+    owners = [(str(n), f"{n} ({p})") for n, p in zip(names, people, strict=True)]
+    attrs = pd.DataFrame({"village_id": vid, "owners": owners, "valid": valid})
+    return _build_layer("patrols", tracks, cols, crs=crs, gcj=gcj, attrs=attrs)
+
+
 def _prepare(assessment: Assessment, *, gcj: bool, show_phones: bool) -> _Model:
     town = assessment.town
     crs = town.crs
@@ -267,6 +297,11 @@ def _prepare(assessment: Assessment, *, gcj: bool, show_phones: bool) -> _Model:
                                            attrs=pd.DataFrame({"village_id": _col(sen, "village_id").to_numpy(object),
                                                                "owners": [tuple(_owners_of(o))
                                                                           for o in _col(sen, "owner")]}))
+
+    pres = getattr(assessment, "patrols", None)
+    tracks = getattr(pres, "patrols", None)
+    if tracks is not None and len(tracks):
+        layers["patrols"] = _patrol_layer(tracks.reset_index(drop=True), vil, crs=crs, gcj=gcj)
 
     # Relations for the village and owner maps (metric CRS, unsimplified geometry), computed when first needed.
     sources = {"villages": _arr(vil), "grids": _arr(grids),

@@ -64,7 +64,7 @@ def _village_scope(model: _Model, assessment: Assessment, village: str) -> _Scop
         "findings": fmask,
     }
     masks.update(_road_masks(model, road_rows))
-    for key in ("rivers", "corridors", "sensitive"):
+    for key in ("rivers", "corridors", "sensitive", "patrols"):
         if key in L:
             masks[key] = (L[key].attrs["village_id"].astype(object) == str(village)).to_numpy()
     name = model.village_names.get(str(village), str(village))
@@ -109,6 +109,8 @@ def _owner_scope(model: _Model, assessment: Assessment, owner: str) -> _Scope:
         masks["corridors"] = (L["corridors"].attrs["owner"].astype(object) == owner).to_numpy()
     if "sensitive" in L:
         masks["sensitive"] = np.array([owner in o for o in L["sensitive"].attrs["owners"]], dtype=bool)
+    if "patrols" in L:  # a chief's own walks
+        masks["patrols"] = np.array([owner in o for o in L["patrols"].attrs["owners"]], dtype=bool)
     return _Scope("owner", owner, masks)
 
 

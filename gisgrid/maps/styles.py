@@ -44,6 +44,7 @@ _FINDING_LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("overlaps", f"{KIND_ZH['area_overlap']} overlaps", ("area_overlap",)),
     ("uncovered", f"{KIND_ZH['road_uncovered']} uncovered roads", ("road_uncovered",)),
     ("unassigned", f"{KIND_ZH['river_unassigned']} unassigned reaches", ("river_unassigned",)),
+    ("unpatrolled", f"{KIND_ZH['patrol_partial']} unpatrolled reaches and grids", ("patrol_partial", "patrol_missing")),
 )
 
 _TOP_PANE = "ggTop"

@@ -71,6 +71,16 @@ class TownOutcome:
     map: str | None = None
 
 
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -84,8 +94,13 @@ def run_town(town_id: str, config: str, district_out: str, *, as_of: dt.date, fo
 
     Never raises for the town's own errors: they are its outcome (``bad_input`` or ``crashed``).
     """
-    from gisgrid import pipeline
+    from gisgrid import pipeline, settings
 
+    if _in_dask_worker():
+        # one town per worker slot: the parallelism is the towns', so a town's own thread pools (the coverage
+        # engine's, default one per core) would only fight the other workers for the cores. Results do not
+        # depend on the thread count; a town config's own [coverage] workers still wins.
+        settings.workers = 1
     start = time.perf_counter()
     out = Path(district_out) / "towns" / town_id
     shown = name or town_id

@@ -540,12 +540,12 @@ def run(
                 tick("report", total - 2, total)
                 map_href = "../../maps/command_center.html" if maps and not backfill else None
                 with io.staged_folder(folder) as staging:  # the whole report folder appears at once, or not at all
+                    run_points = _run_points(assessment, lifecycle, hist, scoring_scheme(cfg), as_of)
                     written += report_mod.write_report(assessment, staging, lifecycle, history=hist, map_href=map_href,
                                                        fail_on=cfg.report.fail_on, as_of=as_of, verdict=verdict,
-                                                       scheme=scoring_scheme(cfg))
+                                                       scheme=scoring_scheme(cfg), points=run_points)
                     written += _write_layers(staging, assessment)
-                    points_written, period_to_date = _write_points(staging, assessment, lifecycle, hist,
-                                                                   scoring_scheme(cfg), as_of)
+                    points_written, period_to_date = _write_points(staging, run_points)
                     written += points_written
                     for owner, table in task_lists(assessment.with_lifecycle(lifecycle)).items():
                         written.append(io.write_csv(table, staging / "owners" / f"{io.safe_filename(owner)}.csv"))
@@ -759,12 +759,18 @@ def write_crash_log(command: str, exc: BaseException, folder: str | os.PathLike[
     raise OSError(msg) from exc
 
 
-def _write_points(folder: Path, assessment: Any, lifecycle: Any, hist: Any, scheme: Any, as_of: dt.date
-                  ) -> tuple[list[Path], Any]:
-    """失分台账: ``points.csv`` and ``points.xlsx`` of the run; and its period to date, which the terminal shows."""
-    from gisgrid.report.points import points_sheets, run_points
+def _run_points(assessment: Any, lifecycle: Any, hist: Any, scheme: Any, as_of: dt.date) -> tuple[Any, Any]:
+    """The run's ledger and its period to date: computed once for the report page and the points files."""
+    from gisgrid.report.points import run_points
 
-    run_ledger, period = run_points(assessment, lifecycle, history=hist, scheme=scheme, as_of=as_of)
+    return run_points(assessment, lifecycle, history=hist, scheme=scheme, as_of=as_of)
+
+
+def _write_points(folder: Path, run_points: tuple[Any, Any]) -> tuple[list[Path], Any]:
+    """失分台账: ``points.csv`` and ``points.xlsx`` of the run; and its period to date, which the terminal shows."""
+    from gisgrid.report.points import points_sheets
+
+    run_ledger, period = run_points
     return [io.write_csv(run_ledger, folder / "points.csv"),
             io.write_xlsx(points_sheets(run_ledger, period), folder / "points.xlsx")], period
 

@@ -71,6 +71,7 @@ def write_report(
     as_of: dt.date | None = None,
     verdict: tuple[int, str] | None = None,
     scheme: Scheme | None = None,
+    points: tuple[pd.DataFrame, Any] | None = None,
 ) -> list[Path]:
     """Write the report files of one run into ``out``.
 
@@ -101,6 +102,9 @@ def write_report(
     scheme
         The 测评体系 (:class:`gisgrid.scoring.Scheme`; default the shipped one): ``points.csv`` and
         ``points.xlsx`` (失分台账) and the period to date in the scorecard.
+    points
+        This run's ledger and period to date as :func:`gisgrid.report.points.run_points` made them, when the
+        caller has them already (default: computed here).
 
     Returns
     -------
@@ -116,7 +120,7 @@ def write_report(
         assessment, out = out, assessment  # type: ignore[assignment]
     folder = Path(out)
     built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of,
-                   verdict=verdict, scheme=scheme)
+                   verdict=verdict, scheme=scheme, points_result=points)
     life, names, card = built["life"], built["names"], built["card"]
     table = _finding_table(life, names)
     written = [

@@ -349,7 +349,8 @@ def render_html(
 
 def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: History | None, map_href: str | None,
            fail_on: Mapping[str, Any] | None, as_of: dt.date | None,
-           verdict: tuple[int, str] | None = None, scheme: Any = None) -> dict[str, Any]:
+           verdict: tuple[int, str] | None = None, scheme: Any = None,
+           points_result: tuple[pd.DataFrame, Any] | None = None) -> dict[str, Any]:
     day = as_of or lifecycle_as_of(lifecycle)
     life = with_lifecycle(assessment, lifecycle, day)
     names = village_names(assessment)
@@ -361,7 +362,8 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
         except Exception as exc:  # noqa: BLE001 - the report still renders without the comparison
             logger.warning("report: previous run not read from the history (%s)", exc)
     # the rank, score and flags are the 测评体系's, over the period to date (谁丢分、谁担责, report/points.py)
-    run_ledger, period = points.run_points(assessment, life, history=history, scheme=scheme, as_of=day)
+    run_ledger, period = points_result if points_result is not None else points.run_points(
+        assessment, life, history=history, scheme=scheme, as_of=day)
     card = points.with_ranking(scorecard(assessment, life), period.levels["village"])
     open_ = sort_findings(life[is_open(life)])
     veto = open_[open_["severity"] == "veto"]

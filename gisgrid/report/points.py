@@ -120,7 +120,8 @@ def _book(history: History | None, day: dt.date, fallback: Mapping[str, Any] | N
 
 
 def period_scores(history: History | None, period: Period, scheme: Scheme, *,
-                  run_view: pd.DataFrame | None = None, book: Mapping[str, Any] | None = None) -> PeriodScores:
+                  run_view: pd.DataFrame | None = None, book: Mapping[str, Any] | None = None,
+                  run_ledger: pd.DataFrame | None = None) -> PeriodScores:
     """Score a period (to ``period.end``) and the ``scheme.trend - 1`` periods before it.
 
     Parameters
@@ -135,6 +136,8 @@ def period_scores(history: History | None, period: Period, scheme: Scheme, *,
         The view of the run being reported (:func:`gisgrid.scoring.run_view`), used without a history.
     book
         Village names and hygiene (:func:`gisgrid.scoring.village_book`) when the history has none.
+    run_ledger
+        The ledger of ``run_view`` when the caller has it (without a history the period is that run).
     """
     def score(p: Period) -> tuple[list[dt.date], pd.DataFrame]:
         if history is None:
@@ -150,7 +153,8 @@ def period_scores(history: History | None, period: Period, scheme: Scheme, *,
     if not villages:
         logger.warning("scoring %s: the runs recorded no village list (recorded by an older gisgrid): villages "
                        "without findings are not ranked and show their ids; the next run records it", period.label)
-    ledger = scoring.ledgers(view, scheme, villages=villages)
+    reuse = history is None and run_view is not None  # the period is that one run: its ledger is the run's
+    ledger = run_ledger if reuse and run_ledger is not None else scoring.ledgers(view, scheme, villages=villages)
     books = {lvl: ledger[ledger["level"] == lvl].drop(columns=["name"]) for lvl in LEVELS}
     levels = scoring.level_tables(view, scheme, villages=villages, hygiene=hygiene, books=books)
     history_of: list[tuple[Period, dict[str, pd.DataFrame]]] = [(period, levels)]
@@ -204,11 +208,13 @@ def _owner_blocks(run_ledger: pd.DataFrame) -> tuple[list[dict[str, Any]], int]:
     """Per party (most points lost first), its ledger rows; at most :data:`MAX_LEDGER_ROWS` rows in all."""
     if not len(run_ledger):
         return [], 0
-    totals = run_ledger.groupby(["level", "party"], sort=False)["points"].sum()
+    groups = run_ledger.groupby(["level", "party"], sort=False)
+    totals = groups["points"].sum()
     order = sorted(totals.index, key=lambda k: (k[0] != "village", totals[k], k[1]))
+    rows_of = groups.indices  # one pass over the ledger, not one mask per party
     blocks, shown = [], 0
     for lvl, party in order:
-        rows = run_ledger[(run_ledger["level"] == lvl) & (run_ledger["party"] == party)]
+        rows = run_ledger.iloc[rows_of[(lvl, party)]]
         take = rows.head(max(MAX_LEDGER_ROWS - shown, 0))
         shown += len(take)
         blocks.append({
@@ -276,5 +282,6 @@ def run_points(assessment: Any, life: pd.DataFrame | None, *, history: History |
     run_ledger = scoring.ledgers(view, scheme, villages=book["villages"])
     period = scoring.period_of(as_of, scheme.period).to_date(as_of)
     recorded = history is not None and history.get_run(as_of) is not None
-    scores = period_scores(history if recorded else None, period, scheme, run_view=view, book=book)
+    scores = period_scores(history if recorded else None, period, scheme, run_view=view, book=book,
+                           run_ledger=run_ledger)
     return run_ledger, scores

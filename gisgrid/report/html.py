@@ -38,7 +38,7 @@ from gisgrid.findings import (
     sort_findings,
     with_lifecycle,
 )
-from gisgrid.policy import SCORE_WEIGHTS, SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
+from gisgrid.policy import SENSITIVE_KINDS, evaluate_thresholds, scorecard, village_names
 from gisgrid.report import points
 from gisgrid.report.charts import _charts
 from gisgrid.vocab import KIND_ZH, METRIC_LABELS, SEVERITY_LABELS, STATUS_LABELS, as_number, as_shown, percent
@@ -396,7 +396,6 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
         "patrolled": "patrol_month" in totals,
         "points_note": points.points_note(period),
         "points_section": points.render_points(run_ledger, period, as_of=day),
-        "weights": SCORE_WEIGHTS,
         "sensitive_kinds": SENSITIVE_KINDS,
         "owners": owners,
         "open": _listing(open_, names),

@@ -50,6 +50,7 @@ import shapely
 
 from gisgrid import settings
 from gisgrid._errors import ConfigError
+from gisgrid.checks.responsibility._shapes import _person_labels  # owners named as everywhere else
 from gisgrid.findings import empty_findings, ids_cell, make_findings
 from gisgrid.geometry.linework import Lines, lines_only
 from gisgrid.geometry.tracks import Track, clean_tracks, cover, merge_intervals, patrol_lines
@@ -306,16 +307,6 @@ class PatrolResult:
     issues: list[str] = field(default_factory=list)
     month: tuple[int, int] = (1970, 1)
     points: int = 0
-
-
-def _person_labels(town: Town) -> dict[str, str]:
-    frames = [f[["person_id", "name"]] for f in (town.grid_staff, town.river_chiefs) if len(f)]
-    if not frames:
-        return {}
-    people = pd.concat(frames, ignore_index=True).astype(object).drop_duplicates("person_id")
-    shared = people["name"].duplicated(keep=False)
-    label = np.where(shared, people["name"] + " (" + people["person_id"] + ")", people["name"])
-    return dict(zip(people["person_id"], label, strict=True))
 
 
 def _grid_lanes(town: Town, classes: list[str]) -> dict[str, np.ndarray]:

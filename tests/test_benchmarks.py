@@ -17,6 +17,8 @@ CASES = [
     ("bench_analyze.py", ["--scale", "town", "--run"], "gisgrid run"),
     ("bench_tolerance.py", ["--grids", "300", "--roads", "1500", "--repeat", "1"], "hand-drawn"),
     ("bench_sensitive.py", ["--scale", "town"], "analyze_sensitive"),
+    ("bench_report.py", ["--findings", "300"], "write_report (total)"),
+    ("bench_patrols.py", ["--chiefs", "20"], "fixes/s"),
 ]
 
 

@@ -16,6 +16,19 @@ hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, prin
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
+@pytest.fixture(autouse=True)
+def _gisgrid_logger_as_it_was():
+    """A test that runs the CLI in this process lets it configure the gisgrid logger (its handler, no
+    propagation); give the logger back afterwards, so later tests' caplog still sees the library's records."""
+    import logging
+
+    root = logging.getLogger("gisgrid")
+    saved = (list(root.handlers), root.propagate, root.level)
+    yield
+    root.handlers[:], root.propagate = saved[0], saved[1]
+    root.setLevel(saved[2])
+
+
 #: Lower-left corner of the hand-built town, EPSG:4549 (CGCS2000 GK CM 120E), near Nantong.
 X0, Y0 = 500_000.0, 3_550_000.0
 ANALYSIS_EPSG = 4549

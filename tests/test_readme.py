@@ -28,7 +28,7 @@ def test_readme_has_the_two_commands_first():
 @pytest.mark.slow
 def test_option_example_runs_on_the_demo_town(tmp_path):
     options = next(b for b in _toml_blocks() if "[rules]" in b)
-    for name in ("town.gpkg", "grid_staff.csv", "river_chiefs.xlsx", "gisgrid.toml"):
+    for name in ("town.gpkg", "grid_staff.csv", "river_chiefs.xlsx", "patrols.csv", "gisgrid.toml"):
         shutil.copy(ROOT / "data" / "geo" / name, tmp_path / name)
     cfg_path = tmp_path / "gisgrid.toml"
     cfg_path.write_text(cfg_path.read_text(encoding="utf-8") + "\n" + options, encoding="utf-8")

@@ -82,6 +82,10 @@ def test_run_on_written_config_gives_the_same_findings(default_run, demo_dir, tm
     res = gisgrid("run", demo_dir / "gisgrid.toml", "--out", tmp_path, "--as-of", "2026-11-01", "--no-maps",
                   cwd=tmp_path)
     assert res.returncode == 1, res.stderr
+    assert "step" not in res.stderr  # a pipe (a cron log) gets no progress bar
+    assert "\r" not in res.stderr
+    assert "INFO" not in res.stderr  # and no log lines unless asked (-v)
+    assert str((tmp_path / "reports" / "2026-11-01" / "report.html").resolve()) in res.stdout
     a = pd.read_csv(work / "reports" / "2026-11-01" / "findings.csv", encoding="utf-8-sig")
     b = pd.read_csv(tmp_path / "reports" / "2026-11-01" / "findings.csv", encoding="utf-8-sig")
     assert sorted(a["finding_id"]) == sorted(b["finding_id"])

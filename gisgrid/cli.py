@@ -350,6 +350,23 @@ def _cmd_map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crash_folder(args: argparse.Namespace) -> str:
+    """Where the crash log goes: where the operator looks for the report.
+
+    The output folder as the command would have used it: ``--out``, else the config's folder, else here.
+    """
+    from pathlib import Path
+
+    out = getattr(args, "out", None)
+    if out is not None:
+        return str(out)
+    config = getattr(args, "config", None)
+    if config:
+        p = Path(config)
+        return str(p if p.is_dir() else p.parent)
+    return "."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = _parser().parse_args(argv)
@@ -373,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         where = "no log could be written"
         with contextlib.suppress(OSError):
-            where = f"the traceback is in {pipeline.write_crash_log(args.command, exc, getattr(args, 'out', None))}"
+            where = f"the traceback is in {pipeline.write_crash_log(args.command, exc, _crash_folder(args))}"
         done = ("A run that did not finish is not recorded: the history and the reports agree" if args.command == "run"
                 else "Nothing new was published")
         _say(f"gisgrid {args.command}: unexpected error: {type(exc).__name__}: {exc}; {where}. {done}; please report "

@@ -742,7 +742,8 @@ def _fault(step: str) -> None:
 def write_crash_log(command: str, exc: BaseException, folder: str | os.PathLike[str] | None) -> Path:
     """Write the traceback of an unexpected error where the operator will look, and return the file.
 
-    ``folder`` (the run's ``--out``) when it can be written, else the system's temporary folder.
+    ``folder`` (the command's output folder: ``--out``, else the config's folder) when it can be written,
+    else the system's temporary folder.
     """
     import tempfile
     import traceback

@@ -215,6 +215,19 @@ def test_a_crash_exits_3_with_one_line_and_a_log_never_1(demo_dir, tmp_path, sta
     assert not (tmp_path / "reports" / "2026-11-03").exists() or stage == "maps"
 
 
+def test_without_out_a_crash_log_lands_next_to_the_config_as_the_report_would(demo_dir, tmp_path, monkeypatch):
+    import shutil
+
+    town = tmp_path / "town"
+    shutil.copytree(demo_dir, town)
+    monkeypatch.setenv("GISGRID_FAULT", "analyse")
+    res = gisgrid("run", town / "gisgrid.toml", "--no-maps", "--as-of", "2026-11-03", cwd=tmp_path, check_code=3)
+    logs = list(town.glob("gisgrid-error-*.log"))
+    assert len(logs) == 1
+    assert str(logs[0]) in res.stderr
+    assert not list(tmp_path.glob("gisgrid-error-*.log"))
+
+
 def test_a_gisgrid_toml_in_the_current_folder_is_used_and_named(demo_dir, tmp_path):
     import shutil
 

@@ -642,3 +642,43 @@ def test_geojson_is_what_geopandas_writes_only_faster(tmp_path):
     path = write_geojson(frame, tmp_path / "f.geojson")
     assert close(json.loads(path.read_text(encoding="utf-8")), want)
     assert "<script>" in path.read_text(encoding="utf-8")  # data, as text: escaping is the pages' job
+
+
+def test_a_workbook_written_by_a_second_process_is_the_same_and_its_errors_come_back(tmp_path):
+    import errno
+    import os
+
+    import openpyxl
+    import pandas as pd
+
+    from gisgrid.io import start_xlsx, write_xlsx
+
+    sheets = {"问题 findings": pd.DataFrame({"id": ["a", "=1+1", "东"], "m": [1.5, None, 3.0]}),
+              "owners": pd.DataFrame({"owner": ["村委会", "+x"]})}
+    here = write_xlsx(sheets, tmp_path / "here.xlsx")
+    there = start_xlsx(sheets, tmp_path / "there.xlsx").result()
+
+    def cells(path):
+        book = openpyxl.load_workbook(path, read_only=True)
+        return {s.title: [list(r) for r in s.iter_rows(values_only=True)] for s in book}
+
+    assert cells(there) == cells(here)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        pending = start_xlsx(sheets, locked / "no.xlsx")
+        if os.geteuid() != 0:  # root writes anywhere: then the child succeeds and nothing is to be said
+            with pytest.raises(OSError, match=r"no\.xlsx") as err:
+                pending.result()
+            assert err.value.errno in (errno.EACCES, errno.EPERM)
+        else:
+            pending.result()
+    finally:
+        locked.chmod(0o700)
+    (tmp_path / "a file").write_text("x", encoding="utf-8")
+    blocked = start_xlsx(sheets, tmp_path / "a file" / "x.xlsx")
+    with pytest.raises(OSError, match=r"x\.xlsx") as err:  # the child's error, errno and all, is the parent's
+        blocked.result()
+    assert err.value.errno in (errno.ENOTDIR, errno.EEXIST)
+    start_xlsx(sheets, tmp_path / "stopped.xlsx").cancel()  # a caller that failed stops the child: no zombie

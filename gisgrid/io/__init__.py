@@ -22,10 +22,21 @@ from gisgrid.io.atomic import (
 )
 from gisgrid.io.files import detect_encoding, list_layers, read_config, read_layer, read_table
 from gisgrid.io.postgis import display_url, read_postgis, read_postgis_table
-from gisgrid.io.tables import FORMULA_STARTS, defuse, jsonable, write_csv, write_geojson, write_layers, write_xlsx
+from gisgrid.io.tables import (
+    FORMULA_STARTS,
+    PendingFile,
+    defuse,
+    jsonable,
+    start_xlsx,
+    write_csv,
+    write_geojson,
+    write_layers,
+    write_xlsx,
+)
 
 __all__ = [
     "FORMULA_STARTS",
+    "PendingFile",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -44,6 +55,7 @@ __all__ = [
     "remove_stale_staging",
     "safe_filename",
     "staged_folder",
+    "start_xlsx",
     "write_csv",
     "write_geojson",
     "write_layers",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io as _io
 import json
@@ -21,7 +22,8 @@ import shapely
 from gisgrid.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from gisgrid.vocab import is_missing
 
-__all__ = ["FORMULA_STARTS", "defuse", "jsonable", "write_csv", "write_geojson", "write_layers", "write_xlsx"]
+__all__ = ["FORMULA_STARTS", "PendingFile", "defuse", "jsonable", "start_xlsx", "write_csv", "write_geojson",
+           "write_layers", "write_xlsx"]
 
 
 #: A cell starting with one of these is read as a formula by spreadsheet programs (OWASP: CSV injection).
@@ -248,6 +250,88 @@ def _xlsx_value(value: Any) -> Any:
     if not text.isprintable():  # tabs and newlines stay; other control characters go
         text = _ILLEGAL_XLSX.sub("", text)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+class PendingFile:
+    """A file being written by a child process (:func:`start_xlsx`); :meth:`result` waits for it."""
+
+    def __init__(self, path: Path, pid: int | None = None, fd: int | None = None) -> None:
+        self.path, self._pid, self._fd = path, pid, fd
+
+    def result(self) -> Path:
+        """Wait for the file; raise the child's error as the parent's (OSError keeps its errno: a full disk)."""
+        if self._pid is None:
+            return self.path
+        with os.fdopen(self._fd or 0, "rb") as pipe:
+            said = pipe.read()
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        if said:
+            info = json.loads(said.decode("utf-8"))
+            if info.get("errno") is not None:
+                raise OSError(info["errno"], info["text"], str(self.path))
+            msg = f"writing {self.path.name} failed: {info['type']}: {info['text']}"
+            raise RuntimeError(msg)
+        if os.waitstatus_to_exitcode(status) != 0:
+            msg = f"the process writing {self.path.name} ended with status {os.waitstatus_to_exitcode(status)}"
+            raise RuntimeError(msg)
+        return self.path
+
+    def cancel(self) -> None:
+        """Stop the child (the caller failed before it needed the file); the file may or may not be there."""
+        if self._pid is None:
+            return
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGKILL)
+        os.waitpid(self._pid, 0)
+        with contextlib.suppress(OSError):
+            os.close(self._fd or 0)
+        self._pid = None
+
+
+def _can_fork() -> bool:
+    import sys
+    import threading
+
+    # Python 3.12+ warns (and rightly) about fork() in a process with threads; before, the child here only runs
+    # XlsxWriter and file calls, which take no lock another thread could hold
+    return hasattr(os, "fork") and (sys.version_info < (3, 12) or threading.active_count() == 1)
+
+
+def start_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> PendingFile:
+    """Start :func:`write_xlsx` in a forked child; where fork is not safe or not there, write it now.
+
+    The caller renders its page meanwhile: on two cores the workbook no longer adds its seconds.
+
+    Returns
+    -------
+    PendingFile
+        ``.result()`` waits and returns the path, raising the child's error; ``.cancel()`` stops it.
+    """
+    target = Path(path)
+    if not _can_fork():
+        return PendingFile(write_xlsx(sheets, target))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write, say what went wrong, and leave without running the parent's clean-up
+        code = 1
+        try:
+            os.close(read)
+            said = b""
+            try:
+                write_xlsx(sheets, target)
+                code = 0
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+                said = json.dumps({"type": type(exc).__name__, "errno": getattr(exc, "errno", None),
+                                   "text": str(exc)}).encode("utf-8")
+            os.write(write, said)
+            os.close(write)
+        finally:
+            os._exit(code)
+    os.close(write)
+    return PendingFile(target, pid, read)
 
 
 def geojson_text(frame: gpd.GeoDataFrame) -> str:

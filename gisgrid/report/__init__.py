@@ -119,22 +119,30 @@ def write_report(
                       DeprecationWarning, stacklevel=2)
         assessment, out = out, assessment  # type: ignore[assignment]
     folder = Path(out)
-    built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of,
-                   verdict=verdict, scheme=scheme, points_result=points)
-    life, names, card = built["life"], built["names"], built["card"]
-    table = _finding_table(life, names)
-    written = [
-        io.atomic_write_text(folder / "report.html", built["html"]),
-        io.write_csv(table, folder / "findings.csv"),
-        io.write_xlsx(_sheets(table, card, assessment), folder / "findings.xlsx"),
-    ]
-    geo = _geojson_frame(life, names)
-    if geo.crs is None:
-        logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")
-    written.append(io.write_geojson(geo, folder / "findings.geojson"))
-    hygiene = _hygiene_table(assessment)
-    if hygiene is not None:
-        written.append(io.write_csv(hygiene.map(io.defuse), folder / "hygiene.csv"))
+    started: dict[str, Any] = {}
+
+    def tables_ready(life: pd.DataFrame, names: dict[str, str], card: pd.DataFrame) -> None:
+        # the workbook (the slowest file) is written by a second process while the page renders
+        started["table"] = table = _finding_table(life, names)
+        started["xlsx"] = io.start_xlsx(_sheets(table, card, assessment), folder / "findings.xlsx")
+
+    try:
+        built = _build(assessment, lifecycle, history=history, map_href=map_href, fail_on=fail_on, as_of=as_of,
+                       verdict=verdict, scheme=scheme, points_result=points, tables_ready=tables_ready)
+        life, names, card = built["life"], built["names"], built["card"]
+        page = io.atomic_write_text(folder / "report.html", built["html"])
+        csv = io.write_csv(started["table"], folder / "findings.csv")
+        geo = _geojson_frame(life, names)
+        if geo.crs is None:
+            logger.warning("report: findings have no CRS; findings.geojson is written in their own coordinates")
+        geojson = io.write_geojson(geo, folder / "findings.geojson")
+        hygiene = _hygiene_table(assessment)
+        extra = [io.write_csv(hygiene.map(io.defuse), folder / "hygiene.csv")] if hygiene is not None else []
+    except BaseException:
+        if "xlsx" in started:
+            started["xlsx"].cancel()
+        raise
+    written = [page, csv, started["xlsx"].result(), geojson, *extra]
     summary = _summary(built, life, card, fail_on, map_href, [p.name for p in written] + ["summary.json"])
     written.append(io.atomic_write_text(folder / "summary.json",
                                         json.dumps(io.jsonable(summary), ensure_ascii=False, indent=2) + "\n"))

@@ -18,7 +18,7 @@ import functools
 import hashlib
 import importlib.resources
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -350,7 +350,9 @@ def render_html(
 def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: History | None, map_href: str | None,
            fail_on: Mapping[str, Any] | None, as_of: dt.date | None,
            verdict: tuple[int, str] | None = None, scheme: Any = None,
-           points_result: tuple[pd.DataFrame, Any] | None = None) -> dict[str, Any]:
+           points_result: tuple[pd.DataFrame, Any] | None = None,
+           tables_ready: Callable[[pd.DataFrame, dict[str, str], pd.DataFrame], None] | None = None
+           ) -> dict[str, Any]:
     day = as_of or lifecycle_as_of(lifecycle)
     life = with_lifecycle(assessment, lifecycle, day)
     names = village_names(assessment)
@@ -365,6 +367,8 @@ def _build(assessment: Assessment, lifecycle: pd.DataFrame | None, *, history: H
     run_ledger, period = points_result if points_result is not None else points.run_points(
         assessment, life, history=history, scheme=scheme, as_of=day)
     card = points.with_ranking(scorecard(assessment, life), period.levels["village"])
+    if tables_ready is not None:  # the tables are known: the caller may start writing them while the page renders
+        tables_ready(life, names, card)
     open_ = sort_findings(life[is_open(life)])
     veto = open_[open_["severity"] == "veto"]
     overdue = life[life["status"] == "overdue"].sort_values(["days_overdue", "finding_id"],

@@ -86,7 +86,7 @@ from gisgrid.findings import (
 from gisgrid.policy import deadline_days
 from gisgrid.vocab import STATUSES, as_shown, is_missing
 
-__all__ = ["LIFECYCLE_COLUMNS", "OPEN_STATUSES", "STATUSES", "History", "Run"]
+__all__ = ["LIFECYCLE_COLUMNS", "OPEN_STATUSES", "STATUSES", "History", "Run", "connect"]
 
 logger = logging.getLogger(__name__)
 
@@ -352,6 +352,45 @@ def _step(state: pd.DataFrame, day: str, seen: pd.DataFrame, days: Mapping[str, 
 
 
 # --------------------------------------------------------------------------- the database
+@contextlib.contextmanager
+def connect(path: Path, *, timeout: float) -> Iterator[sqlite3.Connection]:
+    """A connection to the history database (also the dispatch outbox's), every SQLite failure a HistoryError.
+
+    The error says what happened: busy, a full disk, read-only (not damaged), or damaged.
+    """
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        msg = f"the history database cannot be opened ({exc})."
+        raise HistoryError(msg, path=path, fix="check the folder exists and is writable") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+            msg = f"the history database is busy: another run held it for more than {timeout:.0f} s."
+            fix = "wait for the other run to finish and run again"
+        elif "disk is full" in text or "disk i/o error" in text:
+            # a write refused (a full disk, a file-size limit): SQLite rolled the transaction back
+            msg = (f"the history database could not be written ({exc}): the disk holding {path.parent} is "
+                   "full, a file-size limit was hit, or the disk failed. The run was rolled back: the history "
+                   "is as it was, not damaged.")
+            fix = "free space on that disk (or move [history] path to another) and run again"
+        elif "readonly" in text or "read-only" in text or "unable to open" in text:
+            # an intact history we may not write: never advise moving it away
+            msg = f"the history database (or its folder) is read-only for this user ({exc}); it is not damaged."
+            fix = "make the file and its folder writable for the user running gisgrid (the history is intact)"
+        else:
+            msg = f"the history database is damaged or not a gisgrid history ({exc})."
+            fix = "move the file away (a new history starts) or restore it from a backup"
+        raise HistoryError(msg, path=path, fix=fix) from None
+    finally:
+        conn.close()
+
+
 class History:
     """The run history of one town, in a SQLite database.
 
@@ -381,39 +420,8 @@ class History:
         return f"History({str(self.path)!r})"
 
     # ------------------------------------------------------------------ connection
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            msg = f"the history database cannot be opened ({exc})."
-            raise HistoryError(msg, path=self.path, fix="check the folder exists and is writable") from None
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = FULL")
-            yield conn
-        except sqlite3.DatabaseError as exc:
-            text = str(exc).lower()
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
-                msg = f"the history database is busy: another run held it for more than {self.timeout:.0f} s."
-                fix = "wait for the other run to finish and run again"
-            elif "disk is full" in text or "disk i/o error" in text:
-                # a write refused (a full disk, a file-size limit): SQLite rolled the transaction back
-                msg = (f"the history database could not be written ({exc}): the disk holding {self.path.parent} is "
-                       "full, a file-size limit was hit, or the disk failed. The run was rolled back: the history "
-                       "is as it was, not damaged.")
-                fix = "free space on that disk (or move [history] path to another) and run again"
-            elif "readonly" in text or "read-only" in text or "unable to open" in text:
-                # an intact history we may not write: never advise moving it away
-                msg = f"the history database (or its folder) is read-only for this user ({exc}); it is not damaged."
-                fix = "make the file and its folder writable for the user running gisgrid (the history is intact)"
-            else:
-                msg = f"the history database is damaged or not a gisgrid history ({exc})."
-                fix = "move the file away (a new history starts) or restore it from a backup"
-            raise HistoryError(msg, path=self.path, fix=fix) from None
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, timeout=self.timeout)
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + self.timeout

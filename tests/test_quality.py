@@ -36,7 +36,7 @@ ALLOWED = {
     "history": {"vocab", "_errors", "settings", "findings", "policy"},
     "publish": {"vocab", "_errors", "settings", "findings", "io"},  # writes PostGIS tables through io.postgis
     # outputs: messages from the findings' lifecycle; sends over the network and keeps its outbox in the history db
-    "dispatch": {"vocab", "_errors", "settings", "findings", "io"},
+    "dispatch": {"vocab", "_errors", "settings", "findings", "io", "history"},  # its outbox is in the history db
     "demo": {"_errors", "settings", "model"},
     "pipeline": {"vocab", "_errors", "settings", "io", "model", "analysis", "maps", "report", "history", "owners",
                  "policy", "checks", "demo", "dispatch", "publish"},

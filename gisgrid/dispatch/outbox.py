@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gisgrid._errors import HistoryError
 from gisgrid.dispatch.messages import Message, to_json
+from gisgrid.history import connect
 
 __all__ = ["Outbox", "Pending"]
 
@@ -111,23 +111,9 @@ class Outbox:
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            msg = f"the history database cannot be opened for the outbox ({exc})."
-            raise HistoryError(msg, path=self.path, fix="check the file and its folder are writable") from None
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA synchronous = FULL")
-            yield conn
-        except sqlite3.DatabaseError as exc:
-            msg = f"the outbox in the history database failed ({exc})."
-            raise HistoryError(msg, path=self.path, fix="check the disk and the file's permissions; run again "
-                               "(what was sent is recorded)") from None
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        # the outbox lives in the history database: the history's connection, and its words for what went wrong
+        return connect(self.path, timeout=self.timeout)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -379,3 +379,36 @@ def test_nan_or_infinite_coordinates_are_refused_naming_the_layer_and_feature(to
     with pytest.raises(InputError, match=rf"{layer} layer has NaN or infinite coordinates in feature") as info:
         Town.from_frames(**frames, crs="EPSG:4549", name="t")
     assert info.value.layer == layer
+
+
+def test_defaults_fill_missing_classes_and_bad_defaults_are_refused(town_frames):
+    roads = town_frames["roads"].copy()
+    roads["road_class"] = [None] + ["机耕路"] * (len(roads) - 1)
+    roads.attrs["source"] = {"path": "/data/道路.geojson", "layer": None}
+    town = Town.from_frames(**{**town_frames, "roads": roads}, defaults={"roads": {"road_class": "lane"}})
+    assert set(town.roads["road_class"]) == {"lane"}
+    rows = town.derived[town.derived["column"] == "road_class"]
+    assert len(rows) == len(roads)  # every filled value recorded, with why
+    assert rows["detail"].str.contains("missing").sum() == 1
+    assert rows["detail"].str.contains("'机耕路'").sum() == len(roads) - 1
+    with pytest.raises(SchemaError, match="not one of") as info:  # a default that is not a class itself
+        Town.from_frames(**{**town_frames, "roads": roads}, defaults={"roads": {"road_class": "小巷"}})
+    assert info.value.column == "road_class"
+    assert info.value.path == "/data/道路.geojson"
+    with pytest.raises(SchemaError, match="does not use") as info:
+        Town.from_frames(**town_frames, defaults={"roads": {"surface": "asphalt"}})
+    assert "[sources.roads]" in info.value.fix
+    with pytest.raises(SchemaError, match="defaults are for layers"):
+        Town.from_frames(**town_frames, defaults={"grid_staff": {"role": "grid_member"}})
+
+
+def test_a_default_that_is_not_text_is_refused_in_the_config(tmp_path):
+    from gisgrid import ConfigError
+    from gisgrid.io.config import load_config
+
+    cfg = tmp_path / "gisgrid.toml"
+    cfg.write_text('[sources.villages]\npath = "t.gpkg"\n[sources.grids]\npath = "t.gpkg"\n'
+                   '[sources.roads]\npath = "t.gpkg"\ndefaults = { road_class = 3 }\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[sources.roads\] defaults must be text") as info:
+        load_config(cfg)
+    assert "road_class" in info.value.fix

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from gisgrid import io
+from gisgrid import io, settings
 from gisgrid._errors import ConfigError, HistoryError, InputError, SchemaError
 from gisgrid.io.atomic import no_space, publish_staged, staging_folder
 from gisgrid.io.config import TRACK_SOURCES, Config, describe_config, find_config, load_config
@@ -501,12 +502,16 @@ def run(
     folder = reports / as_of.isoformat()
     # The cleaned-grids proposal is GEOS work (the GIL is released): it runs beside the history, the
     # maps and the report, which are Python work, and goes into the staged report folder last.
+    # With one thread for this town (a district worker: the towns are the parallelism), it runs in turn.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisgrid-clean")
-    cleaning = None
+    cleaning: Any = None
     if cov["cleaned_grids"] and assessment.totals.get("tolerance_m", 0) > 0:
         from gisgrid.analysis import cleaned_grids
 
-        cleaning = pool.submit(cleaned_grids, assessment, workers=cov["workers"])
+        if settings.thread_count(cov["workers"]) > 1:
+            cleaning = pool.submit(cleaned_grids, assessment, workers=cov["workers"])
+        else:
+            cleaning = _Later(cleaned_grids, assessment, workers=1)
     try:
         with io.file_lock(reports / ".gisgrid.lock"):
             io.remove_stale_staging(reports)
@@ -593,6 +598,16 @@ def run(
         code += sent.exit_code
     return RunResult(exit_code=code, reason=reason, assessment=assessment, lifecycle=lifecycle,
                      report_dir=folder, as_of=as_of, written=written, period=period_to_date, dispatched=sent)
+
+
+class _Later:
+    """A call made when its result is first asked for (a future's ``result()``, without a thread)."""
+
+    def __init__(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._call = functools.partial(func, *args, **kwargs)
+
+    def result(self) -> Any:
+        return self._call()
 
 
 #: A run's marker in ``reports/`` from before its history commit until its report is published.
@@ -982,7 +997,6 @@ def send_dispatch(
         No ``[dispatch]``, an unset secret variable, no history or no run on that date.
     """
     from gisgrid import dispatch as dispatch_mod
-    from gisgrid import settings
     from gisgrid.history import History
 
     cfg = source if isinstance(source, Config) else load_config(source)

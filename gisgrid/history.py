@@ -1,7 +1,8 @@
 """Run-to-run lifecycle of findings: new, persisting, overdue, resolved, back again (反弹).
 
-:class:`History` keeps one SQLite database (by default ``reports/history.sqlite``)
-with three tables:
+:class:`History` keeps one SQLite database (by default ``reports/history.sqlite``), or one
+schema of a PostgreSQL database (``[history] url``: a district whose towns run on different
+machines), with three tables:
 
 ``runs``
     One row per run date: ``as_of`` (``YYYY-MM-DD``, primary key),
@@ -47,9 +48,14 @@ statuses of the runs after it.
 
 Concurrency and crashes
 -----------------------
-The database is in WAL mode with a busy timeout; each :meth:`History.record`
+SQLite: the database is in WAL mode with a busy timeout; each :meth:`History.record`
 is one ``BEGIN IMMEDIATE`` transaction, so two runs at once are serialised
-and a run killed half-way leaves the history as it was.
+and a run killed half-way leaves the history as it was. PostgreSQL: each
+:meth:`History.record` is one transaction holding an advisory lock of its
+schema (two runs wait for each other, up to the timeout); a connection lost
+half-way rolls it back. The lifecycle code is the same for both: only the
+connection, the transaction and the schema set-up differ (``_SqliteStore``,
+``_PgStore``).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ import logging
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +80,7 @@ import pyproj
 import shapely
 
 from gisgrid import settings
-from gisgrid._errors import HistoryError
+from gisgrid._errors import HistoryError, InputError
 from gisgrid.findings import (
     COLUMNS,
     LIFECYCLE_COLUMNS,
@@ -139,6 +146,11 @@ CREATE TABLE IF NOT EXISTS observations (
 CREATE INDEX IF NOT EXISTS observations_finding ON observations (finding_id, as_of);
 CREATE INDEX IF NOT EXISTS findings_status ON findings (status);
 """
+# PostgreSQL's REAL is 4 bytes: a measure keeps its digits as DOUBLE PRECISION (SQLite's REAL is 8 bytes)
+_PG_SCHEMA = _SCHEMA.replace(" REAL,", " DOUBLE PRECISION,") + """;
+CREATE TABLE IF NOT EXISTS gisgrid_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 @dataclass(frozen=True)
@@ -391,39 +403,32 @@ def connect(path: Path, *, timeout: float) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-class History:
-    """The run history of one town, in a SQLite database.
+def _frame(sql: str, conn: Any, params: Any = ()) -> pd.DataFrame:
+    """A query's rows as a DataFrame (as ``pandas.read_sql_query`` makes them), on either backend."""
+    cur = conn.execute(sql, params)
+    columns = [d[0] for d in cur.description]
+    return pd.DataFrame.from_records(cur.fetchall(), columns=columns, coerce_float=True)
 
-    Parameters
-    ----------
-    path
-        The database file (created with its folder when missing), usually
-        ``reports/history.sqlite``.
-    timeout
-        Seconds to wait for another run holding the database.
 
-    Examples
-    --------
-    >>> hist = History("reports/history.sqlite")                 # doctest: +SKIP
-    >>> life = hist.record(assessment.findings, as_of=date.today())  # doctest: +SKIP
-    >>> life["status"].value_counts()                            # doctest: +SKIP
-    """
+class _SqliteStore:
+    """The history in one SQLite file: WAL, a busy timeout, ``BEGIN IMMEDIATE`` transactions."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = _BUSY_TIMEOUT_S) -> None:
-        self.path = Path(path)
-        self.timeout = float(timeout)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            self._init_schema(conn)
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.name = path.name
+        path.parent.mkdir(parents=True, exist_ok=True)
 
-    def __repr__(self) -> str:
-        return f"History({str(self.path)!r})"
+    def __str__(self) -> str:
+        return str(self.path)
 
-    # ------------------------------------------------------------------ connection
-    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def error(self, msg: str, fix: str) -> HistoryError:
+        return HistoryError(msg, path=self.path, fix=fix)
+
+    def connect(self) -> contextlib.AbstractContextManager[Any]:
         return connect(self.path, timeout=self.timeout)
 
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
+    def init_schema(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -438,28 +443,248 @@ class History:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             msg = f"the history database has schema version {version}; this gisgrid knows {SCHEMA_VERSION}."
-            raise HistoryError(msg, path=self.path, fix="upgrade gisgrid, or use another history file")
+            raise self.error(msg, "upgrade gisgrid, or use another history file")
         if version == SCHEMA_VERSION:
             return
-        with self._transaction(conn):
+        with self.transaction(conn):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    def transaction(self, conn: sqlite3.Connection, *,
+                    commit: Callable[[Any], None] | None = None) -> Iterator[sqlite3.Connection]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            (commit or self.commit)(conn)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self._commit(conn)
 
-    def _commit(self, conn: sqlite3.Connection) -> None:
+    @staticmethod
+    def commit(conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
+
+    def integrity(self, conn: sqlite3.Connection) -> list[str]:
+        quick = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return [] if quick == "ok" else [f"integrity_check: {quick}"]
+
+
+class _PgConnection:
+    """The calls of :class:`sqlite3.Connection` the history makes, on a psycopg connection.
+
+    The history's SQL is written once, with ``?`` marks (SQLite's); here they become psycopg's ``%s``.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        cur = self.raw.cursor()
+        cur.execute(sql.replace("?", "%s"), tuple(params) if len(params) else None)
+        return cur
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        rows = list(rows)
+        cur = self.raw.cursor()
+        if rows:
+            cur.executemany(sql.replace("?", "%s"), rows)
+        return cur
+
+
+def default_schema(town: str | None) -> str:
+    """The PostgreSQL schema of a town's history when ``[history] schema`` is not given."""
+    name = " ".join(str(town or "").split())
+    return f"gisgrid_history_{name}" if name else "gisgrid_history"
+
+
+class _PgStore:
+    """The history in one schema of a PostgreSQL database (``[history] url``, ``schema``).
+
+    The tables are those of SQLite, in the schema (the connection's search path), plus ``gisgrid_meta``
+    holding the schema version and the town whose history it is. Credentials come from libpq
+    (``~/.pgpass``, a service file, ``PGPASSWORD``); no error shows a password.
+    """
+
+    def __init__(self, url: str, schema: str | None, timeout: float, town: str | None) -> None:
+        from gisgrid.io import postgis
+
+        self.url = postgis.check_url(url, where="[history] url")
+        self.schema = schema or default_schema(town)
+        self.timeout = timeout
+        self.town = " ".join(str(town or "").split())
+        self.name = f"{postgis.display_url(url)} schema {self.schema}"
+        if not self.schema.strip() or len(self.schema.encode()) > _MAX_IDENTIFIER_BYTES or "\x00" in self.schema:
+            msg = (f"the history schema name {self.schema!r} is not a PostgreSQL name (1 to "
+                   f"{_MAX_IDENTIFIER_BYTES} bytes).")
+            raise HistoryError(msg, fix='set a shorter [history] schema, e.g. schema = "history_t01"')
+        # two keys: creating the schema, and recording a run (readers never wait for a run)
+        self._keys = tuple(zlib.crc32(f"gisgrid history {k} {self.schema}".encode()) for k in ("init", "record"))
+
+    def __str__(self) -> str:
+        return self.name
+
+    def error(self, msg: str, fix: str) -> HistoryError:
+        return HistoryError(f"the history in {self.name}: {msg}", fix=fix)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[_PgConnection]:
+        import psycopg
+        from psycopg import sql as pgsql
+
+        from gisgrid.io import postgis
+
+        try:
+            with postgis.connect(self.url, where="[history]", read_only=False,
+                                 application_name="gisgrid history") as raw:
+                try:
+                    raw.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.timeout * 1000)}ms",))
+                    raw.execute("SELECT set_config('search_path', %s, false)",
+                                (pgsql.Identifier(self.schema).as_string(raw),))
+                    raw.commit()
+                    yield _PgConnection(raw)
+                except psycopg.Error as exc:
+                    raise self._failure(exc) from None
+        except InputError as exc:  # could not connect: the same words, as the history's error
+            raise HistoryError(exc.what, fix=exc.fix) from None
+
+    def _failure(self, exc: Exception) -> HistoryError:
+        from psycopg import errors
+
+        from gisgrid.io.postgis import safe_reason
+
+        reason = safe_reason(exc)
+        if isinstance(exc, errors.LockNotAvailable):
+            msg = f"the history is busy: another run held it for more than {self.timeout:.0f} s."
+            return self.error(msg, "wait for the other run to finish and run again")
+        if isinstance(exc, errors.InsufficientPrivilege):
+            msg = f"this user may not read or write it ({reason}); the history is as it was."
+            return self.error(msg, f"grant the user USAGE and CREATE on schema {self.schema!r} and its tables, or "
+                                   "CREATE on the database for the first run")
+        if isinstance(exc, errors.DiskFull):
+            msg = f"the database server's disk is full ({reason}); the run was rolled back, the history is as it was."
+            return self.error(msg, "free space on the database server and run again")
+        msg = f"the database refused or failed ({reason}); the run was rolled back, the history is as it was."
+        return self.error(msg, "check the server is up and the user's rights on the schema, and run again")
+
+    def init_schema(self, conn: _PgConnection) -> None:
+        version, town = self._meta(conn)
+        if version is None:
+            with self.transaction(conn, key=self._keys[0]):
+                exists = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?",
+                                      (self.schema,)).fetchone()
+                if not exists:
+                    from psycopg import sql as pgsql
+
+                    conn.raw.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(self.schema)))
+                if self._meta(conn)[0] is None:  # not created meanwhile by another run
+                    for statement in _PG_SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.executemany("INSERT INTO gisgrid_meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                     [("schema_version", str(SCHEMA_VERSION)), ("town", self.town)])
+            version, town = self._meta(conn)
+        if version is not None and version > SCHEMA_VERSION:
+            msg = f"it has schema version {version}; this gisgrid knows {SCHEMA_VERSION}."
+            raise self.error(msg, "upgrade gisgrid, or set another [history] schema")
+        if town and self.town and town != self.town:
+            msg = f"it is the history of the town {town!r}, not of {self.town!r}."
+            raise self.error(msg, "give each town its own [history] schema (by default each town name has its own)")
+        conn.raw.commit()
+
+    @staticmethod
+    def _meta(conn: _PgConnection) -> tuple[int | None, str]:
+        if conn.execute("SELECT to_regclass('gisgrid_meta')").fetchone()[0] is None:
+            return None, ""
+        meta = dict(conn.execute("SELECT key, value FROM gisgrid_meta").fetchall())
+        version = meta.get("schema_version")
+        return (int(version) if version is not None else None), str(meta.get("town") or "")
+
+    @contextlib.contextmanager
+    def transaction(self, conn: _PgConnection, *, key: int | None = None,
+                    commit: Callable[[Any], None] | None = None) -> Iterator[_PgConnection]:
+        conn.raw.commit()  # whatever was read before: the transaction starts here
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (self._keys[1] if key is None else key,))
+            yield conn
+            (commit or self.commit)(conn)
+        except BaseException:
+            conn.raw.rollback()
+            raise
+
+    @staticmethod
+    def commit(conn: _PgConnection) -> None:
+        conn.raw.commit()
+
+    def integrity(self, conn: _PgConnection) -> list[str]:
+        return []  # the server keeps its own pages whole; the replay below checks the contents
+
+
+class History:
+    """The run history of one town, in a SQLite database or a PostgreSQL schema.
+
+    Parameters
+    ----------
+    path
+        The database file (created with its folder when missing), usually
+        ``reports/history.sqlite``; or a ``postgresql://`` URL (no password:
+        libpq's ``~/.pgpass``, service file or ``PGPASSWORD``).
+    timeout
+        Seconds to wait for another run holding the database.
+    schema
+        PostgreSQL only: the schema holding this history (created on first
+        use); default ``gisgrid_history_<town>``.
+    town
+        The town whose history it is: PostgreSQL refuses a schema holding
+        another town's history.
+
+    Examples
+    --------
+    >>> hist = History("reports/history.sqlite")                 # doctest: +SKIP
+    >>> life = hist.record(assessment.findings, as_of=date.today())  # doctest: +SKIP
+    >>> life["status"].value_counts()                            # doctest: +SKIP
+    >>> hist = History("postgresql://gis.example/gis", schema="history_t01")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = _BUSY_TIMEOUT_S,
+                 schema: str | None = None, town: str | None = None) -> None:
+        from gisgrid.io.postgis import is_database_url
+
+        self.timeout = float(timeout)
+        self._store: _SqliteStore | _PgStore
+        if is_database_url(str(path)):
+            self._store = _PgStore(str(path), schema, self.timeout, town)
+            self.path: Path | None = None  # the SQLite file; None in PostgreSQL
+            self.schema: str | None = self._store.schema  # the PostgreSQL schema; None in SQLite
+        else:
+            self._store = _SqliteStore(Path(path), self.timeout)
+            self.path, self.schema = self._store.path, None
+        with self._connect() as conn:
+            self._store.init_schema(conn)
+
+    def __repr__(self) -> str:
+        return f"History({str(self._store)!r})"
+
+    @property
+    def where(self) -> str:
+        """Where the history is: its file, or its database and schema (never a password)."""
+        return str(self._store)
+
+    def _error(self, msg: str, fix: str) -> HistoryError:
+        return self._store.error(msg, fix)
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> contextlib.AbstractContextManager[Any]:
+        return self._store.connect()
+
+    def _transaction(self, conn: Any) -> contextlib.AbstractContextManager[Any]:
+        return self._store.transaction(conn, commit=self._commit)
+
+    def _commit(self, conn: Any) -> None:
+        self._store.commit(conn)
 
     # ------------------------------------------------------------------ recording
     def record(
@@ -522,8 +747,7 @@ class History:
             dates = [r[0] for r in conn.execute("SELECT as_of FROM runs ORDER BY as_of")]
             if dates and day < dates[-1] and not force:
                 msg = f"a run dated {day} is before the last recorded run ({dates[-1]})."
-                raise HistoryError(msg, path=self.path,
-                                   fix="use --force to insert it into the history, or give the right --as-of date")
+                raise self._error(msg, "use --force to insert it into the history, or give the right --as-of date")
             replacing = day in dates
             prev = max((d for d in dates if d < day), default=None)
             now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -538,9 +762,10 @@ class History:
             # before or since (including those of a run being replaced), and today's
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected (finding_id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM affected")
-            conn.execute("INSERT OR IGNORE INTO affected SELECT finding_id FROM observations WHERE as_of >= ?",
-                         (prev or day,))
-            conn.executemany("INSERT OR IGNORE INTO affected VALUES (?)", [(f,) for f in today["finding_id"]])
+            conn.execute("INSERT INTO affected SELECT finding_id FROM observations WHERE as_of >= ? "
+                         "ON CONFLICT DO NOTHING", (prev or day,))
+            conn.executemany("INSERT INTO affected VALUES (?) ON CONFLICT DO NOTHING",
+                             [(f,) for f in today["finding_id"]])
             if not dates or day > dates[-1]:
                 state = self._state_from_table(conn, prev)  # the common case: the next night
             else:
@@ -549,7 +774,7 @@ class History:
             present = [(day, pd.DataFrame({"finding_id": today["finding_id"], "severity": today["severity"]}), days)]
             schedule = dict(zip(*self._run_schedule(conn), strict=True))
             for run in later:
-                present.append((run, pd.read_sql_query(
+                present.append((run, _frame(
                     "SELECT finding_id, severity FROM observations WHERE as_of = ? AND status != 'resolved'",
                     conn, params=(run,)), schedule[run]))
             parts = []
@@ -569,7 +794,7 @@ class History:
             self._drop_orphans(conn)
             self._update_counts(conn, start=day)
             out = self._lifecycle_frame(conn, rows[rows["as_of"] == day].drop(columns=["present"]), today)
-        logger.info("history %s: %s run %s: %s", self.path.name, "replaced" if replacing else "recorded", day,
+        logger.info("history %s: %s run %s: %s", self._store.name, "replaced" if replacing else "recorded", day,
                     ", ".join(f"{k} {v}" for k, v in out["status"].value_counts().items()) or "no findings")
         return out
 
@@ -592,7 +817,7 @@ class History:
         return today.reset_index(drop=True)
 
     @staticmethod
-    def _upsert_attributes(conn: sqlite3.Connection, today: gpd.GeoDataFrame, day: str, crs_text: str | None) -> None:
+    def _upsert_attributes(conn: Any, today: gpd.GeoDataFrame, day: str, crs_text: str | None) -> None:
         geoms = np.asarray(today.geometry.values, dtype=object) if len(today) else np.array([], dtype=object)
         wkt = shapely.to_wkt(geoms, rounding_precision=-1) if len(geoms) else []
 
@@ -621,7 +846,7 @@ class History:
             data,
         )
 
-    def _run_schedule(self, conn: sqlite3.Connection) -> tuple[list[str], list[dict[str, int]]]:
+    def _run_schedule(self, conn: Any) -> tuple[list[str], list[dict[str, int]]]:
         dates, days = [], []
         for as_of, deadlines in conn.execute("SELECT as_of, deadlines FROM runs ORDER BY as_of"):
             dates.append(as_of)
@@ -630,21 +855,22 @@ class History:
         return dates, days
 
     @staticmethod
-    def _state_from_table(conn: sqlite3.Connection, prev: str | None) -> pd.DataFrame:
+    def _state_from_table(conn: Any, prev: str | None) -> pd.DataFrame:
         """Lifecycle after the last run of the affected findings, as the findings table holds it."""
-        state = pd.read_sql_query(
+        state = _frame(
             "SELECT f.finding_id, f.severity, f.first_seen, f.last_seen, f.opened_on, f.deadline, f.status, "
             "f.resolved_on, f.times_reopened FROM findings f JOIN affected a USING (finding_id)", conn)
         state["present"] = (state["last_seen"] == prev) & (state["status"] != "resolved")
         return _state_frame(state)
 
-    def _state_from_observations(self, conn: sqlite3.Connection, day: str, dates: list[str]) -> pd.DataFrame:
+    def _state_from_observations(self, conn: Any, day: str, dates: list[str]) -> pd.DataFrame:
         """Lifecycle of the affected findings just before ``day``, from their latest earlier observation."""
-        latest = pd.read_sql_query(
-            "SELECT o.finding_id, MAX(o.as_of) AS as_of, o.severity, o.status, o.opened_on, o.deadline, "
-            "o.times_reopened FROM observations o JOIN affected a USING (finding_id) WHERE o.as_of < ? "
-            "GROUP BY o.finding_id", conn, params=(day,))
-        first = pd.read_sql_query(
+        latest = _frame(
+            "SELECT o.finding_id, o.as_of, o.severity, o.status, o.opened_on, o.deadline, o.times_reopened "
+            "FROM observations o JOIN (SELECT b.finding_id, MAX(b.as_of) AS as_of FROM observations b "
+            "JOIN affected a USING (finding_id) WHERE b.as_of < ? GROUP BY b.finding_id) m "
+            "ON o.finding_id = m.finding_id AND o.as_of = m.as_of", conn, params=(day,))
+        first = _frame(
             "SELECT o.finding_id, MIN(o.as_of) AS first_seen FROM observations o JOIN affected a USING (finding_id) "
             "WHERE o.as_of < ? AND o.status != 'resolved' GROUP BY o.finding_id", conn, params=(day,))
         state = latest.merge(first, on="finding_id", how="left")
@@ -656,7 +882,7 @@ class History:
         return _state_frame(state.drop(columns=["as_of"]))
 
     @staticmethod
-    def _write_state(conn: sqlite3.Connection, state: pd.DataFrame) -> None:
+    def _write_state(conn: Any, state: pd.DataFrame) -> None:
         seen = state[state["first_seen"].notna()]
         conn.executemany(
             "UPDATE findings SET first_seen = ?, last_seen = ?, opened_on = ?, deadline = ?, status = ?, "
@@ -667,7 +893,7 @@ class History:
         )
 
     @staticmethod
-    def _drop_orphans(conn: sqlite3.Connection) -> None:
+    def _drop_orphans(conn: Any) -> None:
         """Forget findings no run has seen any more (they were only in a replaced run)."""
         gone = conn.execute(
             "DELETE FROM findings WHERE NOT EXISTS (SELECT 1 FROM observations o WHERE "
@@ -677,8 +903,8 @@ class History:
             logger.debug("history: forgot %d findings seen only in the replaced run", gone)
 
     @staticmethod
-    def _update_counts(conn: sqlite3.Connection, *, start: str) -> None:
-        grouped = pd.read_sql_query(
+    def _update_counts(conn: Any, *, start: str) -> None:
+        grouped = _frame(
             "SELECT o.as_of, o.status, o.severity, f.kind, COUNT(*) AS n FROM observations o "
             "LEFT JOIN findings f USING (finding_id) WHERE o.as_of >= ? GROUP BY o.as_of, o.status, o.severity, f.kind",
             conn, params=(start,),
@@ -694,7 +920,7 @@ class History:
             }
             conn.execute("UPDATE runs SET counts = ? WHERE as_of = ?", (_dumps(counts), as_of))
 
-    def _lifecycle_frame(self, conn: sqlite3.Connection, rows: pd.DataFrame, today: gpd.GeoDataFrame | None,
+    def _lifecycle_frame(self, conn: Any, rows: pd.DataFrame, today: gpd.GeoDataFrame | None,
                          crs: Any = None) -> gpd.GeoDataFrame:
         """Join lifecycle rows of one run with today's findings and the stored resolved ones."""
         life = rows.set_index("finding_id")
@@ -722,13 +948,13 @@ class History:
         return _finish(out)
 
     @staticmethod
-    def _stored(conn: sqlite3.Connection, ids: list[str], target_crs: Any) -> gpd.GeoDataFrame:
+    def _stored(conn: Any, ids: list[str], target_crs: Any) -> gpd.GeoDataFrame:
         cols = ["finding_id", *_ATTRS, "geometry", "crs"]
         frames = []
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            frames.append(pd.read_sql_query(f"SELECT {', '.join(cols)} FROM findings WHERE finding_id IN ({marks})",
+            frames.append(_frame(f"SELECT {', '.join(cols)} FROM findings WHERE finding_id IN ({marks})",
                                             conn, params=chunk))
         df = pd.concat(frames, ignore_index=True)
         for col in ("village_id", "grid_id"):
@@ -758,7 +984,7 @@ class History:
             ``totals`` (dicts).
         """
         with self._connect() as conn:
-            df = pd.read_sql_query(
+            df = _frame(
                 "SELECT as_of, created, config_hash, fingerprints, counts, totals FROM runs ORDER BY as_of", conn)
         for col in ("fingerprints", "counts", "totals"):
             df[col] = df[col].map(lambda s: json.loads(s or "{}"))
@@ -795,7 +1021,7 @@ class History:
         day = as_date(row[0])
         if day is None:
             msg = f"the run history has a run with an unreadable date {row[0]!r}."
-            raise HistoryError(msg, path=self.path, fix="restore the history file from a backup")
+            raise self._error(msg, "restore the history file from a backup")
         return Run(as_of=day, config_hash=row[1], fingerprints=json.loads(row[2] or "{}"),
                    counts=json.loads(row[3] or "{}"), totals=json.loads(row[4] or "{}"), created=row[5])
 
@@ -823,7 +1049,7 @@ class History:
             ``owner``, ``measure``, ``unit``.
         """
         with self._connect() as conn:
-            df = pd.read_sql_query(
+            df = _frame(
                 "SELECT o.as_of, o.finding_id, o.severity, o.status, o.opened_on, o.deadline, o.times_reopened, "
                 "f.kind, f.village_id, f.owner, f.measure, f.unit FROM observations o JOIN findings f "
                 "USING (finding_id) WHERE o.as_of >= ? AND o.as_of <= ? ORDER BY o.as_of, o.finding_id",
@@ -850,13 +1076,13 @@ class History:
         run = self.last_run() if as_of is None else self.get_run(as_of)
         if run is None:
             msg = "no run recorded" + ("" if as_of is None else f" on {_iso(as_of)}") + "."
-            raise HistoryError(msg, path=self.path, fix="record a run first (gisgrid run)")
+            raise self._error(msg, "record a run first (gisgrid run)")
         day = run.as_of.isoformat()
         with self._connect() as conn:
             dates = [r[0] for r in conn.execute("SELECT as_of FROM runs ORDER BY as_of")]
             prev = max((d for d in dates if d < day), default=None)
             crs = conn.execute("SELECT crs FROM runs WHERE as_of = ?", (day,)).fetchone()[0]
-            rows = pd.read_sql_query(
+            rows = _frame(
                 "SELECT o.as_of, o.finding_id, o.severity, o.status, f.first_seen, o.opened_on, o.deadline, "
                 "o.times_reopened FROM observations o JOIN findings f USING (finding_id) WHERE o.as_of = ?",
                 conn, params=(day,))
@@ -885,12 +1111,12 @@ class History:
         removed = self.get_run(as_of)
         if removed is None:
             msg = f"no run is recorded on {day}."
-            raise HistoryError(msg, path=self.path, fix="give the date of a recorded run (gisgrid history shows them)")
+            raise self._error(msg, "give the date of a recorded run (gisgrid history shows them)")
         with self._connect() as conn, self._transaction(conn):
             conn.execute("DELETE FROM observations WHERE as_of = ?", (day,))
             conn.execute("DELETE FROM runs WHERE as_of = ?", (day,))
             dates, days = self._run_schedule(conn)
-            seen = pd.read_sql_query(
+            seen = _frame(
                 "SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved'", conn)
             rows, state = _replay_state(seen, dates, days)
             conn.execute("DELETE FROM observations")
@@ -904,7 +1130,7 @@ class History:
             self._write_state(conn, state)
             if dates:
                 self._update_counts(conn, start=dates[0])
-        logger.info("history %s: removed the run of %s; %d run(s) left", self.path.name, day, len(dates))
+        logger.info("history %s: removed the run of %s; %d run(s) left", self._store.name, day, len(dates))
         return removed
 
     def verify(self, *, replay: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None) -> list[str]:
@@ -923,15 +1149,13 @@ class History:
         """
         problems: list[str] = []
         with self._connect() as conn:
-            quick = conn.execute("PRAGMA integrity_check").fetchone()[0]
-            if quick != "ok":
-                problems.append(f"integrity_check: {quick}")
+            problems += self._store.integrity(conn)
             dates, days = self._run_schedule(conn)
-            obs = pd.read_sql_query(
+            obs = _frame(
                 "SELECT finding_id, as_of, severity FROM observations WHERE status != 'resolved'", conn)
-            stored = pd.read_sql_query(
+            stored = _frame(
                 "SELECT as_of, finding_id, status, opened_on, deadline, times_reopened FROM observations", conn)
-            state = pd.read_sql_query(
+            state = _frame(
                 "SELECT finding_id, first_seen, last_seen, opened_on, deadline, status, resolved_on, times_reopened "
                 "FROM findings", conn)
             orphans = conn.execute(

@@ -29,6 +29,33 @@ def _gisgrid_logger_as_it_was():
     root.setLevel(saved[2])
 
 
+@pytest.fixture(scope="session")
+def cluster():
+    """A throwaway PostgreSQL + PostGIS for the session (tests/pg.py): skipped without the binaries, failed in CI."""
+    import pg
+
+    reason = pg.missing_reason()
+    if reason is not None:
+        if os.environ.get(pg.REQUIRE_ENV):
+            pytest.fail(f"{pg.REQUIRE_ENV} is set but no PostgreSQL/PostGIS can be started: {reason}")
+        pytest.skip(f"no PostgreSQL with PostGIS here: {reason}")
+    with pg.running() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def libpq_env(cluster):
+    """The library reads libpq's environment, as it would on a command center's server."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PG")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in cluster.env().items() if k.startswith("PG")})
+    yield "postgresql:///gis"
+    for key in [k for k in os.environ if k.startswith("PG")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 #: Lower-left corner of the hand-built town, EPSG:4549 (CGCS2000 GK CM 120E), near Nantong.
 X0, Y0 = 500_000.0, 3_550_000.0
 ANALYSIS_EPSG = 4549

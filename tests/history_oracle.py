@@ -7,6 +7,7 @@ written from the rules in history's docstring, and checks a history database aga
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,17 @@ def replay(obs: pd.DataFrame, run_dates: list[str], run_days: list[dict[str, int
 def check(hist: Any) -> list[str]:
     """Problems of a history database against :func:`replay` (empty when it agrees)."""
     return hist.verify(replay=replay)
+
+
+def raw_sql(hist: Any, statement: str) -> list[tuple]:
+    """One statement straight on the history's tables, past the library (to look, or to tamper)."""
+    if hist.path is not None:
+        with sqlite3.connect(hist.path) as conn:
+            return conn.execute(statement).fetchall()
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect("", autocommit=True) as conn:  # libpq's environment, as the library's own
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(hist.schema)))
+        cur = conn.execute(statement)
+        return cur.fetchall() if cur.description else []

@@ -1,14 +1,19 @@
-"""Run-to-run lifecycle: statuses, deadlines, replacing a run, forced insertion, concurrency and crashes."""
+"""Run-to-run lifecycle: statuses, deadlines, replacing a run, forced insertion, concurrency and crashes.
+
+Every test that takes ``store`` runs twice: on a SQLite file and on a schema of a real PostgreSQL
+(``[history] url``; tests/pg.py starts the server, skipped locally without it, required in CI).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -56,9 +61,25 @@ def by_kind(life: gpd.GeoDataFrame) -> dict[str, pd.Series]:
     return {r["kind"]: r for _, r in life.iterrows()}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """Where a new history goes, by name: a SQLite file, or ``URL#schema`` (a fresh schema per test)."""
+    if request.param == "sqlite":
+        return lambda name="history": str(tmp_path / "reports" / f"{name}.sqlite")
+    url = request.getfixturevalue("libpq_env")
+    tag = uuid.uuid4().hex[:8]
+    return lambda name="history": f"{url}#h_{tag}_{name}"
+
+
+def open_history(where: str) -> History:
+    """``History`` at a location ``store`` gave (``URL#schema`` for PostgreSQL)."""
+    location, _, schema = where.partition("#")
+    return History(location, schema=schema or None)
+
+
 @pytest.fixture
-def hist(tmp_path: Path) -> History:
-    return History(tmp_path / "reports" / "history.sqlite")
+def hist(store: Callable[[str], str]) -> History:
+    return open_history(store("history"))
 
 
 def test_three_nights_of_changing_findings(hist: History) -> None:
@@ -132,11 +153,11 @@ def test_snapshot_rebuilds_a_past_run(hist: History) -> None:
                                                          live.sort_values("finding_id").geometry, strict=True))
 
 
-def test_recording_a_date_again_replaces_that_run(hist: History, tmp_path: Path) -> None:
+def test_recording_a_date_again_replaces_that_run(hist: History, store: Callable[[str], str]) -> None:
     hist.record(findings(GAP, UNSTAFFED), as_of=D1)
     hist.record(findings(GAP, OVERLAP, LANE), as_of=D2)  # a mistaken run ...
     again = hist.record(findings(UNSTAFFED), as_of=D2, config_hash="fixed")  # ... run again the same day
-    fresh = History(tmp_path / "fresh.sqlite")
+    fresh = open_history(store("fresh"))
     fresh.record(findings(GAP, UNSTAFFED), as_of=D1)
     expected = fresh.record(findings(UNSTAFFED), as_of=D2, config_hash="fixed")
     cols = ["finding_id", "status", "first_seen", "deadline", "resolved_on", "times_reopened"]
@@ -146,8 +167,7 @@ def test_recording_a_date_again_replaces_that_run(hist: History, tmp_path: Path)
     assert len(runs) == 2
     assert runs["config_hash"].iloc[-1] == "fixed"
     # the overlap and lane seen only in the replaced run are forgotten
-    with sqlite3.connect(hist.path) as conn:
-        kinds = {k for (k,) in conn.execute("SELECT kind FROM findings")}
+    kinds = {k for (k,) in history_oracle.raw_sql(hist, "SELECT kind FROM findings")}
     assert kinds == {"area_gap", "grid_unstaffed"}
     assert hist.verify() == []
 
@@ -158,17 +178,16 @@ def test_replacing_a_run_that_reopened_a_finding(hist: History) -> None:
     assert by_kind(hist.record(findings(GAP, LANE), as_of=D3))["area_gap"]["status"] == "reopened"
     again = by_kind(hist.record(findings(LANE), as_of=D3))  # the gap was a mistake that night
     assert "area_gap" not in again  # resolved on D2 already: not listed again
-    with sqlite3.connect(hist.path) as conn:
-        row = conn.execute("SELECT status, resolved_on, times_reopened, last_seen FROM findings "
-                           "WHERE kind = 'area_gap'").fetchone()
+    (row,) = history_oracle.raw_sql(hist, "SELECT status, resolved_on, times_reopened, last_seen FROM findings "
+                           "WHERE kind = 'area_gap'")
     assert row == ("resolved", D2.isoformat(), 0, D1.isoformat())
     assert hist.verify() == []
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_histories_match_a_full_replay(tmp_path: Path, seed: int) -> None:
+def test_random_histories_match_a_full_replay(store: Callable[[str], str], seed: int) -> None:
     rng = np.random.default_rng(seed)
-    hist = History(tmp_path / "h.sqlite")
+    hist = open_history(store("h"))
     pool = [{"kind": "area_gap", "severity": "low", "message": f"g{i}", "key": f"g{i}",
              "geometry": _box(30 * i, 0, 30 * i + 5, 5)} for i in range(25)]
     days = sorted({dt.date(2024, 7, 1) + dt.timedelta(days=int(d)) for d in rng.choice(60, 12, replace=False)})
@@ -268,6 +287,10 @@ _CHILD_PRELUDE = textwrap.dedent(
     from gisgrid.findings import make_findings
     from gisgrid.history import History
 
+    def open_history(where):
+        location, _, schema = where.partition("#")
+        return History(location, schema=schema or None)
+
     def findings(prefix, n, x0=500000.0, y0=3550000.0):
         rows = [{"kind": "area_gap", "severity": "high", "message": f"{prefix}{i}", "key": f"{prefix}{i}",
                  "geometry": shapely.box(x0 + 50 * i, y0, x0 + 50 * i + 20, y0 + 20)} for i in range(n)]
@@ -284,13 +307,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def test_two_concurrent_writers_keep_the_database_consistent(tmp_path: Path) -> None:
-    db = tmp_path / "history.sqlite"
+def test_two_concurrent_writers_keep_the_database_consistent(tmp_path: Path, store: Callable[[str], str]) -> None:
+    db = store("history")
     script = tmp_path / "writer.py"
     script.write_text(_CHILD_PRELUDE + textwrap.dedent(
         """
         db, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-        hist = History(db)
+        hist = open_history(db)
         while not (sys.argv[4] and __import__("os").path.exists(sys.argv[4])):
             time.sleep(0.01)
         for day in range(1, 7):
@@ -300,7 +323,7 @@ def test_two_concurrent_writers_keep_the_database_consistent(tmp_path: Path) -> 
         """
     ), encoding="utf-8")
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, str(script), str(db), p, str(n), str(go)], env=_child_env(),
+    procs = [subprocess.Popen([sys.executable, str(script), db, p, str(n), str(go)], env=_child_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for p, n in (("a", 5), ("b", 9))]
     go.write_text("go")
@@ -308,7 +331,7 @@ def test_two_concurrent_writers_keep_the_database_consistent(tmp_path: Path) -> 
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
         assert out.startswith("done")
-    hist = History(db)
+    hist = open_history(db)
     assert hist.verify() == []
     runs = hist.runs()
     assert list(runs["as_of"]) == [dt.date(2024, 6, d) for d in range(1, 7)]
@@ -320,9 +343,9 @@ def test_two_concurrent_writers_keep_the_database_consistent(tmp_path: Path) -> 
         assert sorted(present["message"]) == sorted(f"{prefix}{i}" for i in range(n))
 
 
-def test_a_killed_run_leaves_history_as_it_was(tmp_path: Path) -> None:
-    db = tmp_path / "history.sqlite"
-    hist = History(db)
+def test_a_killed_run_leaves_history_as_it_was(tmp_path: Path, store: Callable[[str], str]) -> None:
+    db = store("history")
+    hist = open_history(db)
     hist.record(findings(GAP, UNSTAFFED), as_of=D1)
     before_runs = hist.runs()
     before = hist.snapshot(D1)
@@ -336,10 +359,10 @@ def test_a_killed_run_leaves_history_as_it_was(tmp_path: Path) -> None:
             time.sleep(120)
 
         History._commit = stall
-        History(sys.argv[1]).record(findings("k", 4), as_of=dt.date(2024, 5, 10))
+        open_history(sys.argv[1]).record(findings("k", 4), as_of=dt.date(2024, 5, 10))
         """
     ), encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, str(script), str(db)], env=_child_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(script), db], env=_child_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -350,7 +373,7 @@ def test_a_killed_run_leaves_history_as_it_was(tmp_path: Path) -> None:
         proc.kill()
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    after = History(db)
+    after = open_history(db)
     pd.testing.assert_frame_equal(after.runs().drop(columns=["created"]), before_runs.drop(columns=["created"]))
     snap = after.snapshot(D1)
     pd.testing.assert_frame_equal(pd.DataFrame(snap.drop(columns="geometry")),
@@ -366,9 +389,8 @@ def test_verify_finds_a_tampered_history(hist: History) -> None:
     hist.record(findings(GAP), as_of=D2)
     assert hist.verify() == []
     assert history_oracle.check(hist) == []
-    with sqlite3.connect(hist.path) as conn:
-        conn.execute("UPDATE observations SET deadline = '2099-01-01' WHERE status != 'resolved'")
-        conn.execute("UPDATE findings SET times_reopened = 3")
+    history_oracle.raw_sql(hist, "UPDATE observations SET deadline = '2099-01-01' WHERE status != 'resolved'")
+    history_oracle.raw_sql(hist, "UPDATE findings SET times_reopened = 3")
     problems = hist.verify()
     assert any("observations differ" in p for p in problems)
     assert any("findings state differs" in p for p in problems)
@@ -376,12 +398,12 @@ def test_verify_finds_a_tampered_history(hist: History) -> None:
 
 
 @pytest.mark.parametrize("undo", [D2, D3])
-def test_undo_removes_a_run_as_if_it_had_never_been(tmp_path: Path, undo: dt.date) -> None:
+def test_undo_removes_a_run_as_if_it_had_never_been(store: Callable[[str], str], undo: dt.date) -> None:
     nights = {D1: (GAP, LANE), D2: (GAP,), D3: (GAP, LANE)}
-    hist = History(tmp_path / "h.sqlite")
+    hist = open_history(store("h"))
     for day, found in nights.items():
         hist.record(findings(*found), as_of=day)
-    clean = History(tmp_path / "clean.sqlite")  # the same nights without the mistaken one
+    clean = open_history(store("clean"))  # the same nights without the mistaken one
     for day, found in nights.items():
         if day != undo:
             clean.record(findings(*found), as_of=day)

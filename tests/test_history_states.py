@@ -1,19 +1,19 @@
 """The lifecycle of `History.record` as a state machine, checked against a model written from its docstring.
 
-Each machine run records nights into a fresh SQLite file: the next night, the same night again, a forced re-run
-of a past night, a night forced in between two others, or (refused) an earlier night without force; each night
-sees a random subset of a small fixed pool of findings, each with a random severity and the deadlines of the
-night. The model below knows nothing of `gisgrid.history`: it replays the ordered nights with the rules of the
-module docstring (new, persisting, overdue, resolved once then closed, reopened and counted; deadline from the
-first day of the stretch, tightened when the severity rises, never loosened).
-"""
+Each machine run records nights into a fresh SQLite file (a second test: a fresh PostgreSQL schema): the next
+night, the same night again, a forced re-run of a past night, a night forced in between two others, or (refused)
+an earlier night without force; each night sees a random subset of a small fixed pool of findings, each with a
+random severity and the deadlines of the night. The model below knows nothing of `gisgrid.history`: it replays
+the ordered nights with the rules of the module docstring (new, persisting, overdue, resolved once then closed,
+reopened and counted; deadline from the first day of the stretch, tightened when the severity rises, never
+loosened)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import sqlite3
 import tempfile
+import uuid
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
@@ -21,9 +21,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import shapely
+from history_oracle import raw_sql
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from gisgrid import HistoryError
 from gisgrid import settings as gg_settings
@@ -133,10 +134,14 @@ def expected_rows(rows: dict[str, dict]) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------- the machine
 class HistoryLifecycle(RuleBasedStateMachine):
+    url: str | None = None  # a postgresql:// URL: the same machine on the PostgreSQL history
+
     def __init__(self) -> None:
         super().__init__()
         self._tmp = tempfile.TemporaryDirectory(prefix="gisgrid-history-states-")
-        self.hist = History(Path(self._tmp.name) / "history.sqlite")
+        # a PostgreSQL machine (url set, below) records into a fresh schema each run
+        self.hist = History(self.url, schema=f"m_{uuid.uuid4().hex[:12]}") if self.url else \
+            History(Path(self._tmp.name) / "history.sqlite")
         self.nights: dict[dt.date, tuple[dict[str, str], dict[str, int]]] = {}
 
     def teardown(self) -> None:
@@ -203,10 +208,9 @@ class HistoryLifecycle(RuleBasedStateMachine):
     def every_night_as_recorded(self) -> None:
         """Every night's rows (the ``observations`` table of the module docstring) and status counts."""
         _, listed = model(self.nights)
-        with sqlite3.connect(self.hist.path) as conn:
-            rows = conn.execute("SELECT as_of, finding_id, status, opened_on, deadline, times_reopened "
-                                "FROM observations").fetchall()
-            dates = [_d(d) for (d,) in conn.execute("SELECT as_of FROM runs ORDER BY as_of")]
+        rows = raw_sql(self.hist, "SELECT as_of, finding_id, status, opened_on, deadline, times_reopened "
+                                  "FROM observations")
+        dates = [_d(d) for (d,) in raw_sql(self.hist, "SELECT as_of FROM runs ORDER BY as_of")]
         got: dict[dt.date, dict[str, dict]] = {}
         for day, fid, status, opened, deadline, times in rows:
             got.setdefault(_d(day), {})[fid] = {"status": status, "opened_on": _d(opened),
@@ -220,9 +224,8 @@ class HistoryLifecycle(RuleBasedStateMachine):
     def latest_lifecycle_of_every_finding(self) -> None:
         """The ``findings`` table (see the module docstring): each finding's lifecycle as of the latest run."""
         state, _ = model(self.nights)
-        with sqlite3.connect(self.hist.path) as conn:
-            rows = conn.execute("SELECT finding_id, status, first_seen, opened_on, deadline, times_reopened, "
-                                "resolved_on FROM findings").fetchall()
+        rows = raw_sql(self.hist, "SELECT finding_id, status, first_seen, opened_on, deadline, times_reopened, "
+                                  "resolved_on FROM findings")
         got = {fid: {"status": s, "first_seen": _d(f), "opened_on": _d(o), "deadline": _d(d),
                      "times_reopened": int(t), "resolved_on": _d(r)}
                for fid, s, f, o, d, t, r in rows}
@@ -236,6 +239,14 @@ HistoryLifecycle.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestHistoryLifecycle = HistoryLifecycle.TestCase
+
+
+def test_the_same_machine_on_postgresql(libpq_env: str) -> None:
+    """The same rules and model against a history in PostgreSQL ([history] url): fewer runs, same checks."""
+    machine = type("HistoryLifecycleOnPostgres", (HistoryLifecycle,), {"url": libpq_env})
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=12, stateful_step_count=8, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 
 # ----------------------------------------------------------------------------- the model itself

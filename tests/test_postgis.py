@@ -8,7 +8,6 @@ and then a missing server fails.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -41,28 +40,10 @@ URL = "postgresql:///gis"  # host, port and user from the libpq environment (PGH
 LAYERS = ("boundary", "villages", "grids", "roads", "rivers", "pois")
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    reason = pg.missing_reason()
-    if reason is not None:
-        if os.environ.get(pg.REQUIRE_ENV):
-            pytest.fail(f"{pg.REQUIRE_ENV} is set but no PostgreSQL/PostGIS can be started: {reason}")
-        pytest.skip(f"no PostgreSQL with PostGIS here: {reason}")
-    with pg.running() as c:
-        yield c
-
-
 @pytest.fixture(scope="session", autouse=True)
-def libpq_env(cluster):
-    """The library reads libpq's environment, as it would on a command center's server."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("PG")}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update({k: v for k, v in cluster.env().items() if k.startswith("PG")})
-    yield
-    for key in [k for k in os.environ if k.startswith("PG")]:
-        del os.environ[key]
-    os.environ.update(saved)
+def _libpq(libpq_env):
+    """Every test here reads libpq's environment (tests/conftest.py starts the cluster)."""
+    return libpq_env
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ ALLOWED = {
     "comparison": {"vocab", "_errors", "settings", "findings"},
     "maps": {"vocab", "_errors", "settings", "model", "findings", "crs", "io"},
     "report": {"vocab", "_errors", "settings", "findings", "policy", "io", "scoring", "__init__"},
-    "history": {"vocab", "_errors", "settings", "findings", "policy"},
+    "history": {"vocab", "_errors", "settings", "findings", "policy", "io"},  # io.postgis: a history in PostgreSQL
     "publish": {"vocab", "_errors", "settings", "findings", "io"},  # writes PostGIS tables through io.postgis
     # outputs: messages from the findings' lifecycle; sends over the network and keeps its outbox in the history db
     "dispatch": {"vocab", "_errors", "settings", "findings", "io", "history"},  # its outbox is in the history db

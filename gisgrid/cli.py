@@ -200,6 +200,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         _say(pipeline.describe_config(args.config))
     town, table = pipeline.check(args.config)
     target = pipeline.publish_target(args.config)  # [publish]: reachable and writable, or exit 2
+    history = pipeline.history_target(args.config)  # [history] url: reachable, or exit 2
     if args.quiet:
         _say(f"OK {town.name}: {len(town.grids)} grids, {len(town.repairs)} repairs, {len(town.issues)} issues")
         return 0
@@ -211,8 +212,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
             types = ", ".join(db["geometry_types"]) or "no geometry"
             srid = f"SRID {db['srid']}, " if db["srid"] is not None else ""
             _say(f"postgis {lname}: {db['table'] or 'sql query'} in {src['path']}: {db['rows']:,} rows, {srid}{types}")
-    if target:
-        _say(target)
+    for line in (target, history):
+        if line:
+            _say(line)
     for line in town.derivation_notes():
         _say(line)
     for _, rep in town.repairs.iterrows():

@@ -428,7 +428,7 @@ class _SqliteStore:
     def connect(self) -> contextlib.AbstractContextManager[Any]:
         return connect(self.path, timeout=self.timeout)
 
-    def init_schema(self, conn: sqlite3.Connection) -> None:
+    def init_schema(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -516,7 +516,7 @@ class _PgStore:
         self.schema = schema or default_schema(town)
         self.timeout = timeout
         self.town = " ".join(str(town or "").split())
-        self.name = f"{postgis.display_url(url)} schema {self.schema}"
+        self.name = History.describe_location(url, self.schema)
         if not self.schema.strip() or len(self.schema.encode()) > _MAX_IDENTIFIER_BYTES or "\x00" in self.schema:
             msg = (f"the history schema name {self.schema!r} is not a PostgreSQL name (1 to "
                    f"{_MAX_IDENTIFIER_BYTES} bytes).")
@@ -561,17 +561,27 @@ class _PgStore:
             msg = f"the history is busy: another run held it for more than {self.timeout:.0f} s."
             return self.error(msg, "wait for the other run to finish and run again")
         if isinstance(exc, errors.InsufficientPrivilege):
-            msg = f"this user may not read or write it ({reason}); the history is as it was."
-            return self.error(msg, f"grant the user USAGE and CREATE on schema {self.schema!r} and its tables, or "
-                                   "CREATE on the database for the first run")
+            return self._no_rights(reason)
         if isinstance(exc, errors.DiskFull):
             msg = f"the database server's disk is full ({reason}); the run was rolled back, the history is as it was."
             return self.error(msg, "free space on the database server and run again")
         msg = f"the database refused or failed ({reason}); the run was rolled back, the history is as it was."
         return self.error(msg, "check the server is up and the user's rights on the schema, and run again")
 
-    def init_schema(self, conn: _PgConnection) -> None:
+    def _no_rights(self, reason: str) -> HistoryError:
+        msg = f"this user may not read or write it ({reason}); the history is as it was."
+        return self.error(msg, f"grant the user USAGE and CREATE on schema {self.schema!r} and its tables, or "
+                               "CREATE on the database for the first run")
+
+    def init_schema(self, conn: _PgConnection, *, create: bool = True) -> None:
+        usable = conn.execute("SELECT has_schema_privilege(oid, 'USAGE') FROM pg_catalog.pg_namespace "
+                              "WHERE nspname = ?", (self.schema,)).fetchone()
+        if usable is not None and not usable[0]:  # its tables would look missing: say why instead
+            raise self._no_rights(f"no USAGE on schema {self.schema!r}")
         version, town = self._meta(conn)
+        if version is None and not create:
+            msg = "there is no run history here yet (no gisgrid history in that schema)."
+            raise self.error(msg, "run gisgrid run first, or check [history] url and schema")
         if version is None:
             with self.transaction(conn, key=self._keys[0]):
                 exists = conn.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?",
@@ -640,6 +650,9 @@ class History:
     town
         The town whose history it is: PostgreSQL refuses a schema holding
         another town's history.
+    create
+        Start a new history when there is none (``False``: refuse, for the
+        commands that only read one).
 
     Examples
     --------
@@ -650,7 +663,7 @@ class History:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = _BUSY_TIMEOUT_S,
-                 schema: str | None = None, town: str | None = None) -> None:
+                 schema: str | None = None, town: str | None = None, create: bool = True) -> None:
         from gisgrid.io.postgis import is_database_url
 
         self.timeout = float(timeout)
@@ -662,11 +675,20 @@ class History:
         else:
             self._store = _SqliteStore(Path(path), self.timeout)
             self.path, self.schema = self._store.path, None
+        if not create and self.path is not None and not self.path.exists():
+            raise self._error("there is no run history here yet.", "give the file gisgrid run wrote")
         with self._connect() as conn:
-            self._store.init_schema(conn)
+            self._store.init_schema(conn, create=create)
 
     def __repr__(self) -> str:
         return f"History({str(self._store)!r})"
+
+    @staticmethod
+    def describe_location(url: str, schema: str) -> str:
+        """A PostgreSQL history's place as shown to the user: database and schema, never a password."""
+        from gisgrid.io.postgis import display_url
+
+        return f"{display_url(url)} schema {schema}"
 
     @property
     def where(self) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,6 +30,9 @@ from gisgrid.io.files import show_text
 from gisgrid.io.tracks import iter_track_batches, to_datum
 from gisgrid.model import LAYERS, ROSTERS, Town
 from gisgrid.vocab import percent
+
+if TYPE_CHECKING:
+    from gisgrid.history import History
 
 __all__ = [
     "Config",
@@ -101,6 +104,8 @@ def _read_source(name: str, spec: dict[str, Any]) -> Any:
                                     geometry=spec.get("geometry"), crs=spec.get("crs"), name=name)
     elif name in ROSTERS:
         frame = io.read_table(spec["path"], encoding=spec.get("encoding"), sheet=spec.get("sheet", spec.get("layer")))
+        if spec.get("rows") is not None:  # a table is read whole, then cut to the town's rows
+            frame = frame.loc[list(spec["rows"].positions)]
     else:
         frame = io.read_layer(spec["path"], layer=spec.get("layer"), encoding=spec.get("encoding"),
                               crs=spec.get("crs"))
@@ -405,6 +410,29 @@ def publish_target(source: str | os.PathLike[str] | Config | None = None) -> str
     return None if options is None else describe_target(options)
 
 
+def history_target(source: str | os.PathLike[str] | Config | None = None) -> str | None:
+    """``gisgrid check``: one line on a ``[history] url`` (None for a SQLite history); exit 2 if it cannot be used.
+
+    Creates nothing: a history not there yet is reported as started by the first run.
+    """
+    cfg = source if isinstance(source, Config) else load_config(source)
+    if cfg.history.url is None:
+        return None
+    from gisgrid.history import History, default_schema
+
+    schema = cfg.history.schema or default_schema(str(cfg.town.get("name") or ""))
+    try:
+        hist = open_history(cfg, create=False)
+    except HistoryError as exc:
+        if "no run history" not in exc.what:
+            raise
+        where = History.describe_location(cfg.history.url, schema)
+        return f"history: {where}: started by the first run"
+    runs = hist.runs()
+    latest = f", latest {runs['as_of'].iloc[-1].isoformat()}" if len(runs) else ""
+    return f"history: {hist.where}: {len(runs)} run(s){latest}"
+
+
 def analyse_config(cfg: Config, town: Town | None = None, *, as_of: dt.date | None = None) -> Any:
     """Load (unless given) and analyse the town of ``cfg`` with its rules and options."""
     from gisgrid.analysis import analyze
@@ -461,7 +489,6 @@ def run(
     -------
     RunResult
     """
-    from gisgrid import history as history_mod
     from gisgrid import maps as maps_mod
     from gisgrid import policy
     from gisgrid import report as report_mod
@@ -497,7 +524,6 @@ def run(
     town = load_town(cfg)
     tick("analyse", 1, total)
     assessment = analyse_config(cfg, town, as_of=as_of)
-    db_path = cfg.history.path or reports / "history.sqlite"
     written: list[Path] = []
     folder = reports / as_of.isoformat()
     # The cleaned-grids proposal is GEOS work (the GIL is released): it runs beside the history, the
@@ -515,7 +541,7 @@ def run(
     try:
         with io.file_lock(reports / ".gisgrid.lock"):
             io.remove_stale_staging(reports)
-            hist = history_mod.History(db_path)
+            hist = open_history(cfg, out_dir)
             _recover_half_runs(reports, hist)
             tick("history", 2, total)
             latest = hist.last_run()
@@ -652,21 +678,33 @@ def _recover_now(reports: Path, hist: Any) -> None:
         logger.warning("a run is writing to %s now: its date may be listed before its report appears", reports)
 
 
-def _history_path(cfg: Config, out: str | os.PathLike[str] | None) -> Path:
+def open_history(cfg: Config, out: str | os.PathLike[str] | None = None, *, create: bool = True) -> History:
+    """The town's run history: ``[history] url`` (PostgreSQL), ``[history] path``, or ``reports/history.sqlite``.
+
+    ``create=False`` (the commands that only read a history) refuses a history that does not exist yet.
+    """
+    from gisgrid.history import History
+
+    town = str(cfg.town.get("name") or "")
+    if cfg.history.url is not None:
+        return History(cfg.history.url, schema=cfg.history.schema, town=town, create=create)
     path = cfg.history.path or output_folder(cfg, out) / "reports" / "history.sqlite"
-    if not path.exists():
+    if not create and not path.exists():
         msg = f"there is no run history at {path}."
         raise HistoryError(msg, path=path, fix="give --out the folder gisgrid run wrote to (or [history] path)")
-    return path
+    return History(path)
+
+
+def _outbox_path(cfg: Config, out: str | os.PathLike[str] | None, hist: History) -> Path:
+    """The dispatch outbox: in the history's SQLite file, or beside the reports when the history is in PostgreSQL."""
+    return hist.path if hist.path is not None else output_folder(cfg, out) / "reports" / "outbox.sqlite"
 
 
 def list_runs(source: str | os.PathLike[str] | Config | None = None, *,
               out: str | os.PathLike[str] | None = None) -> list[str]:
     """One line per recorded run, oldest first (``gisgrid history list``)."""
-    from gisgrid.history import History
-
     cfg = source if isinstance(source, Config) else load_config(source)
-    hist = History(_history_path(cfg, out))
+    hist = open_history(cfg, out, create=False)
     _recover_now(output_folder(cfg, out) / "reports", hist)
     runs = hist.runs()
     return [f"{r.as_of.isoformat()}  open {r.open:>5}  new {r.new:>4}  overdue {r.overdue:>4}  "
@@ -686,13 +724,10 @@ def undo_run(source: str | os.PathLike[str] | Config | None = None, *, out: str 
     """
     import shutil
 
-    from gisgrid.history import History
-
     cfg = source if isinstance(source, Config) else load_config(source)
-    path = _history_path(cfg, out)
     reports = output_folder(cfg, out) / "reports"
+    hist = open_history(cfg, out, create=False)
     with io.file_lock(reports / ".gisgrid.lock"):
-        hist = History(path)
         _recover_half_runs(reports, hist)  # a killed run first: the history and the reports agree again
         removed = hist.undo(as_of)
         folder = reports / as_of.isoformat()
@@ -880,7 +915,6 @@ def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | o
     ConfigError, HistoryError
         A bad ``[scoring]`` or period, no history, or no run in the period.
     """
-    from gisgrid.history import History
     from gisgrid.report.points import period_scores
     from gisgrid.scoring import parse_period, period_of
 
@@ -889,16 +923,16 @@ def score(source: str | os.PathLike[str] | Config | None = None, *, out: str | o
     scheme = scoring_scheme(cfg)
     span = parse_period(period) if period else None  # a bad period is refused before anything is read
     out = check_output_folder(output_folder(cfg, out), "reports")
-    hist = History(_history_path(cfg, out))
+    hist = open_history(cfg, out, create=False)
     latest = hist.last_run()
     if latest is None:
-        msg = "the run history has no runs."
-        raise HistoryError(msg, path=hist.path, fix="run gisgrid run first")
+        msg = f"the run history in {hist.where} has no runs."
+        raise HistoryError(msg, fix="run gisgrid run first")
     span = span or period_of(latest.as_of, scheme.period)
     scores = period_scores(hist, span, scheme)
     if not scores.runs:
-        msg = f"no run in {span.label} ({span.start.isoformat()} to {span.end.isoformat()})."
-        raise HistoryError(msg, path=hist.path, fix="choose a period with runs (gisgrid history list shows them)")
+        msg = f"no run in {span.label} ({span.start.isoformat()} to {span.end.isoformat()}) in {hist.where}."
+        raise HistoryError(msg, fix="choose a period with runs (gisgrid history list shows them)")
     folder = Path(out) / "reports" / "periods" / span.label
     trend = pd.concat([t.assign(level=lvl) for lvl, t in scores.trend.items()], ignore_index=True)
     with io.staged_folder(folder) as staging:
@@ -997,21 +1031,20 @@ def send_dispatch(
         No ``[dispatch]``, an unset secret variable, no history or no run on that date.
     """
     from gisgrid import dispatch as dispatch_mod
-    from gisgrid.history import History
 
     cfg = source if isinstance(source, Config) else load_config(source)
     options = _dispatch_ready(cfg, secrets=not dry_run)
-    path = _history_path(cfg, out)
-    hist = History(path)
+    hist = open_history(cfg, out, create=False)
     run_ = hist.last_run() if as_of is None else hist.get_run(as_of)
     if run_ is None:
-        msg = "no run is recorded" + ("" if as_of is None else f" on {as_of.isoformat()}") + "."
-        raise HistoryError(msg, path=path, fix="run gisgrid run first, or give the --as-of date of a recorded run")
+        msg = "no run is recorded" + ("" if as_of is None else f" on {as_of.isoformat()}") + f" in {hist.where}."
+        raise HistoryError(msg, fix="run gisgrid run first, or give the --as-of date of a recorded run")
     life = hist.snapshot(run_.as_of) if lifecycle is None else lifecycle
     center = cfg.section("assign").get("default_owner") or settings.default_owner
     lock = output_folder(cfg, out) / "reports" / ".gisgrid.lock"
     with contextlib.nullcontext() if dry_run else io.file_lock(lock):
-        return dispatch_mod.send(life, db_path=path, as_of=run_.as_of, options=options, run_stamp=run_.created,
+        return dispatch_mod.send(life, db_path=_outbox_path(cfg, out, hist), as_of=run_.as_of, options=options,
+                                 run_stamp=run_.created,
                                  center=str(center), town=town or str(cfg.town.get("name") or ""),
                                  links=_dispatch_links(cfg, options, run_.as_of), dry_run=dry_run,
                                  before_send=lambda n: _fault(f"dispatch-{n}"))

@@ -520,3 +520,130 @@ def test_a_publish_larger_than_one_copy_chunk_arrives_whole(analysed, tmp_path, 
     assert [r[0] for r in rows] == sorted(big["finding_id"])
     want = dict(zip(big["finding_id"], shapely.get_num_coordinates(big.geometry.values), strict=True))
     assert all(n == want[fid] for fid, n in rows)
+
+
+# --------------------------------------------------------------------------- the history in PostgreSQL
+def _lifecycle_csv(out: Path, day: str) -> pd.DataFrame:
+    cols = ["finding_id", "kind", "status", "first_seen", "opened_on", "deadline", "times_reopened"]
+    table = pd.read_csv(out / "reports" / day / "findings.csv", dtype=str, keep_default_na=False)
+    return table[cols].sort_values("finding_id").reset_index(drop=True)
+
+
+def test_a_town_keeps_its_history_in_postgresql_exactly_as_in_sqlite(cluster, town_frames, tmp_path, capsys):
+    """[history] url: the same nights, the same lifecycle, list, undo and score as the SQLite history beside it."""
+    frames = dict(town_frames)
+    frames["grid_staff"] = frames["grid_staff"].iloc[1:]  # G1 unstaffed
+    in_pg = _tiny(cluster, frames, "tiny_hist", tmp_path, history={"url": URL})
+    data = tomllib.loads(in_pg.read_text(encoding="utf-8"))
+    del data["history"]
+    in_file = _write_cfg(tmp_path, "file_history.toml", data)
+    outs = {"pg": tmp_path / "out_pg", "file": tmp_path / "out_file"}
+    nights = ["2026-11-02", "2026-11-05", "2026-11-20"]
+    staff = {"2026-11-05": "DELETE FROM tiny_hist.grid_staff WHERE grid_id = 'G2'",  # G2 loses its chief
+             "2026-11-20": "INSERT INTO tiny_hist.grid_staff (person_id, name, phone, role, grid_id) "
+                           "VALUES ('S1', '张三', '13800000001', 'grid_chief', 'G1')"}  # G1 gets one: resolved
+    for night in nights:
+        if night in staff:
+            _query_commit(cluster, staff[night])
+        for key, cfg in (("pg", in_pg), ("file", in_file)):
+            code, _, err = _main(capsys, "run", str(cfg), "--out", str(outs[key]), "--as-of", night, "--no-maps",
+                                 "-q")
+            assert code in (0, 1), (key, night, err[-2000:])
+        pd.testing.assert_frame_equal(_lifecycle_csv(outs["pg"], night), _lifecycle_csv(outs["file"], night))
+    last = _lifecycle_csv(outs["pg"], nights[-1])
+    assert "resolved" in set(last["status"])
+    assert {"persisting", "overdue"} & set(last["status"])
+    assert not (outs["pg"] / "reports" / "history.sqlite").exists()  # nothing of the history in the folder
+    schema = "gisgrid_history_测试镇"  # the default: one schema per town name
+    assert _query(cluster, f'SELECT as_of FROM "{schema}".runs ORDER BY 1') == [(n,) for n in nights]
+    assert _query(cluster, f"SELECT value FROM \"{schema}\".gisgrid_meta WHERE key = 'town'") == [("测试镇",)]
+
+    def listed(key: str, cfg: Path) -> list[str]:
+        code, out, err = _main(capsys, "history", "list", str(cfg), "--out", str(outs[key]))
+        assert code == 0, err[-2000:]
+        return [line.split("recorded")[0] for line in out.splitlines() if line.strip()]
+
+    assert listed("pg", in_pg) == listed("file", in_file)
+    assert len(listed("pg", in_pg)) == 3
+    for key, cfg in (("pg", in_pg), ("file", in_file)):
+        code, _, err = _main(capsys, "history", "undo", nights[1], str(cfg), "--out", str(outs[key]))
+        assert code == 0, err[-2000:]
+    assert listed("pg", in_pg) == listed("file", in_file)
+    assert len(listed("pg", in_pg)) == 2
+    for key, cfg in (("pg", in_pg), ("file", in_file)):
+        code, _, err = _main(capsys, "score", str(cfg), "--out", str(outs[key]), "--period", "2026-11")
+        assert code == 0, err[-2000:]
+    ranks = [pd.read_csv(outs[k] / "reports" / "periods" / "2026-11" / "ranking.csv", dtype=str) for k in outs]
+    pd.testing.assert_frame_equal(ranks[0], ranks[1])
+    code, out, err = _main(capsys, "check", str(in_pg))
+    assert code == 0, err[-2000:]
+    assert f"history: postgresql:///gis schema {schema}: 2 run(s), latest 2026-11-20" in out
+
+
+def _query_commit(cluster, text: str) -> None:
+    with cluster.connect() as conn:  # autocommit
+        conn.execute(text)
+
+
+def test_history_in_postgresql_refusals_are_exit_2_and_towns_do_not_mix(cluster, town_frames, tmp_path, capsys,
+                                                                         monkeypatch):
+    data = tomllib.loads(_tiny(cluster, dict(town_frames), "tiny_refuse", tmp_path).read_text(encoding="utf-8"))
+    data.update(town={"name": "第三镇"}, history={"url": URL})  # a town of its own: its schema is new
+    _query_commit(cluster, "GRANT USAGE ON SCHEMA tiny_refuse TO reader")  # the reader may read the layers
+    _query_commit(cluster, "GRANT SELECT ON ALL TABLES IN SCHEMA tiny_refuse TO reader")
+    cfg = _write_cfg(tmp_path, "third.toml", data)
+    out = tmp_path / "out"
+    # nothing recorded yet: the commands that read a history say so, and create nothing
+    code, _, err = _main(capsys, "history", "list", str(cfg), "--out", str(out))
+    assert code == 2, err[-2000:]
+    assert "no run history" in err
+    code, text, err = _main(capsys, "check", str(cfg))
+    assert code == 0, err[-2000:]
+    assert "history: postgresql:///gis schema gisgrid_history_第三镇: started by the first run" in text
+    assert _query(cluster, "SELECT count(*) FROM pg_namespace WHERE nspname = 'gisgrid_history_第三镇'") == [(0,)]
+    code, _, err = _main(capsys, "run", str(cfg), "--out", str(out), "--as-of", "2026-11-02", "--no-maps", "-q")
+    assert code in (0, 1), err[-2000:]
+    # another town pointed at this town's schema is refused, not mixed in
+    other = {**data, "town": {"name": "第二镇"}, "history": {"url": URL, "schema": "gisgrid_history_第三镇"}}
+    code, _, err = _main(capsys, "run", str(_write_cfg(tmp_path, "other.toml", other)), "--out",
+                         str(tmp_path / "other"), "--as-of", "2026-11-02", "--no-maps", "-q")
+    assert code == 2, err[-2000:]
+    assert "history of the town '第三镇', not of '第二镇'" in err
+    assert "[history] schema" in err
+    # a second town on the same database, by default, has a schema of its own (towns on different machines)
+    other["history"] = {"url": URL}
+    code, _, err = _main(capsys, "run", str(_write_cfg(tmp_path, "other2.toml", other)), "--out",
+                         str(tmp_path / "other"), "--as-of", "2026-11-02", "--no-maps", "-q")
+    assert code in (0, 1), err[-2000:]
+    assert _query(cluster, 'SELECT count(*) FROM "gisgrid_history_第二镇".runs') == [(1,)]
+    assert _query(cluster, 'SELECT count(*) FROM "gisgrid_history_第三镇".runs') == [(1,)]
+    # a user without rights, a wrong password, a password in the URL, two places at once, a stray schema key
+    bad = {
+        "wrong password": ({"url": URL}, cluster.env(user=pg.READER, password="not-" + pg.READER_PASSWORD),
+                           ["password authentication failed", "~/.pgpass"]),
+        "no rights": ({"url": URL}, cluster.env(user=pg.READER, password=pg.READER_PASSWORD),
+                      ["may not read or write", "grant the user"]),
+        "password in url": ({"url": f"postgresql://reader:{pg.READER_PASSWORD}@/gis"}, cluster.env(),
+                            ["[history] url holds a password"]),
+        "path and url": ({"url": URL, "path": "h.sqlite"}, cluster.env(), ["both path", "keep one"]),
+        "schema without url": ({"schema": "x"}, cluster.env(), ["no [history] url"]),
+        "schema too long": ({"url": URL, "schema": "史" * 30}, cluster.env(), ["1 to 63 bytes"]),
+    }
+    for case, (history, env, expect) in bad.items():
+        cfg_bad = _write_cfg(tmp_path, "bad.toml", {**data, "history": history})
+        with monkeypatch.context() as m:
+            for key, value in env.items():
+                if key.startswith("PG"):
+                    m.setenv(key, value)
+            if "PGPASSWORD" not in env:
+                m.delenv("PGPASSWORD", raising=False)
+            check = _main(capsys, "check", str(cfg_bad), "-q")
+            code, out_text, err = _main(capsys, "run", str(cfg_bad), "--out", str(tmp_path / "bad"), "--as-of",
+                                        "2026-11-03", "--no-maps", "-q")
+        assert check[0] == 2, (case, check[2][-2000:])  # gisgrid check finds it first
+        assert code == 2, (case, err[-2000:])
+        for text in expect:
+            assert text in err, (case, text, err[-2000:])
+        assert "Traceback" not in err
+        assert pg.READER_PASSWORD not in out_text + err, case
+        assert not (tmp_path / "bad" / "reports" / "2026-11-03").exists(), case

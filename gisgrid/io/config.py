@@ -22,7 +22,7 @@ from typing import Any
 
 from gisgrid._errors import ConfigError
 from gisgrid.io.files import list_layers, read_config
-from gisgrid.io.postgis import DB_KEYS, check_source
+from gisgrid.io.postgis import DB_KEYS, check_source, check_url
 from gisgrid.vocab import KINDS, SEVERITIES, nearest
 
 __all__ = [
@@ -198,14 +198,38 @@ class MapOptions:
 
 @dataclass(frozen=True)
 class HistoryOptions:
-    """``[history]``: where the run history lives (None: ``reports/history.sqlite`` under the output folder)."""
+    """``[history]``: where the run history lives.
+
+    ``path``: a SQLite file (default: ``reports/history.sqlite`` under the output folder). ``url`` (and
+    optionally ``schema``): a PostgreSQL database instead, for towns whose runs happen on different machines;
+    the schema defaults to ``gisgrid_history_<town name>`` (see :func:`gisgrid.history.default_schema`).
+    """
 
     path: Path | None = None
+    url: str | None = None
+    schema: str | None = None
 
     @classmethod
     def parse(cls, table: Mapping[str, Any], base: Path | None, path: Path | None = None) -> HistoryOptions:
         """Check and type the ``[history]`` table; a relative path is relative to the config file."""
-        unknown_keys(table, ("path",), where="[history]", path=path)
+        unknown_keys(table, ("path", "url", "schema"), where="[history]", path=path)
+        if "url" in table:
+            if "path" in table:
+                msg = "[history] has both path (a SQLite file) and url (PostgreSQL); the history lives in one place."
+                raise ConfigError(msg, path=path, fix="keep one of them")
+            try:
+                url = check_url(table["url"], where="[history] url")
+            except ConfigError as exc:
+                raise ConfigError(exc.what, path=path, fix=exc.fix) from None
+            schema = table.get("schema")
+            if schema is not None and (not isinstance(schema, str) or not schema.strip()
+                                       or len(schema.encode()) > 63 or "\x00" in schema):
+                msg = f"[history] schema must be a PostgreSQL schema name of 1 to 63 bytes, not {schema!r}."
+                raise ConfigError(msg, path=path, fix='write schema = "history_t01" (one per town)')
+            return cls(url=url, schema=schema)
+        if "schema" in table:
+            msg = "[history] schema is for a history in PostgreSQL, and there is no [history] url."
+            raise ConfigError(msg, path=path, fix='add url = "postgresql:///gis", or remove schema')
         if "path" not in table:
             return cls()
         if not isinstance(table["path"], str) or not table["path"].strip():

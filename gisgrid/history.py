@@ -673,10 +673,11 @@ class History:
             self.path: Path | None = None  # the SQLite file; None in PostgreSQL
             self.schema: str | None = self._store.schema  # the PostgreSQL schema; None in SQLite
         else:
+            if not create and not Path(path).exists():  # nothing made, not even its folder
+                msg = "there is no run history here yet."
+                raise HistoryError(msg, path=path, fix="give the file gisgrid run wrote")
             self._store = _SqliteStore(Path(path), self.timeout)
             self.path, self.schema = self._store.path, None
-        if not create and self.path is not None and not self.path.exists():
-            raise self._error("there is no run history here yet.", "give the file gisgrid run wrote")
         with self._connect() as conn:
             self._store.init_schema(conn, create=create)
 

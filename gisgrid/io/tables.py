@@ -292,12 +292,18 @@ class PendingFile:
 
 
 def _can_fork() -> bool:
-    import sys
     import threading
 
-    # Python 3.12+ warns (and rightly) about fork() in a process with threads; before, the child here only runs
-    # XlsxWriter and file calls, which take no lock another thread could hold
-    return hasattr(os, "fork") and (sys.version_info < (3, 12) or threading.active_count() == 1)
+    # fork() copies only the calling thread: a lock another thread holds stays held in the child for ever (a
+    # town run in a Dask worker thread hung in its child's fork handlers). So: from the main thread only, and
+    # with no other threads than gisgrid's own (the cleaned-grids thread does GEOS work) and the CLI progress
+    # bar's monitor, which take no lock the child needs. Python 3.12+ also warns about the rest.
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    return (hasattr(os, "fork") and threading.current_thread() is threading.main_thread()
+            and all(t.name.startswith(_HARMLESS_THREADS) for t in others))
+
+
+_HARMLESS_THREADS = ("gisgrid-", "tqdm_monitor")
 
 
 def start_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str]) -> PendingFile:

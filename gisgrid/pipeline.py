@@ -108,8 +108,44 @@ def _read_source(name: str, spec: dict[str, Any]) -> Any:
             frame = frame.loc[list(spec["rows"].positions)]
     else:
         frame = io.read_layer(spec["path"], layer=spec.get("layer"), encoding=spec.get("encoding"),
-                              crs=spec.get("crs"))
-    return _map_fields(frame, name, spec)
+                              crs=spec.get("crs"), rows=spec.get("rows"))
+    out = _map_fields(frame, name, spec)
+    return out if spec.get("rows") is None else _town_rows(out, name, spec)
+
+
+def town_key(value: Any) -> str | None:
+    """A cell of a town column as a town id: text, trimmed, ``320612101.0`` read as ``320612101``; None if blank."""
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):  # None, NaN, pd.NA
+        return None
+    key = _value_key(value)
+    return key or None
+
+
+def _town_rows(frame: Any, name: str, spec: dict[str, Any]) -> Any:
+    """A district town's share of a shared source (``spec["rows"]``, an :class:`io.Rows`), checked after mapping.
+
+    Every row read must have the town's id in the town column (else the file changed after the district
+    split it); a town with no rows in a source that is not ``allow_empty`` is refused, naming the column.
+    """
+    rows = spec["rows"]
+    src = (getattr(frame, "attrs", {}) or {}).get("source") or {}
+    where = {"path": _source_text(spec), "layer": spec.get("layer") or spec.get("sheet") or name,
+             "column": rows.column}
+    wrong = [i for i, v in zip(frame.index, frame[rows.by], strict=True) if town_key(v) != rows.value]
+    if wrong:
+        table = name in ROSTERS or str(spec.get("path", "")).lower().endswith((".csv", ".txt"))
+        label = f"line {int(wrong[0]) + 2}" if table else f"feature {int(wrong[0])}"  # as the model numbers rows
+        msg = (f"{label} of the {name} data no longer has {rows.column} = {rows.value!r}: the file changed after "
+               "the district split it by town.")
+        raise InputError(msg, **where, fix="run again once the file is no longer being written")
+    if not len(frame) and not spec.get("allow_empty", False):
+        what = "roster" if name in ROSTERS else "layer"
+        msg = f"no row of the {name} {what} has {rows.column} = {rows.value!r}, so this town has no {name}."
+        raise InputError(msg, **where, fix=(f"{rows.hint} " if rows.hint else "") + "correct the town's id under "
+                         f"[[towns]] or fill in {rows.column} for its rows; write allow_empty = true under "
+                         f"[sources.{name}] if a town may have none")
+    frame.attrs = {"source": src}
+    return frame
 
 
 def _source_text(spec: dict[str, Any]) -> str:
@@ -326,7 +362,8 @@ def _fingerprints(cfg: Config) -> dict[str, str]:
             text = " ".join(f"{q.name}:{io.file_digest(q)}" for q in sorted(p.iterdir()) if q.is_file())
             out[name] = "folder:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
             continue
-        out[name] = io.file_digest(p) if p.exists() else "missing"
+        # a district's shared file is digested once for all its towns (gisgrid.district.partition)
+        out[name] = spec.get("digest") or (io.file_digest(p) if p.exists() else "missing")
     return out
 
 

@@ -20,7 +20,7 @@ from gisgrid.io.atomic import (
     staged_folder,
     write_with,
 )
-from gisgrid.io.files import detect_encoding, list_layers, read_config, read_layer, read_table
+from gisgrid.io.files import Rows, detect_encoding, list_layers, read_config, read_layer, read_table, read_values
 from gisgrid.io.postgis import display_url, read_postgis, read_postgis_table
 from gisgrid.io.tables import (
     FORMULA_STARTS,
@@ -37,6 +37,7 @@ from gisgrid.io.tables import (
 __all__ = [
     "FORMULA_STARTS",
     "PendingFile",
+    "Rows",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -52,6 +53,7 @@ __all__ = [
     "read_postgis",
     "read_postgis_table",
     "read_table",
+    "read_values",
     "remove_stale_staging",
     "safe_filename",
     "staged_folder",

@@ -39,6 +39,7 @@ __all__ = [
     "describe_config",
     "find_config",
     "load_config",
+    "parse_config",
     "unknown_keys",
 ]
 
@@ -502,6 +503,15 @@ def load_config(source: str | os.PathLike[str] | None = None) -> Config:
     if p.suffix.lower() == ".gpkg":
         return _gpkg_config(p)
     return _parse_config(read_config(p))
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """A config from a table as :func:`read_config` returns it (with ``_path`` and ``_dir``), every section checked.
+
+    What :func:`load_config` does after reading the file; a district of shared layers
+    (:mod:`gisgrid.district.partition`) parses its town sections with it.
+    """
+    return _parse_config(dict(data))
 
 
 def _gpkg_config(path: Path) -> Config:

@@ -14,7 +14,8 @@ import re
 import struct
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["detect_encoding", "list_layers", "read_config", "read_layer", "read_table"]
+__all__ = ["Rows", "detect_encoding", "list_layers", "read_config", "read_layer", "read_table", "read_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -256,12 +257,94 @@ def _apply_declared_crs(gdf: gpd.GeoDataFrame, declared: Any, where: dict[str, A
     return gdf.set_crs(parsed, allow_override=True)
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Some rows of a layer or table, chosen before it is read: a district town's share of a shared layer.
+
+    Attributes
+    ----------
+    positions : tuple of int
+        The rows' 0-based positions in the file (the feature numbers :func:`read_layer` gives; a table's
+        data rows, file line = position + 2), ascending.
+    fids : tuple of int or None
+        Their GDAL feature ids in the same order (read by id, so only these rows are read); None for a CSV
+        layer or a table, which is read whole and then cut to ``positions``.
+    by, value
+        What the rows have in common: the canonical column (after the field mapping) and its value, the
+        town's id (checked after reading by :func:`gisgrid.pipeline.load_town`).
+    column
+        The source's own name of ``by`` (for messages).
+    hint
+        Said in the fix when no row has ``value`` (the nearest value the source has).
+    """
+
+    positions: tuple[int, ...]
+    fids: tuple[int, ...] | None = None
+    by: str = ""
+    value: str = ""
+    column: str = ""
+    hint: str = ""
+
+
+def _vector_encoding(p: Path, *, layer: str | None, encoding: str | None) -> str | None:
+    """Check a vector file before GDAL opens it (companions, type, layer); return its attribute encoding."""
+    if not p.exists():
+        msg = "the file does not exist."
+        raise InputError(msg, path=p, fix="check the path (paths in a config are relative to the config file)")
+    suffix = p.suffix.lower()
+    if suffix == ".shp":
+        _check_shapefile(p)
+        if encoding is None:
+            encoding = detect_encoding(p)
+    elif suffix == ".zip" and encoding is None:  # a zipped shapefile: same distrust of .cpg
+        encoding = _zip_shapefile_encoding(p)
+    elif suffix not in _VECTOR_SUFFIXES:
+        msg = f"unknown file type '{suffix}'."
+        raise InputError(msg, path=p, fix="use .gpkg, .shp, .geojson, .kml or .csv")
+    if layer is not None and suffix in {".gpkg", ".kml"}:
+        names = list_layers(p)
+        if layer not in names:
+            msg = f"has no layer '{layer}'; it has {names}."
+            raise InputError(msg, path=p, layer=layer, fix="set layer to one of those")
+    return encoding
+
+
+def _read_gdal(p: Path, *, layer: str | None, encoding: str | None, **options: Any) -> Any:
+    """``pyogrio.read_dataframe`` with every failure an :class:`InputError` naming the file and layer."""
+    where: dict[str, Any] = {"path": p, "layer": layer}
+    try:
+        with _gdal_warnings_as_log():
+            return pyogrio.read_dataframe(p, layer=layer, encoding=encoding, **options)
+    except UnicodeDecodeError as exc:
+        msg = f"its text cannot be decoded as {encoding} ({exc.reason})."
+        raise InputError(msg, **where, fix='give the right encoding in the config, e.g. encoding = "gbk"') from None
+    except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
+        msg = f"cannot be read: the file is damaged, truncated or not a vector file ({_gdal_reason(exc, p)})."
+        fix = "check the file is complete and a supported format; copy it again or re-export it"
+        if "fids" in options:
+            fix = "the file may have changed while the district ran: run again; else " + fix
+        raise InputError(msg, **where, fix=fix) from None
+
+
+def _at_positions(frame: Any, rows: Rows, where: dict[str, Any]) -> Any:
+    """``frame`` (read by feature id, ids as its index) indexed by the rows' positions in the file."""
+    position = dict(zip(rows.fids or (), rows.positions, strict=True))
+    missing = sorted(set(position) - set(frame.index))
+    if missing:
+        msg = f"features {missing[:5]} were not found: the file changed while the district ran."
+        raise InputError(msg, **where, fix="run again once the file is no longer being written")
+    out = frame.loc[list(position)]
+    out.index = pd.Index(list(position.values()))
+    return out
+
+
 def read_layer(
     path: str | os.PathLike[str],
     *,
     layer: str | None = None,
     encoding: str | None = None,
     crs: Any = None,
+    rows: Rows | None = None,
 ) -> gpd.GeoDataFrame:
     """Read a vector layer: GeoPackage, Shapefile, GeoJSON, KML, or CSV with WKT or lon/lat.
 
@@ -277,6 +360,9 @@ def read_layer(
     crs
         Declared CRS: overrides the file's, or gives one where the file has
         none. ``"GCJ-02"`` and ``"BD-09"`` are converted to WGS84.
+    rows
+        Only these rows (by feature id where GDAL reads the file, else cut after reading), before the
+        checks of :func:`finish_layer`: a district town's share of a shared layer.
 
     Returns
     -------
@@ -295,35 +381,67 @@ def read_layer(
     suffix = p.suffix.lower()
     if suffix in {".csv", ".txt"}:
         gdf = _read_csv_layer(p, encoding=encoding, layer=layer)
+        if rows is not None:
+            gdf = gdf.loc[list(rows.positions)]
     else:
-        if suffix == ".shp":
-            _check_shapefile(p)
-            if encoding is None:
-                encoding = detect_encoding(p)
-        elif suffix == ".zip" and encoding is None:  # a zipped shapefile: same distrust of .cpg
-            encoding = _zip_shapefile_encoding(p)
-        elif suffix not in _VECTOR_SUFFIXES:
-            msg = f"unknown file type '{suffix}'."
-            raise InputError(msg, path=p, fix="use .gpkg, .shp, .geojson, .kml or .csv")
-        if layer is not None and suffix in {".gpkg", ".kml"}:
-            names = list_layers(p)
-            if layer not in names:
-                msg = f"has no layer '{layer}'; it has {names}."
-                raise InputError(msg, path=p, layer=layer, fix="set layer to one of those")
-        try:
-            with _gdal_warnings_as_log():
-                gdf = pyogrio.read_dataframe(p, layer=layer, encoding=encoding)
-        except UnicodeDecodeError as exc:
-            msg = f"its text cannot be decoded as {encoding} ({exc.reason})."
-            raise InputError(msg, **where, fix='give the right encoding in the config, e.g. encoding = "gbk"') from None
-        except Exception as exc:  # noqa: BLE001 - GDAL and zip readers raise many types
-            msg = f"cannot be read: the file is damaged, truncated or not a vector file ({_gdal_reason(exc, p)})."
-            fix = "check the file is complete and a supported format; copy it again or re-export it"
-            raise InputError(msg, **where, fix=fix) from None
+        encoding = _vector_encoding(p, layer=layer, encoding=encoding)
+        if rows is not None and rows.fids is not None:
+            gdf = _at_positions(_read_gdal(p, layer=layer, encoding=encoding, fids=list(rows.fids),
+                                           fid_as_index=True), rows, where)
+        else:
+            gdf = _read_gdal(p, layer=layer, encoding=encoding)
+            if rows is not None:
+                gdf = gdf.loc[list(rows.positions)]
         if gdf.crs is None and crs is None and gdf.geometry.notna().any():
             msg = "the layer has no CRS (no .prj, or a GeoPackage without a spatial reference)."
             raise CRSError(msg, **where, fix='declare it in the config: crs = "EPSG:4490" (or the CRS it is in)')
     return finish_layer(gdf, crs=crs, where=where, source={"path": str(p), "layer": layer})
+
+
+def read_values(path: str | os.PathLike[str], columns: Sequence[str], *, layer: str | None = None,
+                encoding: str | None = None, table: bool = False) -> pd.DataFrame:
+    """Some attribute columns of a layer or table, without geometry: what a district reads to split shared layers.
+
+    Parameters
+    ----------
+    path
+        A vector file (as :func:`read_layer`) or, with ``table``, a roster (as :func:`read_table`).
+    columns
+        The columns wanted; those the source lacks are left out (``attrs["columns"]`` lists every column
+        it has, for a did-you-mean).
+    layer
+        The layer (or, with ``table``, the sheet).
+    encoding
+        As for :func:`read_layer` and :func:`read_table`.
+    table
+        Read a table (CSV, XLSX or a GeoPackage attribute table) rather than a layer.
+
+    Returns
+    -------
+    DataFrame
+        Index: each row's 0-based position (as :func:`read_layer` and :func:`read_table` number them);
+        the wanted columns as read (no mapping), and ``fid``: the GDAL feature id of each row (the
+        position for a CSV layer or a table).
+    """
+    p = Path(path)
+    if table or p.suffix.lower() in {".csv", ".txt"}:
+        df = read_table(p, encoding=encoding, sheet=layer if table else None)
+        have = [str(c) for c in df.columns]
+        out = df[[c for c in columns if c in have]].copy()
+        out["fid"] = np.arange(len(out))
+    else:
+        encoding = _vector_encoding(p, layer=layer, encoding=encoding)
+        try:
+            have = [str(c) for c in pyogrio.read_info(p, layer=layer, encoding=encoding)["fields"]]
+        except Exception as exc:  # noqa: BLE001 - GDAL raises many types
+            msg = f"cannot be read: the file is damaged, truncated or not a vector file ({_gdal_reason(exc, p)})."
+            raise InputError(msg, path=p, layer=layer, fix="check the file is complete; copy it again") from None
+        wanted = [c for c in columns if c in have]
+        df = _read_gdal(p, layer=layer, encoding=encoding, columns=wanted, read_geometry=False, fid_as_index=True)
+        out = pd.DataFrame({c: df[c].to_numpy() for c in wanted}, index=pd.RangeIndex(len(df)))
+        out["fid"] = df.index.to_numpy()
+    out.attrs["columns"] = have
+    return out
 
 
 def finish_layer(gdf: gpd.GeoDataFrame, *, crs: Any, where: dict[str, Any], source: dict[str, Any]
@@ -378,7 +496,7 @@ def _refuse_non_finite(gdf: gpd.GeoDataFrame, *, where: dict[str, Any], source: 
     if not bad.size:
         return
     table = str(source.get("path") or "").lower().endswith((".csv", ".txt"))  # file lines: the header is line 1
-    rows = [int(r) + (2 if table else 0) for r in bad[:5]]
+    rows = [int(gdf.index[r]) + (2 if table else 0) for r in bad[:5]]  # the index: the feature number in the file
     label = f"{'line' if table else 'feature'}{'s' if bad.size > 1 else ''} {', '.join(map(str, rows))}" + (
         f" and {bad.size - 5} more" if bad.size > 5 else "")
     name = source.get("layer") or Path(str(source.get("path") or "layer")).stem

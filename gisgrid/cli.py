@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", choices=["town", "county", "district"], default="town")
     d.add_argument("--towns", type=int, default=24, help="district: how many towns (default 24)")
     d.add_argument("--town-grids", type=int, default=60, help="district: grids per town (default 60)")
+    d.add_argument("--shared", action="store_true",
+                   help="district: every layer and roster once for all towns, with a town column (a district.toml "
+                        "with partition_by), instead of a folder and config per town")
     d.add_argument("--out", default="data/geo", help="folder to write (default data/geo)")
     d.add_argument("--clean", action="store_true",
                    help="exact borders: neighbours share them to the centimetre (default: hand-drawn, each grid "
@@ -181,10 +184,15 @@ def _print_table(rows: Any) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
 
+    if args.shared and args.scale != "district":
+        _say("gisgrid demo: error: --shared is for --scale district. Fix: gisgrid demo --scale district --shared",
+             file=sys.stderr)
+        return 2
     if args.scale == "district":
         from gisgrid.district.files import write_district_demo
 
-        written = write_district_demo(args.out, towns=args.towns, grids=args.town_grids, hand_drawn=not args.clean)
+        written = write_district_demo(args.out, towns=args.towns, grids=args.town_grids, hand_drawn=not args.clean,
+                                      shared=args.shared)
     else:
         written = pipeline.write_demo(args.out, scale=args.scale, hand_drawn=not args.clean)
     if not args.quiet:
@@ -193,9 +201,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_district(args: argparse.Namespace) -> int:
+    from gisgrid.district import check_district
+
+    if not args.quiet:
+        _say(f"district config: {args.config}", flush=True)
+    usable, lines = check_district(args.config)
+    for line in lines[:1] if args.quiet else lines:
+        _say(line)
+    _say(f"usable: {'yes' if usable else 'no: the bad towns above would be reported bad_input by the run'}")
+    return 0 if usable else 2
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from gisgrid import pipeline
+    from gisgrid.district import is_district
 
+    if is_district(args.config):
+        return _cmd_check_district(args)
     if not args.quiet:
         _say(pipeline.describe_config(args.config))
     town, table = pipeline.check(args.config)

@@ -74,6 +74,7 @@ KINDS: dict[str, str] = {
     "person_two_towns": "one person (name and phone) grid chief in two or more towns",
     "phone_two_names": "one phone number under different names in two or more towns",
     "section_unowned": "river section between two towns (跨镇交界断面) with no town-level river chief on a side",
+    "town_unassigned": "rows of a shared layer or roster whose town is blank or not a town of the district",
 }
 #: The Chinese name of every finding kind.
 KIND_ZH: dict[str, str] = {
@@ -100,6 +101,7 @@ KIND_ZH: dict[str, str] = {
     "person_two_towns": "一人跨镇任网格长",
     "phone_two_names": "同号不同名",
     "section_unowned": "跨镇断面缺河长",
+    "town_unassigned": "数据未归属镇街",
 }
 
 #: The headline numbers, as the report, the maps and the notebooks name them.

@@ -3,6 +3,9 @@ worker, a separate-process scheduler and worker, and results identical to each t
 
 One small district (4 demo towns of 40 grids, hand-drawn, plus one town with a missing GeoPackage) is written
 once and run once on a 2-worker ``LocalCluster`` while a worker process is killed; the tests read that run.
+The same four towns as shared layers with a town column (``gisgrid demo --scale district --shared``,
+``partition_by``) are run once through the CLI on a pseudo-terminal (a local cluster: the dashboard link),
+and a copy with a blank and an unknown town on the ``threads`` scheduler; both are held to the first run.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 import pytest
+from test_cli_progress import _on_a_terminal
 from test_maps_browser import driver as chromium  # noqa: F401  the map tests' headless Chromium
 
-from gisgrid._errors import ConfigError
+from gisgrid._errors import ConfigError, GisgridError, SchemaError
 
 pytest.importorskip("distributed")
 
@@ -340,3 +344,211 @@ def test_river_section_owners_by_hand() -> None:
     assert list(unowned["kind"]) == ["section_unowned"]
     assert unowned["town"].iloc[0] == "B"
     assert "乙镇" in unowned["owner"].iloc[0]
+
+
+# --------------------------------------------------------------------------- shared layers (partition_by)
+#: The demo towns' codes: their values in the shared layers' town column (乡镇代码).
+CODES = {"T01": "320612101", "T02": "320612102", "T03": "320612103", "T04": "320612104"}
+_COMPARED = ["finding_id", "kind", "severity", "owner", "measure", "status", "message"]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same four towns as shared layers with a town column, run by the CLI on a terminal (local cluster)."""
+    folder = tmp_path_factory.mktemp("shared")
+    subprocess.run([sys.executable, "-m", "gisgrid", "demo", "--scale", "district", "--shared", "--towns", "4",
+                    "--town-grids", "40", "--out", str(folder), "-q"], check=True, timeout=300)
+    code, text = _on_a_terminal(["run", str(folder / "district.toml"), "--as-of", AS_OF.isoformat(), "--no-maps",
+                                 "--workers", "2"], cwd=folder, timeout_s=600)
+    return {"folder": folder, "code": code, "text": text}
+
+
+def _town_findings(rows: pd.DataFrame, town: str) -> pd.DataFrame:
+    """The town's own findings in district_findings.csv (not the district's that concern it alone)."""
+    from gisgrid.district.checks import DISTRICT_KINDS
+
+    mine = (rows["town"] == town) & ~rows["kind"].isin(list(DISTRICT_KINDS))
+    return rows.loc[mine, _COMPARED].sort_values("finding_id").reset_index(drop=True)
+
+
+def test_shared_layers_give_each_town_its_own_findings(district: dict[str, Any], shared: dict[str, Any]) -> None:
+    """Each town cut from the shared layers finds exactly what its own config finds: ids, owners, messages."""
+    assert shared["code"] == 1, shared["text"][-3000:]  # the demo towns' veto items, as the town configs' run
+    day = AS_OF.isoformat()
+    ours = pd.read_csv(shared["folder"] / "reports" / day / "district_findings.csv", dtype=str)
+    theirs = pd.read_csv(district["folder"] / "reports" / day / "district_findings.csv", dtype=str)
+    for tid, code in CODES.items():
+        a, b = _town_findings(theirs, tid), _town_findings(ours, code)
+        assert len(a) > 5
+        pd.testing.assert_frame_equal(a, b)
+        assert (shared["folder"] / "towns" / code / "reports" / day / "report.html").is_file()
+    towns = pd.read_csv(shared["folder"] / "reports" / day / "towns.csv", dtype={"party": str})
+    before = pd.read_csv(district["folder"] / "reports" / day / "towns.csv", dtype={"party": str})
+    assert list(towns["party"]) == [CODES[t] for t in before["party"]]
+    assert list(towns["name"]) == list(before["name"])  # [[towns]] name, as each town config's [town] name
+    assert list(towns["score"]) == list(before["score"])
+
+
+def test_shared_layers_find_the_planted_district_defects(district: dict[str, Any], shared: dict[str, Any]) -> None:
+    folder, day = shared["folder"], AS_OF.isoformat()
+    rows = pd.read_csv(folder / "reports" / day / "district_findings.csv", dtype=str)
+    found = rows[rows["town"].isna() | ~rows["town"].isin(CODES.values())]  # the district's own findings
+    truth = pd.read_csv(folder / "district_truth.csv", dtype=str)  # written with the towns' codes
+    defects = truth[~truth["kind"].isin(["town_river_section", "town_border_road"])]
+    assert sorted(found["kind"]) == sorted(defects["kind"])  # each planted defect once, no row of no town
+    want = {k: set(t.split(",")) for k, t in zip(truth["kind"], truth["towns"], strict=True)}
+    for rec in found.to_dict("records"):
+        assert set(rec["town"].split(", ")) == want[rec["kind"]], rec["message"]
+    # the same pieces, messages and owners as the town configs' run (whose shapes test_district_truth_found_exactly
+    # holds to the truth)
+    same = district["result"].findings
+    for kind in defects["kind"]:
+        a = found[found["kind"] == kind].iloc[0]
+        b = same[same["kind"] == kind].iloc[0]
+        assert (a["message"], a["owner"]) == (b["message"], b["owner"])
+        assert float(a["measure"]) == pytest.approx(b["measure"])
+    code_of = {**CODES, "": ""}
+    for name in ("border_sections.csv", "border_roads.csv"):
+        a = pd.read_csv(folder / "reports" / day / name, dtype=str)
+        b = pd.read_csv(district["folder"] / "reports" / day / name, dtype=str)
+        for col in ("town_a", "town_b", "owner_town"):
+            if col in b.columns:
+                b[col] = b[col].map(lambda v: ",".join(code_of[t] for t in str(v).split(",")) if isinstance(v, str)
+                                    else v)
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_dashboard_link_once_on_a_terminal(shared: dict[str, Any]) -> None:
+    """A local cluster on a terminal: the Dask dashboard's link once (bokeh is installed), then a line per town."""
+    text = shared["text"]
+    assert text.count("Dask dashboard: http://") == 1, text[-3000:]
+    assert text.index("Dask dashboard:") < text.index("[1/4]")
+    assert all(f"[{k}/4]" in text for k in range(1, 5))
+    assert "Traceback" not in text
+
+
+def _copy_shared(src: Path, dst: Path) -> None:
+    for name in ("district_layers.gpkg", "grid_staff.csv", "river_chiefs.xlsx", "district.gpkg", "district.toml"):
+        (dst / name).write_bytes((src / name).read_bytes())
+
+
+def test_blank_and_unknown_towns_reported_on_threads(district: dict[str, Any], shared: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    """A grid and a roster row with a blank town, two towns not listed, a listed town with no rows: every row is
+    reported (town_unassigned), the empty town is a bad town, and the others complete on the threads scheduler with
+    the findings of the LocalCluster run."""
+    import pyogrio
+
+    from gisgrid import io
+    from gisgrid.district import run_district
+
+    _copy_shared(shared["folder"], tmp_path)
+    gpkg = tmp_path / "district_layers.gpkg"
+    layers = {str(n): pyogrio.read_dataframe(gpkg, layer=str(n)) for n in pyogrio.list_layers(gpkg)[:, 0]}
+    grids = layers["grids"]
+    blank_grid = int(grids.index[grids["乡镇代码"] == CODES["T03"]][3])
+    grids.loc[blank_grid, "乡镇代码"] = None
+    io.write_layers(layers, gpkg)
+    staff = io.read_table(tmp_path / "grid_staff.csv")
+    blank_line = int(staff.index[staff["乡镇代码"] == CODES["T04"]][0])
+    staff.loc[blank_line, "乡镇代码"] = "  "  # blank but for spaces
+    io.write_csv(staff, tmp_path / "grid_staff.csv", encoding="gbk")
+    text = (tmp_path / "district.toml").read_text(encoding="utf-8")
+    start = text.index("towns = [")
+    listed = (f'towns = [\n    {{ id = "{CODES["T01"]}", name = "东社镇" }},\n    {{ id = {CODES["T02"]} }},\n'
+              '    { id = "320612109", name = "无此镇" },\n]\n')  # an integer id is read as its text
+    (tmp_path / "district.toml").write_text(text[:start] + listed + text[text.index("]\n", start) + 2:],
+                                            encoding="utf-8")
+    result = run_district(tmp_path / "district.toml", as_of=AS_OF, scheduler="threads", workers=2, maps=False)
+    status = {t.id: t.status for t in result.towns}
+    assert status == {CODES["T01"]: "ok", CODES["T02"]: "ok", "320612109": "bad_input"}
+    bad = next(t for t in result.towns if t.status != "ok")
+    assert "乡镇代码 = '320612109'" in bad.error
+    assert "district_layers.gpkg" in bad.error
+    assert "did you mean" in bad.fix
+    assert result.exit_code == 2  # a bad town
+    named = next(t for t in result.towns if t.id == CODES["T02"])
+    assert named.name == "西亭镇"  # no [[towns]] name: the boundary layer's
+    # the threads scheduler finds what the LocalCluster found, town by town
+    theirs = pd.read_csv(district["folder"] / "reports" / AS_OF.isoformat() / "district_findings.csv", dtype=str)
+    ours = pd.read_csv(result.report_dir / "district_findings.csv", dtype=str)
+    for tid in ("T01", "T02"):
+        pd.testing.assert_frame_equal(_town_findings(theirs, tid), _town_findings(ours, CODES[tid]))
+    # every row of no town reported: one finding per source of blank rows, one per value that is not a town
+    stray = result.findings[result.findings["kind"] == "town_unassigned"]
+    by_message = {("blank grids" if "grids layer" in m and "is blank" in m else "blank staff" if "is blank" in m
+                   else m.split("'")[1]): rec for m, rec in zip(stray["message"], stray.to_dict("records"),
+                                                                   strict=True)}
+    assert set(by_message) == {"blank grids", "blank staff", CODES["T03"], CODES["T04"]}
+    grid_id = grids.loc[blank_grid, "grid_id"]
+    assert f"feature {blank_grid} (grid_id {grid_id})" in by_message["blank grids"]["message"]
+    assert by_message["blank grids"]["geometry"] is not None  # drawn where the grid is
+    assert f"line {blank_line + 2} (姓名 {staff.loc[blank_line, '姓名']})" in by_message["blank staff"]["message"]
+    assert "fill in 乡镇代码" in by_message["blank staff"]["message"]
+    for tid in ("T03", "T04"):  # every row of the towns not listed, over every source
+        counted = sum(int((layer["乡镇代码"].astype(str) == CODES[tid]).sum()) for layer in layers.values())
+        counted += int((staff["乡镇代码"] == CODES[tid]).sum())
+        counted += int((io.read_table(tmp_path / "river_chiefs.xlsx")["乡镇代码"] == CODES[tid]).sum())
+        rec = by_message[CODES[tid]]
+        assert rec["measure"] == counted
+        assert f"list the town under [[towns]] (id = '{CODES[tid]}')" in rec["message"]
+        assert rec["owner"] == result.findings.loc[result.findings["kind"] == "town_gap", "owner"].iloc[0]
+    assert set(stray["severity"]) == {"high"}
+
+
+def test_partition_column_refused_before_any_town(shared: dict[str, Any], tmp_path: Path) -> None:
+    """A town column the layers lack, a typo in partition_by, configs or [history] in a shared district: refused with
+    the layer and a did-you-mean before any town runs; gisgrid check says the same (exit 2) and lists a good one."""
+    from gisgrid.district import load_district
+
+    _copy_shared(shared["folder"], tmp_path)
+    good = (tmp_path / "district.toml").read_text(encoding="utf-8")
+    path = tmp_path / "district.toml"
+    cases = [
+        (good.replace('town_id = "乡镇代码"\n\n[sources.roads', 'town_id = "乡镇代玛"\n\n[sources.roads', 1),
+         SchemaError, ["grids layer has no column '乡镇代玛'", "did you mean '乡镇代码'?"]),
+        (good.replace('partition_by = "town_id"', 'partition_by = "twon_id"'),
+         SchemaError, ["boundary layer has no column 'twon_id'", 'did you mean partition_by = "town_id"?']),
+        (good.replace('{ id = "320612101", name = "东社镇" }', '{ id = "320612101", config = "towns/T01" }'),
+         ConfigError, ["has a config, but the district has partition_by"]),
+        (good + '\n[history]\npath = "h.sqlite"\n', ConfigError, ["[history] cannot be shared"]),
+        (good.replace('[compute]\nscheduler = "local"', '[compute]\nscheduler = "local"\n[coverag]\n'),
+         ConfigError, ["did you mean 'coverage'?"]),
+    ]
+    for text, error, said in cases:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(error) as caught:
+            load_district(path)
+        for part in said:
+            assert part in str(caught.value), str(caught.value)
+        assert isinstance(caught.value, GisgridError)
+    path.write_text(cases[0][0], encoding="utf-8")
+    res = subprocess.run([sys.executable, "-m", "gisgrid", "check", str(path)], capture_output=True, text=True,
+                         encoding="utf-8", timeout=300, check=False)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "layer 'grids'" in res.stderr
+    assert "did you mean '乡镇代码'?" in res.stderr
+    path.write_text(good, encoding="utf-8")
+    res = subprocess.run([sys.executable, "-m", "gisgrid", "check", str(path)], capture_output=True, text=True,
+                         encoding="utf-8", timeout=300, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert all(code in res.stdout for code in CODES.values())
+    assert "usable: yes" in res.stdout
+    assert not (tmp_path / "towns").exists()  # nothing ran
+    assert not (tmp_path / "reports").exists()
+
+
+def test_rows_of_a_layer_keep_their_feature_numbers(shared: dict[str, Any]) -> None:
+    """A town's share of a shared layer is read by feature id and keeps the feature numbers of the whole file."""
+    from gisgrid import io
+
+    gpkg = shared["folder"] / "district_layers.gpkg"
+    whole = io.read_layer(gpkg, layer="grids")
+    values = io.read_values(gpkg, ["乡镇代码", "nothing"], layer="grids")
+    assert list(values.columns) == ["乡镇代码", "fid"]
+    assert "grid_id" in values.attrs["columns"]
+    mine = values.index[values["乡镇代码"] == CODES["T02"]]
+    part = io.read_layer(gpkg, layer="grids", rows=io.Rows(tuple(mine), tuple(values.loc[mine, "fid"])))
+    assert list(part.index) == list(mine)
+    assert list(part["grid_id"]) == list(whole.loc[mine, "grid_id"])
+    assert part.geometry.geom_equals(whole.loc[mine].geometry).all()

@@ -16,6 +16,10 @@
     ending at the town border within ``snap_m`` of its continuation in the neighbour) with no town-level
     river chief on one side. Owner: that town's grid office. Every such section is also listed, with the
     town-level chiefs of both sides as its owners, by :func:`river_sections`.
+``town_unassigned``
+    Shared layers split by a town column (``partition_by``): rows whose town is blank or not a town of the
+    district, which no town checks (:func:`gisgrid.district.partition.unassigned_findings`). Owner: the
+    district's grid center.
 
 The findings are one table with the columns of :mod:`gisgrid.findings` plus ``town`` (a town id, or a tuple
 of them when a finding concerns several) and ``town_name``.
@@ -41,7 +45,8 @@ __all__ = ["BORDER_ROAD_RULES", "DISTRICT_KINDS", "ROAD_COLUMNS", "SECTION_COLUM
 
 #: The district kinds and their severity.
 DISTRICT_KINDS: dict[str, str] = {"town_gap": "high", "town_overlap": "high", "person_two_towns": "medium",
-                                  "phone_two_names": "medium", "section_unowned": "medium"}
+                                  "phone_two_names": "medium", "section_unowned": "medium",
+                                  "town_unassigned": "high"}
 #: How the owner of a road on a town border is decided (``[checks] border_roads``).
 BORDER_ROAD_RULES: dict[str, str] = {
     "both": "both towns own it together (联合负责)",

@@ -23,6 +23,10 @@
 
     [scoring]              # the town ranking: the same scheme and keys as a town's [scoring]
 
+Or, for shared layers with a town column, ``[district] partition_by = "town_id"``, the ``[sources.NAME]``
+tables and town sections of a town config once for every town, and ``[[towns]]`` with ``id`` (a value of the
+column) and ``name`` (:mod:`gisgrid.district.partition`).
+
 Every key is checked; a typo is refused with a did-you-mean, before any town runs.
 """
 
@@ -35,15 +39,26 @@ from typing import Any
 
 from gisgrid import io, settings
 from gisgrid._errors import ConfigError
+from gisgrid.district.partition import Partition, split
+from gisgrid.io.config import SOURCE_NAMES, parse_config
 from gisgrid.vocab import nearest
 
 __all__ = ["SCHEDULERS", "DistrictConfig", "TownEntry", "is_district", "load_district"]
 
 #: The named schedulers; anything else must be a ``tcp://`` (or ``tls://``) address of a running scheduler.
 SCHEDULERS: tuple[str, ...] = ("local", "threads", "sync")
+#: A town config's sections that a district of shared layers (``partition_by``) writes once for every town.
+TOWN_SECTIONS: tuple[str, ...] = ("town", "sources", "coverage", "rules", "report", "assign", "maps")
+#: A town config's sections that a district of shared layers cannot share (yet), and why.
+_NOT_SHARED = {
+    "history": "each town keeps its own history (towns/<id>/reports/history.sqlite)",
+    "dispatch": "a district run sends no messages (run gisgrid dispatch on a town's output folder)",
+    "publish": "a district run does not publish to PostGIS yet",
+    "patrols": "patrol tracks are not split by town yet",
+}
 _TOP = ("district", "towns", "compute", "checks", "scoring")
 _KEYS = {
-    "district": ("name", "boundary"),
+    "district": ("name", "boundary", "partition_by"),
     "towns": ("config", "id", "name"),
     "compute": ("scheduler", "workers", "retries", "maps"),
     "checks": ("tolerance_m", "owner", "border_roads", "border_road_m"),
@@ -52,7 +67,11 @@ _KEYS = {
 
 @dataclass(frozen=True)
 class TownEntry:
-    """One town of the district: its id (the folder of its outputs) and its config file."""
+    """One town of the district: its id (the folder of its outputs) and its config file.
+
+    In a district of shared layers (``partition_by``) the id is the town's value in the town column and
+    ``config`` the district config.
+    """
 
     id: str
     config: Path
@@ -79,6 +98,9 @@ class DistrictConfig:
     owner : str
     scoring : dict
         The ``[scoring]`` table as written (parsed by :func:`gisgrid.scoring` like a town's).
+    partition : Partition or None
+        Shared layers split by a town column (``[district] partition_by``); None when each town has its own
+        config.
     """
 
     path: Path
@@ -94,6 +116,7 @@ class DistrictConfig:
     border_roads: str = "both"
     border_road_m: float = 200.0
     scoring: dict[str, Any] = field(default_factory=dict)
+    partition: Partition | None = None
 
 
 def is_district(source: str | os.PathLike[str] | None) -> bool:
@@ -138,7 +161,7 @@ def load_district(source: str | os.PathLike[str]) -> DistrictConfig:
     data = io.read_config(p)
     path = Path(data["_path"])
     base = Path(data["_dir"])
-    _refuse_unknown(data, _TOP, "the file", path)
+    _refuse_unknown(data, (*_TOP, *TOWN_SECTIONS, *_NOT_SHARED), "the file", path)
     district = data.get("district", {})
     compute = data.get("compute", {})
     checks = data.get("checks", {})
@@ -147,24 +170,11 @@ def load_district(source: str | os.PathLike[str]) -> DistrictConfig:
             msg = f"[{name}] must be a table."
             raise ConfigError(msg, path=path, fix=f"write it as a [{name}] section")
         _refuse_unknown(table, _KEYS[name], f"[{name}]", path)
-    towns_raw = data.get("towns", [])
-    if not isinstance(towns_raw, list) or not towns_raw:
-        msg = "the district lists no towns."
-        raise ConfigError(msg, path=path, fix='add one [[towns]] table per town with config = "town/gisgrid.toml"')
-    towns: list[TownEntry] = []
-    for k, entry in enumerate(towns_raw, start=1):
-        if not isinstance(entry, dict) or "config" not in entry:
-            msg = f"[[towns]] number {k} has no config."
-            raise ConfigError(msg, path=path, fix='give it config = "path/to/gisgrid.toml"')
-        _refuse_unknown(entry, _KEYS["towns"], f"[[towns]] number {k}", path)
-        cfg = (base / str(entry["config"])).resolve()
-        if cfg.is_dir():
-            cfg = cfg / "gisgrid.toml"
-        tid = str(entry.get("id") or cfg.parent.name)
-        if io.safe_filename(tid) != tid:
-            msg = f"town id {tid!r} cannot be a folder name."
-            raise ConfigError(msg, path=path, fix="give the town an id of letters, digits, - and _")
-        towns.append(TownEntry(id=tid, config=cfg, name=entry.get("name")))
+    partition = None
+    if "partition_by" in district:
+        partition, towns = _shared_towns(data, district["partition_by"], path)
+    else:
+        towns = _config_towns(data, path, base)
     ids = [t.id for t in towns]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -212,4 +222,105 @@ def load_district(source: str | os.PathLike[str]) -> DistrictConfig:
                           boundary=boundary, scheduler=scheduler, workers=workers, retries=retries,
                           maps=bool(compute.get("maps", True)), tolerance_m=float(tol),
                           owner=str(checks.get("owner", DistrictConfig.owner)), border_roads=rule,
-                          border_road_m=float(road_m), scoring=dict(scoring))
+                          border_road_m=float(road_m), scoring=dict(scoring), partition=partition)
+
+
+def _folder_id(tid: str, path: Path) -> str:
+    if io.safe_filename(tid) != tid:
+        msg = f"town id {tid!r} cannot be a folder name."
+        raise ConfigError(msg, path=path, fix="give the town an id of letters, digits, - and _")
+    return tid
+
+
+def _config_towns(data: dict[str, Any], path: Path, base: Path) -> list[TownEntry]:
+    """``[[towns]]`` of a district whose towns are their own configs."""
+    shared = [k for k in (*TOWN_SECTIONS, *_NOT_SHARED) if k in data]
+    if shared:
+        msg = f"[{shared[0]}] belongs to a district of shared layers, and [district] has no partition_by."
+        raise ConfigError(msg, path=path, fix='add partition_by = "town_id" under [district] (the column of your '
+                          "shared layers that names each row's town), or move it into each town's gisgrid.toml")
+    towns_raw = data.get("towns", [])
+    if not isinstance(towns_raw, list) or not towns_raw:
+        msg = "the district lists no towns."
+        raise ConfigError(msg, path=path, fix='add one [[towns]] table per town with config = "town/gisgrid.toml", '
+                          'or share layers with a town column ([district] partition_by, see docs/district.md)')
+    towns: list[TownEntry] = []
+    for k, entry in enumerate(towns_raw, start=1):
+        if not isinstance(entry, dict) or "config" not in entry:
+            msg = f"[[towns]] number {k} has no config."
+            raise ConfigError(msg, path=path, fix='give it config = "path/to/gisgrid.toml"')
+        _refuse_unknown(entry, _KEYS["towns"], f"[[towns]] number {k}", path)
+        cfg = (base / str(entry["config"])).resolve()
+        if cfg.is_dir():
+            cfg = cfg / "gisgrid.toml"
+        tid = _folder_id(str(entry.get("id") or cfg.parent.name), path)
+        towns.append(TownEntry(id=tid, config=cfg, name=entry.get("name")))
+    return towns
+
+
+def _shared_towns(data: dict[str, Any], by: Any, path: Path) -> tuple[Partition, list[TownEntry]]:
+    """The town sections and shared sources of a district with ``partition_by``, split by town (data read)."""
+    from gisgrid.pipeline import validate
+
+    if not isinstance(by, str) or not by.strip():
+        msg = f"[district] partition_by = {by!r} is not a column name."
+        raise ConfigError(msg, path=path, fix='write partition_by = "town_id" (the column, after each source\'s '
+                          "fields mapping, that names a row's town)")
+    for name, why in _NOT_SHARED.items():
+        if name in data:
+            msg = f"[{name}] cannot be shared by the towns of a district with partition_by: {why}."
+            raise ConfigError(msg, path=path, fix=f"remove [{name}] from the district config")
+    town = data.get("town", {})
+    if not isinstance(town, dict):
+        msg = "[town] must be a table."
+        raise ConfigError(msg, path=path, fix='write [town] crs = "auto"')
+    if "name" in town:
+        msg = "[town] name cannot be shared by the towns of a district."
+        raise ConfigError(msg, path=path, fix='name each town under [[towns]] (name = "东社镇"), or leave names to '
+                          "the boundary layer's name column")
+    _refuse_unknown(town, ("crs",), "[town]", path)
+    sources = data.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        msg = "a district with partition_by has no [sources.NAME] tables."
+        raise ConfigError(msg, path=path, fix="add [sources.villages], [sources.grids] and the other shared layers "
+                          "and rosters, as in a town's gisgrid.toml, each with the town column")
+    for name, spec in sources.items():
+        if name not in SOURCE_NAMES:
+            close = nearest(str(name), SOURCE_NAMES)
+            msg = (f"[sources.{name}] cannot be shared by town: patrol tracks are not split by town yet."
+                   if name == "patrols" else f"unknown source [sources.{name}].")
+            raise ConfigError(msg, path=path, fix=(f"did you mean [sources.{close}]? " if close else "")
+                              + f"use {list(SOURCE_NAMES)}")
+        if isinstance(spec, dict) and "url" in spec:
+            msg = f"[sources.{name}] is a PostGIS table: a district cannot split one by town yet."
+            raise ConfigError(msg, path=path, fix="give each town a gisgrid.toml whose source selects its rows "
+                              "(sql = \"SELECT * FROM t WHERE 乡镇代码 = '320612101'\") and list them with [[towns]] "
+                              "config, or export the shared table to a GeoPackage")
+    towns_raw = data.get("towns")
+    pairs = None
+    if towns_raw is not None:
+        if not isinstance(towns_raw, list):
+            msg = "[[towns]] must be a list of tables."
+            raise ConfigError(msg, path=path, fix='write [[towns]] id = "320612101" name = "东社镇" per town')
+        pairs = []
+        for k, entry in enumerate(towns_raw, start=1):
+            if not isinstance(entry, dict):
+                msg = f"[[towns]] number {k} is not a table."
+                raise ConfigError(msg, path=path, fix='write [[towns]] id = "320612101" name = "东社镇"')
+            if "config" in entry:
+                msg = (f"[[towns]] number {k} has a config, but the district has partition_by: its towns are the "
+                       f"values of {by}, not configs.")
+                raise ConfigError(msg, path=path, fix=f'give it id = "<its value of {by}>" (and name), or remove '
+                                  "partition_by to list town configs")
+            _refuse_unknown(entry, ("id", "name"), f"[[towns]] number {k}", path)
+            if "id" not in entry:
+                msg = f"[[towns]] number {k} has no id."
+                raise ConfigError(msg, path=path, fix=f'give it id = "<its value of {by}>"')
+            pairs.append((entry["id"], entry.get("name")))
+    table = {"_path": str(path), "_dir": str(path.parent), "town": town, "sources": sources,
+             **{k: data[k] for k in (*TOWN_SECTIONS[2:], "scoring") if k in data}}
+    base = parse_config(table)
+    validate(base)  # [rules], [assign], thresholds, basemap, [scoring]: as a town's run would, before any town
+    part = split(base, by.strip(), pairs)
+    towns = [TownEntry(id=_folder_id(tid, path), config=path, name=name) for tid, name in part.towns]
+    return part, towns

@@ -9,7 +9,8 @@ other here (for debugging), and an address (``tcp://host:8786``) uses a running 
 see the same files (shared storage).
 
 Exit codes (:data:`EXIT_CODES`): 0 every town completed within its thresholds and the district checks found
-no land in no town or in two; 1 a town hit its thresholds or the district checks found such land; 2 a town
+no land in no town or in two; 1 a town hit its thresholds or the district checks found such land (or, shared
+layers split by a town column, rows of no town); 2 a town
 (or the district config) had bad input; 3 a town crashed (an unexpected error, or its worker died more
 often than ``retries``). The worst applies. The other towns always complete and are reported.
 """
@@ -31,21 +32,23 @@ import geopandas as gpd
 import pandas as pd
 
 from gisgrid import io
-from gisgrid._errors import ConfigError
+from gisgrid._errors import ConfigError, GisgridError
 from gisgrid.district.checks import _town_frame, border_roads, district_findings, district_sections
-from gisgrid.district.config import DistrictConfig, load_district
+from gisgrid.district.config import DistrictConfig, TownEntry, load_district
 from gisgrid.district.history import DistrictHistory
+from gisgrid.district.partition import digests, town_config, unassigned_findings
 from gisgrid.district.tasks import TownOutcome, run_town
 from gisgrid.findings import show_ids
 
-__all__ = ["EXIT_CODES", "DistrictProgress", "DistrictResult", "connect", "run_district"]
+__all__ = ["EXIT_CODES", "DistrictProgress", "DistrictResult", "check_district", "connect", "run_district"]
 
 logger = logging.getLogger(__name__)
 
 #: The district run's exit codes and what each says.
 EXIT_CODES: dict[int, str] = {
     0: "every town completed within its thresholds; no land in no town or in two",
-    1: "a town hit its thresholds (a veto item, fail_on), or land lies in no town or in two",
+    1: "a town hit its thresholds (a veto item, fail_on), or land lies in no town or in two, or rows of shared "
+       "layers belong to no town",
     2: "a town had bad input (its error is in the district report), or the district config is wrong",
     3: "a town crashed, or its worker died more often than [compute] retries",
 }
@@ -160,21 +163,30 @@ def _dashboard(client: Any, scheduler: str) -> str | None:
     return str(client.dashboard_link)
 
 
+def _town_source(cfg: DistrictConfig, town: TownEntry, digest: dict[str, str]) -> Any:
+    """What a town's task runs: its config file, or its share of the district's shared layers."""
+    if cfg.partition is None:
+        return str(town.config)
+    return town_config(cfg.partition, town.id, town.name, digest)
+
+
 def _gather(client: Any, cfg: DistrictConfig, out_dir: Path, as_of: dt.date, *, force: bool, maps: bool,
             tick: Callable[[TownOutcome | None], None]) -> list[TownOutcome]:
     """Run every town (one task each) and return their outcomes in the config's order."""
     outcomes: dict[str, TownOutcome] = {}
+    digest = digests(cfg.partition) if cfg.partition is not None else {}
     if client is None:
         for t in cfg.towns:
-            outcomes[t.id] = run_town(t.id, str(t.config), str(out_dir), as_of=as_of, force=force, maps=maps,
-                                      name=t.name)
+            outcomes[t.id] = run_town(t.id, _town_source(cfg, t, digest), str(out_dir), as_of=as_of, force=force,
+                                      maps=maps, name=t.name)
             tick(outcomes[t.id])
         return [outcomes[t.id] for t in cfg.towns]
     from distributed import as_completed
 
     token = uuid.uuid4().hex[:8]
-    futures = {client.submit(run_town, t.id, str(t.config), str(out_dir), as_of=as_of, force=force, maps=maps,
-                             name=t.name, key=f"gisgrid-town-{t.id}-{token}", pure=False): t for t in cfg.towns}
+    futures = {client.submit(run_town, t.id, _town_source(cfg, t, digest), str(out_dir), as_of=as_of, force=force,
+                             maps=maps, name=t.name, key=f"gisgrid-town-{t.id}-{token}", pure=False): t
+               for t in cfg.towns}
     for fut in as_completed(list(futures)):
         t = futures[fut]
         if fut.status == "error":  # the task itself never raises: its worker died more often than allowed
@@ -257,9 +269,11 @@ def _verdict(outcomes: list[TownOutcome], found: gpd.GeoDataFrame) -> tuple[int,
         return 2, f"town(s) with bad input: {names}"
     hit = [t.id for t in outcomes if t.exit_code]
     land = int(found["kind"].isin(["town_gap", "town_overlap"]).sum()) if len(found) else 0
-    if hit or land:
+    stray = found.loc[found["kind"] == "town_unassigned", "measure"].sum() if len(found) else 0
+    if hit or land or stray:
         parts = ([f"town(s) over their thresholds: {', '.join(hit)}"] if hit else []) + (
-            [f"{land} piece(s) of land in no town or in two"] if land else [])
+            [f"{land} piece(s) of land in no town or in two"] if land else []) + (
+            [f"{int(stray)} row(s) of the shared layers in no town"] if stray else [])
         return 1, "; ".join(parts)
     return 0, "every town within its thresholds"
 
@@ -344,6 +358,9 @@ def run_district(
     else:
         found = gpd.GeoDataFrame({"kind": [], "town": []}, geometry=gpd.GeoSeries([]))
         sections = on_borders = None
+    if cfg.partition is not None and len(cfg.partition.stray):  # rows of no town: said, never dropped
+        stray = unassigned_findings(cfg.partition, crs=crs, owner=cfg.owner)
+        found = gpd.GeoDataFrame(pd.concat([found, stray], ignore_index=True), geometry="geometry", crs=crs)
     town_rows = _town_rows(outcomes, crs) if crs is not None else gpd.GeoDataFrame({"town": []},
                                                                                    geometry=gpd.GeoSeries([]))
     standings = _standings(outcomes, town_rows, found, cfg)
@@ -366,6 +383,64 @@ def run_district(
         hist.record(as_of, _history_rows(outcomes, standings), findings=len(found), exit_code=code)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def check_district(source: str | os.PathLike[str] | DistrictConfig) -> tuple[bool, list[str]]:
+    """``gisgrid check district.toml``: the district config checked as a run checks it, and what each town has.
+
+    Every key, the district boundary and (shared layers) every source's town column are checked as by
+    :func:`run_district` before any town runs (a :class:`~gisgrid.GisgridError` when one is wrong). A town
+    config that is wrong, or a town with no rows in a source it needs, would be a bad town of the run: it is
+    listed, and the first value returned is False.
+
+    Returns
+    -------
+    (bool, list of str)
+        Whether every town is usable, and the lines to show.
+    """
+    from gisgrid.pipeline import load_config, validate
+
+    cfg = source if isinstance(source, DistrictConfig) else load_district(source)
+    if cfg.boundary is not None:
+        _extent(cfg, None)
+    lines = [f"{cfg.name}: {len(cfg.towns)} towns, scheduler {cfg.scheduler}"
+             + (f", district boundary {cfg.boundary['path']}" if cfg.boundary is not None else "")]
+    bad = 0
+    if cfg.partition is None:
+        for t in cfg.towns:
+            try:
+                validate(load_config(t.config))  # its data is read by its run (a bad town does not stop the others)
+            except GisgridError as exc:
+                bad += 1
+                lines.append(f"  {t.id}: bad town: {exc}")
+                continue
+            lines.append(f"  {t.id}{f' {t.name}' if t.name else ''}: {t.config}")
+        return not bad, lines
+    part = cfg.partition
+    names = dict(part.towns)
+    lines.append(f"shared layers split by {part.by}: rows per town")
+    table = part.counts.copy()
+    table.insert(0, "name", [names.get(t) or "" for t in table.index])
+    lines += ["  " + line for line in table.rename_axis("town").reset_index().to_string(index=False).splitlines()]
+    for tid, rec in part.counts.iterrows():
+        empty = [s for s, n in rec.items() if n == 0 and not part.base.sources[s].get("allow_empty", False)]
+        if len(empty) == len(rec):
+            bad += 1
+            lines.append(f"  {tid}: bad town: no row of any source has {part.by} = {tid!r}; "
+                         f"{part.shares[empty[0]][str(tid)].hint}")
+        elif empty:
+            bad += 1
+            lines.append(f"  {tid}: bad town: no rows in {', '.join(empty)} (allow_empty = true under a source "
+                         "that a town may lack)")
+    stray = part.stray
+    for src, g in stray[stray["what"] == "blank"].groupby("source", sort=True):
+        lines.append(f"  no town: {len(g)} row(s) of {src} with a blank {g['column'].iloc[0]}: reported as "
+                     "town_unassigned by the run")
+    for value, g in stray[stray["what"] == "unknown"].groupby("value", sort=True):
+        per = ", ".join(f"{src} {n}" for src, n in g.groupby("source", sort=False).size().items())
+        lines.append(f"  no town: town {value!r} is not a town of the district ({per} rows): reported as "
+                     "town_unassigned by the run")
+    return not bad, lines
 
 
 def load_district_scheduler_check(scheduler: str) -> None:

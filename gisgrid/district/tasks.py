@@ -88,11 +88,14 @@ def _peak_mb() -> float:
 _TOTALS = ("area_coverage", "effective_coverage", "road_coverage", "uncovered_lane_m", "veto", "by_severity")
 
 
-def run_town(town_id: str, config: str, district_out: str, *, as_of: dt.date, force: bool = False,
+def run_town(town_id: str, config: Any, district_out: str, *, as_of: dt.date, force: bool = False,
              maps: bool = True, name: str | None = None) -> TownOutcome:
     """Run one town exactly as ``gisgrid run CONFIG --out DISTRICT/towns/ID`` would, and return its outcome.
 
-    Never raises for the town's own errors: they are its outcome (``bad_input`` or ``crashed``).
+    ``config`` is the town's config file, or (a district of shared layers) its
+    :class:`~gisgrid.io.config.Config` with every source cut to the town's rows
+    (:func:`gisgrid.district.partition.town_config`). Never raises for the town's own errors: they are its
+    outcome (``bad_input`` or ``crashed``).
     """
     from gisgrid import pipeline, settings
 

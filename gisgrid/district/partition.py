@@ -101,7 +101,8 @@ def _refuse_missing(name: str, spec: Mapping[str, Any], by: str, column: str, ha
     close_key = nearest(by, [str(k) for k in fields]) if by not in fields else None
     close = nearest(column, have)
     if close_key is not None:
-        fix = f'did you mean partition_by = "{close_key}"? (the field [sources.{name}] maps)'
+        fix = (f'did you mean partition_by = "{close_key}"? ([sources.{name}] fields maps {close_key} to '
+               f"'{fields[close_key]}')")
     elif close is not None:
         fix = f"did you mean '{close}'? map it under [sources.{name}]: fields = {{ {by} = \"{close}\" }}"
     else:

@@ -645,6 +645,8 @@ def test_geojson_is_what_geopandas_writes_only_faster(tmp_path):
 
 
 def test_a_workbook_written_by_a_second_process_is_the_same_and_its_errors_come_back(tmp_path):
+    """Forked, or in place where this process has other threads (earlier tests may leave some): the same
+    workbook, and the same errors, raised by result()."""
     import errno
     import os
 

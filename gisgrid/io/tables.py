@@ -255,11 +255,14 @@ def _xlsx_value(value: Any) -> Any:
 class PendingFile:
     """A file being written by a child process (:func:`start_xlsx`); :meth:`result` waits for it."""
 
-    def __init__(self, path: Path, pid: int | None = None, fd: int | None = None) -> None:
-        self.path, self._pid, self._fd = path, pid, fd
+    def __init__(self, path: Path, pid: int | None = None, fd: int | None = None,
+                 error: BaseException | None = None) -> None:
+        self.path, self._pid, self._fd, self._error = path, pid, fd, error
 
     def result(self) -> Path:
         """Wait for the file; raise the child's error as the parent's (OSError keeps its errno: a full disk)."""
+        if self._error is not None:  # written in place, and that failed: said here, as a child's error would be
+            raise self._error
         if self._pid is None:
             return self.path
         with os.fdopen(self._fd or 0, "rb") as pipe:
@@ -318,7 +321,12 @@ def start_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | os.PathLike[str])
     """
     target = Path(path)
     if not _can_fork():
-        return PendingFile(write_xlsx(sheets, target))
+        try:
+            return PendingFile(write_xlsx(sheets, target))
+        except OSError as exc:  # raised by result(), naming the workbook, as the forked child's would be
+            return PendingFile(target, error=OSError(exc.errno, exc.strerror or str(exc), str(target)))
+        except Exception as exc:  # noqa: BLE001
+            return PendingFile(target, error=exc)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: write, say what went wrong, and leave without running the parent's clean-up

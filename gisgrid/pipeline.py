@@ -457,12 +457,12 @@ def history_target(source: str | os.PathLike[str] | Config | None = None) -> str
         return None
     from gisgrid.history import History, default_schema
 
-    schema = cfg.history.schema or default_schema(str(cfg.town.get("name") or ""))
     try:
         hist = open_history(cfg, create=False)
     except HistoryError as exc:
         if "no run history" not in exc.what:
             raise
+        schema = cfg.history.schema or default_schema(str(cfg.town.get("name") or ""))
         where = History.describe_location(cfg.history.url, schema)
         return f"history: {where}: started by the first run"
     runs = hist.runs()
@@ -722,8 +722,12 @@ def open_history(cfg: Config, out: str | os.PathLike[str] | None = None, *, crea
     """
     from gisgrid.history import History
 
-    town = str(cfg.town.get("name") or "")
+    town = " ".join(str(cfg.town.get("name") or "").split())
     if cfg.history.url is not None:
+        if not town and cfg.history.schema is None:  # unnamed towns would all share gisgrid_history
+            msg = "[history] url needs a schema of this town's own: the config has no [town] name to name it by."
+            raise ConfigError(msg, path=cfg.path, fix='add schema = "history_<town>" under [history] (one per town), '
+                                                      'or name the town under [town]')
         return History(cfg.history.url, schema=cfg.history.schema, town=town, create=create)
     path = cfg.history.path or output_folder(cfg, out) / "reports" / "history.sqlite"
     if not create and not path.exists():

@@ -461,7 +461,8 @@ def test_blank_and_unknown_towns_reported_on_threads(district: dict[str, Any], s
                                             encoding="utf-8")
     result = run_district(tmp_path / "district.toml", as_of=AS_OF, scheduler="threads", workers=2, maps=False)
     status = {t.id: t.status for t in result.towns}
-    assert status == {CODES["T01"]: "ok", CODES["T02"]: "ok", "320612109": "bad_input"}
+    assert status == {CODES["T01"]: "ok", CODES["T02"]: "ok", "320612109": "bad_input"}, \
+        [(t.id, t.error) for t in result.towns]
     bad = next(t for t in result.towns if t.status != "ok")
     assert "乡镇代码 = '320612109'" in bad.error
     assert "district_layers.gpkg" in bad.error

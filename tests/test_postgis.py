@@ -628,9 +628,11 @@ def test_history_in_postgresql_refusals_are_exit_2_and_towns_do_not_mix(cluster,
         "path and url": ({"url": URL, "path": "h.sqlite"}, cluster.env(), ["both path", "keep one"]),
         "schema without url": ({"schema": "x"}, cluster.env(), ["no [history] url"]),
         "schema too long": ({"url": URL, "schema": "史" * 30}, cluster.env(), ["1 to 63 bytes"]),
+        "a town with no name": ({"url": URL}, cluster.env(), ["no [town] name", "add schema"]),
     }
     for case, (history, env, expect) in bad.items():
-        cfg_bad = _write_cfg(tmp_path, "bad.toml", {**data, "history": history})
+        town = {} if case == "a town with no name" else data["town"]  # unnamed towns must not share one schema
+        cfg_bad = _write_cfg(tmp_path, "bad.toml", {**data, "town": town, "history": history})
         with monkeypatch.context() as m:
             for key, value in env.items():
                 if key.startswith("PG"):

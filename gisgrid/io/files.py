@@ -13,6 +13,7 @@ import os
 import re
 import struct
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -505,11 +506,16 @@ def _refuse_non_finite(gdf: gpd.GeoDataFrame, *, where: dict[str, Any], source: 
                      "(a GIS can select them by an invalid or empty geometry)")
 
 
+#: The warning filters are one per process: two threads reading at once (a district on the threads
+#: scheduler) would restore each other's filters mid-read. One read at a time records its warnings.
+_RECORDING = threading.Lock()
+
+
 @contextlib.contextmanager
 def _gdal_warnings_as_log() -> Iterator[None]:
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
+    with _RECORDING, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for w in caught:

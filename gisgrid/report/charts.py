@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -119,7 +120,17 @@ def _chart_context() -> Any:
     return mpl.rc_context(rc)
 
 
+#: matplotlib's rcParams, its font objects and the warning filters are one per process: two towns drawing at
+#: once (a district on the threads scheduler) would change them under each other. One chart set at a time.
+_DRAWING = threading.Lock()
+
+
 def _charts(card: pd.DataFrame, life: pd.DataFrame, history: History | None, max_villages: int = 30) -> list[_Chart]:
+    with _DRAWING:
+        return _draw_charts(card, life, history, max_villages)
+
+
+def _draw_charts(card: pd.DataFrame, life: pd.DataFrame, history: History | None, max_villages: int) -> list[_Chart]:
     from matplotlib import dates as mdates
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator

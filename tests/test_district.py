@@ -553,3 +553,37 @@ def test_rows_of_a_layer_keep_their_feature_numbers(shared: dict[str, Any]) -> N
     assert list(part.index) == list(mine)
     assert list(part["grid_id"]) == list(whole.loc[mine, "grid_id"])
     assert part.geometry.geom_equals(whole.loc[mine].geometry).all()
+
+
+def test_shared_layers_keep_each_towns_history_in_postgresql(shared: dict[str, Any], libpq_env: str,
+                                                              tmp_path: Path) -> None:
+    """[history] url in a district of shared layers: one schema per town id; a second night continues it."""
+    import psycopg
+
+    from gisgrid._errors import ConfigError
+    from gisgrid.district import load_district, run_district
+
+    _copy_shared(shared["folder"], tmp_path)
+    text = (tmp_path / "district.toml").read_text(encoding="utf-8")
+    start = text.index("towns = [")
+    listed = f'towns = [\n    {{ id = "{CODES["T01"]}" }},\n    {{ id = "{CODES["T02"]}" }},\n]\n'
+    text = text[:start] + listed + text[text.index("]\n", start) + 2:]
+    (tmp_path / "district.toml").write_text(text + f'\n[history]\nurl = "{libpq_env}"\n', encoding="utf-8")
+    nights = [AS_OF - dt.timedelta(days=7), AS_OF]
+    for night in nights:
+        result = run_district(tmp_path / "district.toml", as_of=night, scheduler="sync", maps=False)
+        assert [t.status for t in result.towns] == ["ok", "ok"], [(t.id, t.error) for t in result.towns]
+    last = pd.read_csv(result.report_dir / "district_findings.csv", dtype=str)
+    for code in (CODES["T01"], CODES["T02"]):
+        assert not (tmp_path / "towns" / code / "reports" / "history.sqlite").exists()
+        with psycopg.connect("", autocommit=True) as conn:
+            runs = conn.execute(f'SELECT as_of FROM "gisgrid_history_{code}".runs ORDER BY 1').fetchall()
+        assert [r[0] for r in runs] == [n.isoformat() for n in nights]
+        mine = last[last["town"] == code]
+        assert len(mine) > 0
+        assert "new" not in set(mine["status"])  # the same findings, a week on: persisting or overdue
+    # only url can be shared: a path or one schema for every town is refused before any town runs
+    for history in ('path = "h.sqlite"', f'url = "{libpq_env}"\nschema = "one"'):
+        (tmp_path / "bad.toml").write_text(text + f"\n[history]\n{history}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"each town gets its own schema"):
+            load_district(tmp_path / "bad.toml")

@@ -51,7 +51,8 @@ SCHEDULERS: tuple[str, ...] = ("local", "threads", "sync")
 TOWN_SECTIONS: tuple[str, ...] = ("town", "sources", "coverage", "rules", "report", "assign", "maps")
 #: A town config's sections that a district of shared layers cannot share (yet), and why.
 _NOT_SHARED = {
-    "history": "each town keeps its own history (towns/<id>/reports/history.sqlite)",
+    "history": "each town keeps its own history (towns/<id>/reports/history.sqlite, or with [history] url one "
+               "PostgreSQL schema per town, gisgrid_history_<town id>)",
     "dispatch": "a district run sends no messages (run gisgrid dispatch on a town's output folder)",
     "publish": "a district run does not publish to PostGIS yet",
     "patrols": "patrol tracks are not split by town yet",
@@ -266,10 +267,17 @@ def _shared_towns(data: dict[str, Any], by: Any, path: Path) -> tuple[Partition,
         msg = f"[district] partition_by = {by!r} is not a column name."
         raise ConfigError(msg, path=path, fix='write partition_by = "town_id" (the column, after each source\'s '
                           "fields mapping, that names a row's town)")
+    history = data.get("history")
+    if isinstance(history, dict) and set(history) == {"url"}:  # the one [history] the towns can share
+        data = {k: v for k, v in data.items() if k != "history"}
+    else:
+        history = None
     for name, why in _NOT_SHARED.items():
         if name in data:
             msg = f"[{name}] cannot be shared by the towns of a district with partition_by: {why}."
-            raise ConfigError(msg, path=path, fix=f"remove [{name}] from the district config")
+            fix = ('keep only url = "postgresql://…" under [history] (each town gets its own schema), or remove '
+                   "[history]") if name == "history" else f"remove [{name}] from the district config"
+            raise ConfigError(msg, path=path, fix=fix)
     town = data.get("town", {})
     if not isinstance(town, dict):
         msg = "[town] must be a table."
@@ -318,7 +326,8 @@ def _shared_towns(data: dict[str, Any], by: Any, path: Path) -> tuple[Partition,
                 raise ConfigError(msg, path=path, fix=f'give it id = "<its value of {by}>"')
             pairs.append((entry["id"], entry.get("name")))
     table = {"_path": str(path), "_dir": str(path.parent), "town": town, "sources": sources,
-             **{k: data[k] for k in (*TOWN_SECTIONS[2:], "scoring") if k in data}}
+             **{k: data[k] for k in (*TOWN_SECTIONS[2:], "scoring") if k in data},
+             **({"history": history} if history else {})}
     base = parse_config(table)
     validate(base)  # [rules], [assign], thresholds, basemap, [scoring]: as a town's run would, before any town
     part = split(base, by.strip(), pairs)

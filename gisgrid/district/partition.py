@@ -249,7 +249,10 @@ def town_config(part: Partition, town_id: str, name: str | None = None,
     town = {k: v for k, v in part.base.town.items() if k != "name"}
     if shown is not None:
         town["name"] = shown
-    return dataclasses.replace(part.base, town=town, sources=sources)
+    history = part.base.history
+    if history.url is not None:  # one schema per town, by its id (names may be missing or change)
+        history = dataclasses.replace(history, schema=f"gisgrid_history_{town_id}")
+    return dataclasses.replace(part.base, town=town, sources=sources, history=history)
 
 
 def _labels(name: str, spec: Mapping[str, Any], rows: pd.DataFrame, limit: int = _SHOWN) -> str:

@@ -139,6 +139,15 @@ def test_demo_town_from_postgis_gives_the_same_findings_with_the_same_ids(analys
     assert ptown.sources["grids"]["database"]["srid"] == 4490
 
 
+def _use_libpq(m: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """This process's libpq settings become ``env``'s (no password unless it gives one)."""
+    for key, value in env.items():
+        if key.startswith("PG"):
+            m.setenv(key, value)
+    if "PGPASSWORD" not in env:
+        m.delenv("PGPASSWORD", raising=False)
+
+
 def _main(capsys, *args: str) -> tuple[int, str, str]:
     """The CLI in this process (the libpq environment of the test); exit code, stdout, stderr."""
     from gisgrid import cli
@@ -225,11 +234,7 @@ def test_bad_database_sources_are_exit_2_naming_the_source_and_never_the_passwor
     }
     for case, (cfg, env, expect) in cases.items():
         with monkeypatch.context() as m:
-            for key, value in env.items():
-                if key.startswith("PG"):
-                    m.setenv(key, value)
-            if "PGPASSWORD" not in env:
-                m.delenv("PGPASSWORD", raising=False)
+            _use_libpq(m, env)
             code, out, err = _main(capsys, "check", str(cfg), "-q", "-vv")
         assert code == 2, (case, out[-2000:], err[-2000:])
         for text in expect:
@@ -634,11 +639,7 @@ def test_history_in_postgresql_refusals_are_exit_2_and_towns_do_not_mix(cluster,
         town = {} if case == "a town with no name" else data["town"]  # unnamed towns must not share one schema
         cfg_bad = _write_cfg(tmp_path, "bad.toml", {**data, "town": town, "history": history})
         with monkeypatch.context() as m:
-            for key, value in env.items():
-                if key.startswith("PG"):
-                    m.setenv(key, value)
-            if "PGPASSWORD" not in env:
-                m.delenv("PGPASSWORD", raising=False)
+            _use_libpq(m, env)
             check = _main(capsys, "check", str(cfg_bad), "-q")
             code, out_text, err = _main(capsys, "run", str(cfg_bad), "--out", str(tmp_path / "bad"), "--as-of",
                                         "2026-11-03", "--no-maps", "-q")
